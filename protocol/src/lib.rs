@@ -1,0 +1,75 @@
+//! Agora's protocol: wire types, the canonical signed encoding and (in later modules) the
+//! sans-IO state machines shared by the node and the simulator.
+//!
+//! Nothing here performs I/O, reads a clock or draws OS randomness: time comes in as
+//! [`Timestamp`], randomness as bytes chosen by the caller. That keeps every machine
+//! deterministic, so `agora-sim` can drive exactly what `agora-node` runs.
+//!
+//! - [`AgoraId`]: an ed25519 public key with a printable `agora1…` form.
+//! - [`codec`]: the canonical encoding (postcard, re-encode checked).
+//! - [`Signed`]: a verified, domain-separated signed message of some [`SignedKind`].
+//! - [`attestation`]: [`Attestation`], [`Revocation`], [`Credential`].
+//! - [`challenge`]: proof-of-possession [`Challenge`] / [`ChallengeResponse`].
+//!
+//! ```
+//! use agora_protocol::{Signed, SignedKind, Ed25519};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Hello { n: u32 }
+//! impl SignedKind for Hello {
+//!     const DOMAIN: &'static str = "example/hello/v1";
+//!     const MAX_PAYLOAD_BYTES: usize = 64;
+//! }
+//!
+//! let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+//! let msg = Signed::sign(Hello { n: 7 }, &key)?;
+//! let back = Signed::<Hello>::decode(msg.as_bytes(), &Ed25519)?;
+//! assert_eq!(back.body().n, 7);
+//! # Ok::<(), agora_protocol::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod attestation;
+pub mod bounds;
+pub mod challenge;
+pub mod codec;
+pub mod id;
+pub mod signed;
+pub mod time;
+
+pub use attestation::{Attestation, Claims, Credential, Revocation};
+pub use challenge::{Challenge, ChallengeResponse};
+pub use codec::{DecodeError, EncodeError};
+pub use id::{AgoraId, IdError};
+pub use signed::{
+    Digest, Ed25519, Signature, Signed, SignedError, SignedKind, Signer, Verifier, VerifyError,
+};
+pub use time::Timestamp;
+
+/// Any error from this crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Bytes did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A signature did not verify.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// A printable id did not parse.
+    #[error(transparent)]
+    Id(#[from] IdError),
+}
+
+impl From<SignedError> for Error {
+    fn from(e: SignedError) -> Self {
+        match e {
+            SignedError::Decode(d) => Self::Decode(d),
+            SignedError::Verify(v) => Self::Verify(v),
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! `Signed<T>`: a payload, its signer and an ed25519 signature, with domain separation.
+//!
+//! # Wire format (version 1)
+//!
+//! ```text
+//! version   u8        0x01
+//! signer    [u8; 32]  ed25519 public key (the signer's AgoraId)
+//! length    varint    payload length, shortest LEB128 form, at most T::MAX_PAYLOAD_BYTES
+//! payload   [u8]      canonical encoding of T (see `codec`)
+//! signature [u8; 64]  ed25519 over the signing input below
+//! ```
+//!
+//! The signature covers `"agora-signed\0" ‖ T::DOMAIN ‖ "\0" ‖ version ‖ signer ‖ payload`.
+//! Every message kind has its own `DOMAIN` string (no NUL inside), so a signature made for
+//! one kind never verifies as another, even when the payload bytes happen to coincide.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::id::{AgoraId, PUBLIC_KEY_LEN};
+
+/// The envelope format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Length of an ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+const SIGNING_PREFIX: &[u8] = b"agora-signed\0";
+
+/// A kind of signed message: its domain-separation string and size limit.
+pub trait SignedKind: Serialize + DeserializeOwned {
+    /// Domain-separation context, unique per kind, e.g. `"agora/attestation/v1"`.
+    const DOMAIN: &'static str;
+    /// The largest payload accepted for this kind.
+    const MAX_PAYLOAD_BYTES: usize;
+
+    /// Checks semantic bounds (string lengths, counts) beyond what the type expresses.
+    ///
+    /// Called before signing and after decoding.
+    ///
+    /// # Errors
+    /// [`DecodeError::InvalidField`] naming the offending field.
+    fn validate(&self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+
+    /// The key that must have signed this body, when the body names it (an attestation's
+    /// issuer, a response's subject). [`Signed`] refuses any other signer.
+    fn author(&self) -> Option<AgoraId> {
+        None
+    }
+}
+
+/// An ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; SIGNATURE_LEN]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature(")?;
+        for b in self.0.iter().take(8) {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// Something that signs with an ed25519 key (an `agora_attest::Identity`, a test key).
+pub trait Signer {
+    /// The public id of the signing key.
+    fn id(&self) -> AgoraId;
+    /// Signs `message` (already domain-separated by the caller).
+    fn sign(&self, message: &[u8]) -> Signature;
+}
+
+impl Signer for ed25519_dalek::SigningKey {
+    fn id(&self) -> AgoraId {
+        self.verifying_key().into()
+    }
+    fn sign(&self, message: &[u8]) -> Signature {
+        Signature(ed25519_dalek::Signer::sign(self, message).to_bytes())
+    }
+}
+
+/// Why a signature did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The signature does not match the message and signer.
+    #[error("bad signature by {signer}")]
+    BadSignature {
+        /// The claimed signer.
+        signer: AgoraId,
+    },
+    /// The signer bytes are not a public key.
+    #[error("signer is not a valid ed25519 public key")]
+    InvalidSigner,
+    /// The body names an author other than the key that signed it.
+    #[error("signed by {signer} but the message names {author} as its author")]
+    WrongSigner {
+        /// Who signed.
+        signer: AgoraId,
+        /// Who the body says must sign.
+        author: AgoraId,
+    },
+}
+
+/// Checks signatures. The node uses [`Ed25519`]; the simulator wraps it in a cache so that
+/// each distinct message is verified once per run.
+pub trait Verifier {
+    /// Verifies `signature` over `message` by `signer`.
+    ///
+    /// # Errors
+    /// [`VerifyError`] when it does not verify.
+    fn verify(
+        &self,
+        signer: &AgoraId,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), VerifyError>;
+}
+
+/// Strict ed25519 verification (rejects small-order keys and malleable signatures).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ed25519;
+
+impl Verifier for Ed25519 {
+    fn verify(
+        &self,
+        signer: &AgoraId,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), VerifyError> {
+        let key = signer
+            .verifying_key()
+            .map_err(|_| VerifyError::InvalidSigner)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(message, &sig)
+            .map_err(|_| VerifyError::BadSignature { signer: *signer })
+    }
+}
+
+/// Why a signed message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignedError {
+    /// The envelope or payload did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The signature did not verify.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// A SHA-256 digest naming a message by its exact wire bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+/// A verified message of kind `T` signed by [`Signed::signer`].
+///
+/// Values exist only after signing ([`Signed::sign`]) or after decoding **and** verifying
+/// ([`Signed::decode`]), so holding one means its signature is good. It keeps its exact
+/// wire bytes, so re-sending it or hashing it ([`Signed::digest`]) never re-encodes.
+#[derive(Clone)]
+pub struct Signed<T> {
+    body: T,
+    signer: AgoraId,
+    signature: Signature,
+    wire: Vec<u8>,
+}
+
+impl<T: SignedKind> Signed<T> {
+    /// The largest envelope for this kind.
+    pub const MAX_WIRE_BYTES: usize = 1 + PUBLIC_KEY_LEN + 5 + T::MAX_PAYLOAD_BYTES + SIGNATURE_LEN;
+
+    /// Encodes and signs `body` with `signer`.
+    ///
+    /// # Errors
+    /// [`EncodeError`] if the body fails validation or exceeds `T::MAX_PAYLOAD_BYTES`.
+    pub fn sign(body: T, signer: &impl Signer) -> Result<Self, EncodeError> {
+        body.validate().map_err(|e| match e {
+            DecodeError::InvalidField { field, reason } => {
+                EncodeError::InvalidField { field, reason }
+            }
+            other => EncodeError::Serialize(other.to_string()),
+        })?;
+        let payload = codec::encode(&body, T::MAX_PAYLOAD_BYTES)?;
+        let signer_id = signer.id();
+        if let Some(author) = body.author().filter(|a| *a != signer_id) {
+            return Err(EncodeError::InvalidField {
+                field: "author",
+                reason: format!(
+                    "the message names {author} as its author but {signer_id} signs it"
+                ),
+            });
+        }
+        let signature = signer.sign(&signing_input::<T>(&signer_id, &payload));
+        let len = u32::try_from(payload.len()).map_err(|_| EncodeError::TooLong {
+            len: payload.len(),
+            max: T::MAX_PAYLOAD_BYTES,
+        })?;
+        let mut wire = Vec::with_capacity(1 + PUBLIC_KEY_LEN + 5 + payload.len() + SIGNATURE_LEN);
+        wire.push(FORMAT_VERSION);
+        wire.extend_from_slice(signer_id.as_bytes());
+        codec::put_varint_u32(&mut wire, len);
+        wire.extend_from_slice(&payload);
+        wire.extend_from_slice(&signature.0);
+        Ok(Self {
+            body,
+            signer: signer_id,
+            signature,
+            wire,
+        })
+    }
+
+    /// Decodes a wire envelope and verifies its signature with `verifier`.
+    ///
+    /// Never panics; rejects over-long input, unknown versions, trailing bytes,
+    /// non-canonical payloads, invalid fields and bad signatures.
+    ///
+    /// # Errors
+    /// [`SignedError::Decode`] or [`SignedError::Verify`].
+    pub fn decode(wire: &[u8], verifier: &impl Verifier) -> Result<Self, SignedError> {
+        let max = Self::MAX_WIRE_BYTES;
+        if wire.len() > max {
+            return Err(DecodeError::TooLong {
+                len: wire.len(),
+                max,
+            }
+            .into());
+        }
+        let (&version, rest) = wire.split_first().ok_or(DecodeError::Truncated)?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            }
+            .into());
+        }
+        let (signer_bytes, rest) = rest
+            .split_first_chunk::<PUBLIC_KEY_LEN>()
+            .ok_or(DecodeError::Truncated)?;
+        let signer = AgoraId::from_bytes(*signer_bytes).map_err(|_| VerifyError::InvalidSigner)?;
+        let (len, rest) = codec::take_varint_u32(rest)?;
+        let len =
+            usize::try_from(len).map_err(|_| DecodeError::Malformed("payload length".into()))?;
+        if len > T::MAX_PAYLOAD_BYTES {
+            return Err(DecodeError::TooLong {
+                len,
+                max: T::MAX_PAYLOAD_BYTES,
+            }
+            .into());
+        }
+        let payload = rest.get(..len).ok_or(DecodeError::Truncated)?;
+        let rest = rest.get(len..).ok_or(DecodeError::Truncated)?;
+        let (sig_bytes, rest) = rest
+            .split_first_chunk::<SIGNATURE_LEN>()
+            .ok_or(DecodeError::Truncated)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes { count: rest.len() }.into());
+        }
+        let signature = Signature(*sig_bytes);
+        // Verify before decoding the payload: unsigned garbage never reaches the decoder.
+        verifier.verify(&signer, &signing_input::<T>(&signer, payload), &signature)?;
+        let body: T = codec::decode(payload, T::MAX_PAYLOAD_BYTES)?;
+        body.validate()?;
+        if let Some(author) = body.author().filter(|a| *a != signer) {
+            return Err(VerifyError::WrongSigner { signer, author }.into());
+        }
+        Ok(Self {
+            body,
+            signer,
+            signature,
+            wire: wire.to_vec(),
+        })
+    }
+}
+
+impl<T> Signed<T> {
+    /// The signed payload.
+    pub fn body(&self) -> &T {
+        &self.body
+    }
+
+    /// Who signed it.
+    pub fn signer(&self) -> AgoraId {
+        self.signer
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// The exact wire bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// Consumes the message, returning its wire bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.wire
+    }
+
+    /// The SHA-256 of the wire bytes: a stable name for this message.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.wire)
+    }
+}
+
+/// The bytes an ed25519 signature of kind `T` covers.
+pub fn signing_input<T: SignedKind>(signer: &AgoraId, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(
+        SIGNING_PREFIX.len() + T::DOMAIN.len() + 2 + PUBLIC_KEY_LEN + payload.len(),
+    );
+    m.extend_from_slice(SIGNING_PREFIX);
+    m.extend_from_slice(T::DOMAIN.as_bytes());
+    m.push(0);
+    m.push(FORMAT_VERSION);
+    m.extend_from_slice(signer.as_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+impl<T: fmt::Debug> fmt::Debug for Signed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signed")
+            .field("signer", &self.signer)
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> PartialEq for Signed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.wire == other.wire
+    }
+}
+
+impl<T> Eq for Signed<T> {}
+
+/// Nested signed messages are carried as their wire bytes.
+impl<T> Serialize for Signed<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.wire)
+    }
+}
+
+/// Decoding a nested signed message verifies it with strict [`Ed25519`].
+impl<'de, T: SignedKind> Deserialize<'de> for Signed<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_bytes(WireVisitor(PhantomData))
+    }
+}
+
+struct WireVisitor<T>(PhantomData<T>);
+
+impl<T: SignedKind> serde::de::Visitor<'_> for WireVisitor<T> {
+    type Value = Signed<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a signed {} message", T::DOMAIN)
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Signed::decode(v, &Ed25519).map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        n: u64,
+        text: String,
+    }
+    impl SignedKind for Ping {
+        const DOMAIN: &'static str = "agora/test-ping/v1";
+        const MAX_PAYLOAD_BYTES: usize = 256;
+        fn validate(&self) -> Result<(), DecodeError> {
+            if self.text.len() > 100 {
+                return Err(DecodeError::InvalidField {
+                    field: "text",
+                    reason: "too long".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Pong {
+        n: u64,
+        text: String,
+    }
+    impl SignedKind for Pong {
+        const DOMAIN: &'static str = "agora/test-pong/v1";
+        const MAX_PAYLOAD_BYTES: usize = 256;
+    }
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn sign_then_decode() {
+        let m = Signed::sign(
+            Ping {
+                n: 5,
+                text: "hi".into(),
+            },
+            &key(1),
+        )
+        .unwrap();
+        let back = Signed::<Ping>::decode(m.as_bytes(), &Ed25519).unwrap();
+        assert_eq!(back.body(), m.body());
+        assert_eq!(back.signer(), key(1).id());
+        assert_eq!(back.digest(), m.digest());
+    }
+
+    #[test]
+    fn cross_kind_reuse_is_rejected() {
+        // Same payload bytes, other kind: the domain string differs, so the signature fails.
+        let m = Signed::sign(
+            Ping {
+                n: 5,
+                text: "hi".into(),
+            },
+            &key(1),
+        )
+        .unwrap();
+        let err = Signed::<Pong>::decode(m.as_bytes(), &Ed25519).unwrap_err();
+        assert!(matches!(
+            err,
+            SignedError::Verify(VerifyError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn envelope_errors() {
+        let m = Signed::sign(
+            Ping {
+                n: 5,
+                text: "hi".into(),
+            },
+            &key(1),
+        )
+        .unwrap();
+        let w = m.as_bytes();
+        let mut v2 = w.to_vec();
+        v2[0] = 2;
+        assert!(matches!(
+            Signed::<Ping>::decode(&v2, &Ed25519),
+            Err(SignedError::Decode(DecodeError::UnknownVersion {
+                found: 2,
+                ..
+            }))
+        ));
+        let mut extra = w.to_vec();
+        extra.push(0);
+        assert!(matches!(
+            Signed::<Ping>::decode(&extra, &Ed25519),
+            Err(SignedError::Decode(DecodeError::TrailingBytes { count: 1 }))
+        ));
+        assert!(matches!(
+            Signed::<Ping>::decode(&w[..w.len() - 1], &Ed25519),
+            Err(SignedError::Decode(DecodeError::Truncated))
+        ));
+        assert!(Signed::<Ping>::decode(&[], &Ed25519).is_err());
+        let big = vec![1u8; Signed::<Ping>::MAX_WIRE_BYTES + 1];
+        assert!(matches!(
+            Signed::<Ping>::decode(&big, &Ed25519),
+            Err(SignedError::Decode(DecodeError::TooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn invalid_fields_are_refused_both_ways() {
+        let long = Ping {
+            n: 1,
+            text: "x".repeat(150),
+        };
+        assert!(matches!(
+            Signed::sign(long, &key(1)),
+            Err(EncodeError::InvalidField { field: "text", .. })
+        ));
+    }
+
+    #[test]
+    fn nested_signed_round_trips_through_serde() {
+        let m = Signed::sign(
+            Ping {
+                n: 9,
+                text: "in".into(),
+            },
+            &key(3),
+        )
+        .unwrap();
+        let bytes = codec::encode(&vec![m.clone()], 4096).unwrap();
+        let back: Vec<Signed<Ping>> = codec::decode(&bytes, 4096).unwrap();
+        assert_eq!(back, vec![m]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_flipped_bit_is_rejected(n: u64, text in "[a-zA-Z0-9 ]{0,40}", bit in 0usize..10_000) {
+            let m = Signed::sign(Ping { n, text }, &key(2)).unwrap();
+            let mut w = m.as_bytes().to_vec();
+            let bit = bit % (w.len() * 8);
+            w[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(Signed::<Ping>::decode(&w, &Ed25519).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Signed::<Ping>::decode(&bytes, &Ed25519);
+        }
+    }
+}
