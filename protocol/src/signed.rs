@@ -156,8 +156,38 @@ pub enum SignedError {
 }
 
 /// A SHA-256 digest naming a message by its exact wire bytes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Serde: lowercase hex in human-readable formats, 32 raw bytes in the canonical encoding.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(pub [u8; 32]);
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return Ok(Self(<[u8; 32]>::deserialize(d)?));
+        }
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(serde::de::Error::custom("a digest is 64 hex digits"));
+        }
+        for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let hex = core::str::from_utf8(pair).map_err(serde::de::Error::custom)?;
+            *byte = u8::from_str_radix(hex, 16).map_err(serde::de::Error::custom)?;
+        }
+        Ok(Self(out))
+    }
+}
 
 impl Digest {
     /// The SHA-256 of `bytes`.
@@ -528,6 +558,16 @@ mod tests {
         let bytes = codec::encode(&vec![m.clone()], 4096).unwrap();
         let back: Vec<Signed<Ping>> = codec::decode(&bytes, 4096).unwrap();
         assert_eq!(back, vec![m]);
+    }
+
+    #[test]
+    fn digest_is_hex_in_json_and_raw_in_binary() {
+        let d = Digest::of(b"agora");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{d}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"zz\"").is_err());
+        assert_eq!(postcard::to_allocvec(&d).unwrap(), d.0.to_vec());
     }
 
     proptest! {

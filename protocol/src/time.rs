@@ -52,10 +52,36 @@ impl Timestamp {
     }
 }
 
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-29T02:40:13.612Z`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}s", self.0 / 1000, self.0 % 1000)
+        let secs = self.0 / 1000;
+        let (year, month, day) = civil_from_days(secs / 86_400);
+        let rem = secs % 86_400;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            self.0 % 1000
+        )
     }
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, restricted to non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Whole milliseconds of `d`, saturating at `u64::MAX`.
@@ -83,6 +109,16 @@ mod tests {
             t.saturating_duration_since(Timestamp::from_unix_secs(20)),
             Duration::ZERO
         );
-        assert_eq!(t.to_string(), "10.000s");
+        assert_eq!(t.to_string(), "1970-01-01T00:00:10.000Z");
+        assert_eq!(
+            Timestamp::from_unix_millis(1_796_182_813_612).to_string(),
+            "2026-12-02T03:40:13.612Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_secs(951_782_400).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        // The largest value still formats (no overflow).
+        assert!(Timestamp::MAX.to_string().ends_with('Z'));
     }
 }
