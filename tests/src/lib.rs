@@ -66,3 +66,49 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
+
+/// Whether a Docker engine answers (`docker info` succeeds within 20 seconds).
+pub fn docker_available() -> bool {
+    let Ok(mut child) = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Decides whether a Docker-dependent test runs.
+///
+/// Returns `true` when an engine answers. Without one, the test may skip (returns `false`,
+/// with a note on stderr) only when `AGORA_REQUIRE_DOCKER` is unset; `./scripts/test` sets it
+/// under CI, so CI can never go green with Docker tests skipped.
+///
+/// # Panics
+/// When `AGORA_REQUIRE_DOCKER` is set and no engine answers.
+#[allow(clippy::panic)]
+pub fn require_docker(test: &str) -> bool {
+    if docker_available() {
+        return true;
+    }
+    if std::env::var_os("AGORA_REQUIRE_DOCKER").is_some_and(|v| !v.is_empty() && v != "0") {
+        panic!("{test}: AGORA_REQUIRE_DOCKER is set but no Docker engine answers `docker info`");
+    }
+    eprintln!("{test}: skipped, no Docker engine (set AGORA_REQUIRE_DOCKER=1 to fail instead)");
+    false
+}
