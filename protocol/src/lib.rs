@@ -10,6 +10,8 @@
 //! - [`Signed`]: a verified, domain-separated signed message of some [`SignedKind`].
 //! - [`attestation`]: [`Attestation`], [`Revocation`], [`Credential`].
 //! - [`challenge`]: proof-of-possession [`Challenge`] / [`ChallengeResponse`].
+//! - [`offer`]: providers' signed capacity [`Offer`]s and [`OfferWithdrawal`]s.
+//! - [`offer_book`]: the sans-IO [`OfferBook`], every node's view of the market.
 //!
 //! ```
 //! use agora_protocol::{Signed, SignedKind, Ed25519};
@@ -36,6 +38,8 @@ pub mod bounds;
 pub mod challenge;
 pub mod codec;
 pub mod id;
+pub mod offer;
+pub mod offer_book;
 pub mod signed;
 pub mod time;
 
@@ -43,6 +47,8 @@ pub use attestation::{Attestation, Claims, Credential, Revocation};
 pub use challenge::{Challenge, ChallengeResponse};
 pub use codec::{DecodeError, EncodeError};
 pub use id::{AgoraId, IdError};
+pub use offer::{Isolation, Offer, OfferWithdrawal};
+pub use offer_book::{Inserted, OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort};
 pub use signed::{
     Digest, Ed25519, Signature, Signed, SignedError, SignedKind, Signer, Verifier, VerifyError,
 };
