@@ -28,6 +28,7 @@ pub const MAX_OFFER_WIRE_BYTES: usize = Signed::<Offer>::MAX_WIRE_BYTES;
 
 /// How strongly a runtime isolates a workload from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// The embedded process sandbox (namespaces, seccomp, cgroups): starts in milliseconds.
     Sandbox,

@@ -1,0 +1,390 @@
+//! The node's configuration file (TOML) and its validation.
+//!
+//! Every field has a default except what only the operator can know; unknown fields are
+//! errors. A bad file yields one [`ConfigError`] naming the file, the line where toml can
+//! tell it, and the field. Command-line flags override fields after parsing (see the
+//! `agora node start` command).
+//!
+//! ```toml
+//! data_dir = "/var/lib/agora"
+//! key_file = "/var/lib/agora/identity.key"          # default: <data_dir>/identity.key
+//! listen = ["/ip4/0.0.0.0/udp/7000/quic-v1", "/ip4/0.0.0.0/tcp/7000"]
+//! bootstrap = ["/ip4/192.0.2.1/tcp/7000/p2p/12D3KooW…"]
+//! http = "127.0.0.1:8080"
+//! roles = ["provider", "gateway"]
+//! region = "eu-west"
+//! labels = { arch = "x86_64" }
+//!
+//! [provider]
+//! runtimes = ["sandbox", "docker"]
+//! vcpu = 2.5
+//! memory_mib = 4096
+//! disk_mib = 20480
+//! max_lease = "72h"
+//! offer_ttl = "5m"
+//! egress = true
+//! blocked_ports = [25]
+//! tiers = []
+//! tunnel_port = 7001
+//! prices = { vcpu = 100, memory_gib = 10, disk_gib = 1, gpu = 0 }   # µcredits/s
+//! ```
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use agora_protocol::bounds;
+use agora_protocol::offer::{Isolation, MAX_OFFER_TTL, Prices};
+use libp2p::Multiaddr;
+use serde::Deserialize;
+
+mod duration;
+
+/// A node's role in the network (any mix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sells capacity: runs workloads and advertises offers.
+    Provider,
+    /// Serves agents over HTTP and MCP and relays to providers.
+    Gateway,
+    /// Signs quota certificates (only when listed in the genesis file).
+    Validator,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the store and (by default) the key live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The identity key file (created on first start); default `<data_dir>/identity.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// libp2p listen addresses (QUIC and TCP).
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial on start (multiaddrs ending in `/p2p/<peer id>`).
+    #[serde(default)]
+    pub bootstrap: Vec<Multiaddr>,
+    /// The HTTP API address.
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+    /// The roles this node plays.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
+    /// The genesis file (validators, free-tier allowance), needed for the validator role.
+    #[serde(default)]
+    pub genesis: Option<PathBuf>,
+    /// Region, e.g. `eu-west`.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Free-form labels advertised with offers.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// What a provider advertises (required with the provider role).
+    #[serde(default)]
+    pub provider: Option<ProviderConfig>,
+}
+
+/// What a provider sells and at what price.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Runtimes to offer.
+    #[serde(default = "default_runtimes")]
+    pub runtimes: Vec<Isolation>,
+    /// vCPUs to sell (fractions allowed).
+    pub vcpu: f64,
+    /// Memory to sell, MiB.
+    pub memory_mib: u64,
+    /// Disk to sell, MiB.
+    pub disk_mib: u64,
+    /// Longest lease accepted.
+    #[serde(default = "default_max_lease", with = "duration")]
+    pub max_lease: Duration,
+    /// How long each offer lives before it is re-advertised.
+    #[serde(default = "default_offer_ttl", with = "duration")]
+    pub offer_ttl: Duration,
+    /// Whether workloads may open outbound connections.
+    #[serde(default)]
+    pub egress: bool,
+    /// Destination ports always blocked.
+    #[serde(default = "default_blocked_ports")]
+    pub blocked_ports: Vec<u16>,
+    /// Tiers accepted (empty: any).
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// UDP port of the QUIC tunnel endpoint.
+    #[serde(default = "default_tunnel_port")]
+    pub tunnel_port: u16,
+    /// Prices in micro-credits per second per unit.
+    pub prices: PriceConfig,
+}
+
+/// Prices in micro-credits per second (1 credit = 1,000,000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Per vCPU.
+    pub vcpu: u64,
+    /// Per GiB of memory.
+    pub memory_gib: u64,
+    /// Per GiB of disk.
+    #[serde(default)]
+    pub disk_gib: u64,
+    /// Per GPU.
+    #[serde(default)]
+    pub gpu: u64,
+}
+
+impl From<PriceConfig> for Prices {
+    fn from(p: PriceConfig) -> Self {
+        Self {
+            vcpu: p.vcpu,
+            memory_gib: p.memory_gib,
+            disk_gib: p.disk_gib,
+            gpu: p.gpu,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".agora").join("node"))
+        .unwrap_or_else(|| PathBuf::from("agora-data"))
+}
+#[allow(clippy::expect_used)]
+fn default_listen() -> Vec<Multiaddr> {
+    // Invariant: constant, well-formed addresses.
+    ["/ip4/0.0.0.0/udp/7000/quic-v1", "/ip4/0.0.0.0/tcp/7000"]
+        .iter()
+        .map(|a| a.parse().expect("constant multiaddr"))
+        .collect()
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_roles() -> Vec<Role> {
+    vec![Role::Gateway]
+}
+fn default_region() -> String {
+    "default".into()
+}
+fn default_runtimes() -> Vec<Isolation> {
+    vec![Isolation::Sandbox]
+}
+fn default_max_lease() -> Duration {
+    Duration::from_secs(72 * 3600)
+}
+fn default_offer_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_blocked_ports() -> Vec<u16> {
+    vec![25, 465, 587]
+}
+fn default_tunnel_port() -> u16 {
+    7001
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML for this schema (toml names the line and field).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml reported.
+        message: String,
+    },
+    /// A field's value is not acceptable.
+    #[error("config {path}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field, dotted.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            key_file: None,
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            http: default_http(),
+            roles: default_roles(),
+            genesis: None,
+            region: default_region(),
+            labels: BTreeMap::new(),
+            provider: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Largest config file read.
+    const MAX_BYTES: u64 = 1024 * 1024;
+
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and field.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        use std::io::Read as _;
+        let io = |source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(Self::MAX_BYTES)
+            .read_to_string(&mut text)
+            .map_err(io)?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` names it in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The key file: as configured, else `<data_dir>/identity.key`.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("identity.key"))
+    }
+
+    /// Whether the node plays `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Checks what the types cannot; called by [`NodeConfig::parse`] and again after
+    /// command-line overrides.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        if self.listen.is_empty() {
+            return Err(invalid("listen", "at least one address is needed".into()));
+        }
+        for addr in &self.bootstrap {
+            if !addr
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            {
+                return Err(invalid(
+                    "bootstrap",
+                    format!("{addr} lacks a /p2p/<peer id> suffix"),
+                ));
+            }
+        }
+        if self.roles.is_empty() {
+            return Err(invalid("roles", "at least one role is needed".into()));
+        }
+        if self.has_role(Role::Validator) && self.genesis.is_none() {
+            return Err(invalid(
+                "genesis",
+                "the validator role needs a genesis file listing this node".into(),
+            ));
+        }
+        bounds::token("region", &self.region, 32).map_err(|e| invalid("region", e.to_string()))?;
+        bounds::labels("labels", &self.labels, 16).map_err(|e| invalid("labels", e.to_string()))?;
+        match (&self.provider, self.has_role(Role::Provider)) {
+            (None, true) => Err(invalid(
+                "provider",
+                "the provider role needs a [provider] section (resources and prices)".into(),
+            )),
+            (Some(p), _) => p.validate(&invalid),
+            (None, false) => Ok(()),
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// vCPU in thousandths, as offers carry it.
+    pub fn vcpu_milli(&self) -> u32 {
+        // validate() bounds vcpu to (0, 4096], so the product fits.
+        (self.vcpu * 1000.0).round() as u32
+    }
+
+    fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if self.runtimes.is_empty() {
+            return Err(invalid(
+                "provider.runtimes",
+                "offer at least one runtime".into(),
+            ));
+        }
+        if !(self.vcpu.is_finite() && self.vcpu > 0.0 && self.vcpu <= 4096.0) {
+            return Err(invalid(
+                "provider.vcpu",
+                format!("{} is not in (0, 4096]", self.vcpu),
+            ));
+        }
+        if self.memory_mib == 0 {
+            return Err(invalid("provider.memory_mib", "must be positive".into()));
+        }
+        if self.max_lease.is_zero() {
+            return Err(invalid("provider.max_lease", "must be positive".into()));
+        }
+        if self.offer_ttl < Duration::from_secs(10) || self.offer_ttl > MAX_OFFER_TTL {
+            return Err(invalid(
+                "provider.offer_ttl",
+                format!(
+                    "{} is not between 10s and {}s",
+                    humantime::format_duration(self.offer_ttl),
+                    MAX_OFFER_TTL.as_secs()
+                ),
+            ));
+        }
+        if self.blocked_ports.len() > 64 {
+            return Err(invalid("provider.blocked_ports", "at most 64 ports".into()));
+        }
+        if self.tiers.len() > 8 {
+            return Err(invalid("provider.tiers", "at most 8 tiers".into()));
+        }
+        for tier in &self.tiers {
+            bounds::token("provider.tiers", tier, 32)
+                .map_err(|e| invalid("provider.tiers", e.to_string()))?;
+        }
+        if self.tunnel_port == 0 {
+            return Err(invalid("provider.tunnel_port", "must not be 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+//! Config parsing: defaults, a full provider file, and one clear error per bad field.
+
+use super::*;
+
+fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+    NodeConfig::parse(Path::new("node.toml"), text)
+}
+
+const PROVIDER: &str = r#"
+data_dir = "/tmp/agora-node"
+listen = ["/ip4/127.0.0.1/udp/7100/quic-v1", "/ip4/127.0.0.1/tcp/7100"]
+bootstrap = ["/ip4/127.0.0.1/tcp/7000/p2p/12D3KooWKKqTYvz49x9WpH8xk8BuzgoqU8djZ1SgSFL1TAw1v8gS"]
+http = "127.0.0.1:8100"
+roles = ["provider", "gateway"]
+region = "eu-west"
+labels = { arch = "x86_64" }
+
+[provider]
+runtimes = ["sandbox", "docker"]
+vcpu = 2.5
+memory_mib = 4096
+disk_mib = 20480
+max_lease = "72h"
+offer_ttl = "5m"
+egress = true
+tiers = ["standard"]
+prices = { vcpu = 100, memory_gib = 10 }
+"#;
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.roles, vec![Role::Gateway]);
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.key_path(), c.data_dir.join("identity.key"));
+    assert!(c.provider.is_none());
+}
+
+#[test]
+fn full_provider_file() {
+    let c = parse(PROVIDER).unwrap();
+    assert!(c.has_role(Role::Provider) && c.has_role(Role::Gateway));
+    let p = c.provider.unwrap();
+    assert_eq!(p.vcpu_milli(), 2500);
+    assert_eq!(p.runtimes, vec![Isolation::Sandbox, Isolation::Docker]);
+    assert_eq!(p.max_lease, Duration::from_secs(72 * 3600));
+    assert_eq!(p.blocked_ports, vec![25, 465, 587]);
+    assert_eq!(Prices::from(p.prices).memory_gib, 10);
+}
+
+/// Each bad input names its field (and, for parse errors, the line).
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        ("listn = []", "listn"),
+        ("listen = [\"not an address\"]", "listen"),
+        ("listen = []", "listen"),
+        ("bootstrap = [\"/ip4/127.0.0.1/tcp/7000\"]", "bootstrap"),
+        ("http = \"localhost\"", "http"),
+        ("roles = [\"miner\"]", "miner"),
+        ("roles = [\"validator\"]", "genesis"),
+        ("roles = [\"provider\"]", "provider"),
+        ("region = \"EU West\"", "region"),
+    ];
+    for (text, field) in cases {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(field), "{text}: {err}");
+        assert!(err.starts_with("config node.toml"), "{err}");
+    }
+    let provider_cases = [
+        ("vcpu = 2.5", "vcpu = 0.0", "provider.vcpu"),
+        ("vcpu = 2.5", "vcpu = nan", "provider.vcpu"),
+        (
+            "offer_ttl = \"5m\"",
+            "offer_ttl = \"1h\"",
+            "provider.offer_ttl",
+        ),
+        ("max_lease = \"72h\"", "max_lease = \"soon\"", "max_lease"),
+        (
+            "runtimes = [\"sandbox\", \"docker\"]",
+            "runtimes = [\"vm\"]",
+            "vm",
+        ),
+        (
+            "tiers = [\"standard\"]",
+            "tiers = [\"Gold\"]",
+            "provider.tiers",
+        ),
+        ("memory_mib = 4096", "memory_mib = 0", "provider.memory_mib"),
+        ("memory_mib = 4096", "memory_mib = -1", "memory_mib"),
+    ];
+    for (from, to, field) in provider_cases {
+        let text = PROVIDER.replace(from, to);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(field), "{to}: {err}");
+    }
+    // toml's messages carry the line number.
+    let err = parse("region = \"x\"\nbogus = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn load_reads_files_and_reports_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, PROVIDER).unwrap();
+    assert!(NodeConfig::load(&path).is_ok());
+    let err = NodeConfig::load(&dir.path().join("nope.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope.toml"), "{err}");
+}
