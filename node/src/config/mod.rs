@@ -340,6 +340,56 @@ impl ProviderConfig {
         (self.vcpu * 1000.0).round() as u32
     }
 
+    /// The offer this provider advertises: its configured runtimes, resources and prices,
+    /// valid for `offer_ttl` from `now`. `images` are the runtimes' startable images (found
+    /// by the runtime layer); `tunnel_endpoints` are the QUIC endpoints agents dial.
+    ///
+    /// # Errors
+    /// [`agora_protocol::EncodeError`] when the result breaks an offer bound (too many
+    /// images or labels, an endpoint that is not `ip:port`).
+    pub fn offer(
+        &self,
+        identity: &agora_attest::Identity,
+        seq: u64,
+        now: agora_protocol::Timestamp,
+        node: &NodeConfig,
+        images: &BTreeMap<Isolation, Vec<agora_protocol::offer::ImageRef>>,
+        tunnel_endpoints: Vec<String>,
+    ) -> Result<agora_protocol::Signed<agora_protocol::Offer>, agora_protocol::EncodeError> {
+        use agora_protocol::offer::{Capacity, NetworkPolicy, RuntimeOffer};
+        let offer = agora_protocol::Offer {
+            provider: identity.agora_id(),
+            seq,
+            issued_at: now,
+            expires_at: now.saturating_add(self.offer_ttl),
+            runtimes: self
+                .runtimes
+                .iter()
+                .map(|&isolation| RuntimeOffer {
+                    isolation,
+                    images: images.get(&isolation).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            capacity: Capacity {
+                vcpu_milli: self.vcpu_milli(),
+                memory_mib: self.memory_mib,
+                disk_mib: self.disk_mib,
+                gpus: Vec::new(),
+            },
+            prices: self.prices.into(),
+            max_lease_secs: self.max_lease.as_secs(),
+            network: NetworkPolicy {
+                egress: self.egress,
+                blocked_ports: self.blocked_ports.clone(),
+            },
+            tiers: self.tiers.clone(),
+            region: node.region.clone(),
+            labels: node.labels.clone(),
+            tunnel_endpoints,
+        };
+        agora_protocol::Signed::sign(offer, identity)
+    }
+
     fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
         if self.runtimes.is_empty() {
             return Err(invalid(

@@ -112,3 +112,43 @@ fn load_reads_files_and_reports_missing_ones() {
         .to_string();
     assert!(err.contains("nope.toml"), "{err}");
 }
+
+#[test]
+fn provider_config_becomes_a_valid_signed_offer() {
+    use agora_protocol::{Ed25519, Offer, Signed, Timestamp};
+    let c = parse(PROVIDER).unwrap();
+    let p = c.provider.clone().unwrap();
+    let identity = agora_attest::Identity::from_secret_bytes(&[4; 32]);
+    let now = Timestamp::from_unix_secs(1_000);
+    let images = BTreeMap::from([(
+        Isolation::Sandbox,
+        vec![agora_protocol::offer::ImageRef {
+            name: "busybox".into(),
+            digest: agora_protocol::Digest::of(b"rootfs"),
+        }],
+    )]);
+    let signed = p
+        .offer(
+            &identity,
+            7,
+            now,
+            &c,
+            &images,
+            vec!["127.0.0.1:7001".into()],
+        )
+        .unwrap();
+    let back = Signed::<Offer>::decode(signed.as_bytes(), &Ed25519).unwrap();
+    let o = back.body();
+    assert_eq!(
+        (o.seq, o.capacity.vcpu_milli, o.region.as_str()),
+        (7, 2500, "eu-west")
+    );
+    assert_eq!(o.expires_at, Timestamp::from_unix_secs(1_300));
+    assert!(o.has_image("busybox") && o.has_runtime(Isolation::Docker));
+    assert_eq!(o.max_lease_secs, 72 * 3600);
+    // A bad endpoint is refused rather than advertised.
+    assert!(
+        p.offer(&identity, 8, now, &c, &images, vec!["nowhere".into()])
+            .is_err()
+    );
+}
