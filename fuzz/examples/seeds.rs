@@ -11,9 +11,12 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use agora_fuzz::{TARGETS, Verdict};
+use agora_protocol::offer::{
+    Capacity, Gpu, ImageRef, Isolation, NetworkPolicy, Prices, RuntimeOffer,
+};
 use agora_protocol::{
-    AgoraId, Attestation, Challenge, ChallengeResponse, Claims, Credential, Revocation, Signed,
-    Signer, Timestamp,
+    AgoraId, Attestation, Challenge, ChallengeResponse, Claims, Credential, Digest, Offer,
+    OfferWithdrawal, Revocation, Signed, Signer, Timestamp,
 };
 use ed25519_dalek::SigningKey;
 
@@ -116,6 +119,153 @@ fn response(verifier: u8, subject: u8, at: u64) -> Res<Signed<ChallengeResponse>
     )?)
 }
 
+/// A typical offer by key `n` (as `offer::tests::offer` in the protocol crate).
+fn offer(n: u8, seq: u64, issued_s: u64) -> Offer {
+    Offer {
+        provider: id(n),
+        seq,
+        issued_at: Timestamp::from_unix_secs(issued_s),
+        expires_at: Timestamp::from_unix_secs(issued_s + 300),
+        runtimes: vec![
+            RuntimeOffer {
+                isolation: Isolation::Sandbox,
+                images: vec![ImageRef {
+                    name: "busybox".into(),
+                    digest: Digest::of(b"busybox"),
+                }],
+            },
+            RuntimeOffer {
+                isolation: Isolation::Docker,
+                images: vec![],
+            },
+        ],
+        capacity: Capacity {
+            vcpu_milli: 4000,
+            memory_mib: 8192,
+            disk_mib: 50_000,
+            gpus: vec![],
+        },
+        prices: Prices {
+            vcpu: 100,
+            memory_gib: 10,
+            disk_gib: 1,
+            gpu: 0,
+        },
+        max_lease_secs: 72 * 3600,
+        network: NetworkPolicy {
+            egress: true,
+            blocked_ports: vec![25],
+        },
+        tiers: vec![],
+        region: "eu-west".into(),
+        labels: BTreeMap::from([("arch".into(), "x86_64".into())]),
+        tunnel_endpoints: vec!["127.0.0.1:7001".into()],
+    }
+}
+
+/// The smallest valid offer: one runtime, nothing else, a 1 ms lifetime.
+fn offer_min(n: u8) -> Offer {
+    Offer {
+        provider: id(n),
+        seq: 0,
+        issued_at: Timestamp::from_unix_millis(0),
+        expires_at: Timestamp::from_unix_millis(1),
+        runtimes: vec![RuntimeOffer {
+            isolation: Isolation::Microvm,
+            images: vec![],
+        }],
+        capacity: Capacity::default(),
+        prices: Prices::default(),
+        max_lease_secs: 0,
+        network: NetworkPolicy::default(),
+        tiers: vec![],
+        region: "r".into(),
+        labels: BTreeMap::new(),
+        tunnel_endpoints: vec![],
+    }
+}
+
+/// Every count at its bound (3 runtimes × 16 images, 4 GPUs, 64 blocked ports, 8 tiers,
+/// 16 labels, 4 endpoints), integers at their maxima and a 15-minute lifetime; strings are
+/// kept short enough for the payload to fit its limit.
+fn offer_max(n: u8) -> Offer {
+    let images = |tag: &str| -> Vec<ImageRef> {
+        (0..16)
+            .map(|i| {
+                let name = format!("{tag}{i:02}");
+                ImageRef {
+                    digest: Digest::of(name.as_bytes()),
+                    name,
+                }
+            })
+            .collect()
+    };
+    Offer {
+        provider: id(n),
+        seq: u64::MAX,
+        issued_at: Timestamp::from_unix_secs(1_700_000_000),
+        expires_at: Timestamp::from_unix_secs(1_700_000_000 + 15 * 60),
+        runtimes: vec![
+            RuntimeOffer {
+                isolation: Isolation::Sandbox,
+                images: images("s"),
+            },
+            RuntimeOffer {
+                isolation: Isolation::Docker,
+                images: images("d"),
+            },
+            RuntimeOffer {
+                isolation: Isolation::Microvm,
+                images: images("m"),
+            },
+        ],
+        capacity: Capacity {
+            vcpu_milli: u32::MAX,
+            memory_mib: u64::MAX,
+            disk_mib: u64::MAX,
+            gpus: (0..4)
+                .map(|i| Gpu {
+                    model: format!("gpu-{i}"),
+                    count: u32::MAX,
+                })
+                .collect(),
+        },
+        prices: Prices {
+            vcpu: u64::MAX,
+            memory_gib: u64::MAX,
+            disk_gib: u64::MAX,
+            gpu: u64::MAX,
+        },
+        max_lease_secs: u64::MAX,
+        network: NetworkPolicy {
+            egress: false,
+            blocked_ports: (0..64).map(|i| u16::MAX - i).collect(),
+        },
+        tiers: (0..8).map(|i| format!("t{i}")).collect(),
+        region: "r".repeat(32),
+        labels: (0..16)
+            .map(|i| (format!("k{i:02}"), "v".repeat(72)))
+            .collect(),
+        tunnel_endpoints: vec![
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".into(),
+            "255.255.255.255:65535".into(),
+            "[::1]:1".into(),
+            "10.0.0.1:7001".into(),
+        ],
+    }
+}
+
+fn withdrawal(n: u8, seq: u64, at: u64) -> Res<Signed<OfferWithdrawal>> {
+    Ok(Signed::sign(
+        OfferWithdrawal {
+            provider: id(n),
+            seq,
+            issued_at: Timestamp::from_unix_millis(at),
+        },
+        &key(n),
+    )?)
+}
+
 /// A chain root=1 → 2 → 3 → … of `links` links (key n issues to key n+1).
 fn chain(links: u8, variant: u8) -> Res<Credential> {
     let mut cred = Credential::single(signed_att(1, 2, variant)?);
@@ -182,6 +332,29 @@ fn main() -> Res<()> {
     {
         let r = response(verifier, subject, at)?;
         w.put("signed_challenge_response", &format!("c{i}"), r.as_bytes())?;
+    }
+
+    for (name, o, n) in [
+        ("typical", offer(1, 1, 1000), 1),
+        ("typical-k7", offer(7, 42, 1_700_000_000), 7),
+        ("min", offer_min(2), 2),
+        ("max", offer_max(3), 3),
+    ] {
+        let signed = Signed::sign(o, &key(n))?;
+        eprintln!("signed_offer/{name}: {} bytes", signed.as_bytes().len());
+        w.put("signed_offer", name, signed.as_bytes())?;
+    }
+
+    for (i, (n, seq, at)) in [
+        (1, 0, 0),
+        (4, 17, 1_700_000_000_000),
+        (5, u64::MAX, u64::MAX),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let wd = withdrawal(n, seq, at)?;
+        w.put("signed_offer_withdrawal", &format!("w{i}"), wd.as_bytes())?;
     }
 
     for (links, v) in [(1, 0), (1, 1), (2, 1), (3, 0), (8, 1)] {

@@ -13,8 +13,8 @@ use core::fmt::Debug;
 
 use agora_protocol::signed::FORMAT_VERSION;
 use agora_protocol::{
-    AgoraId, Attestation, ChallengeResponse, Credential, Digest, Ed25519, Revocation, Signed,
-    SignedKind, codec,
+    AgoraId, Attestation, ChallengeResponse, Credential, Digest, Ed25519, Offer, OfferWithdrawal,
+    Revocation, Signed, SignedKind, codec,
 };
 
 /// What a decoder made of one input.
@@ -34,6 +34,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("signed_attestation", signed_attestation),
     ("signed_revocation", signed_revocation),
     ("signed_challenge_response", signed_challenge_response),
+    ("signed_offer", signed_offer),
+    ("signed_offer_withdrawal", signed_offer_withdrawal),
     ("credential", credential),
     ("agora_id", agora_id),
     ("base64_text", base64_text),
@@ -61,6 +63,22 @@ pub fn signed_revocation(data: &[u8]) -> Result<Verdict, String> {
 /// A violated round-trip invariant.
 pub fn signed_challenge_response(data: &[u8]) -> Result<Verdict, String> {
     signed::<ChallengeResponse>(data)
+}
+
+/// `Signed::<Offer>::decode`.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn signed_offer(data: &[u8]) -> Result<Verdict, String> {
+    signed::<Offer>(data)
+}
+
+/// `Signed::<OfferWithdrawal>::decode`.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn signed_offer_withdrawal(data: &[u8]) -> Result<Verdict, String> {
+    signed::<OfferWithdrawal>(data)
 }
 
 /// Decodes a `Signed<T>` and, when accepted, rebuilds its envelope from the decoded body,

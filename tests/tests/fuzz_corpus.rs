@@ -77,6 +77,16 @@ fn signed_challenge_response() {
 }
 
 #[test]
+fn signed_offer() {
+    replay_with_accepted("signed_offer");
+}
+
+#[test]
+fn signed_offer_withdrawal() {
+    replay_with_accepted("signed_offer_withdrawal");
+}
+
+#[test]
 fn credential() {
     replay_with_accepted("credential");
 }
