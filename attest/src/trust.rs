@@ -431,7 +431,6 @@ impl TrustStore {
         credential: &Credential,
         now: Timestamp,
     ) -> Result<EffectiveClaims, TrustError> {
-        let links: Vec<&Signed<Attestation>> = credential.chain().collect();
         let root_att = credential.root().body();
         let root = self
             .roots
@@ -439,9 +438,9 @@ impl TrustStore {
             .ok_or(TrustError::UnknownIssuer {
                 issuer: root_att.issuer,
             })?;
-        if links.len() > self.max_chain_len {
+        if credential.len() > self.max_chain_len {
             return Err(TrustError::ChainTooLong {
-                len: links.len(),
+                len: credential.len(),
                 max: self.max_chain_len,
             });
         }
@@ -449,7 +448,7 @@ impl TrustStore {
         let skew = core::time::Duration::from_millis(self.clock_skew_ms);
         let mut seen = HashSet::new();
         let mut parent: Option<&Attestation> = None;
-        for (i, link) in links.iter().enumerate() {
+        for (i, link) in credential.chain().enumerate() {
             let a = link.body();
             if !seen.insert(a.subject) {
                 return Err(TrustError::Malformed(format!(

@@ -218,11 +218,8 @@ impl Credential {
     }
 
     /// The links, root first.
-    pub fn chain(&self) -> impl ExactSizeIterator<Item = &Signed<Attestation>> + Clone {
-        core::iter::once(&self.root)
-            .chain(self.delegations.iter())
-            .collect::<Vec<_>>()
-            .into_iter()
+    pub fn chain(&self) -> impl Iterator<Item = &Signed<Attestation>> + Clone {
+        core::iter::once(&self.root).chain(self.delegations.iter())
     }
 
     /// The number of links (1 for a directly issued attestation).
