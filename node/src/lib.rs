@@ -2,6 +2,19 @@
 //!
 //! - [`config`]: the node configuration file and its validation.
 //! - [`store`]: the node's persistent state over RocksDB (one column family per kind).
+//! - [`net`]: the libp2p swarm: transports and the composed behaviour.
+//! - [`market`]: the offer book fed by gossip and sync, with validation verdicts.
+//! - [`daemon`]: the running node (network loop, provider advertiser, shutdown).
+//! - [`http`]: the HTTP API.
+//! - [`metrics`]: Prometheus metrics.
 
+#![forbid(unsafe_code)]
+
+pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod market;
+pub mod metrics;
+pub mod net;
 pub mod store;

@@ -1,5 +1,5 @@
-//! `agora`: the Agora command-line tool (identities and attestations; the node daemon
-//! arrives with the network issue).
+//! `agora`: the Agora command-line tool: identities, attestations, the node daemon and a
+//! client for any node's HTTP API.
 //!
 //! Exit codes: 0 success, 1 error (bad input, I/O), 2 usage error (from clap),
 //! 3 a credential was checked and rejected (`agora attest verify`).

@@ -11,7 +11,9 @@
 //! - [`attestation`]: [`Attestation`], [`Revocation`], [`Credential`].
 //! - [`challenge`]: proof-of-possession [`Challenge`] / [`ChallengeResponse`].
 //! - [`offer`]: providers' signed capacity [`Offer`]s and [`OfferWithdrawal`]s.
+//! - [`gossip`]: what gossip carries ([`GossipMessage`]), region topics, offer sync pages.
 //! - [`offer_book`]: the sans-IO [`OfferBook`], every node's view of the market.
+//! - [`rate`]: per-key token buckets ([`rate::RateLimiter`]).
 //!
 //! ```
 //! use agora_protocol::{Signed, SignedKind, Ed25519};
@@ -37,15 +39,18 @@ pub mod attestation;
 pub mod bounds;
 pub mod challenge;
 pub mod codec;
+pub mod gossip;
 pub mod id;
 pub mod offer;
 pub mod offer_book;
+pub mod rate;
 pub mod signed;
 pub mod time;
 
 pub use attestation::{Attestation, Claims, Credential, Revocation};
 pub use challenge::{Challenge, ChallengeResponse};
 pub use codec::{DecodeError, EncodeError};
+pub use gossip::GossipMessage;
 pub use id::{AgoraId, IdError};
 pub use offer::{Isolation, Offer, OfferWithdrawal};
 pub use offer_book::{Inserted, OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort};

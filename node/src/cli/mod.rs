@@ -10,7 +10,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod attest;
+mod http_client;
 mod id;
+mod node;
+mod offers;
 
 /// Exit code for errors (bad input, I/O).
 pub const EXIT_ERROR: u8 = 1;
@@ -63,6 +66,11 @@ enum Command {
     /// Issue, verify and revoke attestations.
     #[command(subcommand)]
     Attest(Box<attest::AttestCommand>),
+    /// Run a node, or ask a running one for its status.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// List offers the network advertises, as a node sees them.
+    Offers(Box<offers::OffersArgs>),
 }
 
 /// Sets up `tracing` to stderr; a bad filter falls back to `warn` with a notice.
@@ -88,6 +96,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Id(cmd) => id::run(cmd, &cli.global),
         Command::Attest(cmd) => attest::run(*cmd, &cli.global),
+        Command::Node(cmd) => node::run(cmd, &cli.global),
+        Command::Offers(args) => offers::run(&args, &cli.global),
     }
 }
 

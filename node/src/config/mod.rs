@@ -15,6 +15,14 @@
 //! region = "eu-west"
 //! labels = { arch = "x86_64" }
 //!
+//! [network]
+//! kad_server = true          # default: true when no bootstrap peers are listed
+//! target_peers = 8
+//! max_connections = 128
+//! idle_timeout = "2m"
+//! follow_regions = ["*"]     # "*": every region peers announce (up to 64); or a list
+//! max_offers = 10000
+//!
 //! [provider]
 //! runtimes = ["sandbox", "docker"]
 //! vcpu = 2.5
@@ -84,9 +92,58 @@ pub struct NodeConfig {
     /// Free-form labels advertised with offers.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Peer-to-peer settings.
+    #[serde(default)]
+    pub network: NetworkSection,
     /// What a provider advertises (required with the provider role).
     #[serde(default)]
     pub provider: Option<ProviderConfig>,
+}
+
+/// Peer-to-peer settings (`[network]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Whether Kademlia answers other peers' queries. Default: only when this node has no
+    /// bootstrap peers (it is one).
+    #[serde(default)]
+    pub kad_server: Option<bool>,
+    /// Connections the node keeps up by dialling known peers.
+    #[serde(default = "default_target_peers")]
+    pub target_peers: u32,
+    /// Most established connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Idle connections close after this long.
+    #[serde(default = "default_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// Regions whose offers this node follows besides its own; `"*"` follows every region
+    /// its peers announce, up to the topic cap.
+    #[serde(default = "default_follow_regions")]
+    pub follow_regions: Vec<String>,
+    /// Most offers (providers) held in the offer book.
+    #[serde(default = "default_max_offers")]
+    pub max_offers: usize,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            kad_server: None,
+            target_peers: default_target_peers(),
+            max_connections: default_max_connections(),
+            idle_timeout: default_idle_timeout(),
+            follow_regions: default_follow_regions(),
+            max_offers: default_max_offers(),
+        }
+    }
+}
+
+impl NetworkSection {
+    /// Whether the node follows every region its peers announce.
+    pub fn follows_all_regions(&self) -> bool {
+        self.follow_regions.iter().any(|r| r == "*")
+    }
 }
 
 /// What a provider sells and at what price.
@@ -173,6 +230,21 @@ fn default_roles() -> Vec<Role> {
 fn default_region() -> String {
     "default".into()
 }
+fn default_target_peers() -> u32 {
+    8
+}
+fn default_max_connections() -> u32 {
+    128
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_follow_regions() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_max_offers() -> usize {
+    10_000
+}
 fn default_runtimes() -> Vec<Isolation> {
     vec![Isolation::Sandbox]
 }
@@ -233,6 +305,7 @@ impl Default for NodeConfig {
             genesis: None,
             region: default_region(),
             labels: BTreeMap::new(),
+            network: NetworkSection::default(),
             provider: None,
         }
     }
@@ -322,6 +395,7 @@ impl NodeConfig {
         }
         bounds::token("region", &self.region, 32).map_err(|e| invalid("region", e.to_string()))?;
         bounds::labels("labels", &self.labels, 16).map_err(|e| invalid("labels", e.to_string()))?;
+        self.network.validate(&invalid)?;
         match (&self.provider, self.has_role(Role::Provider)) {
             (None, true) => Err(invalid(
                 "provider",
@@ -333,7 +407,59 @@ impl NodeConfig {
     }
 }
 
+impl NetworkSection {
+    fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(invalid("network.max_connections", "must be positive".into()));
+        }
+        if self.target_peers > self.max_connections {
+            return Err(invalid(
+                "network.target_peers",
+                format!("{} exceeds max_connections {}", self.target_peers, self.max_connections),
+            ));
+        }
+        if self.idle_timeout < Duration::from_secs(1) {
+            return Err(invalid("network.idle_timeout", "at least 1s".into()));
+        }
+        if self.follow_regions.len() > agora_protocol::gossip::MAX_REGION_TOPICS {
+            return Err(invalid(
+                "network.follow_regions",
+                format!("at most {} regions", agora_protocol::gossip::MAX_REGION_TOPICS),
+            ));
+        }
+        for r in self.follow_regions.iter().filter(|r| *r != "*") {
+            bounds::token("network.follow_regions", r, 32)
+                .map_err(|e| invalid("network.follow_regions", e.to_string()))?;
+        }
+        if !(1..=1_000_000).contains(&self.max_offers) {
+            return Err(invalid(
+                "network.max_offers",
+                "must be between 1 and 1000000".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ProviderConfig {
+    /// A provider section selling these resources at these prices, other fields default
+    /// (sandbox runtime, 72 h leases, 5 min offers, no egress, SMTP ports blocked).
+    pub fn new(vcpu: f64, memory_mib: u64, disk_mib: u64, prices: PriceConfig) -> Self {
+        Self {
+            runtimes: default_runtimes(),
+            vcpu,
+            memory_mib,
+            disk_mib,
+            max_lease: default_max_lease(),
+            offer_ttl: default_offer_ttl(),
+            egress: false,
+            blocked_ports: default_blocked_ports(),
+            tiers: Vec::new(),
+            tunnel_port: default_tunnel_port(),
+            prices,
+        }
+    }
+
     /// vCPU in thousandths, as offers carry it.
     pub fn vcpu_milli(&self) -> u32 {
         // validate() bounds vcpu to (0, 4096], so the product fits.

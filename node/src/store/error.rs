@@ -97,6 +97,14 @@ pub enum StoreError {
         /// The column family name.
         column: &'static str,
     },
+    /// A value could not be encoded for storage.
+    #[error("encoding a {what} for the store: {detail}")]
+    Encode {
+        /// What was being stored.
+        what: &'static str,
+        /// The encoder's message.
+        detail: String,
+    },
     /// A thread panicked while holding the in-memory store's lock; its state may be partial.
     #[error("in-memory store lock is poisoned")]
     Poisoned,

@@ -1,0 +1,424 @@
+//! The running node: identity, store, market, network loop, provider advertiser and HTTP
+//! API, started together and stopped in order.
+//!
+//! [`RunningNode::start`] brings everything up and returns once the HTTP API listens;
+//! [`RunningNode::shutdown`] withdraws this provider's offer (signed), lets the network
+//! flush it, stops the API and flushes the store. The `agora node start` command wires
+//! signals to these (SIGINT/SIGTERM stop, SIGHUP reloads the provider section).
+
+use core::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use agora_attest::Identity;
+use agora_protocol::gossip::GossipMessage;
+use agora_protocol::offer_book::OfferBookConfig;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument as _, info, info_span, warn};
+
+use crate::config::{NodeConfig, ProviderConfig, Role};
+use crate::market::Market;
+use crate::metrics::NodeMetrics;
+use crate::net::{self, NetConfig};
+use crate::store::{Column, RocksStore, Store};
+use crate::{clock, http};
+
+pub mod network;
+pub mod peers;
+pub mod provider;
+pub mod shared;
+
+pub use network::{NetCommand, split_peer};
+pub use shared::{NetStatus, PeerStatus, Shared};
+
+/// [`Column::Identity`] key recording which identity owns this data dir.
+const OWNER_KEY: &[u8] = b"agora_id";
+
+/// Why the node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The key file could not be read or created.
+    #[error("identity key {path}: {source}")]
+    Key {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: agora_attest::KeyFileError,
+    },
+    /// The data dir belongs to another identity.
+    #[error(
+        "data dir {path} belongs to {owner}, but the key file holds {key}; use the matching key or another data dir"
+    )]
+    WrongOwner {
+        /// The data dir.
+        path: std::path::PathBuf,
+        /// Identity recorded in the store.
+        owner: String,
+        /// Identity of the key file.
+        key: String,
+    },
+    /// The store could not be opened or used.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The network could not be set up.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// Listening or subscribing failed.
+    #[error("network: {0}")]
+    Listen(String),
+    /// The data dir could not be created.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The dir.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP API could not bind its address.
+    #[error("HTTP API on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A provider offer could not be made.
+    #[error(transparent)]
+    Advertise(#[from] provider::AdvertiseError),
+}
+
+impl From<crate::store::OpenError> for DaemonError {
+    fn from(e: crate::store::OpenError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<crate::store::StoreError> for DaemonError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// A started node.
+pub struct RunningNode {
+    shared: Arc<Shared>,
+    store: Arc<RocksStore>,
+    http_addr: SocketAddr,
+    net_tx: mpsc::Sender<NetCommand>,
+    provider_tx: Option<mpsc::Sender<ProviderMsg>>,
+    stop_http: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    net_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("id", &self.shared.id)
+            .field("http", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+enum ProviderMsg {
+    Reload(Box<ProviderConfig>),
+    Stop(oneshot::Sender<()>),
+}
+
+impl RunningNode {
+    /// Starts a node from a validated configuration.
+    ///
+    /// # Errors
+    /// [`DaemonError`] naming what could not be set up.
+    pub async fn start(config: NodeConfig) -> Result<Self, DaemonError> {
+        create_private_dir(&config.data_dir)?;
+        let key_path = config.key_path();
+        let (identity, created) =
+            agora_attest::keyfile::load_or_create(&key_path, &mut rand::rng()).map_err(
+                |source| DaemonError::Key {
+                    path: key_path.clone(),
+                    source,
+                },
+            )?;
+        if created {
+            info!(key = %key_path.display(), id = %identity.agora_id(), "created a new identity");
+        }
+        let identity = Arc::new(identity);
+        let store = Arc::new(RocksStore::open(&config.data_dir)?);
+        claim_data_dir(store.as_ref(), &identity, &config)?;
+        let store_dyn: Arc<dyn Store> = store.clone();
+
+        let now = clock::now();
+        let mut registry = Registry::default();
+        let metrics = NodeMetrics::register(&mut registry);
+        let market = Market::open(
+            store_dyn.clone(),
+            OfferBookConfig {
+                max_offers: config.network.max_offers,
+                ..OfferBookConfig::default()
+            },
+            metrics.clone(),
+            now,
+        )?;
+        let net_config = NetConfig {
+            idle_timeout: config.network.idle_timeout,
+            max_connections: config.network.max_connections,
+            kad_server: config
+                .network
+                .kad_server
+                .unwrap_or(config.bootstrap.is_empty()),
+            ..NetConfig::default()
+        };
+        let swarm = net::build_swarm(&identity, &net_config, &mut registry)?;
+        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+        let shared = Arc::new(Shared::new(
+            identity.agora_id(),
+            identity.peer_id(),
+            config.clone(),
+            now,
+            registry,
+            metrics,
+            market,
+        ));
+        info!(id = %shared.id, peer_id = %shared.peer_id, data_dir = %config.data_dir.display(), "node starting");
+
+        let (net_tx, net_rx) = mpsc::channel(network::COMMAND_QUEUE);
+        let mut regions = vec![config.region.clone()];
+        regions.extend(
+            config
+                .network
+                .follow_regions
+                .iter()
+                .filter(|r| *r != "*")
+                .cloned(),
+        );
+        let loop_config = network::LoopConfig {
+            bootstrap: config.bootstrap.iter().filter_map(split_peer).collect(),
+            target_peers: config.network.target_peers,
+            follow_all: config.network.follows_all_regions(),
+            regions,
+            sync_interval: Duration::from_secs(300),
+        };
+        let net_loop = network::NetworkLoop::new(
+            swarm,
+            shared.clone(),
+            store_dyn.clone(),
+            net_rx,
+            loop_config,
+            libp2p_metrics,
+        )
+        .map_err(DaemonError::Listen)?;
+        let net_task = tokio::spawn(net_loop.run().instrument(info_span!("net")));
+
+        let mut tasks = Vec::new();
+        let provider_tx = match (&config.provider, config.has_role(Role::Provider)) {
+            (Some(p), true) => {
+                let adv = provider::Advertiser::new(
+                    identity.clone(),
+                    config.clone(),
+                    p.clone(),
+                    store_dyn.clone(),
+                )?;
+                let (tx, rx) = mpsc::channel(8);
+                tasks.push(tokio::spawn(
+                    run_provider(adv, shared.clone(), net_tx.clone(), rx)
+                        .instrument(info_span!("provider")),
+                ));
+                Some(tx)
+            }
+            _ => None,
+        };
+
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|source| DaemonError::Http {
+                addr: config.http,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| DaemonError::Http {
+            addr: config.http,
+            source,
+        })?;
+        let (stop_http, mut stop_rx) = watch::channel(false);
+        let app = http::router(shared.clone());
+        tasks.push(tokio::spawn(
+            async move {
+                let stop = async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                    warn!(error = %e, "HTTP server failed");
+                }
+            }
+            .instrument(info_span!("http")),
+        ));
+        info!(http = %http_addr, "HTTP API listening");
+        Ok(Self {
+            shared,
+            store,
+            http_addr,
+            net_tx,
+            provider_tx,
+            stop_http,
+            tasks,
+            net_task,
+        })
+    }
+
+    /// The HTTP API's bound address (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The shared state (id, market, network snapshot).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Applies a reloaded configuration. Only the provider section takes effect while
+    /// running; other changes are reported and need a restart.
+    pub async fn reload(&self, config: NodeConfig) {
+        let running = &self.shared.config;
+        if config.listen != running.listen
+            || config.http != running.http
+            || config.bootstrap != running.bootstrap
+            || config.network != running.network
+            || config.region != running.region
+            || config.labels != running.labels
+            || config.roles != running.roles
+        {
+            warn!("configuration changes outside [provider] take effect after a restart");
+        }
+        match (&self.provider_tx, config.provider) {
+            (Some(tx), Some(p)) => {
+                if tx.send(ProviderMsg::Reload(Box::new(p))).await.is_err() {
+                    warn!("provider task is gone; reload ignored");
+                }
+            }
+            (None, Some(_)) => warn!("the provider role starts after a restart"),
+            (_, None) => warn!("[provider] removed: restart to stop selling"),
+        }
+    }
+
+    /// Stops the node: withdraws this provider's offer, lets the network send it, stops the
+    /// HTTP API, and flushes the store.
+    ///
+    /// # Errors
+    /// [`DaemonError::Store`] if the final flush fails.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        info!("shutting down");
+        if let Some(tx) = &self.provider_tx {
+            let (done, wait) = oneshot::channel();
+            if tx.send(ProviderMsg::Stop(done)).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+            }
+        }
+        let (done, wait) = oneshot::channel();
+        if self.net_tx.send(NetCommand::Shutdown(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+        }
+        let _ = self.stop_http.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.net_task).await;
+        self.store.flush().map_err(crate::store::Error::from)?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Creates the data dir (owner-only) if it is missing.
+fn create_private_dir(path: &std::path::Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| DaemonError::DataDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Records the identity owning this data dir, or checks it is the key's.
+fn claim_data_dir(
+    store: &dyn Store,
+    identity: &Identity,
+    config: &NodeConfig,
+) -> Result<(), DaemonError> {
+    let id = identity.agora_id();
+    match store.get(Column::Identity, OWNER_KEY)? {
+        Some(owner) if owner.as_slice() == id.as_bytes() => Ok(()),
+        Some(owner) => Err(DaemonError::WrongOwner {
+            path: config.data_dir.clone(),
+            owner: <[u8; 32]>::try_from(owner.as_slice())
+                .ok()
+                .and_then(|b| agora_protocol::AgoraId::from_bytes(b).ok())
+                .map_or_else(|| "an unreadable identity".to_owned(), |o| o.to_string()),
+            key: id.to_string(),
+        }),
+        None => {
+            store.put(Column::Identity, OWNER_KEY, id.as_bytes())?;
+            store.flush()?;
+            Ok(())
+        }
+    }
+}
+
+async fn run_provider(
+    mut adv: provider::Advertiser,
+    shared: Arc<Shared>,
+    net: mpsc::Sender<NetCommand>,
+    mut rx: mpsc::Receiver<ProviderMsg>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            msg = rx.recv() => match msg {
+                Some(ProviderMsg::Reload(cfg)) => {
+                    if adv.reconfigure(*cfg) {
+                        info!("provider configuration changed; re-advertising");
+                    }
+                }
+                Some(ProviderMsg::Stop(done)) => {
+                    match adv.withdrawal(clock::now()) {
+                        Ok(Some(w)) => {
+                            info!(seq = w.body().seq, "withdrawing offer");
+                            let msg = GossipMessage::Withdrawal(w);
+                            shared.market().apply_own(&msg, clock::now());
+                            let _ = net.send(NetCommand::Publish(Box::new(msg))).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "cannot sign withdrawal"),
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+                None => return,
+            },
+        }
+        match adv.due(clock::now()) {
+            Ok(Some(offer)) => {
+                info!(seq = offer.body().seq, expires_at = %offer.body().expires_at, "advertising offer");
+                let msg = GossipMessage::Offer(offer);
+                shared.market().apply_own(&msg, clock::now());
+                if net.send(NetCommand::Publish(Box::new(msg))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot advertise"),
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! The swarm's event loop: gossip validation, publishing with retries, discovery, offer
+//! sync and the network snapshot the HTTP API reads.
+//!
+//! One task owns the [`Swarm`]; others talk to it through a bounded [`NetCommand`] channel
+//! and read [`Shared`]. Every wait is bounded: requests time out (request-response), dead
+//! connections are closed on ping failure, idle ones by the swarm's idle timeout, and
+//! publications that cannot go out are retried until their message expires.
+
+use core::time::Duration;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use agora_attest::identity::agora_id_of;
+use agora_protocol::gossip::{
+    GossipMessage, MAX_REGION_TOPICS, MAX_SYNC_PAGE, SyncRequest, SyncResponse, offers_topic,
+    region_of_topic,
+};
+use agora_protocol::{Ed25519, Timestamp};
+use futures::StreamExt as _;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::metrics::Recorder as _;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::peers;
+use super::shared::{NetStatus, PeerStatus, Shared};
+use crate::clock;
+use crate::market::Verdict;
+use crate::net::scoring::{Offence, Penalties, offers_topic_params};
+use crate::net::{Behaviour, BehaviourEvent, KAD_PROTOCOL, PROTOCOL_VERSION};
+use crate::store::Store;
+
+/// Requests to the event loop.
+#[derive(Debug)]
+pub enum NetCommand {
+    /// Publish one of our own messages (already applied to our own book).
+    Publish(Box<GossipMessage>),
+    /// Flush what is pending, keep the swarm running a moment so it leaves, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Capacity of the command channel; senders wait when it is full (backpressure).
+pub const COMMAND_QUEUE: usize = 64;
+
+/// Most own messages waiting for a retry; the oldest is dropped beyond it.
+const MAX_PENDING: usize = 32;
+/// Most sync pages fetched from one peer per connection (64 offers each).
+const MAX_SYNC_PAGES: u32 = 200;
+/// Event-loop tick: retries, expiry, status refresh.
+const TICK: Duration = Duration::from_millis(500);
+/// How long the loop keeps running after a shutdown request, for queued bytes to leave.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+struct Pending {
+    topic: TopicHash,
+    data: Vec<u8>,
+    until: Timestamp,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct PeerInfo {
+    agent_version: Option<String>,
+    rtt: Option<Duration>,
+}
+
+/// Settings the loop needs beyond [`Shared`].
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Bootstrap peers (id and address).
+    pub bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Connections to keep up.
+    pub target_peers: u32,
+    /// Follow every region peers announce (else only `regions`).
+    pub follow_all: bool,
+    /// Regions followed from the start (own region first).
+    pub regions: Vec<String>,
+    /// Period of anti-entropy: sync with one random connected peer.
+    pub sync_interval: Duration,
+}
+
+/// The event loop's state.
+pub struct NetworkLoop {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+    commands: mpsc::Receiver<NetCommand>,
+    config: LoopConfig,
+    libp2p_metrics: libp2p::metrics::Metrics,
+    penalties: Penalties,
+    peer_info: HashMap<PeerId, PeerInfo>,
+    connected_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    pending: VecDeque<Pending>,
+    sync_requests: HashMap<OutboundRequestId, (PeerId, u32)>,
+    regions: BTreeSet<String>,
+    ticks: u64,
+}
+
+impl NetworkLoop {
+    /// Prepares the loop: listens, subscribes, dials bootstrap and remembered peers.
+    ///
+    /// # Errors
+    /// A message naming the listen address or topic that failed.
+    pub fn new(
+        mut swarm: Swarm<Behaviour>,
+        shared: Arc<Shared>,
+        store: Arc<dyn Store>,
+        commands: mpsc::Receiver<NetCommand>,
+        config: LoopConfig,
+        libp2p_metrics: libp2p::metrics::Metrics,
+    ) -> Result<Self, String> {
+        for addr in &shared.config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        }
+        let mut this = Self {
+            swarm,
+            shared,
+            store,
+            commands,
+            config,
+            libp2p_metrics,
+            penalties: Penalties::default(),
+            peer_info: HashMap::new(),
+            connected_addrs: HashMap::new(),
+            pending: VecDeque::new(),
+            sync_requests: HashMap::new(),
+            regions: BTreeSet::new(),
+            ticks: 0,
+        };
+        for region in this.config.regions.clone() {
+            this.follow(&region)?;
+        }
+        for (peer, addr) in this.config.bootstrap.clone() {
+            this.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+            this.dial(peer, vec![addr]);
+        }
+        match peers::load(this.store.as_ref()) {
+            Ok(known) => {
+                let want = this.config.target_peers as usize;
+                for (i, (peer, addrs)) in known.into_iter().enumerate() {
+                    for a in &addrs {
+                        this.swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+                    }
+                    if i < want {
+                        this.dial(peer, addrs);
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not load known peers"),
+        }
+        Ok(this)
+    }
+
+    /// Runs until a [`NetCommand::Shutdown`] (or every sender is gone).
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut stopping: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                cmd = self.commands.recv(), if stopping.is_none() => match cmd {
+                    Some(NetCommand::Publish(msg)) => self.publish(&msg),
+                    Some(NetCommand::Shutdown(done)) => {
+                        self.retry_pending();
+                        stopping = Some((done, tokio::time::Instant::now() + SHUTDOWN_GRACE));
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.on_tick();
+                    if let Some((_, deadline)) = &stopping
+                        && tokio::time::Instant::now() >= *deadline
+                    {
+                        if let Some((done, _)) = stopping.take() {
+                            let _ = done.send(());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        info!("network stopped");
+    }
+
+    fn follow(&mut self, region: &str) -> Result<(), String> {
+        if self.regions.contains(region) || self.regions.len() >= MAX_REGION_TOPICS {
+            return Ok(());
+        }
+        let topic = IdentTopic::new(offers_topic(region));
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        gs.subscribe(&topic)
+            .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+        gs.set_topic_params(topic.clone(), offers_topic_params())
+            .map_err(|e| format!("cannot score topic {topic}: {e}"))?;
+        self.regions.insert(region.to_owned());
+        info!(%region, "following region");
+        Ok(())
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dial not started");
+        }
+    }
+
+    fn publish(&mut self, msg: &GossipMessage) {
+        let region = match msg {
+            GossipMessage::Offer(o) => o.body().region.clone(),
+            GossipMessage::Withdrawal(_) => self.shared.config.region.clone(),
+        };
+        let until = match msg {
+            GossipMessage::Offer(o) => o.body().expires_at,
+            // A withdrawal matters as long as the offers it covers could still be held.
+            GossipMessage::Withdrawal(w) => w
+                .body()
+                .issued_at
+                .saturating_add(agora_protocol::offer::MAX_OFFER_TTL),
+        };
+        let pending = Pending {
+            topic: IdentTopic::new(offers_topic(&region)).hash(),
+            data: msg.encode(),
+            until,
+            attempts: 0,
+        };
+        self.try_publish(pending);
+    }
+
+    fn try_publish(&mut self, mut p: Pending) {
+        p.attempts += 1;
+        let result = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(p.topic.clone(), p.data.clone());
+        match result {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
+                debug!(topic = %p.topic, attempts = p.attempts, "published");
+                self.shared.metrics.publish("published");
+            }
+            Err(
+                gossipsub::PublishError::NoPeersSubscribedToTopic
+                | gossipsub::PublishError::AllQueuesFull(_),
+            ) if clock::now() < p.until => {
+                // Nobody subscribed yet (or everyone slow): keep it and try again.
+                debug!(topic = %p.topic, attempts = p.attempts, "publish deferred");
+                self.shared.metrics.publish("retried");
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.pop_front();
+                    self.shared.metrics.publish("gave_up");
+                }
+                self.pending.push_back(p);
+            }
+            Err(e) => {
+                warn!(topic = %p.topic, error = %e, "publish failed");
+                self.shared.metrics.publish("gave_up");
+            }
+        }
+    }
+
+    fn retry_pending(&mut self) {
+        for p in std::mem::take(&mut self.pending) {
+            self.try_publish(p);
+        }
+    }
+
+    fn penalise(&mut self, peer: PeerId, offence: Offence) {
+        let score = self.penalties.record(peer, offence);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, score);
+        debug!(%peer, ?offence, score, "peer penalised");
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        let now = clock::now();
+        if !self.pending.is_empty() {
+            self.retry_pending();
+        }
+        let expired = self.shared.market().expire(now);
+        if expired > 0 {
+            debug!(expired, "offers expired");
+        }
+        // Every 10 s: decay penalties, keep enough connections.
+        if self.ticks.is_multiple_of(20) {
+            for (peer, score) in self.penalties.decay() {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, score);
+            }
+            self.maintain_connections();
+        }
+        // Anti-entropy: now and then, sync with one connected peer.
+        let sync_ticks = (self.config.sync_interval.as_millis() / TICK.as_millis()).max(1);
+        if u128::from(self.ticks).is_multiple_of(sync_ticks) {
+            let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            if !peers.is_empty() {
+                let pick = usize::try_from(self.ticks).unwrap_or(0) % peers.len();
+                if let Some(peer) = peers.get(pick) {
+                    self.request_sync(*peer, None, 0);
+                }
+            }
+        }
+        self.refresh_status();
+    }
+
+    fn maintain_connections(&mut self) {
+        let connected = self.swarm.connected_peers().count();
+        let target = self.config.target_peers as usize;
+        if connected >= target {
+            return;
+        }
+        for (peer, addr) in self.config.bootstrap.clone() {
+            self.dial(peer, vec![addr]);
+        }
+        let mut candidates = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                candidates.push((
+                    *entry.node.key.preimage(),
+                    entry.node.value.iter().cloned().collect::<Vec<_>>(),
+                ));
+            }
+        }
+        let unconnected: Vec<_> = candidates
+            .into_iter()
+            .filter(|(p, _)| !self.swarm.is_connected(p))
+            .take(target - connected)
+            .collect();
+        for (peer, addrs) in unconnected {
+            self.dial(peer, addrs);
+        }
+        if connected == 0 || self.ticks.is_multiple_of(600) {
+            // Random walk for more peers (every 5 min, or when alone).
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn refresh_status(&mut self) {
+        let listen_addrs = self.swarm.listeners().map(ToString::to_string).collect();
+        let topics_of: HashMap<PeerId, Vec<String>> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .map(|(p, ts)| (*p, ts.iter().map(ToString::to_string).collect()))
+            .collect();
+        let gs = &self.swarm.behaviour().gossipsub;
+        let mut peers: Vec<PeerStatus> = self
+            .connected_addrs
+            .iter()
+            .map(|(peer, addrs)| {
+                let info = self.peer_info.get(peer);
+                PeerStatus {
+                    peer_id: peer.to_string(),
+                    agora_id: agora_id_of(peer).ok().map(|id| id.to_string()),
+                    addresses: addrs.iter().map(ToString::to_string).collect(),
+                    agent_version: info.and_then(|i| i.agent_version.clone()),
+                    rtt_ms: info
+                        .and_then(|i| i.rtt)
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    score: gs.peer_score(peer),
+                    app_score: self.penalties.score(peer),
+                    topics: topics_of.get(peer).cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        self.shared
+            .metrics
+            .peers
+            .set(i64::try_from(peers.len()).unwrap_or(i64::MAX));
+        self.shared.set_status(NetStatus {
+            listen_addrs,
+            peers,
+            topics: self.regions.iter().map(|r| offers_topic(r)).collect(),
+        });
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => {
+                self.libp2p_metrics.record(&ev);
+                self.on_gossipsub(ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
+                self.libp2p_metrics.record(&ev);
+                self.on_identify(ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ev)) => {
+                self.libp2p_metrics.record(&ev);
+                self.on_ping(ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => {
+                self.libp2p_metrics.record(&ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or(address);
+                info!(address = %full, "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.connected_addrs
+                    .entry(peer_id)
+                    .or_default()
+                    .push(endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    self.request_sync(peer_id, None, 0);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                cause,
+                ..
+            } => {
+                debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                if num_established == 0 {
+                    self.connected_addrs.remove(&peer_id);
+                    self.peer_info.remove(&peer_id);
+                } else if let Some(list) = self.connected_addrs.get_mut(&peer_id) {
+                    let gone = endpoint.get_remote_address();
+                    if let Some(i) = list.iter().position(|a| a == gone) {
+                        list.swap_remove(i);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                debug!(%error, "incoming connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossipsub(&mut self, ev: gossipsub::Event) {
+        match ev {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.shared.market().on_gossip(
+                    message.topic.as_str(),
+                    &message.data,
+                    clock::now(),
+                );
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Ignore(_, offence) => {
+                        if let Some(o) = offence {
+                            self.penalise(propagation_source, o);
+                        }
+                        MessageAcceptance::Ignore
+                    }
+                    Verdict::Reject(_) => {
+                        self.penalise(propagation_source, Offence::Invalid);
+                        MessageAcceptance::Reject
+                    }
+                };
+                debug!(from = %propagation_source, verdict = verdict.label(), "gossip");
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                if self.config.follow_all
+                    && let Some(region) = region_of_topic(topic.as_str())
+                    && let Err(e) = self.follow(region)
+                {
+                    warn!(error = %e, "cannot follow region");
+                }
+                debug!(peer = %peer_id, %topic, "peer subscribed");
+                if !self.pending.is_empty() {
+                    self.retry_pending();
+                }
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                debug!(peer = %peer_id, ?failed_messages, "slow peer");
+            }
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                debug!(peer = %peer_id, "peer does not speak gossipsub");
+            }
+            gossipsub::Event::Unsubscribed { .. } => {}
+        }
+    }
+
+    fn on_identify(&mut self, ev: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = ev else {
+            return;
+        };
+        if info.protocol_version != PROTOCOL_VERSION {
+            info!(peer = %peer_id, version = %info.protocol_version, "not an Agora peer; disconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer_id);
+            return;
+        }
+        let addrs: Vec<Multiaddr> = info
+            .listen_addrs
+            .iter()
+            .filter(|a| peers::dialable(a))
+            .take(peers::MAX_ADDRS)
+            .cloned()
+            .collect();
+        if info.protocols.contains(&KAD_PROTOCOL) {
+            for a in &addrs {
+                self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+            }
+        }
+        if let Err(e) = peers::remember(
+            self.store.as_ref(),
+            &peer_id,
+            &addrs,
+            clock::now().as_unix_millis(),
+        ) {
+            warn!(error = %e, "could not remember peer");
+        }
+        let entry = self.peer_info.entry(peer_id).or_default();
+        entry.agent_version = Some(info.agent_version.chars().take(64).collect());
+    }
+
+    fn on_ping(&mut self, ev: ping::Event) {
+        match ev.result {
+            Ok(rtt) => self.peer_info.entry(ev.peer).or_default().rtt = Some(rtt),
+            Err(e) => {
+                debug!(peer = %ev.peer, error = %e, "ping failed; closing connection");
+                self.swarm.close_connection(ev.connection);
+            }
+        }
+    }
+
+    fn request_sync(&mut self, peer: PeerId, after: Option<agora_protocol::AgoraId>, page: u32) {
+        let req = SyncRequest {
+            after,
+            limit: MAX_SYNC_PAGE,
+        };
+        let Ok(bytes) = req.encode() else {
+            return;
+        };
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+        self.sync_requests.insert(id, (peer, page));
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.answer_sync(peer, &request, channel),
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let page = self.sync_requests.remove(&request_id).map_or(0, |(_, n)| n);
+                self.on_sync_page(peer, &response, page);
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.sync_requests.remove(&request_id);
+                debug!(%peer, %error, "sync request failed");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "sync answer failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn answer_sync(&mut self, peer: PeerId, request: &[u8], channel: ResponseChannel<Vec<u8>>) {
+        let Ok(req) = SyncRequest::decode(request) else {
+            // Dropping the channel closes the stream: the peer gets no answer.
+            self.penalise(peer, Offence::BadSync);
+            return;
+        };
+        let page = self.shared.market().page(req.after, req.limit, clock::now());
+        match page.encode() {
+            Ok(bytes) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, bytes);
+            }
+            Err(e) => warn!(error = %e, "cannot encode sync page"),
+        }
+    }
+
+    fn on_sync_page(&mut self, peer: PeerId, bytes: &[u8], page: u32) {
+        let resp = match SyncResponse::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(%peer, error = %e, "malformed sync page");
+                self.shared.metrics.synced("malformed");
+                self.penalise(peer, Offence::BadSync);
+                return;
+            }
+        };
+        let (offers, bad) = resp.verified_offers(&Ed25519);
+        for _ in 0..bad {
+            self.shared.metrics.synced("bad_signature");
+        }
+        if bad > 0 {
+            self.penalise(peer, Offence::BadSync);
+        }
+        let now = clock::now();
+        let mut accepted = 0usize;
+        {
+            let mut market = self.shared.market();
+            for offer in offers {
+                if market.on_synced(offer, now) == Verdict::Accept {
+                    accepted += 1;
+                }
+            }
+        }
+        debug!(%peer, page, accepted, "sync page applied");
+        if let Some(next) = resp.next
+            && page + 1 < MAX_SYNC_PAGES
+        {
+            self.request_sync(peer, Some(next), page + 1);
+        }
+    }
+}
+
+/// Splits a bootstrap multiaddr into its peer id and the address without `/p2p`.
+pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut addr = addr.clone();
+    match addr.pop() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some((peer, addr)),
+        _ => None,
+    }
+}

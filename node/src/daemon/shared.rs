@@ -1,0 +1,122 @@
+//! State the node's tasks share: the market, a snapshot of the network, metrics.
+//!
+//! Locks are `std` mutexes held for short, non-async sections only (a query, an insert, a
+//! snapshot swap); nothing awaits while holding one.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use agora_protocol::{AgoraId, Timestamp};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use crate::config::NodeConfig;
+use crate::market::Market;
+use crate::metrics::NodeMetrics;
+
+/// One connected peer, as the HTTP API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// The same key as an Agora id, when it is an ed25519 key.
+    pub agora_id: Option<String>,
+    /// Addresses of its open connections.
+    pub addresses: Vec<String>,
+    /// Its identify agent string (e.g. `agora/0.1.0`).
+    pub agent_version: Option<String>,
+    /// Last ping round trip, milliseconds.
+    pub rtt_ms: Option<u64>,
+    /// gossipsub's score of it (includes our application score).
+    pub score: Option<f64>,
+    /// Our application-specific score (≤ 0: penalties for stale, flooding or invalid input).
+    pub app_score: f64,
+    /// Offers topics it subscribes to.
+    pub topics: Vec<String>,
+}
+
+/// The network as last seen by the event loop (refreshed every second and on changes).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetStatus {
+    /// Addresses we listen on.
+    pub listen_addrs: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerStatus>,
+    /// Topics we subscribe to.
+    pub topics: Vec<String>,
+}
+
+/// Everything shared by the node's tasks.
+pub struct Shared {
+    /// This node's id.
+    pub id: AgoraId,
+    /// The same key as a libp2p peer id.
+    pub peer_id: libp2p::PeerId,
+    /// The effective configuration.
+    pub config: NodeConfig,
+    /// When the node started.
+    pub started_at: Timestamp,
+    /// Metrics (the registry is complete once the node is built).
+    pub registry: Registry,
+    /// Agora's own counters.
+    pub metrics: NodeMetrics,
+    market: Mutex<Market>,
+    status: RwLock<Arc<NetStatus>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Bundles the parts.
+    pub fn new(
+        id: AgoraId,
+        peer_id: libp2p::PeerId,
+        config: NodeConfig,
+        started_at: Timestamp,
+        registry: Registry,
+        metrics: NodeMetrics,
+        market: Market,
+    ) -> Self {
+        Self {
+            id,
+            peer_id,
+            config,
+            started_at,
+            registry,
+            metrics,
+            market: Mutex::new(market),
+            status: RwLock::new(Arc::new(NetStatus::default())),
+        }
+    }
+
+    /// The market, locked. A poisoned lock (a panic elsewhere) is recovered: the book's
+    /// invariants hold after every completed call, and a node that stops serving offers
+    /// because one request panicked would be worse.
+    pub fn market(&self) -> MutexGuard<'_, Market> {
+        self.market
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The latest network snapshot.
+    pub fn status(&self) -> Arc<NetStatus> {
+        self.status
+            .read()
+            .map(|s| Arc::clone(&s))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Replaces the network snapshot.
+    pub fn set_status(&self, status: NetStatus) {
+        let mut guard = self
+            .status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Arc::new(status);
+    }
+}

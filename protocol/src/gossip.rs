@@ -1,0 +1,381 @@
+//! What travels over gossip, and the point-to-point offer sync that backs it up.
+//!
+//! Gossip carries only small, self-authenticating facts: signed [`Offer`]s and
+//! [`OfferWithdrawal`]s today, ledger head announcements later. Never negotiation traffic.
+//! Every message is under [`MAX_GOSSIP_BYTES`] and is one kind byte followed by the signed
+//! message's wire bytes, so a relay checks it without knowing more than this module.
+//!
+//! Topics are sharded by region ([`offers_topic`]): a node follows its own region and, if
+//! it wants the whole market, every region its peers announce, up to [`MAX_REGION_TOPICS`].
+//!
+//! A node that was cut off catches up with [`SyncRequest`] / [`SyncResponse`]: a peer's
+//! current offers, paged by provider id, each still signed by its provider.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::id::AgoraId;
+use crate::offer::{MAX_OFFER_WIRE_BYTES, Offer, OfferWithdrawal};
+use crate::signed::{Signed, SignedError, Verifier};
+
+/// Largest gossip message, in bytes (kind byte included).
+pub const MAX_GOSSIP_BYTES: usize = 4 * 1024;
+
+/// Most region topics a node follows (gossipsub's own cap is 100 topics).
+pub const MAX_REGION_TOPICS: usize = 64;
+
+/// Prefix of every offers topic; the region follows.
+pub const OFFERS_TOPIC_PREFIX: &str = "agora/v1/offers/";
+
+/// The gossip topic carrying offers and withdrawals of providers in `region`.
+pub fn offers_topic(region: &str) -> String {
+    format!("{OFFERS_TOPIC_PREFIX}{region}")
+}
+
+/// The region of an offers topic, if `topic` is one with a well-formed region token.
+pub fn region_of_topic(topic: &str) -> Option<&str> {
+    let region = topic.strip_prefix(OFFERS_TOPIC_PREFIX)?;
+    crate::bounds::token("region", region, 32).ok()?;
+    Some(region)
+}
+
+const KIND_OFFER: u8 = 1;
+const KIND_WITHDRAWAL: u8 = 2;
+
+/// One verified gossip message.
+// Short-lived, and nearly every message is an offer: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GossipMessage {
+    /// A provider's current offer.
+    Offer(Signed<Offer>),
+    /// A provider withdrawing its offers.
+    Withdrawal(Signed<OfferWithdrawal>),
+}
+
+/// Why gossip bytes were refused. Each maps to a reason label for metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GossipError {
+    /// Larger than [`MAX_GOSSIP_BYTES`].
+    #[error("gossip message is {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Empty, or a kind byte this build does not know.
+    #[error("unknown gossip message kind {0:?}")]
+    UnknownKind(Option<u8>),
+    /// The signed message inside did not decode or verify.
+    #[error(transparent)]
+    Signed(#[from] SignedError),
+    /// Published on the wrong topic (an offer from another region).
+    #[error("offer for region {region:?} published on topic {topic:?}")]
+    WrongTopic {
+        /// The offer's region.
+        region: String,
+        /// The topic it came on.
+        topic: String,
+    },
+}
+
+impl GossipError {
+    /// A short stable label (for metrics and logs).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::UnknownKind(_) => "unknown_kind",
+            Self::Signed(SignedError::Decode(_)) => "malformed",
+            Self::Signed(SignedError::Verify(_)) => "bad_signature",
+            Self::WrongTopic { .. } => "wrong_topic",
+        }
+    }
+}
+
+impl GossipMessage {
+    /// The wire bytes: a kind byte, then the signed message.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, wire) = match self {
+            Self::Offer(o) => (KIND_OFFER, o.as_bytes()),
+            Self::Withdrawal(w) => (KIND_WITHDRAWAL, w.as_bytes()),
+        };
+        let mut out = Vec::with_capacity(1 + wire.len());
+        out.push(kind);
+        out.extend_from_slice(wire);
+        out
+    }
+
+    /// Decodes and verifies gossip bytes.
+    ///
+    /// # Errors
+    /// [`GossipError`] for anything but a well-formed message signed by its author.
+    pub fn decode(bytes: &[u8], verifier: &impl Verifier) -> Result<Self, GossipError> {
+        if bytes.len() > MAX_GOSSIP_BYTES {
+            return Err(GossipError::TooLarge {
+                len: bytes.len(),
+                max: MAX_GOSSIP_BYTES,
+            });
+        }
+        match bytes.split_first() {
+            Some((&KIND_OFFER, rest)) => Ok(Self::Offer(Signed::decode(rest, verifier)?)),
+            Some((&KIND_WITHDRAWAL, rest)) => {
+                Ok(Self::Withdrawal(Signed::decode(rest, verifier)?))
+            }
+            Some((&other, _)) => Err(GossipError::UnknownKind(Some(other))),
+            None => Err(GossipError::UnknownKind(None)),
+        }
+    }
+
+    /// Decodes gossip that arrived on `topic`, and checks an offer came on its region's topic.
+    ///
+    /// # Errors
+    /// As [`GossipMessage::decode`], plus [`GossipError::WrongTopic`].
+    pub fn decode_on_topic(
+        bytes: &[u8],
+        topic: &str,
+        verifier: &impl Verifier,
+    ) -> Result<Self, GossipError> {
+        let msg = Self::decode(bytes, verifier)?;
+        if let Self::Offer(o) = &msg
+            && offers_topic(&o.body().region) != topic
+        {
+            return Err(GossipError::WrongTopic {
+                region: o.body().region.clone(),
+                topic: topic.to_owned(),
+            });
+        }
+        Ok(msg)
+    }
+
+    /// The provider the message speaks for (its signer).
+    pub fn provider(&self) -> AgoraId {
+        match self {
+            Self::Offer(o) => o.body().provider,
+            Self::Withdrawal(w) => w.body().provider,
+        }
+    }
+
+    /// A short label for the kind (metrics, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Offer(_) => "offer",
+            Self::Withdrawal(_) => "withdrawal",
+        }
+    }
+}
+
+/// Most offers in one [`SyncResponse`] page.
+pub const MAX_SYNC_PAGE: u16 = 64;
+
+/// Largest encoded [`SyncRequest`].
+pub const MAX_SYNC_REQUEST_BYTES: usize = 64;
+
+/// Largest encoded [`SyncResponse`].
+pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE as usize * (MAX_OFFER_WIRE_BYTES + 3) + 64;
+
+/// Asks a peer for the offers it holds, in provider-id order, after a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// Start after this provider (the previous page's `next`); `None` from the beginning.
+    pub after: Option<AgoraId>,
+    /// Most offers wanted (capped at [`MAX_SYNC_PAGE`] by the answering side).
+    pub limit: u16,
+}
+
+/// One page of a peer's offers, each as its provider signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Signed offers' wire bytes; the receiver verifies each like gossip.
+    pub offers: Vec<Vec<u8>>,
+    /// Cursor for the next page, `None` at the end.
+    pub next: Option<AgoraId>,
+}
+
+impl SyncRequest {
+    /// Canonical encoding.
+    ///
+    /// # Errors
+    /// [`EncodeError`] (does not happen for valid values).
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        codec::encode(self, MAX_SYNC_REQUEST_BYTES)
+    }
+
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for anything but one canonical request.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(bytes, MAX_SYNC_REQUEST_BYTES)
+    }
+}
+
+impl SyncResponse {
+    /// Canonical encoding.
+    ///
+    /// # Errors
+    /// [`EncodeError::TooLong`] for a page over the bound.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        if self.offers.len() > usize::from(MAX_SYNC_PAGE) {
+            return Err(EncodeError::InvalidField {
+                field: "offers",
+                reason: format!("{} offers, at most {MAX_SYNC_PAGE}", self.offers.len()),
+            });
+        }
+        codec::encode(self, MAX_SYNC_RESPONSE_BYTES)
+    }
+
+    /// Decodes a response; the offers inside are still unverified bytes.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for anything but one canonical response within the bounds.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let resp: Self = codec::decode(bytes, MAX_SYNC_RESPONSE_BYTES)?;
+        if resp.offers.len() > usize::from(MAX_SYNC_PAGE) {
+            return Err(DecodeError::InvalidField {
+                field: "offers",
+                reason: format!("{} offers, at most {MAX_SYNC_PAGE}", resp.offers.len()),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// Verifies each offer, keeping those that verify; returns them and the count refused.
+    pub fn verified_offers(&self, verifier: &impl Verifier) -> (Vec<Signed<Offer>>, usize) {
+        let mut ok = Vec::with_capacity(self.offers.len());
+        let mut bad = 0;
+        for wire in &self.offers {
+            match Signed::<Offer>::decode(wire, verifier) {
+                Ok(o) => ok.push(o),
+                Err(_) => bad += 1,
+            }
+        }
+        (ok, bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offer::tests::{key, offer};
+    use crate::signed::{Ed25519, Signer as _};
+    use crate::time::Timestamp;
+
+    fn signed_offer(seq: u64) -> Signed<Offer> {
+        Signed::sign(offer(3, seq, 1_000), &key(3)).unwrap()
+    }
+
+    #[test]
+    fn offer_round_trips_under_the_bound() {
+        let msg = GossipMessage::Offer(signed_offer(1));
+        let bytes = msg.encode();
+        assert!(bytes.len() <= MAX_GOSSIP_BYTES);
+        assert_eq!(GossipMessage::decode(&bytes, &Ed25519).unwrap(), msg);
+        assert_eq!(msg.kind(), "offer");
+    }
+
+    #[test]
+    fn withdrawal_round_trips() {
+        let k = key(3);
+        let w = Signed::sign(
+            OfferWithdrawal {
+                provider: k.id(),
+                seq: 9,
+                issued_at: Timestamp::from_unix_millis(5),
+            },
+            &k,
+        )
+        .unwrap();
+        let msg = GossipMessage::Withdrawal(w);
+        let back = GossipMessage::decode(&msg.encode(), &Ed25519).unwrap();
+        assert_eq!(back, msg);
+        assert_eq!(back.provider(), k.id());
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let mut bytes = GossipMessage::Offer(signed_offer(1)).encode();
+        assert_eq!(
+            GossipMessage::decode(&[], &Ed25519).unwrap_err().reason(),
+            "unknown_kind"
+        );
+        assert_eq!(
+            GossipMessage::decode(&[9, 1, 2], &Ed25519)
+                .unwrap_err()
+                .reason(),
+            "unknown_kind"
+        );
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(
+            GossipMessage::decode(&bytes, &Ed25519).unwrap_err().reason(),
+            "bad_signature"
+        );
+        assert_eq!(
+            GossipMessage::decode(&bytes[..40], &Ed25519)
+                .unwrap_err()
+                .reason(),
+            "malformed"
+        );
+        let big = vec![1u8; MAX_GOSSIP_BYTES + 1];
+        assert_eq!(
+            GossipMessage::decode(&big, &Ed25519).unwrap_err().reason(),
+            "too_large"
+        );
+    }
+
+    #[test]
+    fn offers_must_come_on_their_region_topic() {
+        let msg = GossipMessage::Offer(signed_offer(1));
+        let region = match &msg {
+            GossipMessage::Offer(o) => o.body().region.clone(),
+            GossipMessage::Withdrawal(_) => unreachable!(),
+        };
+        let bytes = msg.encode();
+        assert!(GossipMessage::decode_on_topic(&bytes, &offers_topic(&region), &Ed25519).is_ok());
+        let err = GossipMessage::decode_on_topic(&bytes, &offers_topic("elsewhere"), &Ed25519)
+            .unwrap_err();
+        assert_eq!(err.reason(), "wrong_topic");
+    }
+
+    #[test]
+    fn topics_name_their_region() {
+        assert_eq!(region_of_topic(&offers_topic("eu-west")), Some("eu-west"));
+        assert_eq!(region_of_topic("agora/v1/offers/"), None);
+        assert_eq!(region_of_topic("agora/v1/offers/a b"), None);
+        assert_eq!(region_of_topic("other/topic"), None);
+    }
+
+    #[test]
+    fn sync_pages_round_trip_and_are_bounded() {
+        let req = SyncRequest {
+            after: Some(key(1).id()),
+            limit: 10,
+        };
+        assert_eq!(SyncRequest::decode(&req.encode().unwrap()).unwrap(), req);
+
+        let good = signed_offer(1);
+        let mut bad = good.as_bytes().to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let resp = SyncResponse {
+            offers: vec![good.as_bytes().to_vec(), bad],
+            next: None,
+        };
+        let back = SyncResponse::decode(&resp.encode().unwrap()).unwrap();
+        let (ok, refused) = back.verified_offers(&Ed25519);
+        assert_eq!(ok, vec![good.clone()]);
+        assert_eq!(refused, 1);
+
+        let full = SyncResponse {
+            offers: vec![good.as_bytes().to_vec(); usize::from(MAX_SYNC_PAGE) + 1],
+            next: None,
+        };
+        assert!(full.encode().is_err());
+        let max = SyncResponse {
+            offers: vec![vec![0u8; MAX_OFFER_WIRE_BYTES]; usize::from(MAX_SYNC_PAGE)],
+            next: Some(key(1).id()),
+        };
+        assert!(max.encode().is_ok(), "a full page of maximal offers fits");
+    }
+}
