@@ -9,10 +9,12 @@
 use core::time::Duration;
 use std::sync::Arc;
 
-use agora_protocol::gossip::{GossipError, GossipMessage, MAX_SYNC_PAGE, SyncResponse};
+use agora_protocol::gossip::{
+    GossipError, GossipMessage, MAX_SYNC_PAGE, SyncRequest, SyncResponse, book_digest,
+};
 use agora_protocol::offer_book::{OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort};
 use agora_protocol::rate::{RateLimit, RateLimiter};
-use agora_protocol::{AgoraId, Ed25519, Offer, Signed, Timestamp};
+use agora_protocol::{AgoraId, Digest, Ed25519, Offer, Signed, Timestamp};
 use tracing::{debug, warn};
 
 use crate::metrics::NodeMetrics;
@@ -236,8 +238,21 @@ impl Market {
         self.book.is_empty()
     }
 
-    /// One page of unexpired offers after provider `after`, for a peer's sync request.
-    pub fn page(&self, after: Option<AgoraId>, limit: u16, now: Timestamp) -> SyncResponse {
+    /// The digest of the unexpired offers held at `now` (see [`book_digest`]).
+    pub fn digest(&self, now: Timestamp) -> Digest {
+        book_digest(self.book.iter().filter(|o| o.body().expires_at > now))
+    }
+
+    /// One page of unexpired offers after provider `after`, for a peer's sync request; an
+    /// empty page when the asker starts from the beginning with a book equal to ours.
+    pub fn page(&self, req: &SyncRequest, now: Timestamp) -> SyncResponse {
+        if req.after.is_none() && req.digest == Some(self.digest(now)) {
+            return SyncResponse {
+                offers: Vec::new(),
+                next: None,
+            };
+        }
+        let (after, limit) = (req.after, req.limit);
         let limit = usize::from(limit.clamp(1, MAX_SYNC_PAGE));
         let mut offers = Vec::with_capacity(limit);
         let mut last = None;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::id::AgoraId;
 use crate::offer::{MAX_OFFER_WIRE_BYTES, Offer, OfferWithdrawal};
-use crate::signed::{Signed, SignedError, Verifier};
+use crate::signed::{Digest, Signed, SignedError, Verifier};
 
 /// Largest gossip message, in bytes (kind byte included).
 pub const MAX_GOSSIP_BYTES: usize = 4 * 1024;
@@ -169,7 +169,7 @@ impl GossipMessage {
 pub const MAX_SYNC_PAGE: u16 = 64;
 
 /// Largest encoded [`SyncRequest`].
-pub const MAX_SYNC_REQUEST_BYTES: usize = 64;
+pub const MAX_SYNC_REQUEST_BYTES: usize = 128;
 
 /// Largest encoded [`SyncResponse`].
 pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE as usize * (MAX_OFFER_WIRE_BYTES + 3) + 64;
@@ -181,6 +181,20 @@ pub struct SyncRequest {
     pub after: Option<AgoraId>,
     /// Most offers wanted (capped at [`MAX_SYNC_PAGE`] by the answering side).
     pub limit: u16,
+    /// The asker's [`book_digest`]; when it equals the answerer's, the answer is an empty
+    /// page (nothing to catch up on), which keeps periodic anti-entropy cheap.
+    pub digest: Option<Digest>,
+}
+
+/// A digest of an offer book's contents: every (provider, seq) in provider order. Two
+/// books with the same offers have the same digest.
+pub fn book_digest<'a>(offers: impl IntoIterator<Item = &'a Signed<Offer>>) -> Digest {
+    let mut bytes = Vec::new();
+    for o in offers {
+        bytes.extend_from_slice(o.body().provider.as_bytes());
+        bytes.extend_from_slice(&o.body().seq.to_be_bytes());
+    }
+    Digest::of(&bytes)
 }
 
 /// One page of a peer's offers, each as its provider signed it.
@@ -351,7 +365,10 @@ mod tests {
         let req = SyncRequest {
             after: Some(key(1).id()),
             limit: 10,
+            digest: Some(book_digest([&signed_offer(1)])),
         };
+        assert!(req.encode().unwrap().len() <= MAX_SYNC_REQUEST_BYTES);
+        assert_ne!(book_digest([&signed_offer(1)]), book_digest([&signed_offer(2)]));
         assert_eq!(SyncRequest::decode(&req.encode().unwrap()).unwrap(), req);
 
         let good = signed_offer(1);

@@ -202,7 +202,7 @@ impl RunningNode {
             target_peers: config.network.target_peers,
             follow_all: config.network.follows_all_regions(),
             regions,
-            sync_interval: Duration::from_secs(300),
+            sync_interval: Duration::from_secs(30),
         };
         let net_loop = network::NetworkLoop::new(
             swarm,

@@ -52,6 +52,8 @@ const MAX_PENDING: usize = 32;
 const MAX_SYNC_PAGES: u32 = 200;
 /// Event-loop tick: retries, expiry, status refresh.
 const TICK: Duration = Duration::from_millis(500);
+/// Delay before syncing with the peer that made us follow a new region.
+const FOLLOW_SYNC_DELAY: Duration = Duration::from_secs(2);
 /// How long the loop keeps running after a shutdown request, for queued bytes to leave.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
@@ -96,6 +98,7 @@ pub struct NetworkLoop {
     connected_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     pending: VecDeque<Pending>,
     sync_requests: HashMap<OutboundRequestId, (PeerId, u32)>,
+    delayed_syncs: Vec<(PeerId, tokio::time::Instant)>,
     regions: BTreeSet<String>,
     ticks: u64,
 }
@@ -130,11 +133,12 @@ impl NetworkLoop {
             connected_addrs: HashMap::new(),
             pending: VecDeque::new(),
             sync_requests: HashMap::new(),
+            delayed_syncs: Vec::new(),
             regions: BTreeSet::new(),
             ticks: 0,
         };
         for region in this.config.regions.clone() {
-            this.follow(&region)?;
+            let _ = this.follow(&region)?;
         }
         for (peer, addr) in this.config.bootstrap.clone() {
             this.swarm
@@ -192,9 +196,10 @@ impl NetworkLoop {
         info!("network stopped");
     }
 
-    fn follow(&mut self, region: &str) -> Result<(), String> {
+    /// Subscribes to `region`'s offers; `Ok(true)` when newly followed.
+    fn follow(&mut self, region: &str) -> Result<bool, String> {
         if self.regions.contains(region) || self.regions.len() >= MAX_REGION_TOPICS {
-            return Ok(());
+            return Ok(false);
         }
         let topic = IdentTopic::new(offers_topic(region));
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
@@ -204,7 +209,7 @@ impl NetworkLoop {
             .map_err(|e| format!("cannot score topic {topic}: {e}"))?;
         self.regions.insert(region.to_owned());
         info!(%region, "following region");
-        Ok(())
+        Ok(true)
     }
 
     fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
@@ -291,6 +296,16 @@ impl NetworkLoop {
         let now = clock::now();
         if !self.pending.is_empty() {
             self.retry_pending();
+        }
+        let due = tokio::time::Instant::now();
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed_syncs)
+            .into_iter()
+            .partition(|(_, at)| *at <= due);
+        self.delayed_syncs = later;
+        for (peer, _) in ready {
+            if self.swarm.is_connected(&peer) {
+                self.request_sync(peer, None, 0);
+            }
         }
         let expired = self.shared.market().expire(now);
         if expired > 0 {
@@ -497,9 +512,17 @@ impl NetworkLoop {
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 if self.config.follow_all
                     && let Some(region) = region_of_topic(topic.as_str())
-                    && let Err(e) = self.follow(region)
                 {
-                    warn!(error = %e, "cannot follow region");
+                    match self.follow(region) {
+                        // A region new to us: what was published on it before our mesh
+                        // formed never reached us. Catch up from the peer that announced
+                        // it, once its own offers had time to arrive.
+                        Ok(true) => self
+                            .delayed_syncs
+                            .push((peer_id, tokio::time::Instant::now() + FOLLOW_SYNC_DELAY)),
+                        Ok(false) => {}
+                        Err(e) => warn!(error = %e, "cannot follow region"),
+                    }
                 }
                 debug!(peer = %peer_id, %topic, "peer subscribed");
                 if !self.pending.is_empty() {
@@ -563,9 +586,13 @@ impl NetworkLoop {
     }
 
     fn request_sync(&mut self, peer: PeerId, after: Option<agora_protocol::AgoraId>, page: u32) {
+        let digest = after
+            .is_none()
+            .then(|| self.shared.market().digest(clock::now()));
         let req = SyncRequest {
             after,
             limit: MAX_SYNC_PAGE,
+            digest,
         };
         let Ok(bytes) = req.encode() else {
             return;
@@ -618,7 +645,7 @@ impl NetworkLoop {
             self.penalise(peer, Offence::BadSync);
             return;
         };
-        let page = self.shared.market().page(req.after, req.limit, clock::now());
+        let page = self.shared.market().page(&req, clock::now());
         match page.encode() {
             Ok(bytes) => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, bytes);

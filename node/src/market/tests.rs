@@ -171,7 +171,14 @@ fn sync_pages_cover_the_book_once() {
     let mut after = None;
     let mut pages = 0;
     loop {
-        let page = m.page(after, 64, at(100));
+        let page = m.page(
+            &SyncRequest {
+                after,
+                limit: 64,
+                digest: None,
+            },
+            at(100),
+        );
         pages += 1;
         let (ok, bad) = page.verified_offers(&Ed25519);
         assert_eq!(bad, 0);
@@ -186,4 +193,22 @@ fn sync_pages_cover_the_book_once() {
     assert_eq!(seen.len(), 150);
     assert_eq!(pages, 3);
     assert_eq!(identity(1).agora_id(), identity(1).signing_key().id());
+}
+
+#[test]
+fn equal_books_sync_nothing() {
+    let mut a = market(Arc::new(MemStore::new()), at(100));
+    let mut b = market(Arc::new(MemStore::new()), at(100));
+    for n in 1..=3u8 {
+        a.on_synced(offer(n, 1, 100), at(100));
+        b.on_synced(offer(n, 1, 100), at(100));
+    }
+    let req = |digest| SyncRequest {
+        after: None,
+        limit: 64,
+        digest: Some(digest),
+    };
+    assert!(a.page(&req(b.digest(at(100))), at(100)).offers.is_empty());
+    b.on_synced(offer(4, 1, 100), at(100));
+    assert_eq!(b.page(&req(a.digest(at(100))), at(100)).offers.len(), 4);
 }
