@@ -12,7 +12,9 @@ use std::sync::Arc;
 use agora_protocol::gossip::{
     GossipError, GossipMessage, MAX_SYNC_PAGE, SyncRequest, SyncResponse, book_digest,
 };
-use agora_protocol::offer_book::{OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort};
+use agora_protocol::offer_book::{
+    OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort,
+};
 use agora_protocol::rate::{RateLimit, RateLimiter};
 use agora_protocol::{AgoraId, Digest, Ed25519, Offer, Signed, Timestamp};
 use tracing::{debug, warn};
@@ -26,6 +28,9 @@ use crate::store::{Column, Store, StoreError};
 pub enum Verdict {
     /// Valid and new: deliver and forward.
     Accept,
+    /// Valid, and exactly what the book already holds (it came by sync first): forward it,
+    /// or peers that rely on us for gossip would miss it, but nothing changes here.
+    Known,
     /// Not forwarded, no gossipsub penalty (duplicates, stale, expired, rate-limited), with
     /// the reason and an offence for our own score when the sender deserves one.
     Ignore(&'static str, Option<Offence>),
@@ -38,6 +43,7 @@ impl Verdict {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Accept => "accepted",
+            Self::Known => "duplicate",
             Self::Ignore(r, _) | Self::Reject(r) => r,
         }
     }
@@ -96,9 +102,10 @@ impl Market {
             store,
             metrics,
         };
-        let stored = market
-            .store
-            .scan_prefix(Column::Offers, b"", MAX_LOADED.min(config.max_offers))?;
+        let stored =
+            market
+                .store
+                .scan_prefix(Column::Offers, b"", MAX_LOADED.min(config.max_offers))?;
         let (mut kept, mut dropped) = (0usize, 0usize);
         for (key, wire) in stored {
             match Signed::<Offer>::decode(&wire, &Ed25519) {
@@ -130,7 +137,10 @@ impl Market {
             }
         };
         let verdict = if self.limiter.check(&msg.provider(), now) {
-            self.apply(&msg, now)
+            match self.apply(&msg, now) {
+                Verdict::Ignore("duplicate", _) => Verdict::Known,
+                v => v,
+            }
         } else {
             Verdict::Ignore("rate_limited", Some(Offence::RateLimited))
         };

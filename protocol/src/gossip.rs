@@ -119,9 +119,7 @@ impl GossipMessage {
         }
         match bytes.split_first() {
             Some((&KIND_OFFER, rest)) => Ok(Self::Offer(Signed::decode(rest, verifier)?)),
-            Some((&KIND_WITHDRAWAL, rest)) => {
-                Ok(Self::Withdrawal(Signed::decode(rest, verifier)?))
-            }
+            Some((&KIND_WITHDRAWAL, rest)) => Ok(Self::Withdrawal(Signed::decode(rest, verifier)?)),
             Some((&other, _)) => Err(GossipError::UnknownKind(Some(other))),
             None => Err(GossipError::UnknownKind(None)),
         }
@@ -322,7 +320,9 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         assert_eq!(
-            GossipMessage::decode(&bytes, &Ed25519).unwrap_err().reason(),
+            GossipMessage::decode(&bytes, &Ed25519)
+                .unwrap_err()
+                .reason(),
             "bad_signature"
         );
         assert_eq!(
@@ -368,7 +368,10 @@ mod tests {
             digest: Some(book_digest([&signed_offer(1)])),
         };
         assert!(req.encode().unwrap().len() <= MAX_SYNC_REQUEST_BYTES);
-        assert_ne!(book_digest([&signed_offer(1)]), book_digest([&signed_offer(2)]));
+        assert_ne!(
+            book_digest([&signed_offer(1)]),
+            book_digest([&signed_offer(2)])
+        );
         assert_eq!(SyncRequest::decode(&req.encode().unwrap()).unwrap(), req);
 
         let good = signed_offer(1);

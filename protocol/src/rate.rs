@@ -59,7 +59,9 @@ impl<K: Ord + Clone> RateLimiter<K> {
             last: now,
         });
         // A clock that steps back refills nothing rather than panicking or granting tokens.
-        let elapsed = now.as_unix_millis().saturating_sub(bucket.last.as_unix_millis());
+        let elapsed = now
+            .as_unix_millis()
+            .saturating_sub(bucket.last.as_unix_millis());
         bucket.credit_ms = bucket.credit_ms.saturating_add(elapsed).min(full);
         if now > bucket.last {
             bucket.last = now;

@@ -3,6 +3,9 @@
 //! The test targets live in `tests/tests/`. This library holds what they share: finding
 //! (and if needed building) the `agora` binary, and running it with a private home.
 
+pub mod docker_net;
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

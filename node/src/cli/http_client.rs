@@ -61,7 +61,9 @@ impl NodeClient {
                 .await
                 .with_context(|| format!("{url}: the answer is not JSON"))?;
             if !status.is_success() {
-                let msg = body["error"]["message"].as_str().unwrap_or("request failed");
+                let msg = body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed");
                 bail!("{msg} (HTTP {status})");
             }
             Ok(body)

@@ -245,8 +245,9 @@ async fn serve(config: NodeConfig, args: &StartArgs, global: &GlobalArgs) -> any
 /// Prints where the node listens, once the swarm reports its addresses (at most ~3 s).
 async fn announce(node: &RunningNode, global: &GlobalArgs) -> anyhow::Result<()> {
     let shared = node.shared();
+    let want = shared.config.listen.len();
     for _ in 0..30 {
-        if !shared.status().listen_addrs.is_empty() {
+        if shared.status().listen_addrs.len() >= want {
             break;
         }
         tokio::time::sleep(core::time::Duration::from_millis(100)).await;

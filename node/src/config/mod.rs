@@ -410,12 +410,18 @@ impl NodeConfig {
 impl NetworkSection {
     fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
         if self.max_connections == 0 {
-            return Err(invalid("network.max_connections", "must be positive".into()));
+            return Err(invalid(
+                "network.max_connections",
+                "must be positive".into(),
+            ));
         }
         if self.target_peers > self.max_connections {
             return Err(invalid(
                 "network.target_peers",
-                format!("{} exceeds max_connections {}", self.target_peers, self.max_connections),
+                format!(
+                    "{} exceeds max_connections {}",
+                    self.target_peers, self.max_connections
+                ),
             ));
         }
         if self.idle_timeout < Duration::from_secs(1) {
@@ -424,7 +430,10 @@ impl NetworkSection {
         if self.follow_regions.len() > agora_protocol::gossip::MAX_REGION_TOPICS {
             return Err(invalid(
                 "network.follow_regions",
-                format!("at most {} regions", agora_protocol::gossip::MAX_REGION_TOPICS),
+                format!(
+                    "at most {} regions",
+                    agora_protocol::gossip::MAX_REGION_TOPICS
+                ),
             ));
         }
         for r in self.follow_regions.iter().filter(|r| *r != "*") {

@@ -158,13 +158,19 @@ fn network_section_defaults_and_checks() {
     let c = parse("").unwrap();
     assert!(c.network.follows_all_regions());
     assert_eq!(c.network.target_peers, 8);
-    let c = parse("[network]\nkad_server = true\nfollow_regions = [\"eu-west\"]\nidle_timeout = \"30s\"\n")
-        .unwrap();
+    let c = parse(
+        "[network]\nkad_server = true\nfollow_regions = [\"eu-west\"]\nidle_timeout = \"30s\"\n",
+    )
+    .unwrap();
     assert_eq!(c.network.kad_server, Some(true));
     assert!(!c.network.follows_all_regions());
-    let err = parse("[network]\ntarget_peers = 500\n").unwrap_err().to_string();
+    let err = parse("[network]\ntarget_peers = 500\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("network.target_peers"), "{err}");
-    let err = parse("[network]\nfollow_regions = [\"a b\"]\n").unwrap_err().to_string();
+    let err = parse("[network]\nfollow_regions = [\"a b\"]\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("network.follow_regions"), "{err}");
     let err = parse("[network]\nbogus = 1\n").unwrap_err().to_string();
     assert!(err.contains("bogus"), "{err}");

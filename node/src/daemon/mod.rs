@@ -251,7 +251,10 @@ impl RunningNode {
                 let stop = async move {
                     let _ = stop_rx.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
                     warn!(error = %e, "HTTP server failed");
                 }
             }

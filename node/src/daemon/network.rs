@@ -311,7 +311,10 @@ impl NetworkLoop {
         if expired > 0 {
             debug!(expired, "offers expired");
         }
-        // Every 10 s: decay penalties, keep enough connections.
+        // Every 5 s: keep enough connections; every 10 s: decay penalties.
+        if self.ticks.is_multiple_of(10) {
+            self.maintain_connections();
+        }
         if self.ticks.is_multiple_of(20) {
             for (peer, score) in self.penalties.decay() {
                 self.swarm
@@ -319,7 +322,6 @@ impl NetworkLoop {
                     .gossipsub
                     .set_application_score(&peer, score);
             }
-            self.maintain_connections();
         }
         // Anti-entropy: now and then, sync with one connected peer.
         let sync_ticks = (self.config.sync_interval.as_millis() / TICK.as_millis()).max(1);
@@ -491,7 +493,7 @@ impl NetworkLoop {
                     clock::now(),
                 );
                 let acceptance = match verdict {
-                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Accept | Verdict::Known => MessageAcceptance::Accept,
                     Verdict::Ignore(_, offence) => {
                         if let Some(o) = offence {
                             self.penalise(propagation_source, o);
@@ -560,7 +562,10 @@ impl NetworkLoop {
             .collect();
         if info.protocols.contains(&KAD_PROTOCOL) {
             for a in &addrs {
-                self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer_id, a.clone());
             }
         }
         if let Err(e) = peers::remember(
@@ -648,7 +653,11 @@ impl NetworkLoop {
         let page = self.shared.market().page(&req, clock::now());
         match page.encode() {
             Ok(bytes) => {
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, bytes);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, bytes);
             }
             Err(e) => warn!(error = %e, "cannot encode sync page"),
         }

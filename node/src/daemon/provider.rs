@@ -138,10 +138,7 @@ impl Advertiser {
     }
 
     fn next_seq(&mut self, now: Timestamp) -> Result<u64, StoreError> {
-        let seq = self
-            .last_seq
-            .saturating_add(1)
-            .max(now.as_unix_millis());
+        let seq = self.last_seq.saturating_add(1).max(now.as_unix_millis());
         self.store.put(Column::Meta, SEQ_KEY, &seq.to_be_bytes())?;
         self.last_seq = seq;
         Ok(seq)
@@ -166,13 +163,7 @@ mod tests {
     fn advertiser(store: Arc<dyn Store>) -> Advertiser {
         let n = node();
         let p = n.provider.clone().unwrap();
-        Advertiser::new(
-            Arc::new(Identity::from_secret_bytes(&[4; 32])),
-            n,
-            p,
-            store,
-        )
-        .unwrap()
+        Advertiser::new(Arc::new(Identity::from_secret_bytes(&[4; 32])), n, p, store).unwrap()
     }
 
     fn at(s: u64) -> Timestamp {

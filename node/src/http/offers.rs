@@ -102,7 +102,9 @@ impl OfferQuery {
                     q.sort = match value {
                         "price" => OfferSort::Price,
                         "newest" => OfferSort::Newest,
-                        other => return Err(bad(name, format!("{other:?} is not price or newest"))),
+                        other => {
+                            return Err(bad(name, format!("{other:?} is not price or newest")));
+                        }
                     };
                 }
                 "limit" => {
@@ -200,7 +202,10 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let raw = raw.unwrap_or_default();
     if raw.len() > 4096 {
-        return Err(ApiError::bad_request("bad_query", "query string over 4 KiB"));
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "query string over 4 KiB",
+        ));
     }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw)
         .map_err(|e| ApiError::bad_request("bad_query", format!("malformed query: {e}")))?;
@@ -221,7 +226,10 @@ pub async fn one(
     Path(provider): Path<String>,
 ) -> Result<Json<OfferView>, ApiError> {
     let id: AgoraId = provider.parse().map_err(|e| {
-        ApiError::bad_request("bad_provider", format!("{provider:?} is not an Agora id: {e}"))
+        ApiError::bad_request(
+            "bad_provider",
+            format!("{provider:?} is not an Agora id: {e}"),
+        )
     })?;
     let offer = shared
         .market()

@@ -55,7 +55,13 @@ fn gossip(o: &Signed<Offer>) -> Vec<u8> {
 }
 
 fn market(store: Arc<dyn Store>, now: Timestamp) -> Market {
-    Market::open(store, OfferBookConfig::default(), NodeMetrics::default(), now).unwrap()
+    Market::open(
+        store,
+        OfferBookConfig::default(),
+        NodeMetrics::default(),
+        now,
+    )
+    .unwrap()
 }
 
 const TOPIC: &str = "agora/v1/offers/test";
@@ -76,7 +82,12 @@ fn accepted_offers_persist_across_reopen() {
     // Reopened after expiry: dropped from the book and the store.
     let m = market(store.clone(), at(200));
     assert!(m.is_empty());
-    assert!(store.scan_prefix(Column::Offers, b"", 10).unwrap().is_empty());
+    assert!(
+        store
+            .scan_prefix(Column::Offers, b"", 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -107,10 +118,14 @@ fn tampered_or_misplaced_offers_are_rejected() {
 #[test]
 fn stale_duplicate_and_expired_are_ignored() {
     let mut m = market(Arc::new(MemStore::new()), at(100));
-    assert_eq!(m.on_gossip(TOPIC, &gossip(&offer(1, 5, 100)), at(100)), Verdict::Accept);
     assert_eq!(
         m.on_gossip(TOPIC, &gossip(&offer(1, 5, 100)), at(100)),
-        Verdict::Ignore("duplicate", None)
+        Verdict::Accept
+    );
+    assert_eq!(
+        m.on_gossip(TOPIC, &gossip(&offer(1, 5, 100)), at(100)),
+        Verdict::Known,
+        "a valid copy of what we hold is still forwarded"
     );
     assert_eq!(
         m.on_gossip(TOPIC, &gossip(&offer(1, 4, 100)), at(100)),
@@ -134,7 +149,10 @@ fn a_flooding_provider_is_rate_limited() {
         Verdict::Ignore("rate_limited", Some(Offence::RateLimited))
     );
     // Another provider is unaffected.
-    assert_eq!(m.on_gossip(TOPIC, &gossip(&offer(2, 1, 100)), at(100)), Verdict::Accept);
+    assert_eq!(
+        m.on_gossip(TOPIC, &gossip(&offer(2, 1, 100)), at(100)),
+        Verdict::Accept
+    );
 }
 
 #[test]
@@ -158,7 +176,12 @@ fn withdrawals_and_expiry_clear_the_store() {
     assert_eq!(m.len(), 1);
     assert_eq!(store.scan_prefix(Column::Offers, b"", 10).unwrap().len(), 1);
     assert_eq!(m.expire(at(1000)), 1);
-    assert!(store.scan_prefix(Column::Offers, b"", 10).unwrap().is_empty());
+    assert!(
+        store
+            .scan_prefix(Column::Offers, b"", 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

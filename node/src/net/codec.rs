@@ -45,7 +45,10 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("frame of {} bytes exceeds the {max}-byte bound", bytes.len()),
+                format!(
+                    "frame of {} bytes exceeds the {max}-byte bound",
+                    bytes.len()
+                ),
             )
         })?;
     io.write_all(&len.to_be_bytes()).await?;

@@ -1,0 +1,449 @@
+//! Agora nodes as Docker containers on a private bridge network, for multi-host tests.
+//!
+//! No registry is reachable, so the image is built locally: a `FROM scratch` rootfs holding
+//! the `agora` binary and every shared library `ldd` lists for it (the binary is dynamically
+//! linked against glibc and libstdc++). It is tagged by a fingerprint of those files, so it
+//! is built once per binary and reused by later runs.
+//!
+//! A [`DockerNet`] owns one `--internal` bridge network (containers cannot reach anything
+//! outside it; the test host still reaches them through the bridge) and every container
+//! started on it. Dropping it removes them all, and prints their logs first when the test is
+//! panicking, so a failed run leaves diagnostics and no debris behind.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash as _, Hasher as _};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::agora_bin;
+use crate::node::http_get;
+
+/// Repository part of the node image's tag; the tag itself is a fingerprint of its files.
+const IMAGE_REPO: &str = "agora-test/node";
+/// The node's libp2p port (TCP and QUIC) inside every container.
+pub const P2P_PORT: u16 = 7000;
+/// The node's HTTP API port inside every container.
+pub const HTTP_PORT: u16 = 8080;
+
+/// The local node image (`agora-test/node:<fingerprint>`), built on first use.
+///
+/// # Panics
+/// When `ldd` or `docker build` fails: no multi-host test can run without the image.
+#[allow(clippy::panic, clippy::expect_used)]
+pub fn node_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let bin = agora_bin();
+        let libs = shared_libraries(bin);
+        let tag = format!("{IMAGE_REPO}:{}", fingerprint(bin, &libs));
+        if !docker_ok(&["image", "inspect", &tag]) {
+            build_image(&tag, bin, &libs);
+            remove_stale_images(&tag);
+        }
+        tag
+    })
+}
+
+/// The absolute paths of the libraries `ldd` lists for `bin`, the dynamic loader included.
+#[allow(clippy::panic, clippy::expect_used)]
+fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .expect("running ldd on the agora binary");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ldd {}: {text}", bin.display());
+    // Lines are `name => /path (0x…)`, `/lib64/ld-linux… (0x…)` or `linux-vdso.so.1 (0x…)`
+    // (the vDSO lives in the kernel, not on disk).
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let path = match line.split_once("=>") {
+            Some((name, target)) => {
+                let target = target.trim();
+                assert!(
+                    !target.starts_with("not found"),
+                    "ldd: {} not found",
+                    name.trim()
+                );
+                target.split_whitespace().next()
+            }
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    libs
+}
+
+/// A short hex digest of each file's path, size and modification time: a rebuilt binary or
+/// an upgraded system library yields a new tag, an unchanged one reuses the image.
+fn fingerprint(bin: &Path, libs: &[PathBuf]) -> String {
+    let mut h = DefaultHasher::new();
+    for file in std::iter::once(bin).chain(libs.iter().map(PathBuf::as_path)) {
+        file.hash(&mut h);
+        if let Ok(meta) = std::fs::metadata(file) {
+            meta.len().hash(&mut h);
+            meta.modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .hash(&mut h);
+        }
+    }
+    format!("{:016x}", h.finish())
+}
+
+/// Builds `tag` from a scratch rootfs: `/agora`, the libraries at their own paths, and the
+/// empty `/data` and `/tmp` the node writes to.
+#[allow(clippy::panic, clippy::expect_used)]
+fn build_image(tag: &str, bin: &Path, libs: &[PathBuf]) {
+    let ctx = std::env::temp_dir().join(format!("agora-image-{}", unique_suffix()));
+    let rootfs = ctx.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("data")).expect("image rootfs");
+    std::fs::create_dir_all(rootfs.join("tmp")).expect("image rootfs");
+    // A hard link spares copying ~100 MB of debug binary; copy across filesystems.
+    if std::fs::hard_link(bin, rootfs.join("agora")).is_err() {
+        std::fs::copy(bin, rootfs.join("agora")).expect("copying the agora binary");
+    }
+    for lib in libs {
+        let dest = rootfs.join(lib.strip_prefix("/").unwrap_or(lib));
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).expect("library dir in the rootfs");
+        }
+        // `copy` follows symlinks (libc.so.6 -> libc-2.x.so), which is what the image needs.
+        std::fs::copy(lib, &dest)
+            .unwrap_or_else(|e| panic!("copying {} into the image: {e}", lib.display()));
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nENV HOME=/data\nENTRYPOINT [\"/agora\"]\n",
+    )
+    .expect("Dockerfile");
+    let out = docker(&["build", "-q", "-t", tag, &ctx.to_string_lossy()]);
+    let _ = std::fs::remove_dir_all(&ctx);
+    assert!(
+        out.status.success(),
+        "docker build {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes node images of earlier binaries, so rebuilding the binary does not pile up
+/// 100 MB images. Best effort: an image still in use by a container is kept.
+fn remove_stale_images(current: &str) {
+    let out = docker(&["images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}"]);
+    for image in String::from_utf8_lossy(&out.stdout).lines() {
+        if image != current {
+            let _ = docker(&["rmi", image]);
+        }
+    }
+}
+
+/// A private bridge network and the node containers on it; all removed on drop.
+#[derive(Debug)]
+pub struct DockerNet {
+    /// The network's name (unique per test run).
+    pub name: String,
+    image: String,
+    containers: Mutex<Vec<String>>,
+}
+
+/// One node container: what the test needs to address it.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Container name.
+    pub name: String,
+    /// Agora id (`agora1…`), as offers name their provider.
+    pub id: String,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Address on the test network; `None` while disconnected from it.
+    pub ip: Option<IpAddr>,
+}
+
+impl DockerNet {
+    /// Creates an internal bridge network named `agora-test-<pid>-<random>` (building the
+    /// node image first if needed).
+    ///
+    /// # Panics
+    /// When the image cannot be built or the network cannot be created.
+    pub fn create() -> Self {
+        // The image first: a failed build must not leave a network behind.
+        let image = node_image().to_owned();
+        let name = format!("agora-test-{}", unique_suffix());
+        let out = docker(&["network", "create", "--internal", &name]);
+        assert!(
+            out.status.success(),
+            "docker network create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            name,
+            image,
+            containers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts node `short` (container `<network>-<short>`) with `args` after `node start`,
+    /// and waits up to 60 s for its `started` line.
+    ///
+    /// The node listens on [`P2P_PORT`] (TCP and QUIC) and serves HTTP on [`HTTP_PORT`], with
+    /// its store in a tmpfs at `/data`.
+    ///
+    /// # Panics
+    /// When the container cannot start or the node does not report in time.
+    #[allow(clippy::panic)]
+    pub fn start(&self, short: &str, args: &[&str]) -> Container {
+        let name = format!("{}-{short}", self.name);
+        let tcp = format!("/ip4/0.0.0.0/tcp/{P2P_PORT}");
+        let quic = format!("/ip4/0.0.0.0/udp/{P2P_PORT}/quic-v1");
+        let http = format!("0.0.0.0:{HTTP_PORT}");
+        let mut run = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &self.name,
+            "--tmpfs",
+            "/data",
+            "--tmpfs",
+            "/tmp",
+            &self.image,
+        ];
+        run.extend([
+            "--json",
+            "--log",
+            "info,agora_node=debug",
+            "node",
+            "start",
+            "--data-dir",
+            "/data",
+            "--listen",
+            &tcp,
+            "--listen",
+            &quic,
+            "--http",
+            &http,
+        ]);
+        run.extend_from_slice(args);
+        // Registered before running: even a half-started container is removed on drop.
+        self.lock_containers().push(name.clone());
+        let out = docker(&run);
+        assert!(
+            out.status.success(),
+            "docker run {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = wait_started(&name)
+            .unwrap_or_else(|| panic!("{name} did not start within 60 s:\n{}", logs(&name)));
+        let field = |k: &str| str_field(&started, k).unwrap_or_default().to_owned();
+        Container {
+            id: field("id"),
+            peer_id: field("peer_id"),
+            ip: self.ip_of(&name),
+            name,
+        }
+    }
+
+    /// Cuts `c` off the network (`docker network disconnect`).
+    ///
+    /// # Panics
+    /// When Docker refuses.
+    pub fn disconnect(&self, c: &mut Container) {
+        let out = docker(&["network", "disconnect", &self.name, &c.name]);
+        assert!(
+            out.status.success(),
+            "docker network disconnect {}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.ip = None;
+    }
+
+    /// Re-attaches `c` to the network; it may come back with a different address.
+    ///
+    /// # Panics
+    /// When Docker refuses.
+    pub fn connect(&self, c: &mut Container) {
+        let out = docker(&["network", "connect", &self.name, &c.name]);
+        assert!(
+            out.status.success(),
+            "docker network connect {}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.ip = self.ip_of(&c.name);
+    }
+
+    /// `docker stop -t <grace>`: SIGTERM (the node withdraws its offer and leaves), SIGKILL
+    /// after `grace`. Returns the node's exit code.
+    ///
+    /// # Panics
+    /// When Docker refuses.
+    pub fn stop(&self, c: &Container, grace: Duration) -> Option<i32> {
+        let out = docker(&["stop", "-t", &grace.as_secs().to_string(), &c.name]);
+        assert!(
+            out.status.success(),
+            "docker stop {}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = docker(&["inspect", "-f", "{{.State.ExitCode}}", &c.name]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    /// The container's address on this network, if attached.
+    fn ip_of(&self, name: &str) -> Option<IpAddr> {
+        let format = format!(
+            "{{{{with index .NetworkSettings.Networks \"{}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}",
+            self.name
+        );
+        let out = docker(&["inspect", "-f", &format, name]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    fn lock_containers(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.containers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for DockerNet {
+    fn drop(&mut self) {
+        let containers = std::mem::take(&mut *self.lock_containers());
+        if std::thread::panicking() {
+            for name in &containers {
+                eprintln!("===== docker logs {name} =====\n{}", logs(name));
+            }
+        }
+        if !containers.is_empty() {
+            let mut rm = vec!["rm", "-f"];
+            rm.extend(containers.iter().map(String::as_str));
+            let _ = docker(&rm);
+        }
+        let _ = docker(&["network", "rm", &self.name]);
+    }
+}
+
+impl Container {
+    /// The multiaddr other nodes bootstrap to: `/ip4/<ip>/tcp/7000/p2p/<peer id>`.
+    ///
+    /// # Panics
+    /// When the container is not attached to the network.
+    #[allow(clippy::expect_used)]
+    pub fn bootstrap_addr(&self) -> String {
+        let ip = self.ip.expect("bootstrap node attached to the network");
+        format!("/ip4/{ip}/tcp/{P2P_PORT}/p2p/{}", self.peer_id)
+    }
+
+    /// The providers in this node's offer book, sorted; `None` when its API is unreachable.
+    pub fn offer_providers(&self) -> Option<Vec<String>> {
+        let addr = SocketAddr::new(self.ip?, HTTP_PORT);
+        // Probe first: `http_get` panics on a refused connection, and a node that was just
+        // re-attached may take a moment to answer.
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        let (status, body) = http_get(addr, "/v1/offers?limit=1000");
+        if status != 200 {
+            return None;
+        }
+        let mut providers: Vec<String> = body
+            .get("offers")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter_map(|o| str_field(o, "provider").map(str::to_owned))
+            .collect();
+        providers.sort();
+        Some(providers)
+    }
+
+    /// The node's log so far (stdout and stderr, colour codes stripped).
+    pub fn logs(&self) -> String {
+        logs(&self.name)
+    }
+}
+
+/// Polls `docker logs` until the node prints its `started` JSON line, or 60 s pass.
+fn wait_started(name: &str) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        // Only stdout: the started line is the node's one stdout line; logs go to stderr.
+        let out = docker(&["logs", name]);
+        let started = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| str_field(v, "event") == Some("started"));
+        if started.is_some() {
+            return started;
+        }
+        let running = docker(&["inspect", "-f", "{{.State.Running}}", name]);
+        if String::from_utf8_lossy(&running.stdout).trim() != "true" {
+            return None; // exited: no point waiting
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// The string field `key` of a JSON object.
+fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A container's stdout and stderr, with ANSI colour codes removed (the node colours its
+/// log lines even when stderr is not a terminal).
+fn logs(name: &str) -> String {
+    let out = docker(&["logs", name]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    strip_ansi(&text)
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `ESC [ params letter`.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `<pid>-<nanoseconds>` in hex: unique across concurrent test processes and reruns.
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:08x}", std::process::id())
+}
+
+/// Runs `docker <args>` to completion with stdin closed.
+#[allow(clippy::expect_used)]
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running docker")
+}
+
+fn docker_ok(args: &[&str]) -> bool {
+    docker(args).status.success()
+}

@@ -1,0 +1,270 @@
+//! Real `agora node` processes on loopback, and a minimal HTTP client to ask them things.
+//!
+//! Each [`NodeProc`] runs `agora --json node start` with its own data dir, ports picked by
+//! the OS (port 0), and its stderr logged to `<dir>/node.log` (printed if a test fails).
+//! The first stdout line is the node's `started` event: id, HTTP address, listen addresses.
+
+// Indexing a serde_json::Value yields Null for a missing key; it never panics.
+#![allow(clippy::indexing_slicing)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::agora_bin;
+
+/// A running node process; killed (SIGKILL) on drop unless stopped first.
+#[derive(Debug)]
+pub struct NodeProc {
+    child: Option<Child>,
+    /// Its data dir (and log).
+    pub dir: PathBuf,
+    /// Agora id.
+    pub id: String,
+    /// HTTP API address.
+    pub http: SocketAddr,
+    /// libp2p listen addresses with `/p2p/<peer id>`.
+    pub listen: Vec<String>,
+    args: Vec<String>,
+}
+
+impl NodeProc {
+    /// Starts a node in `dir` with extra `args` (after `node start`), waiting up to 60 s for
+    /// its `started` line.
+    ///
+    /// # Panics
+    /// When the process cannot start or does not report in time (with its log).
+    #[allow(clippy::panic, clippy::expect_used)]
+    pub fn start(dir: &Path, args: &[String]) -> Self {
+        std::fs::create_dir_all(dir).expect("node dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("node log");
+        let mut cmd = Command::new(agora_bin());
+        cmd.args(["--json", "--log", "info,agora_node=debug", "node", "start"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--http", "127.0.0.1:0"])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+            .args(args)
+            .env("HOME", dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = cmd.spawn().expect("spawning agora node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the node never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!(
+                "node in {} did not start; log:\n{}",
+                dir.display(),
+                read_log(dir)
+            );
+        };
+        let v: Value = serde_json::from_str(&line).expect("started line is JSON");
+        let http = v["http"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("http address");
+        let listen = v["listen_addrs"]
+            .as_array()
+            .expect("listen_addrs")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        Self {
+            child: Some(child),
+            dir: dir.to_owned(),
+            id: v["id"].as_str().unwrap_or_default().to_owned(),
+            http,
+            listen,
+            args: args.to_vec(),
+        }
+    }
+
+    /// Starts the same node again (same dir and flags) after a stop.
+    pub fn restart(&self) -> Self {
+        Self::start(&self.dir, &self.args)
+    }
+
+    /// The TCP listen address, for other nodes' `--bootstrap`.
+    ///
+    /// # Panics
+    /// When the node has no TCP listener.
+    #[allow(clippy::expect_used)]
+    pub fn tcp_addr(&self) -> String {
+        self.listen
+            .iter()
+            .find(|a| a.contains("/tcp/"))
+            .cloned()
+            .expect("a TCP listen address")
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, `INT`) with `kill`.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([format!("-{sig}"), pid.to_string()])
+                .status();
+        }
+    }
+
+    /// SIGTERM, then waits up to 30 s for a clean exit; returns whether it exited with 0.
+    pub fn stop(mut self) -> bool {
+        self.signal("TERM");
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// GET `path` on this node's API.
+    ///
+    /// # Panics
+    /// When the node does not answer.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        http_get(self.http, path)
+    }
+
+    /// The providers in this node's offer book (ids), optionally filtered by `query`.
+    pub fn offer_providers(&self, query: &str) -> Vec<String> {
+        let (_, v) = self.get(&format!("/v1/offers?limit=1000&{query}"));
+        v["offers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o["provider"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// This node's log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir)
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+    let start = text.len().saturating_sub(8000);
+    text.get(start..).unwrap_or(&text).to_owned()
+}
+
+/// One HTTP/1.1 GET against `addr` (no keep-alive), returning the status and JSON body
+/// (`Null` if the body is not JSON).
+///
+/// # Panics
+/// When the connection fails or the answer is not HTTP.
+#[allow(clippy::expect_used)]
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = http_get_text(addr, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// As [`http_get`], with the body as text (e.g. `/metrics`).
+///
+/// # Panics
+/// When the connection fails or the answer is not HTTP.
+#[allow(clippy::expect_used)]
+pub fn http_get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(rest.get(..n).unwrap_or_default());
+        body = rest.get(n..).unwrap_or_default().trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or `deadline` passes.
+pub fn wait_for<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

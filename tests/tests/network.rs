@@ -1,0 +1,289 @@
+//! The provider network with real `agora node` processes on 127.0.0.1: offers propagate to
+//! every node, re-advertise on a capacity change, are withdrawn on stop and expire when a
+//! provider dies; a restarted node keeps its identity and data; bad gossip from a real
+//! libp2p peer is dropped, counted, and costs the sender its score.
+//!
+//! Waits have generous deadlines (30-60 s); how fast offers spread is a benchmark figure
+//! (`BENCHMARKS.md`), not an assertion here.
+
+// Test code: failing loudly is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use agora_attest::Identity;
+use agora_protocol::gossip::{GossipMessage, offers_topic};
+use agora_protocol::offer::{Capacity, Isolation, NetworkPolicy, Prices, RuntimeOffer};
+use agora_protocol::{Offer, Signed};
+use agora_tests::node::{NodeProc, http_get_text, wait_for};
+use futures::StreamExt as _;
+use libp2p::Multiaddr;
+use libp2p::gossipsub::IdentTopic;
+use libp2p::swarm::SwarmEvent;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+fn provider_config(memory_mib: u64, ttl: &str) -> String {
+    format!(
+        "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nvcpu = 2\nmemory_mib = {memory_mib}\ndisk_mib = 4096\noffer_ttl = \"{ttl}\"\nprices = {{ vcpu = 100, memory_gib = 10 }}\n"
+    )
+}
+
+/// Waits until `check` holds at every node, printing the failing node's log otherwise.
+fn wait_all(nodes: &[&NodeProc], what: &str, check: impl Fn(&NodeProc) -> bool) {
+    for n in nodes {
+        if wait_for(WAIT, || check(n).then_some(())).is_none() {
+            panic!(
+                "{what}: not at node {} in time; its log:\n{}",
+                n.id,
+                n.log()
+            );
+        }
+    }
+}
+
+fn offer_memory(n: &NodeProc, provider: &str) -> Option<u64> {
+    let (status, v) = n.get(&format!("/v1/offers/{provider}"));
+    (status == 200).then(|| v["capacity"]["memory_mib"].as_u64())?
+}
+
+#[test]
+fn offers_propagate_update_withdraw_and_survive_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = NodeProc::start(&tmp.path().join("n0"), &s(&["--kad-server", "true"]));
+    let b = ["--bootstrap".to_owned(), boot.tcp_addr()];
+    let n1 = NodeProc::start(&tmp.path().join("n1"), &b);
+    let n2 = NodeProc::start(&tmp.path().join("n2"), &b);
+    let n3 = NodeProc::start(&tmp.path().join("n3"), &b);
+    let pdir = tmp.path().join("p");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let config = pdir.join("node.toml");
+    std::fs::write(&config, provider_config(2048, "10m")).unwrap();
+    let mut pargs = b.to_vec();
+    pargs.extend(["--config".to_owned(), config.display().to_string()]);
+    let provider = NodeProc::start(&pdir, &pargs);
+    let pid = provider.id.clone();
+
+    // 1. The offer reaches every node (the provider's own book included).
+    wait_all(&[&boot, &n1, &n2, &n3, &provider], "offer", |n| {
+        offer_memory(n, &pid) == Some(2048)
+    });
+    // Filters apply to what gossip delivered.
+    assert_eq!(n1.offer_providers("region=eu&min_cpu=2"), vec![pid.clone()]);
+    assert!(n1.offer_providers("min_cpu=3").is_empty());
+    assert!(n1.offer_providers("runtime=docker").is_empty());
+    let (status, err) = n1.get("/v1/offers?min_cpu=lots");
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["code"], "bad_query");
+
+    // 2. A capacity change (config edit + SIGHUP) is re-advertised with a higher seq.
+    std::fs::write(&config, provider_config(1024, "10m")).unwrap();
+    provider.signal("HUP");
+    wait_all(&[&boot, &n1, &n2, &n3], "re-advertised offer", |n| {
+        offer_memory(n, &pid) == Some(1024)
+    });
+
+    // 3. A restarted node keeps its identity, its offers and its known peers: started
+    //    again with no bootstrap flag, it still shows the offer and finds its peers.
+    let n3_dir = n3.dir.clone();
+    let n3_id = n3.id.clone();
+    assert!(n3.stop(), "n3 exits cleanly on SIGTERM");
+    let n3 = NodeProc::start(&n3_dir, &[]);
+    assert_eq!(n3.id, n3_id, "same identity after restart");
+    assert_eq!(
+        offer_memory(&n3, &pid),
+        Some(1024),
+        "offer loaded from the store"
+    );
+    wait_all(&[&n3], "reconnect to known peers", |n| {
+        n.get("/v1/peers").1["peers"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    });
+
+    // 4. Stopping the provider withdraws its offer everywhere, long before its 10 min TTL.
+    assert!(provider.stop(), "provider exits cleanly on SIGTERM");
+    wait_all(&[&boot, &n1, &n2, &n3], "withdrawal", |n| {
+        n.offer_providers("").is_empty()
+    });
+    let (_, metrics) = http_get_text(n1.http, "/metrics");
+    assert!(
+        metrics.contains(r#"agora_gossip_messages_total{kind="withdrawal",result="accepted"}"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn expired_offers_disappear_and_bad_gossip_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = NodeProc::start(&tmp.path().join("n0"), &s(&["--kad-server", "true"]));
+    let b = ["--bootstrap".to_owned(), boot.tcp_addr()];
+    let mut pargs = b.to_vec();
+    pargs.extend(s(&[
+        "--role",
+        "provider",
+        "--region",
+        "eu",
+        "--vcpu",
+        "1",
+        "--offer-ttl",
+        "10s",
+    ]));
+    let provider = NodeProc::start(&tmp.path().join("p"), &pargs);
+    let pid = provider.id.clone();
+    wait_all(&[&boot], "offer", |n| {
+        n.offer_providers("") == vec![pid.clone()]
+    });
+
+    // A provider that dies without a word (SIGKILL): its offer expires within its TTL.
+    drop(provider);
+    wait_all(&[&boot], "expiry", |n| n.offer_providers("").is_empty());
+
+    // Bad input from real libp2p peers, one fresh peer per kind of garbage.
+    let target: Multiaddr = boot.tcp_addr().parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let signer = Identity::from_secret_bytes(&[9; 32]);
+    let good = |seq| GossipMessage::Offer(rogue_offer(&signer, seq)).encode();
+    let mut bad_signature = good(10);
+    let last = bad_signature.len() - 1;
+    bad_signature[last] ^= 1;
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("bad_signature", vec![bad_signature]),
+        ("malformed", vec![vec![1, 2, 3, 4]]),
+        ("too_large", vec![vec![1; 5000]]),
+        // A valid offer, then an older one of the same provider: a stale replay.
+        ("stale", vec![good(20), good(19)]),
+    ];
+    for (reason, payloads) in cases {
+        let rogue = rt.block_on(rogue_publish(target.clone(), payloads));
+        let counted = wait_for(WAIT, || {
+            let (_, m) = http_get_text(boot.http, "/metrics");
+            m.lines()
+                .any(|l| {
+                    l.starts_with("agora_gossip_messages_total")
+                        && l.contains(&format!("result=\"{reason}\""))
+                })
+                .then_some(())
+        });
+        assert!(
+            counted.is_some(),
+            "{reason} not counted; log:\n{}",
+            boot.log()
+        );
+        let fell = wait_for(WAIT, || {
+            let (_, v) = boot.get("/v1/peers");
+            v["peers"]
+                .as_array()?
+                .iter()
+                .find(|p| p["peer_id"] == rogue.as_str())
+                .filter(|p| p["app_score"].as_f64().is_some_and(|s| s < 0.0))
+                .map(|_| ())
+        });
+        assert!(fell.is_some(), "{reason}: rogue's score did not fall");
+    }
+    // Nothing crashed, and only the one valid rogue offer made it into the book.
+    assert_eq!(boot.get("/healthz").0, 200);
+    assert_eq!(boot.offer_providers("").len(), 1);
+}
+
+fn rogue_offer(signer: &Identity, seq: u64) -> Signed<Offer> {
+    let now = agora_node::clock::now();
+    let body = Offer {
+        provider: signer.agora_id(),
+        seq,
+        issued_at: now,
+        expires_at: now.saturating_add(Duration::from_secs(300)),
+        runtimes: vec![RuntimeOffer {
+            isolation: Isolation::Sandbox,
+            images: vec![],
+        }],
+        capacity: Capacity {
+            vcpu_milli: 1000,
+            memory_mib: 512,
+            disk_mib: 0,
+            gpus: vec![],
+        },
+        prices: Prices {
+            vcpu: 1,
+            memory_gib: 1,
+            disk_gib: 0,
+            gpu: 0,
+        },
+        max_lease_secs: 60,
+        network: NetworkPolicy {
+            egress: false,
+            blocked_ports: vec![],
+        },
+        tiers: vec![],
+        region: "eu".into(),
+        labels: Default::default(),
+        tunnel_endpoints: vec![],
+    };
+    Signed::sign(body, signer.signing_key()).unwrap()
+}
+
+/// A real libp2p peer with a fresh key: connects to `target`, waits until it subscribes
+/// to the eu offers topic, publishes `payloads` in order and lingers a moment so they
+/// leave. Returns its peer id.
+async fn rogue_publish(target: Multiaddr, payloads: Vec<Vec<u8>>) -> String {
+    let identity = Identity::generate(&mut rand::rng());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut swarm =
+        agora_node::net::build_swarm(&identity, &Default::default(), &mut registry).unwrap();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let topic = IdentTopic::new(offers_topic("eu"));
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    swarm.dial(target).unwrap();
+    let ready = tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::Behaviour(agora_node::net::BehaviourEvent::Gossipsub(
+                libp2p::gossipsub::Event::Subscribed { topic: t, .. },
+            )) = swarm.select_next_some().await
+                && t == topic.hash()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "target never subscribed to the eu topic");
+    for p in payloads {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), p)
+            .unwrap();
+        // Let each message go out before the next (order matters for the stale case).
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+    .await;
+    let id = swarm.local_peer_id().to_string();
+    // Keep the connection open while the test reads scores: park the swarm on a thread.
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    id
+}
