@@ -11,6 +11,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use agora_fuzz::{TARGETS, Verdict};
+use agora_protocol::gossip::{GossipMessage, SyncRequest, SyncResponse};
 use agora_protocol::offer::{
     Capacity, Gpu, ImageRef, Isolation, NetworkPolicy, Prices, RuntimeOffer,
 };
@@ -343,6 +344,38 @@ fn main() -> Res<()> {
         let signed = Signed::sign(o, &key(n))?;
         eprintln!("signed_offer/{name}: {} bytes", signed.as_bytes().len());
         w.put("signed_offer", name, signed.as_bytes())?;
+        let gossip = GossipMessage::Offer(signed.clone()).encode();
+        w.put("gossip_message", &format!("offer-{name}"), &gossip)?;
+        let page = SyncResponse {
+            offers: vec![signed.as_bytes().to_vec(); 2],
+            next: Some(key(n).id()),
+        };
+        w.put("sync_response", name, &page.encode()?)?;
+    }
+    let empty = SyncResponse {
+        offers: Vec::new(),
+        next: None,
+    };
+    w.put("sync_response", "empty", &empty.encode()?)?;
+    for (name, req) in [
+        (
+            "first",
+            SyncRequest {
+                after: None,
+                limit: 64,
+                digest: None,
+            },
+        ),
+        (
+            "next",
+            SyncRequest {
+                after: Some(key(3).id()),
+                limit: 64,
+                digest: Some(Digest::of(b"book")),
+            },
+        ),
+    ] {
+        w.put("sync_request", name, &req.encode()?)?;
     }
 
     for (i, (n, seq, at)) in [
@@ -355,6 +388,8 @@ fn main() -> Res<()> {
     {
         let wd = withdrawal(n, seq, at)?;
         w.put("signed_offer_withdrawal", &format!("w{i}"), wd.as_bytes())?;
+        let gossip = GossipMessage::Withdrawal(wd).encode();
+        w.put("gossip_message", &format!("withdrawal-{i}"), &gossip)?;
     }
 
     for (links, v) in [(1, 0), (1, 1), (2, 1), (3, 0), (8, 1)] {

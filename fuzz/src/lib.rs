@@ -11,6 +11,7 @@
 
 use core::fmt::Debug;
 
+use agora_protocol::gossip::{GossipMessage, SyncRequest, SyncResponse};
 use agora_protocol::signed::FORMAT_VERSION;
 use agora_protocol::{
     AgoraId, Attestation, ChallengeResponse, Credential, Digest, Ed25519, Offer, OfferWithdrawal,
@@ -39,6 +40,9 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("credential", credential),
     ("agora_id", agora_id),
     ("base64_text", base64_text),
+    ("gossip_message", gossip_message),
+    ("sync_request", sync_request),
+    ("sync_response", sync_response),
 ];
 
 /// `Signed::<Attestation>::decode`.
@@ -261,4 +265,58 @@ pub fn base64_text(data: &[u8]) -> Result<Verdict, String> {
         verdict = Verdict::Accepted;
     }
     Ok(verdict)
+}
+
+/// `GossipMessage::decode`: an accepted message re-encodes to exactly the input.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn gossip_message(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(msg) = GossipMessage::decode(data, &Ed25519) else {
+        return Ok(Verdict::Rejected);
+    };
+    if msg.encode() != data {
+        return Err("gossip_message: encode() differs from the input".into());
+    }
+    Ok(Verdict::Accepted)
+}
+
+/// `SyncRequest::decode`: an accepted request re-encodes to exactly the input.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn sync_request(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(req) = SyncRequest::decode(data) else {
+        return Ok(Verdict::Rejected);
+    };
+    match req.encode() {
+        Ok(bytes) if bytes == data => Ok(Verdict::Accepted),
+        Ok(_) => Err("sync_request: encode() differs from the input".into()),
+        Err(e) => Err(format!("sync_request: accepted value does not encode: {e}")),
+    }
+}
+
+/// `SyncResponse::decode`: an accepted page re-encodes to exactly the input, and verifying
+/// its offers accounts for every one of them.
+///
+/// # Errors
+/// A violated invariant.
+pub fn sync_response(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(resp) = SyncResponse::decode(data) else {
+        return Ok(Verdict::Rejected);
+    };
+    match resp.encode() {
+        Ok(bytes) if bytes == data => {}
+        Ok(_) => return Err("sync_response: encode() differs from the input".into()),
+        Err(e) => {
+            return Err(format!(
+                "sync_response: accepted value does not encode: {e}"
+            ));
+        }
+    }
+    let (ok, bad) = resp.verified_offers(&Ed25519);
+    if ok.len() + bad != resp.offers.len() {
+        return Err("sync_response: verified + refused != offers".into());
+    }
+    Ok(Verdict::Accepted)
 }

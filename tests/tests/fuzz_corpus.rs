@@ -115,3 +115,18 @@ fn every_corpus_dir_is_a_known_target() {
     known.sort();
     assert_eq!(dirs, known, "fuzz/corpus/ and the fuzz targets disagree");
 }
+
+#[test]
+fn gossip_message() {
+    replay_with_accepted("gossip_message");
+}
+
+#[test]
+fn sync_request() {
+    replay_with_accepted("sync_request");
+}
+
+#[test]
+fn sync_response() {
+    replay_with_accepted("sync_response");
+}
