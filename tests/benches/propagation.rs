@@ -1,7 +1,11 @@
 //! Offer propagation with real `agora node` processes on loopback.
 //!
-//! `cargo bench -p agora-tests --bench propagation` (release build; options via env:
-//! `AGORA_BENCH_NODES` (default 20), `AGORA_BENCH_OFFERS` (default 100)).
+//! ```sh
+//! cargo build --release -p agora-node --bin agora
+//! AGORA_BIN=$CARGO_TARGET_DIR/release/agora cargo test -p agora-tests --bench propagation -- --bench
+//! ```
+//! (the harness runs in the test profile, the nodes are the release binary; options via
+//! env: `AGORA_BENCH_NODES` (default 20), `AGORA_BENCH_OFFERS` (default 100)).
 //!
 //! One bootstrap node, the rest bootstrap to it; four of them are providers. Each round
 //! one provider changes its advertised memory (config edit + SIGHUP) and re-advertises;
@@ -267,5 +271,8 @@ fn main() {
     );
     for n in nodes {
         n.stop();
+    }
+    if std::env::var_os("AGORA_BENCH_KEEP").is_some() {
+        println!("node dirs and logs kept in {}", tmp.keep().display());
     }
 }

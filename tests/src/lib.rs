@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// Path to the `agora` binary, built on first use.
+/// Path to the `agora` binary, built on first use (or `$AGORA_BIN` when set).
 ///
 /// The binary is looked up beside the test executable (`target/<profile>/agora`); when it is
 /// missing (e.g. `cargo test -p agora-tests` alone), `cargo build -p agora-node --bin agora`
@@ -22,6 +22,10 @@ use std::sync::OnceLock;
 pub fn agora_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // An explicit binary (e.g. a release build for benchmarks) wins.
+        if let Some(bin) = std::env::var_os("AGORA_BIN") {
+            return PathBuf::from(bin);
+        }
         let exe = std::env::current_exe().expect("test executable path");
         // target/<profile>/deps/<test> -> target/<profile>
         let profile_dir = exe

@@ -61,7 +61,7 @@ pub(super) struct StartArgs {
     /// Label key=value (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// Serve Kademlia queries (default: when there are no bootstrap peers).
+    /// Serve Kademlia queries (default true; false behind NAT).
     #[arg(long)]
     kad_server: Option<bool>,
     /// Runtime to offer (repeatable): sandbox, docker.

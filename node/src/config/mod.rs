@@ -16,7 +16,7 @@
 //! labels = { arch = "x86_64" }
 //!
 //! [network]
-//! kad_server = true          # default: true when no bootstrap peers are listed
+//! kad_server = true          # default true; false for nodes peers cannot dial (NAT)
 //! target_peers = 8
 //! max_connections = 128
 //! idle_timeout = "2m"
@@ -104,8 +104,9 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
-    /// Whether Kademlia answers other peers' queries. Default: only when this node has no
-    /// bootstrap peers (it is one).
+    /// Whether Kademlia answers other peers' queries (server mode). Default: yes, so peers
+    /// discover each other beyond the bootstrap nodes; set `false` on a node others cannot
+    /// dial (behind NAT), which then only asks.
     #[serde(default)]
     pub kad_server: Option<bool>,
     /// Connections the node keeps up by dialling known peers.

@@ -168,10 +168,7 @@ impl RunningNode {
         let net_config = NetConfig {
             idle_timeout: config.network.idle_timeout,
             max_connections: config.network.max_connections,
-            kad_server: config
-                .network
-                .kad_server
-                .unwrap_or(config.bootstrap.is_empty()),
+            kad_server: config.network.kad_server.unwrap_or(true),
             ..NetConfig::default()
         };
         let swarm = net::build_swarm(&identity, &net_config, &mut registry)?;
