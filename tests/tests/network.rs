@@ -287,3 +287,31 @@ async fn rogue_publish(target: Multiaddr, payloads: Vec<Vec<u8>>) -> String {
     });
     id
 }
+
+#[test]
+fn bad_config_is_one_error_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "roles = [\"provider\"]\n[provider]\nvcpu = -1\nmemory_mib = 1\ndisk_mib = 1\nprices = { vcpu = 1, memory_gib = 1 }\n",
+    )
+    .unwrap();
+    let out = agora_tests::agora(tmp.path())
+        .args(["node", "start", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = agora_tests::stderr(&out);
+    assert!(err.contains("provider.vcpu"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let out = agora_tests::agora(tmp.path())
+        .args(["node", "start", "--bootstrap", "/ip4/127.0.0.1/tcp/1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = agora_tests::stderr(&out);
+    assert!(err.contains("bootstrap") && err.contains("/p2p/"), "{err}");
+}
