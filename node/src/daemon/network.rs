@@ -99,6 +99,7 @@ pub struct NetworkLoop {
     pending: VecDeque<Pending>,
     sync_requests: HashMap<OutboundRequestId, (PeerId, u32)>,
     delayed_syncs: Vec<(PeerId, tokio::time::Instant)>,
+    redial_soon: bool,
     regions: BTreeSet<String>,
     ticks: u64,
 }
@@ -134,6 +135,7 @@ impl NetworkLoop {
             pending: VecDeque::new(),
             sync_requests: HashMap::new(),
             delayed_syncs: Vec::new(),
+            redial_soon: false,
             regions: BTreeSet::new(),
             ticks: 0,
         };
@@ -311,8 +313,9 @@ impl NetworkLoop {
         if expired > 0 {
             debug!(expired, "offers expired");
         }
-        // Every 5 s: keep enough connections; every 10 s: decay penalties.
-        if self.ticks.is_multiple_of(10) {
+        // Every 5 s (or right after losing an address): keep enough connections; every
+        // 10 s: decay penalties.
+        if self.ticks.is_multiple_of(10) || std::mem::take(&mut self.redial_soon) {
             self.maintain_connections();
         }
         if self.ticks.is_multiple_of(20) {
@@ -436,6 +439,17 @@ impl NetworkLoop {
                     .with_p2p(*self.swarm.local_peer_id())
                     .unwrap_or(address);
                 info!(address = %full, "listening");
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                // An interface went away (a cable, a VPN, a container network detached):
+                // connections over it are dead but would linger until pings fail. Drop them
+                // all now and redial at once; live ones come back in milliseconds.
+                warn!(%address, "listen address expired; reconnecting");
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                self.redial_soon = true;
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
