@@ -348,12 +348,14 @@ fn main() -> Res<()> {
         w.put("gossip_message", &format!("offer-{name}"), &gossip)?;
         let page = SyncResponse {
             offers: vec![signed.as_bytes().to_vec(); 2],
+            withdrawals: vec![withdrawal(n, 1, 1000)?.as_bytes().to_vec()],
             next: Some(key(n).id()),
         };
         w.put("sync_response", name, &page.encode()?)?;
     }
     let empty = SyncResponse {
         offers: Vec::new(),
+        withdrawals: Vec::new(),
         next: None,
     };
     w.put("sync_response", "empty", &empty.encode()?)?;

@@ -7,6 +7,7 @@
 //! store is not trusted more than the network.
 
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agora_protocol::gossip::{
@@ -16,7 +17,7 @@ use agora_protocol::offer_book::{
     OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort,
 };
 use agora_protocol::rate::{RateLimit, RateLimiter};
-use agora_protocol::{AgoraId, Digest, Ed25519, Offer, Signed, Timestamp};
+use agora_protocol::{AgoraId, Digest, Ed25519, Offer, OfferWithdrawal, Signed, Timestamp};
 use tracing::{debug, warn};
 
 use crate::metrics::NodeMetrics;
@@ -61,6 +62,10 @@ const MAX_LOADED: usize = 100_000;
 /// The offer book with its persistence, limits and metrics.
 pub struct Market {
     book: OfferBook,
+    /// Signed withdrawals still within the book's tombstone time, to pass on in sync pages.
+    withdrawals: BTreeMap<AgoraId, Signed<OfferWithdrawal>>,
+    tombstone_ttl: Duration,
+    max_withdrawals: usize,
     limiter: RateLimiter<AgoraId>,
     store: Arc<dyn Store>,
     metrics: NodeMetrics,
@@ -98,6 +103,9 @@ impl Market {
     ) -> Result<Self, StoreError> {
         let mut market = Self {
             book: OfferBook::new(config),
+            withdrawals: BTreeMap::new(),
+            tombstone_ttl: config.tombstone_ttl,
+            max_withdrawals: config.max_offers,
             limiter: RateLimiter::new(PROVIDER_RATE, config.max_offers.saturating_mul(2)),
             store,
             metrics,
@@ -148,6 +156,20 @@ impl Market {
         verdict
     }
 
+    /// Applies a withdrawal received over sync (already verified by the caller).
+    pub fn on_synced_withdrawal(
+        &mut self,
+        withdrawal: Signed<OfferWithdrawal>,
+        now: Timestamp,
+    ) -> Verdict {
+        let verdict = self.apply(&GossipMessage::Withdrawal(withdrawal), now);
+        self.metrics.synced(match verdict {
+            Verdict::Accept => "withdrawal_accepted",
+            _ => "withdrawal_ignored",
+        });
+        verdict
+    }
+
     /// Applies an offer received over sync (already verified by the caller).
     pub fn on_synced(&mut self, offer: Signed<Offer>, now: Timestamp) -> Verdict {
         let verdict = self.apply(&GossipMessage::Offer(offer), now);
@@ -169,6 +191,7 @@ impl Market {
                         self.forget(&evicted);
                     }
                     self.persist(offer);
+                    self.withdrawals.remove(&offer.body().provider);
                     self.metrics.offers.set(gauge(self.book.len()));
                     Verdict::Accept
                 }
@@ -180,6 +203,7 @@ impl Market {
             GossipMessage::Withdrawal(w) => match self.book.withdraw(w, now) {
                 Ok(_) => {
                     self.forget(&w.body().provider);
+                    self.remember_withdrawal(w.clone());
                     self.metrics.offers.set(gauge(self.book.len()));
                     Verdict::Accept
                 }
@@ -189,6 +213,22 @@ impl Market {
                 }
             },
         }
+    }
+
+    fn remember_withdrawal(&mut self, w: Signed<OfferWithdrawal>) {
+        if !self.withdrawals.contains_key(&w.body().provider)
+            && self.withdrawals.len() >= self.max_withdrawals
+        {
+            let oldest = self
+                .withdrawals
+                .iter()
+                .min_by_key(|(id, w)| (w.body().issued_at, **id))
+                .map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                self.withdrawals.remove(&id);
+            }
+        }
+        self.withdrawals.insert(w.body().provider, w);
     }
 
     fn persist(&self, offer: &Signed<Offer>) {
@@ -210,6 +250,9 @@ impl Market {
 
     /// Drops offers expired at `now` (from the book and the store); returns how many.
     pub fn expire(&mut self, now: Timestamp) -> usize {
+        let ttl = self.tombstone_ttl;
+        self.withdrawals
+            .retain(|_, w| w.body().issued_at.saturating_add(ttl) > now);
         let gone = self.book.expire(now);
         for id in &gone {
             self.forget(id);
@@ -259,6 +302,7 @@ impl Market {
         if req.after.is_none() && req.digest == Some(self.digest(now)) {
             return SyncResponse {
                 offers: Vec::new(),
+                withdrawals: Vec::new(),
                 next: None,
             };
         }
@@ -280,8 +324,21 @@ impl Market {
             last = Some(offer.body().provider);
             offers.push(offer.as_bytes().to_vec());
         }
+        // Withdrawals ride on the first page only: the newest, as many as a page holds.
+        let withdrawals = if after.is_none() {
+            let mut recent: Vec<&Signed<OfferWithdrawal>> = self.withdrawals.values().collect();
+            recent.sort_by_key(|w| core::cmp::Reverse(w.body().issued_at));
+            recent
+                .into_iter()
+                .take(usize::from(MAX_SYNC_PAGE))
+                .map(|w| w.as_bytes().to_vec())
+                .collect()
+        } else {
+            Vec::new()
+        };
         SyncResponse {
             offers,
+            withdrawals,
             next: if more { last } else { None },
         }
     }

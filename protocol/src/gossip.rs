@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::id::AgoraId;
 use crate::offer::{MAX_OFFER_WIRE_BYTES, Offer, OfferWithdrawal};
-use crate::signed::{Digest, Signed, SignedError, Verifier};
+use crate::signed::{Digest, Signed, SignedError, SignedKind, Verifier};
 
 /// Largest gossip message, in bytes (kind byte included).
 pub const MAX_GOSSIP_BYTES: usize = 4 * 1024;
@@ -170,7 +170,9 @@ pub const MAX_SYNC_PAGE: u16 = 64;
 pub const MAX_SYNC_REQUEST_BYTES: usize = 128;
 
 /// Largest encoded [`SyncResponse`].
-pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE as usize * (MAX_OFFER_WIRE_BYTES + 3) + 64;
+pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE as usize
+    * (MAX_OFFER_WIRE_BYTES + 3 + Signed::<OfferWithdrawal>::MAX_WIRE_BYTES + 2)
+    + 64;
 
 /// Asks a peer for the offers it holds, in provider-id order, after a cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +202,9 @@ pub fn book_digest<'a>(offers: impl IntoIterator<Item = &'a Signed<Offer>>) -> D
 pub struct SyncResponse {
     /// Signed offers' wire bytes; the receiver verifies each like gossip.
     pub offers: Vec<Vec<u8>>,
+    /// Signed withdrawals the peer still remembers (first page only, newest first), so a
+    /// node that missed one while cut off drops the offer now rather than at its expiry.
+    pub withdrawals: Vec<Vec<u8>>,
     /// Cursor for the next page, `None` at the end.
     pub next: Option<AgoraId>,
 }
@@ -234,6 +239,15 @@ impl SyncResponse {
                 reason: format!("{} offers, at most {MAX_SYNC_PAGE}", self.offers.len()),
             });
         }
+        if self.withdrawals.len() > usize::from(MAX_SYNC_PAGE) {
+            return Err(EncodeError::InvalidField {
+                field: "withdrawals",
+                reason: format!(
+                    "{} withdrawals, at most {MAX_SYNC_PAGE}",
+                    self.withdrawals.len()
+                ),
+            });
+        }
         codec::encode(self, MAX_SYNC_RESPONSE_BYTES)
     }
 
@@ -249,21 +263,47 @@ impl SyncResponse {
                 reason: format!("{} offers, at most {MAX_SYNC_PAGE}", resp.offers.len()),
             });
         }
+        if resp.withdrawals.len() > usize::from(MAX_SYNC_PAGE) {
+            return Err(DecodeError::InvalidField {
+                field: "withdrawals",
+                reason: format!(
+                    "{} withdrawals, at most {MAX_SYNC_PAGE}",
+                    resp.withdrawals.len()
+                ),
+            });
+        }
         Ok(resp)
     }
 
     /// Verifies each offer, keeping those that verify; returns them and the count refused.
     pub fn verified_offers(&self, verifier: &impl Verifier) -> (Vec<Signed<Offer>>, usize) {
-        let mut ok = Vec::with_capacity(self.offers.len());
-        let mut bad = 0;
-        for wire in &self.offers {
-            match Signed::<Offer>::decode(wire, verifier) {
-                Ok(o) => ok.push(o),
-                Err(_) => bad += 1,
-            }
-        }
-        (ok, bad)
+        verify_all(&self.offers, verifier)
     }
+
+    /// Verifies each withdrawal, keeping those that verify; returns them and the count
+    /// refused.
+    pub fn verified_withdrawals(
+        &self,
+        verifier: &impl Verifier,
+    ) -> (Vec<Signed<OfferWithdrawal>>, usize) {
+        verify_all(&self.withdrawals, verifier)
+    }
+}
+
+/// Decodes and verifies each wire message; the good ones and how many were refused.
+fn verify_all<T: SignedKind>(
+    wires: &[Vec<u8>],
+    verifier: &impl Verifier,
+) -> (Vec<Signed<T>>, usize) {
+    let mut ok = Vec::with_capacity(wires.len());
+    let mut bad = 0;
+    for wire in wires {
+        match Signed::<T>::decode(wire, verifier) {
+            Ok(m) => ok.push(m),
+            Err(_) => bad += 1,
+        }
+    }
+    (ok, bad)
 }
 
 #[cfg(test)]
@@ -378,22 +418,38 @@ mod tests {
         let mut bad = good.as_bytes().to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 1;
+        let w = Signed::sign(
+            OfferWithdrawal {
+                provider: key(3).id(),
+                seq: 1,
+                issued_at: Timestamp::from_unix_millis(2_000),
+            },
+            &key(3),
+        )
+        .unwrap();
         let resp = SyncResponse {
             offers: vec![good.as_bytes().to_vec(), bad],
+            withdrawals: vec![w.as_bytes().to_vec()],
             next: None,
         };
         let back = SyncResponse::decode(&resp.encode().unwrap()).unwrap();
         let (ok, refused) = back.verified_offers(&Ed25519);
         assert_eq!(ok, vec![good.clone()]);
         assert_eq!(refused, 1);
+        assert_eq!(back.verified_withdrawals(&Ed25519), (vec![w.clone()], 0));
 
         let full = SyncResponse {
             offers: vec![good.as_bytes().to_vec(); usize::from(MAX_SYNC_PAGE) + 1],
+            withdrawals: vec![],
             next: None,
         };
         assert!(full.encode().is_err());
         let max = SyncResponse {
             offers: vec![vec![0u8; MAX_OFFER_WIRE_BYTES]; usize::from(MAX_SYNC_PAGE)],
+            withdrawals: vec![
+                vec![0u8; Signed::<OfferWithdrawal>::MAX_WIRE_BYTES];
+                usize::from(MAX_SYNC_PAGE)
+            ],
             next: Some(key(1).id()),
         };
         assert!(max.encode().is_ok(), "a full page of maximal offers fits");

@@ -687,7 +687,9 @@ impl NetworkLoop {
                 return;
             }
         };
-        let (offers, bad) = resp.verified_offers(&Ed25519);
+        let (offers, bad_offers) = resp.verified_offers(&Ed25519);
+        let (withdrawals, bad_withdrawals) = resp.verified_withdrawals(&Ed25519);
+        let bad = bad_offers + bad_withdrawals;
         for _ in 0..bad {
             self.shared.metrics.synced("bad_signature");
         }
@@ -700,6 +702,11 @@ impl NetworkLoop {
             let mut market = self.shared.market();
             for offer in offers {
                 if market.on_synced(offer, now) == Verdict::Accept {
+                    accepted += 1;
+                }
+            }
+            for w in withdrawals {
+                if market.on_synced_withdrawal(w, now) == Verdict::Accept {
                     accepted += 1;
                 }
             }

@@ -174,6 +174,24 @@ fn withdrawals_and_expiry_clear_the_store() {
     let bytes = GossipMessage::Withdrawal(w).encode();
     assert_eq!(m.on_gossip(TOPIC, &bytes, at(101)), Verdict::Accept);
     assert_eq!(m.len(), 1);
+
+    // A node that missed the withdrawal learns it from a sync page.
+    let mut other = market(Arc::new(MemStore::new()), at(100));
+    other.on_synced(offer(1, 3, 100), at(100));
+    let page = m.page(
+        &SyncRequest {
+            after: None,
+            limit: 64,
+            digest: None,
+        },
+        at(101),
+    );
+    let (ws, bad) = page.verified_withdrawals(&Ed25519);
+    assert_eq!((ws.len(), bad), (1, 0));
+    for w in ws {
+        assert_eq!(other.on_synced_withdrawal(w, at(101)), Verdict::Accept);
+    }
+    assert!(other.is_empty());
     assert_eq!(store.scan_prefix(Column::Offers, b"", 10).unwrap().len(), 1);
     assert_eq!(m.expire(at(1000)), 1);
     assert!(
