@@ -14,6 +14,8 @@
 //! - [`gossip`]: what gossip carries ([`GossipMessage`]), region topics, offer sync pages.
 //! - [`offer_book`]: the sans-IO [`OfferBook`], every node's view of the market.
 //! - [`rate`]: per-key token buckets ([`rate::RateLimiter`]).
+//! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
+//!   ([`workload::TerminationReason`]).
 //!
 //! ```
 //! use agora_protocol::{Signed, SignedKind, Ed25519};
@@ -46,6 +48,7 @@ pub mod offer_book;
 pub mod rate;
 pub mod signed;
 pub mod time;
+pub mod workload;
 
 pub use attestation::{Attestation, Claims, Credential, Revocation};
 pub use challenge::{Challenge, ChallengeResponse};
