@@ -7,6 +7,7 @@
 //! - [`daemon`]: the running node (network loop, provider advertiser, shutdown).
 //! - [`http`]: the HTTP API.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`runtime`]: workload runtimes (today: probing what the host offers a sandbox).
 
 #![forbid(unsafe_code)]
 
@@ -17,4 +18,5 @@ pub mod http;
 pub mod market;
 pub mod metrics;
 pub mod net;
+pub mod runtime;
 pub mod store;
