@@ -248,12 +248,15 @@ impl<E: Traced> Engine<E> {
     /// An engine at time zero with an empty queue, its RNG seeded from `seed`, bounded by
     /// [`DEFAULT_MAX_EVENTS`] and recording the trace hash without a trace file.
     pub fn new(seed: u64) -> Self {
+        let mut trace = TraceRecorder::new();
+        // Without a sink, folding the header into the hash cannot fail.
+        let _ = trace.header(seed);
         Engine {
             now: SimTime::ZERO,
             seed,
             queue: EventQueue::new(),
             rng: ChaCha20Rng::seed_from_u64(seed),
-            trace: TraceRecorder::new(),
+            trace,
             events_processed: 0,
             max_events: DEFAULT_MAX_EVENTS,
             stop_requested: false,
@@ -269,10 +272,14 @@ impl<E: Traced> Engine<E> {
     /// Also writes one trace line per processed event to `sink`.
     ///
     /// Call before processing any event, or the file will miss the earlier lines.
-    pub fn with_trace_sink(mut self, sink: Box<dyn Write>) -> Self {
-        let recorder = TraceRecorder::with_sink(sink);
+    ///
+    /// # Errors
+    /// [`TraceError::Write`] when the header line cannot be written.
+    pub fn with_trace_sink(mut self, sink: Box<dyn Write>) -> Result<Self, TraceError> {
+        let mut recorder = TraceRecorder::with_sink(sink);
+        recorder.header(self.seed)?;
         self.trace = recorder;
-        self
+        Ok(self)
     }
 
     /// The seed the RNG was created from.
@@ -642,7 +649,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.trace");
         let file = io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut engine = Engine::new(11).with_trace_sink(Box::new(file));
+        let mut engine = Engine::new(11).with_trace_sink(Box::new(file)).unwrap();
         epidemic(&mut engine);
         engine.flush_trace().unwrap();
         let recorded = engine.trace_hash();
@@ -650,7 +657,16 @@ mod tests {
 
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len() as u64, engine.events_processed());
+        // The header line, then one line per event.
+        assert_eq!(lines[0], "agora-trace v1 seed 11");
+        assert_eq!(lines.len() as u64, engine.events_processed() + 1);
+
+        // Another seed in the header gives another hash, even with the same events.
+        let reseeded = dir.path().join("reseeded.trace");
+        let mut other: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        other[0] = "agora-trace v1 seed 12".into();
+        std::fs::write(&reseeded, other.join("\n") + "\n").unwrap();
+        assert_ne!(verify_trace(&reseeded).unwrap(), recorded);
 
         // Change one payload digest digit on one line.
         let mut tampered_lines: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
@@ -671,7 +687,9 @@ mod tests {
     #[test]
     fn trace_sink_receives_one_line_per_event() {
         let buffer = SharedBuffer::default();
-        let mut engine = Engine::new(5).with_trace_sink(Box::new(buffer.clone()));
+        let mut engine = Engine::new(5)
+            .with_trace_sink(Box::new(buffer.clone()))
+            .unwrap();
         engine
             .schedule(SimTime::from_micros(42), NodeId::new(3), Gossip::Tick)
             .unwrap();
@@ -679,7 +697,10 @@ mod tests {
         let text = String::from_utf8(buffer.0.borrow().clone()).unwrap();
         let empty_payload_digest =
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(text, format!("42 3 tick {empty_payload_digest}\n"));
+        assert_eq!(
+            text,
+            format!("agora-trace v1 seed 5\n42 3 tick {empty_payload_digest}\n")
+        );
     }
 
     proptest! {

@@ -102,6 +102,15 @@ impl TraceRecorder {
         }
     }
 
+    /// Folds the run's header line (`agora-trace v1 seed <seed>`) into the trace, so two
+    /// seeds never share a trace hash even if their events happen to coincide. Call first.
+    pub fn header(&mut self, seed: u64) -> Result<(), TraceError> {
+        self.line_scratch.clear();
+        render_header(&mut self.line_scratch, seed)
+            .map_err(|fmt::Error| TraceError::Write(io::Error::other("formatting failed")))?;
+        self.absorb_rendered()
+    }
+
     /// Folds one processed event into the trace.
     pub fn record<E: Traced>(
         &mut self,
@@ -151,8 +160,12 @@ impl TraceRecorder {
         self.line_scratch.clear();
         render_line(&mut self.line_scratch, time, node, kind, payload_digest)
             .map_err(|fmt::Error| TraceError::Write(io::Error::other("formatting failed")))?;
-        self.running.update(self.line_scratch.as_bytes());
         self.events_recorded = self.events_recorded.saturating_add(1);
+        self.absorb_rendered()
+    }
+
+    fn absorb_rendered(&mut self) -> Result<(), TraceError> {
+        self.running.update(self.line_scratch.as_bytes());
         if let Some(sink) = &mut self.sink {
             sink.write_all(self.line_scratch.as_bytes())
                 .map_err(TraceError::Write)?;
@@ -192,6 +205,16 @@ pub fn verify_trace(path: &Path) -> Result<String, TraceError> {
     for (index, line) in reader.lines().enumerate() {
         let line_number = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
         let line = line.map_err(read_error)?;
+        if line_number == 1
+            && let Some(seed) = line.strip_prefix(HEADER_PREFIX)
+        {
+            let seed = seed.parse::<u64>().map_err(|_| TraceError::Malformed {
+                line: 1,
+                reason: "header seed is not a u64",
+            })?;
+            recorder.header(seed)?;
+            continue;
+        }
         let parsed = parse_line(&line).map_err(|reason| TraceError::Malformed {
             line: line_number,
             reason,
@@ -212,6 +235,13 @@ pub fn verify_trace(path: &Path) -> Result<String, TraceError> {
         )?;
     }
     Ok(recorder.trace_hash())
+}
+
+/// The header line's text before the seed.
+const HEADER_PREFIX: &str = "agora-trace v1 seed ";
+
+fn render_header(out: &mut String, seed: u64) -> fmt::Result {
+    writeln!(out, "{HEADER_PREFIX}{seed}")
 }
 
 fn render_line(

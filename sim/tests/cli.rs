@@ -38,7 +38,7 @@ fn verify_trace_prints_the_engine_hash_and_checks_expectations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("beats.trace");
     let file = BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut engine = Engine::new(9).with_trace_sink(Box::new(file));
+    let mut engine = Engine::new(9).with_trace_sink(Box::new(file)).unwrap();
     engine
         .schedule(SimTime::ZERO, NodeId::new(0), Beat(0))
         .unwrap();
