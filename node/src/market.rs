@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agora_protocol::gossip::{
-    GossipError, GossipMessage, MAX_SYNC_PAGE, SyncRequest, SyncResponse, book_digest,
+    GossipMessage, MAX_SYNC_PAGE, SyncRequest, SyncResponse, book_digest,
 };
 use agora_protocol::offer_book::{
     OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort,
@@ -79,13 +79,15 @@ impl std::fmt::Debug for Market {
     }
 }
 
-fn rejected_label(e: &OfferRejected) -> (&'static str, Option<Offence>) {
+/// The verdict on a message the book did not apply.
+fn rejected_verdict(e: &OfferRejected) -> Verdict {
     match e {
-        OfferRejected::Duplicate { .. } => ("duplicate", None),
-        OfferRejected::Stale { .. } => ("stale", Some(Offence::Stale)),
-        OfferRejected::Expired { .. } => ("expired", None),
-        OfferRejected::FromFuture { .. } => ("from_future", None),
-        OfferRejected::Full { .. } => ("book_full", None),
+        // Valid, and exactly what we hold: still worth forwarding (see `Verdict::Known`).
+        OfferRejected::Duplicate { .. } => Verdict::Known,
+        OfferRejected::Stale { .. } => Verdict::Ignore("stale", Some(Offence::Stale)),
+        OfferRejected::Expired { .. } => Verdict::Ignore("expired", None),
+        OfferRejected::FromFuture { .. } => Verdict::Ignore("from_future", None),
+        OfferRejected::Full { .. } => Verdict::Ignore("book_full", None),
     }
 }
 
@@ -140,15 +142,13 @@ impl Market {
             Err(e) => {
                 let verdict = Verdict::Reject(e.reason());
                 debug!(error = %e, "gossip rejected");
-                self.metrics.gossip(kind_of_error(&e), verdict.label());
+                // An undecodable message has no trustworthy kind.
+                self.metrics.gossip("unknown", verdict.label());
                 return verdict;
             }
         };
         let verdict = if self.limiter.check(&msg.provider(), now) {
-            match self.apply(&msg, now) {
-                Verdict::Ignore("duplicate", _) => Verdict::Known,
-                v => v,
-            }
+            self.apply(&msg, now)
         } else {
             Verdict::Ignore("rate_limited", Some(Offence::RateLimited))
         };
@@ -195,10 +195,7 @@ impl Market {
                     self.metrics.offers.set(gauge(self.book.len()));
                     Verdict::Accept
                 }
-                Err(e) => {
-                    let (label, offence) = rejected_label(&e);
-                    Verdict::Ignore(label, offence)
-                }
+                Err(e) => rejected_verdict(&e),
             },
             GossipMessage::Withdrawal(w) => match self.book.withdraw(w, now) {
                 Ok(_) => {
@@ -207,10 +204,7 @@ impl Market {
                     self.metrics.offers.set(gauge(self.book.len()));
                     Verdict::Accept
                 }
-                Err(e) => {
-                    let (label, offence) = rejected_label(&e);
-                    Verdict::Ignore(label, offence)
-                }
+                Err(e) => rejected_verdict(&e),
             },
         }
     }
@@ -342,11 +336,6 @@ impl Market {
             next: if more { last } else { None },
         }
     }
-}
-
-fn kind_of_error(_: &GossipError) -> &'static str {
-    // An undecodable message has no trustworthy kind.
-    "unknown"
 }
 
 fn gauge(n: usize) -> i64 {

@@ -233,20 +233,8 @@ impl SyncResponse {
     /// # Errors
     /// [`EncodeError::TooLong`] for a page over the bound.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        if self.offers.len() > usize::from(MAX_SYNC_PAGE) {
-            return Err(EncodeError::InvalidField {
-                field: "offers",
-                reason: format!("{} offers, at most {MAX_SYNC_PAGE}", self.offers.len()),
-            });
-        }
-        if self.withdrawals.len() > usize::from(MAX_SYNC_PAGE) {
-            return Err(EncodeError::InvalidField {
-                field: "withdrawals",
-                reason: format!(
-                    "{} withdrawals, at most {MAX_SYNC_PAGE}",
-                    self.withdrawals.len()
-                ),
-            });
+        if let Some((field, reason)) = self.over_page_bound() {
+            return Err(EncodeError::InvalidField { field, reason });
         }
         codec::encode(self, MAX_SYNC_RESPONSE_BYTES)
     }
@@ -257,22 +245,23 @@ impl SyncResponse {
     /// [`DecodeError`] for anything but one canonical response within the bounds.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let resp: Self = codec::decode(bytes, MAX_SYNC_RESPONSE_BYTES)?;
-        if resp.offers.len() > usize::from(MAX_SYNC_PAGE) {
-            return Err(DecodeError::InvalidField {
-                field: "offers",
-                reason: format!("{} offers, at most {MAX_SYNC_PAGE}", resp.offers.len()),
-            });
-        }
-        if resp.withdrawals.len() > usize::from(MAX_SYNC_PAGE) {
-            return Err(DecodeError::InvalidField {
-                field: "withdrawals",
-                reason: format!(
-                    "{} withdrawals, at most {MAX_SYNC_PAGE}",
-                    resp.withdrawals.len()
-                ),
-            });
+        if let Some((field, reason)) = resp.over_page_bound() {
+            return Err(DecodeError::InvalidField { field, reason });
         }
         Ok(resp)
+    }
+
+    /// The list holding more than [`MAX_SYNC_PAGE`] entries, if any, and why.
+    fn over_page_bound(&self) -> Option<(&'static str, String)> {
+        [("offers", &self.offers), ("withdrawals", &self.withdrawals)]
+            .into_iter()
+            .find(|(_, list)| list.len() > usize::from(MAX_SYNC_PAGE))
+            .map(|(field, list)| {
+                (
+                    field,
+                    format!("{} {field}, at most {MAX_SYNC_PAGE}", list.len()),
+                )
+            })
     }
 
     /// Verifies each offer, keeping those that verify; returns them and the count refused.
