@@ -53,7 +53,7 @@ pub(super) struct StartArgs {
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
     /// Role (repeatable): provider, gateway, validator.
-    #[arg(long = "role", value_name = "ROLE", value_parser = parse_role)]
+    #[arg(long = "role", value_name = "ROLE")]
     roles: Vec<Role>,
     /// Region, e.g. eu-west.
     #[arg(long)]
@@ -85,17 +85,6 @@ pub(super) struct StartArgs {
     /// Offer lifetime before re-advertising, e.g. 5m.
     #[arg(long, value_parser = humantime::parse_duration)]
     offer_ttl: Option<core::time::Duration>,
-}
-
-fn parse_role(s: &str) -> Result<Role, String> {
-    match s {
-        "provider" => Ok(Role::Provider),
-        "gateway" => Ok(Role::Gateway),
-        "validator" => Ok(Role::Validator),
-        other => Err(format!(
-            "{other:?} is not a role (provider, gateway, validator)"
-        )),
-    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

@@ -61,6 +61,21 @@ pub enum Role {
     Validator,
 }
 
+impl core::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "provider" => Ok(Self::Provider),
+            "gateway" => Ok(Self::Gateway),
+            "validator" => Ok(Self::Validator),
+            other => Err(format!(
+                "{other:?} is not a role (provider, gateway, validator)"
+            )),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

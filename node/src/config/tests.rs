@@ -175,3 +175,10 @@ fn network_section_defaults_and_checks() {
     let err = parse("[network]\nbogus = 1\n").unwrap_err().to_string();
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn roles_parse_from_flags() {
+    assert_eq!("validator".parse::<Role>(), Ok(Role::Validator));
+    let err = "admin".parse::<Role>().unwrap_err();
+    assert!(err.contains("provider, gateway, validator"), "{err}");
+}
