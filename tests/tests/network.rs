@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use agora_attest::Identity;
+use agora_node::config::{NodeConfig, PriceConfig, ProviderConfig};
 use agora_protocol::gossip::{GossipMessage, offers_topic};
-use agora_protocol::offer::{Capacity, Isolation, NetworkPolicy, Prices, RuntimeOffer};
 use agora_protocol::{Offer, Signed};
 use agora_tests::node::{NodeProc, http_get_text, wait_for};
 use futures::StreamExt as _;
@@ -195,40 +195,27 @@ fn expired_offers_disappear_and_bad_gossip_is_dropped() {
     assert_eq!(boot.offer_providers("").len(), 1);
 }
 
+/// A validly signed offer in region `eu`, built the way providers build theirs.
 fn rogue_offer(signer: &Identity, seq: u64) -> Signed<Offer> {
-    let now = agora_node::clock::now();
-    let body = Offer {
-        provider: signer.agora_id(),
-        seq,
-        issued_at: now,
-        expires_at: now.saturating_add(Duration::from_secs(300)),
-        runtimes: vec![RuntimeOffer {
-            isolation: Isolation::Sandbox,
-            images: vec![],
-        }],
-        capacity: Capacity {
-            vcpu_milli: 1000,
-            memory_mib: 512,
-            disk_mib: 0,
-            gpus: vec![],
-        },
-        prices: Prices {
+    let node = NodeConfig {
+        region: "eu".into(),
+        ..NodeConfig::default()
+    };
+    let provider = ProviderConfig::new(
+        1.0,
+        512,
+        0,
+        PriceConfig {
             vcpu: 1,
             memory_gib: 1,
             disk_gib: 0,
             gpu: 0,
         },
-        max_lease_secs: 60,
-        network: NetworkPolicy {
-            egress: false,
-            blocked_ports: vec![],
-        },
-        tiers: vec![],
-        region: "eu".into(),
-        labels: Default::default(),
-        tunnel_endpoints: vec![],
-    };
-    Signed::sign(body, signer.signing_key()).unwrap()
+    );
+    let now = agora_node::clock::now();
+    provider
+        .offer(signer, seq, now, &node, &Default::default(), Vec::new())
+        .unwrap()
 }
 
 /// A real libp2p peer with a fresh key: connects to `target`, waits until it subscribes

@@ -1,9 +1,9 @@
 use super::*;
 use agora_attest::Identity;
 use agora_protocol::gossip::offers_topic;
-use agora_protocol::offer::{Capacity, Isolation, NetworkPolicy, Prices, RuntimeOffer};
 use agora_protocol::{OfferWithdrawal, Signer as _};
 
+use crate::config::{NodeConfig, PriceConfig, ProviderConfig};
 use crate::store::MemStore;
 
 fn identity(n: u8) -> Identity {
@@ -14,40 +14,39 @@ fn at(s: u64) -> Timestamp {
     Timestamp::from_unix_secs(s)
 }
 
+/// A signed offer by key `n`, valid for 60 s from `issued`, built as providers build them.
 fn offer(n: u8, seq: u64, issued: u64) -> Signed<Offer> {
-    let id = identity(n);
-    let body = Offer {
-        provider: id.agora_id(),
-        seq,
-        issued_at: at(issued),
-        expires_at: at(issued + 60),
-        runtimes: vec![RuntimeOffer {
-            isolation: Isolation::Sandbox,
-            images: vec![],
-        }],
-        capacity: Capacity {
-            vcpu_milli: 2000,
-            memory_mib: 2048,
-            disk_mib: 1024,
-            gpus: vec![],
-        },
-        prices: Prices {
+    let node = NodeConfig {
+        region: "test".into(),
+        ..NodeConfig::default()
+    };
+    let mut provider = ProviderConfig::new(
+        2.0,
+        2048,
+        1024,
+        PriceConfig {
             vcpu: 100,
             memory_gib: 10,
             disk_gib: 1,
             gpu: 0,
         },
-        max_lease_secs: 3600,
-        network: NetworkPolicy {
-            egress: false,
-            blocked_ports: vec![25],
-        },
-        tiers: vec![],
-        region: "test".into(),
-        labels: Default::default(),
-        tunnel_endpoints: vec![],
-    };
-    Signed::sign(body, id.signing_key()).unwrap()
+    );
+    provider.offer_ttl = Duration::from_secs(60);
+    provider
+        .offer(
+            &identity(n),
+            seq,
+            at(issued),
+            &node,
+            &Default::default(),
+            Vec::new(),
+        )
+        .unwrap()
+}
+
+/// How many offers the store holds.
+fn stored_offers(store: &Arc<dyn Store>) -> usize {
+    store.scan_prefix(Column::Offers, b"", 10).unwrap().len()
 }
 
 fn gossip(o: &Signed<Offer>) -> Vec<u8> {
@@ -82,12 +81,7 @@ fn accepted_offers_persist_across_reopen() {
     // Reopened after expiry: dropped from the book and the store.
     let m = market(store.clone(), at(200));
     assert!(m.is_empty());
-    assert!(
-        store
-            .scan_prefix(Column::Offers, b"", 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(stored_offers(&store), 0);
 }
 
 #[test]
@@ -192,14 +186,9 @@ fn withdrawals_and_expiry_clear_the_store() {
         assert_eq!(other.on_synced_withdrawal(w, at(101)), Verdict::Accept);
     }
     assert!(other.is_empty());
-    assert_eq!(store.scan_prefix(Column::Offers, b"", 10).unwrap().len(), 1);
+    assert_eq!(stored_offers(&store), 1);
     assert_eq!(m.expire(at(1000)), 1);
-    assert!(
-        store
-            .scan_prefix(Column::Offers, b"", 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(stored_offers(&store), 0);
 }
 
 #[test]
