@@ -302,3 +302,30 @@ fn bad_config_is_one_error_naming_the_field() {
     let err = agora_tests::stderr(&out);
     assert!(err.contains("bootstrap") && err.contains("/p2p/"), "{err}");
 }
+
+#[test]
+fn api_clients_fail_clearly_on_a_bad_or_absent_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = agora_tests::agora(tmp.path())
+        .args(["offers", "--node", "ftp://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(agora_tests::stderr(&out).contains("is not an http:// URL"));
+
+    // Port 1 on loopback: nothing listens there.
+    let out = agora_tests::agora(tmp.path())
+        .args(["node", "status", "--node", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = agora_tests::stderr(&out);
+    assert!(err.contains("cannot reach the node"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let out = agora_tests::agora(tmp.path())
+        .args(["offers", "--runtime", "vm"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage error from the parser");
+}
