@@ -58,7 +58,8 @@ pub use id::{AgoraId, IdError};
 pub use offer::{Isolation, Offer, OfferWithdrawal};
 pub use offer_book::{Inserted, OfferBook, OfferBookConfig, OfferFilter, OfferRejected, OfferSort};
 pub use signed::{
-    Digest, Ed25519, Signature, Signed, SignedError, SignedKind, Signer, Verifier, VerifyError,
+    Digest, DigestParseError, Ed25519, Signature, Signed, SignedError, SignedKind, Signer,
+    Verifier, VerifyError,
 };
 pub use time::Timestamp;
 

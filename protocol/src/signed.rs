@@ -177,13 +177,27 @@ impl<'de> Deserialize<'de> for Digest {
             return Ok(Self(<[u8; 32]>::deserialize(d)?));
         }
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Text that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a digest is 64 hex digits")]
+pub struct DigestParseError;
+
+impl core::str::FromStr for Digest {
+    type Err = DigestParseError;
+    /// Parses 64 hex digits (either case).
+    fn from_str(text: &str) -> Result<Self, DigestParseError> {
         let mut out = [0u8; 32];
-        if text.len() != 64 || !text.is_ascii() {
-            return Err(serde::de::Error::custom("a digest is 64 hex digits"));
+        // from_str_radix alone would accept a sign ("+f").
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DigestParseError);
         }
         for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-            let hex = core::str::from_utf8(pair).map_err(serde::de::Error::custom)?;
-            *byte = u8::from_str_radix(hex, 16).map_err(serde::de::Error::custom)?;
+            let hex = core::str::from_utf8(pair).map_err(|_| DigestParseError)?;
+            *byte = u8::from_str_radix(hex, 16).map_err(|_| DigestParseError)?;
         }
         Ok(Self(out))
     }

@@ -1,0 +1,237 @@
+//! The command lines that start a sandbox and exec into one (pure: no processes here).
+//!
+//! A workload starts as `sh -c LAUNCH … bwrap ARGS -- COMMAND`. The shell waits for one line
+//! on its stdin before it `exec`s bubblewrap: meanwhile the node moves the shell into the
+//! workload's cgroup, so every process the workload ever starts is limited and counted (no
+//! fork can happen before the join). The shell also opens the seccomp programs and the
+//! status file on the descriptors bubblewrap reads (3, 4, 5), which needs no `unsafe`
+//! descriptor juggling in the node.
+//!
+//! An exec enters the running sandbox's network, IPC and UTS namespaces with `nsenter`, then
+//! starts a second bubblewrap inside its user and PID namespaces (`--userns`, `--pidns`)
+//! over the same read-only root and the same scratch directory, under the same seccomp
+//! filter and with no capabilities. Its processes share the workload's view, but not its
+//! mount table, which nobody in the sandbox can change anyway.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use agora_protocol::workload::WorkloadSpec;
+
+use crate::runtime::ExecRequest;
+
+/// Shell script that starts the workload: `$1`, `$2` seccomp programs, `$3` status file.
+pub const LAUNCH: &str =
+    r#"d=$1 c=$2 s=$3; shift 3; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s""#;
+
+/// Shell script that starts an exec: `$1`, `$2` seccomp programs, `$3` the sandbox's init pid.
+pub const EXEC: &str = r#"d=$1 c=$2 p=$3; shift 3; read -r _ || exit 97; exec nsenter --net=/proc/$p/ns/net --ipc=/proc/$p/ns/ipc --uts=/proc/$p/ns/uts -- "$@" 3<"$d" 4<"$c" 6</proc/$p/ns/user 7</proc/$p/ns/pid"#;
+
+/// `PATH` inside every sandbox.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Host paths a sandbox is built from.
+#[derive(Debug, Clone)]
+pub struct Layout<'a> {
+    /// The image's unpacked root filesystem (mounted read-only at `/`).
+    pub rootfs: &'a Path,
+    /// The workload's size-limited scratch tmpfs (mounted read-write at `/tmp`).
+    pub scratch: &'a Path,
+}
+
+fn push(args: &mut Vec<OsString>, items: &[&str]) {
+    args.extend(items.iter().map(OsString::from));
+}
+
+/// Filesystem, environment and hardening shared by the workload and its execs.
+fn common(args: &mut Vec<OsString>, layout: &Layout<'_>, env: &[(&str, &str)], workdir: &str) {
+    push(args, &["--cap-drop", "ALL", "--new-session", "--ro-bind"]);
+    args.push(layout.rootfs.into());
+    push(args, &["/", "--proc", "/proc", "--dev", "/dev", "--bind"]);
+    args.push(layout.scratch.into());
+    push(
+        args,
+        &[
+            "/tmp",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            PATH,
+            "--setenv",
+            "HOME",
+            "/tmp",
+        ],
+    );
+    for (k, v) in env {
+        push(args, &["--setenv", k, v]);
+    }
+    push(
+        args,
+        &[
+            "--chdir",
+            workdir,
+            "--add-seccomp-fd",
+            "3",
+            "--add-seccomp-fd",
+            "4",
+        ],
+    );
+}
+
+/// bubblewrap's arguments for the workload's main process.
+pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Vec<OsString> {
+    let mut args = Vec::new();
+    push(
+        &mut args,
+        &[
+            "--unshare-user",
+            "--uid",
+            "0",
+            "--gid",
+            "0",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--unshare-cgroup-try",
+            "--hostname",
+            hostname,
+            "--json-status-fd",
+            "5",
+        ],
+    );
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    common(
+        &mut args,
+        layout,
+        &env,
+        spec.workdir.as_deref().unwrap_or("/tmp"),
+    );
+    args.push("--".into());
+    args.extend(spec.command.iter().map(OsString::from));
+    args
+}
+
+/// bubblewrap's arguments for an exec into the running workload (see [`EXEC`]).
+pub fn exec_args(spec: &WorkloadSpec, req: &ExecRequest, layout: &Layout<'_>) -> Vec<OsString> {
+    let mut args = Vec::new();
+    push(
+        &mut args,
+        &[
+            "--userns",
+            "6",
+            "--pidns",
+            "7",
+            "--uid",
+            "0",
+            "--gid",
+            "0",
+            "--die-with-parent",
+        ],
+    );
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .chain(&req.env)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let workdir = req
+        .workdir
+        .as_deref()
+        .or(spec.workdir.as_deref())
+        .unwrap_or("/tmp");
+    common(&mut args, layout, &env, workdir);
+    args.push("--".into());
+    args.extend(req.command.iter().map(OsString::from));
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_protocol::Digest;
+    use agora_protocol::workload::{ImageSource, NetworkRequest, Resources};
+    use std::collections::BTreeMap;
+
+    fn spec() -> WorkloadSpec {
+        WorkloadSpec {
+            image: ImageSource::Named {
+                name: "busybox".into(),
+                digest: Digest::of(b"x"),
+            },
+            command: vec!["sh".into(), "-c".into(), "echo $X".into()],
+            env: BTreeMap::from([("X".into(), "1; rm -rf /".into())]),
+            workdir: None,
+            resources: Resources {
+                vcpu_milli: 1000,
+                memory_mib: 64,
+                disk_mib: 16,
+                pids: 32,
+            },
+            lifetime_secs: 60,
+            ports: vec![],
+            network: NetworkRequest {
+                enabled: false,
+                egress: false,
+            },
+        }
+    }
+
+    #[test]
+    fn the_command_and_env_are_separate_arguments_never_shell_text() {
+        let layout = Layout {
+            rootfs: Path::new("/images/x/rootfs"),
+            scratch: Path::new("/state/w/scratch"),
+        };
+        let args = main_args("w-1", &spec(), &layout);
+        let text: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let dashdash = text.iter().position(|a| a == "--").unwrap();
+        assert_eq!(text[dashdash + 1..], ["sh", "-c", "echo $X"]);
+        let env_at = text.iter().position(|a| a == "X").unwrap();
+        assert_eq!(text[env_at + 1], "1; rm -rf /");
+        for needed in [
+            "--unshare-user",
+            "--unshare-net",
+            "--unshare-pid",
+            "--cap-drop",
+            "--new-session",
+        ] {
+            assert!(text[..dashdash].contains(&needed.to_owned()), "{needed}");
+        }
+        assert!(
+            text.windows(2)
+                .any(|w| w[0] == "--ro-bind" && w[1] == "/images/x/rootfs")
+        );
+    }
+
+    #[test]
+    fn exec_joins_namespaces_and_keeps_the_filter() {
+        let layout = Layout {
+            rootfs: Path::new("/r"),
+            scratch: Path::new("/s"),
+        };
+        let req = ExecRequest {
+            command: vec!["id".into()],
+            env: BTreeMap::from([("Y".into(), "2".into())]),
+            workdir: Some("/".into()),
+            tty: false,
+        };
+        let text: Vec<String> = exec_args(&spec(), &req, &layout)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(text.windows(2).any(|w| w[0] == "--userns" && w[1] == "6"));
+        assert!(text.windows(2).any(|w| w[0] == "--pidns" && w[1] == "7"));
+        assert!(text.windows(2).any(|w| w[0] == "--chdir" && w[1] == "/"));
+        assert!(!text.contains(&"--unshare-user".to_owned()));
+        assert_eq!(text.last().unwrap(), "id");
+        assert!(text.contains(&"Y".to_owned()) && text.contains(&"X".to_owned()));
+    }
+}

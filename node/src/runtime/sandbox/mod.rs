@@ -1,0 +1,1028 @@
+//! The embedded sandbox runtime: bubblewrap + cgroups + seccomp, no daemon.
+//!
+//! Why bubblewrap: it is Debian's well-kept, widely audited namespace tool (Flatpak's), it
+//! starts in a few milliseconds, and it lets the node stay `#![forbid(unsafe_code)]`: the
+//! fork/namespace/mount dance lives in a small C program built for exactly that.
+//!
+//! Each workload has a state directory `<state>/workloads/<id>/`:
+//!
+//! | file                    | what                                                        |
+//! |-------------------------|-------------------------------------------------------------|
+//! | `spec.json`             | the spec it was created from (for adoption after a restart) |
+//! | `scratch/`              | a size-limited tmpfs (`disk_mib`), mounted at `/tmp` inside |
+//! | `stdout.log`, `stderr.log` | the main process's output                                |
+//! | `status.json`           | bubblewrap's status: the sandbox's init pid, its exit code  |
+//! | `reason.json`           | the [`TerminationReason`], once it ended                    |
+//!
+//! and a cgroup `<parent>/<id>` holding every process it starts (see [`super::cgroup`]).
+//! Workloads do not die with the node: a restarted node adopts running ones (they keep
+//! their cgroup, logs and status file) and reports those that ended meanwhile.
+//!
+//! Network: every sandbox has its own network namespace with only loopback. Ports in the
+//! spec are reached through [`Runtime::connect`], which enters that namespace, so a
+//! workload can serve an agent's tunnel without any route to the host or the Internet.
+//! Outbound access (`network.egress`) is refused by this runtime for now; the Docker
+//! runtime offers it.
+
+mod launch;
+mod logs;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use agora_protocol::offer::{ImageRef, Isolation};
+use agora_protocol::workload::{ImageSource, TerminationReason, Transport, WorkloadSpec};
+use futures::stream::BoxStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::cgroup::{Limits, WorkloadCgroup, signal};
+use super::host::{Cgroups, sandbox_support};
+use super::images::{BUSYBOX, ImageStore};
+use super::{
+    ByteStream, ExecEvent, ExecRequest, ExecSession, OutputChunk, OutputStream, Runtime,
+    RuntimeError, Stats, WorkloadId, WorkloadInfo, WorkloadState,
+};
+
+/// `PATH` for the helper processes the node starts (sh, nsenter).
+const HOST_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// Longest wait for bubblewrap to report the sandbox's init pid.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the processes of a killed workload to go away.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the sandbox keeps its state and how it names its cgroups.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// State directory: `images/` and `workloads/` live here.
+    pub state_dir: PathBuf,
+    /// Name of the cgroup that holds this node's workloads (one per node on a host).
+    pub cgroup_parent: String,
+}
+
+enum Phase {
+    Created,
+    Starting,
+    Running { init: u32 },
+    Ended(TerminationReason),
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Starting => "starting",
+            Self::Running { .. } => "running",
+            Self::Ended(_) => "ended",
+        }
+    }
+}
+
+struct Workload {
+    id: WorkloadId,
+    spec: WorkloadSpec,
+    dir: PathBuf,
+    rootfs: PathBuf,
+    cgroup: WorkloadCgroup,
+    phase: Mutex<Phase>,
+    /// Why the node is ending it (stop), so the exit is not mistaken for its own.
+    requested: Mutex<Option<TerminationReason>>,
+    ended: watch::Sender<Option<TerminationReason>>,
+}
+
+impl Workload {
+    fn scratch(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
+
+    fn phase<T>(&self, f: impl FnOnce(&mut Phase) -> T) -> T {
+        let mut guard = self
+            .phase
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    fn init_pid(&self, op: &'static str) -> Result<u32, RuntimeError> {
+        self.phase(|p| match p {
+            Phase::Running { init } => Ok(*init),
+            other => Err(RuntimeError::WrongState {
+                id: self.id.clone(),
+                state: other.name(),
+                op,
+            }),
+        })
+    }
+
+    fn state(&self) -> WorkloadState {
+        self.phase(|p| match p {
+            Phase::Created | Phase::Starting => WorkloadState::Created,
+            Phase::Running { .. } => WorkloadState::Running,
+            Phase::Ended(r) => WorkloadState::Ended(r.clone()),
+        })
+    }
+
+    /// Records the end (once) and wakes everyone waiting for it.
+    fn finish(&self, reason: TerminationReason) -> TerminationReason {
+        let reason = self.phase(|p| match p {
+            Phase::Ended(r) => r.clone(),
+            _ => {
+                *p = Phase::Ended(reason.clone());
+                reason
+            }
+        });
+        if let Ok(json) = serde_json::to_vec(&reason)
+            && let Err(e) = std::fs::write(self.dir.join("reason.json"), json)
+        {
+            tracing::warn!(workload = %self.id, error = %e, "cannot record termination reason");
+        }
+        self.ended.send_replace(Some(reason.clone()));
+        reason
+    }
+
+    /// Why it ended, given the main process's exit code.
+    fn reason_for_exit(&self, code: i32) -> TerminationReason {
+        let requested = self
+            .requested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(r) = requested {
+            r
+        } else if code != 0 && self.cgroup.oom_kills() > 0 {
+            TerminationReason::OomKilled
+        } else {
+            TerminationReason::Exited { code }
+        }
+    }
+}
+
+/// The sandbox runtime.
+pub struct SandboxRuntime {
+    bwrap: PathBuf,
+    cgroups: Cgroups,
+    parent: String,
+    images: ImageStore,
+    workloads_dir: PathBuf,
+    seccomp: (PathBuf, PathBuf),
+    workloads: Mutex<BTreeMap<WorkloadId, Arc<Workload>>>,
+}
+
+impl std::fmt::Debug for SandboxRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxRuntime")
+            .field("bwrap", &self.bwrap)
+            .field("parent", &self.parent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxRuntime {
+    /// Opens the runtime: checks the host (bubblewrap, cgroup controllers), prepares the
+    /// state directory and the seccomp programs, builds the busybox image when the host has
+    /// busybox-static, and adopts the workloads a previous node process left.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Unsupported`] when the host cannot run sandboxes (the provider then
+    /// must not advertise them), [`RuntimeError::Host`] for disk failures.
+    pub async fn open(config: SandboxConfig) -> Result<Self, RuntimeError> {
+        let (bwrap, cgroups) =
+            sandbox_support().map_err(|e| RuntimeError::Unsupported(e.to_string()))?;
+        let dir = |p: PathBuf| -> Result<PathBuf, RuntimeError> {
+            std::fs::create_dir_all(&p)
+                .map_err(|e| RuntimeError::host(format!("create {}", p.display()), e))?;
+            Ok(p)
+        };
+        let workloads_dir = dir(config.state_dir.join("workloads"))?;
+        let images = ImageStore::open(config.state_dir.join("images"))?;
+        let filters = super::seccomp::filters()?;
+        let deny = config.state_dir.join("seccomp-deny.bpf");
+        let clone3 = config.state_dir.join("seccomp-clone3.bpf");
+        for (path, bytes) in [(&deny, &filters.deny), (&clone3, &filters.clone3)] {
+            std::fs::write(path, bytes)
+                .map_err(|e| RuntimeError::host(format!("write {}", path.display()), e))?;
+        }
+        let images_for_busybox = images.clone();
+        tokio::task::spawn_blocking(move || images_for_busybox.ensure_busybox())
+            .await
+            .map_err(|e| RuntimeError::Unsupported(format!("busybox image task: {e}")))??;
+        let runtime = Self {
+            bwrap,
+            cgroups,
+            parent: config.cgroup_parent,
+            images,
+            workloads_dir,
+            seccomp: (deny, clone3),
+            workloads: Mutex::new(BTreeMap::new()),
+        };
+        runtime.adopt()?;
+        Ok(runtime)
+    }
+
+    /// The image store (the provider imports its own images here).
+    pub fn images_store(&self) -> &ImageStore {
+        &self.images
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadId, Arc<Workload>>> {
+        self.workloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &WorkloadId) -> Result<Arc<Workload>, RuntimeError> {
+        self.table()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(id.clone()))
+    }
+
+    fn rootfs_for(&self, spec: &WorkloadSpec) -> Result<PathBuf, RuntimeError> {
+        let (digest, label) = match &spec.image {
+            ImageSource::Named { name, digest } => (digest, name.clone()),
+            ImageSource::Tarball { digest, .. } => (digest, format!("upload {digest}")),
+        };
+        self.images
+            .rootfs(digest)
+            .ok_or_else(|| RuntimeError::ImageNotFound(format!("{label} ({digest})")))
+    }
+
+    fn workload(
+        &self,
+        id: WorkloadId,
+        spec: WorkloadSpec,
+        rootfs: PathBuf,
+        phase: Phase,
+    ) -> Workload {
+        let ended = match &phase {
+            Phase::Ended(r) => Some(r.clone()),
+            _ => None,
+        };
+        Workload {
+            dir: self.workloads_dir.join(id.as_str()),
+            cgroup: WorkloadCgroup::locate(&self.cgroups, &self.parent, id.as_str()),
+            id,
+            spec,
+            rootfs,
+            phase: Mutex::new(phase),
+            requested: Mutex::new(None),
+            ended: watch::Sender::new(ended),
+        }
+    }
+
+    /// Rebuilds the table from the state directory after a restart.
+    fn adopt(&self) -> Result<(), RuntimeError> {
+        let entries = std::fs::read_dir(&self.workloads_dir)
+            .map_err(|e| RuntimeError::host("list workloads", e))?;
+        for entry in entries.filter_map(Result::ok) {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<WorkloadId>().ok())
+            else {
+                continue;
+            };
+            let dir = entry.path();
+            let spec: Option<WorkloadSpec> = std::fs::read(dir.join("spec.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let Some(spec) = spec else {
+                tracing::warn!(workload = %id, "no readable spec.json; leaving it for removal");
+                continue;
+            };
+            let rootfs = self.rootfs_for(&spec).unwrap_or_default();
+            let reason: Option<TerminationReason> = std::fs::read(dir.join("reason.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let status = read_status(&dir.join("status.json"));
+            let workload = Arc::new(self.workload(id.clone(), spec, rootfs, Phase::Created));
+            let alive = status
+                .init
+                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                && !workload.cgroup.pids().is_empty();
+            match (reason, status.init) {
+                (Some(r), _) => {
+                    workload.finish(r);
+                }
+                (None, Some(init)) if alive => {
+                    workload.phase(|p| *p = Phase::Running { init });
+                    tracing::info!(workload = %id, init, "adopted a running sandbox");
+                    tokio::spawn(watch_adopted(workload.clone()));
+                }
+                (None, Some(_)) => {
+                    let code = status.exit_code.unwrap_or(137);
+                    workload.finish(workload.reason_for_exit(code));
+                }
+                (None, None) => {
+                    workload.finish(TerminationReason::RuntimeError {
+                        detail: "the node restarted before the workload started".into(),
+                    });
+                }
+            }
+            self.table().insert(id, workload);
+        }
+        Ok(())
+    }
+
+    /// Spawns `sh -c script` whose first act is to wait for the node to put it in the
+    /// workload's cgroup; returns the child with that done and its stdin still open.
+    async fn spawn_in_cgroup(
+        &self,
+        workload: &Workload,
+        launcher: Launcher<'_>,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<Child, RuntimeError> {
+        let Launcher {
+            script,
+            script_args,
+            bwrap_args,
+            kill_on_drop,
+        } = launcher;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg("agora-sandbox")
+            .args(script_args)
+            .arg(&self.bwrap)
+            .args(bwrap_args)
+            .env_clear()
+            .env("PATH", HOST_PATH)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
+            // Its own process group: a Ctrl-C at the node's terminal must not reach it.
+            .process_group(0)
+            .kill_on_drop(kill_on_drop);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::host("spawn sandbox launcher", e))?;
+        let joined = match child.id() {
+            Some(pid) => workload.cgroup.join(pid),
+            None => Err(RuntimeError::Unsupported("launcher exited at once".into())),
+        };
+        if let Err(e) = joined {
+            let _ = child.kill().await;
+            return Err(e);
+        }
+        if let Some(stdin) = child.stdin.as_mut() {
+            stdin
+                .write_all(b"\n")
+                .await
+                .map_err(|e| RuntimeError::host("release sandbox launcher", e))?;
+        }
+        Ok(child)
+    }
+}
+
+/// A launcher script, its arguments and bubblewrap's.
+struct Launcher<'a> {
+    script: &'a str,
+    script_args: &'a [&'a std::ffi::OsStr],
+    bwrap_args: Vec<std::ffi::OsString>,
+    kill_on_drop: bool,
+}
+
+/// What bubblewrap's `--json-status-fd` reported.
+#[derive(Debug, Default, Clone, Copy)]
+struct Status {
+    /// Host pid of the sandbox's init (pid 1 inside).
+    init: Option<u32>,
+    /// The main process's exit code, once it exited.
+    exit_code: Option<i32>,
+}
+
+fn read_status(path: &Path) -> Status {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut status = Status::default();
+    // One JSON document per line-ish; parse each top-level object.
+    for value in serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .map_while(Result::ok)
+    {
+        if let Some(pid) = value.get("child-pid").and_then(serde_json::Value::as_u64) {
+            status.init = u32::try_from(pid).ok();
+        }
+        if let Some(code) = value.get("exit-code").and_then(serde_json::Value::as_i64) {
+            status.exit_code = i32::try_from(code).ok();
+        }
+    }
+    status
+}
+
+/// Follows an adopted workload (not our child, so no `wait`) until its cgroup empties.
+async fn watch_adopted(workload: Arc<Workload>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if matches!(workload.state(), WorkloadState::Ended(_)) {
+            return;
+        }
+        if workload.cgroup.pids().is_empty() {
+            let code = read_status(&workload.dir.join("status.json"))
+                .exit_code
+                .unwrap_or(137);
+            let reason = workload.reason_for_exit(code);
+            workload.finish(reason);
+            return;
+        }
+    }
+}
+
+/// Waits for the launcher (which became bubblewrap) and records how the workload ended.
+async fn watch_child(workload: Arc<Workload>, mut child: Child) {
+    let status = child.wait().await;
+    let code = read_status(&workload.dir.join("status.json"))
+        .exit_code
+        .or_else(|| status.as_ref().ok().and_then(exit_code))
+        .unwrap_or(137);
+    // Whatever outlived the main process (daemons it left) goes with it.
+    if let Err(e) = workload.cgroup.kill_all(KILL_TIMEOUT).await {
+        tracing::warn!(workload = %workload.id, error = %e, "leftover processes");
+    }
+    let reason = workload.reason_for_exit(code);
+    tracing::info!(workload = %workload.id, reason = reason.code(), code, "sandbox ended");
+    workload.finish(reason);
+}
+
+fn exit_code(status: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s))
+}
+
+fn check_command(what: &str, command: &[String]) -> Result<(), RuntimeError> {
+    use agora_protocol::workload::{MAX_ARG_BYTES, MAX_ARGS};
+    if command.is_empty() {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "{what}: sandbox images have no default command; give one"
+        )));
+    }
+    if command.len() > MAX_ARGS
+        || command
+            .iter()
+            .any(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
+    {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "{what}: at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, without NUL"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Runtime for SandboxRuntime {
+    fn isolation(&self) -> Isolation {
+        Isolation::Sandbox
+    }
+
+    async fn images(&self) -> Result<Vec<ImageRef>, RuntimeError> {
+        Ok(self.images.named())
+    }
+
+    async fn import_image(
+        &self,
+        path: &Path,
+        digest: &agora_protocol::Digest,
+        size_bytes: u64,
+    ) -> Result<(), RuntimeError> {
+        let (images, path, digest) = (self.images.clone(), path.to_owned(), *digest);
+        tokio::task::spawn_blocking(move || images.import(&path, &digest, size_bytes, None))
+            .await
+            .map_err(|e| RuntimeError::Unsupported(format!("import task: {e}")))?
+    }
+
+    async fn create(&self, id: &WorkloadId, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+        spec.validate()
+            .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        check_command("command", &spec.command)?;
+        if spec.network.egress {
+            return Err(RuntimeError::Unsupported(
+                "outbound network (egress) on the sandbox runtime; use docker".into(),
+            ));
+        }
+        let rootfs = self.rootfs_for(spec)?;
+        let workload = {
+            let mut table = self.table();
+            if table.contains_key(id) {
+                return Err(RuntimeError::AlreadyExists(id.clone()));
+            }
+            let w = Arc::new(self.workload(id.clone(), spec.clone(), rootfs, Phase::Starting));
+            table.insert(id.clone(), w.clone());
+            w
+        };
+        match prepare(&workload) {
+            Ok(()) => {
+                workload.phase(|p| *p = Phase::Created);
+                tracing::debug!(workload = %id, "sandbox created");
+                Ok(())
+            }
+            Err(e) => {
+                self.table().remove(id);
+                cleanup(&workload).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
+        let workload = self.get(id)?;
+        workload.phase(|p| match p {
+            Phase::Created => {
+                *p = Phase::Starting;
+                Ok(())
+            }
+            other => Err(RuntimeError::WrongState {
+                id: id.clone(),
+                state: other.name(),
+                op: "start",
+            }),
+        })?;
+        let span = tracing::info_span!("sandbox_start", workload = %id);
+        let started = self.launch(&workload).instrument(span).await;
+        if let Err(e) = &started {
+            workload.finish(TerminationReason::RuntimeError {
+                detail: e.to_string(),
+            });
+        }
+        started
+    }
+
+    async fn exec(&self, id: &WorkloadId, req: ExecRequest) -> Result<ExecSession, RuntimeError> {
+        let workload = self.get(id)?;
+        let init = workload.init_pid("exec")?;
+        check_command("exec", &req.command)?;
+        if req.tty {
+            return Err(RuntimeError::Unsupported(
+                "a terminal (tty) for exec on the sandbox runtime".into(),
+            ));
+        }
+        let scratch = workload.scratch();
+        let layout = launch::Layout {
+            rootfs: &workload.rootfs,
+            scratch: &scratch,
+        };
+        let args = launch::exec_args(&workload.spec, &req, &layout);
+        let init = init.to_string();
+        let mut child = self
+            .spawn_in_cgroup(
+                &workload,
+                Launcher {
+                    script: launch::EXEC,
+                    script_args: &[
+                        self.seccomp.0.as_os_str(),
+                        self.seccomp.1.as_os_str(),
+                        std::ffi::OsStr::new(&init),
+                    ],
+                    bwrap_args: args,
+                    kill_on_drop: true,
+                },
+                Stdio::piped(),
+                Stdio::piped(),
+            )
+            .await?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(RuntimeError::Unsupported("exec pipes missing".into()));
+        };
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(pump_exec(child, stdout, stderr, tx));
+        Ok(ExecSession {
+            stdin: Box::pin(stdin),
+            events: rx,
+        })
+    }
+
+    async fn logs(
+        &self,
+        id: &WorkloadId,
+        follow: bool,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, RuntimeError> {
+        let workload = self.get(id)?;
+        Ok(logs::stream(
+            workload.dir.clone(),
+            follow,
+            workload.ended.subscribe(),
+        ))
+    }
+
+    async fn stats(&self, id: &WorkloadId) -> Result<Stats, RuntimeError> {
+        let workload = self.get(id)?;
+        let mut stats = workload.cgroup.stats();
+        if let Ok(init) = workload.init_pid("stats") {
+            let (rx, tx) = net_bytes(init);
+            stats.net_rx_bytes = rx;
+            stats.net_tx_bytes = tx;
+        }
+        Ok(stats)
+    }
+
+    async fn state(&self, id: &WorkloadId) -> Result<WorkloadState, RuntimeError> {
+        Ok(self.get(id)?.state())
+    }
+
+    async fn stop(
+        &self,
+        id: &WorkloadId,
+        reason: TerminationReason,
+        grace: Duration,
+    ) -> Result<TerminationReason, RuntimeError> {
+        let workload = self.get(id)?;
+        let running = workload.phase(|p| match p {
+            Phase::Ended(r) => Err(r.clone()),
+            Phase::Created => {
+                *p = Phase::Ended(reason.clone());
+                Err(reason.clone())
+            }
+            Phase::Starting | Phase::Running { .. } => Ok(()),
+        });
+        if let Err(r) = running {
+            return Ok(workload.finish(r));
+        }
+        workload
+            .requested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(reason);
+        let mut ended = workload.ended.subscribe();
+        for pid in workload.cgroup.pids() {
+            signal(pid, rustix::process::Signal::TERM);
+        }
+        let wait_end = |mut ended: watch::Receiver<Option<TerminationReason>>, limit| async move {
+            tokio::time::timeout(limit, ended.wait_for(Option::is_some))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|r| r.clone())
+        };
+        if let Some(r) = wait_end(ended.clone(), grace).await {
+            return Ok(r);
+        }
+        workload.cgroup.kill_all(KILL_TIMEOUT).await?;
+        ended.mark_changed();
+        wait_end(ended, KILL_TIMEOUT).await.ok_or_else(|| {
+            RuntimeError::host(
+                format!("stop {id}"),
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "the sandbox did not end"),
+            )
+        })
+    }
+
+    async fn remove(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
+        let Ok(workload) = self.get(id) else {
+            return Ok(());
+        };
+        if !matches!(workload.state(), WorkloadState::Ended(_)) {
+            self.stop(id, TerminationReason::ProviderShutdown, Duration::ZERO)
+                .await?;
+        }
+        workload.cgroup.kill_all(KILL_TIMEOUT).await?;
+        cleanup(&workload).await;
+        self.table().remove(id);
+        tracing::debug!(workload = %id, "sandbox removed");
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
+        let mut known: Vec<WorkloadInfo> = self
+            .table()
+            .values()
+            .map(|w| WorkloadInfo {
+                id: w.id.clone(),
+                state: w.state(),
+            })
+            .collect();
+        // Cgroups without a state directory (a crash mid-create) are orphans: list them too,
+        // so reconciliation removes them.
+        for name in WorkloadCgroup::list(&self.cgroups, &self.parent) {
+            if let Ok(id) = name.parse::<WorkloadId>()
+                && !known.iter().any(|w| w.id == id)
+            {
+                known.push(WorkloadInfo {
+                    id,
+                    state: WorkloadState::Ended(TerminationReason::RuntimeError {
+                        detail: "orphaned cgroup".into(),
+                    }),
+                });
+            }
+        }
+        Ok(known)
+    }
+
+    async fn connect(
+        &self,
+        id: &WorkloadId,
+        port: u16,
+    ) -> Result<Box<dyn ByteStream>, RuntimeError> {
+        let workload = self.get(id)?;
+        if !workload
+            .spec
+            .ports
+            .iter()
+            .any(|p| p.port == port && p.transport == Transport::Tcp)
+        {
+            return Err(RuntimeError::Connect {
+                port,
+                reason: "not a TCP port of this workload's spec".into(),
+            });
+        }
+        let init = workload.init_pid("connect")?;
+        if !listening(init, port) {
+            return Err(RuntimeError::Connect {
+                port,
+                reason: "nothing listens there".into(),
+            });
+        }
+        // A relay inside the sandbox's network namespace (and only that namespace): the
+        // host's static busybox `nc` to the workload's loopback.
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/proc/{init}/ns/net"))
+            .arg("--")
+            .arg(BUSYBOX)
+            .args(["nc", "127.0.0.1", &port.to_string()])
+            .env_clear()
+            .env("PATH", HOST_PATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RuntimeError::host("spawn port relay", e))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(RuntimeError::Unsupported("relay pipes missing".into()));
+        };
+        Ok(Box::new(RelayStream {
+            _child: child,
+            io: tokio::io::join(stdout, stdin),
+        }))
+    }
+}
+
+impl SandboxRuntime {
+    async fn launch(&self, workload: &Arc<Workload>) -> Result<(), RuntimeError> {
+        let open_log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(workload.dir.join(name))
+                .map_err(|e| RuntimeError::host(format!("open {name}"), e))
+        };
+        let (stdout, stderr) = (open_log("stdout.log")?, open_log("stderr.log")?);
+        let status_path = workload.dir.join("status.json");
+        let scratch = workload.scratch();
+        let layout = launch::Layout {
+            rootfs: &workload.rootfs,
+            scratch: &scratch,
+        };
+        let args = launch::main_args(workload.id.as_str(), &workload.spec, &layout);
+        let mut child = self
+            .spawn_in_cgroup(
+                workload,
+                Launcher {
+                    script: launch::LAUNCH,
+                    script_args: &[
+                        self.seccomp.0.as_os_str(),
+                        self.seccomp.1.as_os_str(),
+                        status_path.as_os_str(),
+                    ],
+                    bwrap_args: args,
+                    kill_on_drop: false,
+                },
+                Stdio::from(stdout),
+                Stdio::from(stderr),
+            )
+            .await?;
+        // The main process reads end-of-file on stdin.
+        drop(child.stdin.take());
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let init = loop {
+            if let Some(init) = read_status(&status_path).init {
+                break Some(init);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break None; // Ended before reporting: the waiter records why.
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.kill().await;
+                return Err(RuntimeError::host(
+                    "start sandbox",
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "bubblewrap did not report"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        if let Some(init) = init {
+            workload.phase(|p| {
+                if matches!(p, Phase::Starting) {
+                    *p = Phase::Running { init };
+                }
+            });
+        }
+        tracing::debug!(init, "sandbox running");
+        tokio::spawn(watch_child(workload.clone(), child));
+        Ok(())
+    }
+}
+
+/// Creates the state directory, scratch tmpfs and cgroup of a new workload.
+fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
+    let host = |op: &str| {
+        let op = op.to_owned();
+        move |e| RuntimeError::host(op, e)
+    };
+    if workload.dir.exists() {
+        return Err(RuntimeError::AlreadyExists(workload.id.clone()));
+    }
+    std::fs::create_dir_all(workload.scratch()).map_err(host("create workload dir"))?;
+    let spec =
+        serde_json::to_vec(&workload.spec).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+    std::fs::write(workload.dir.join("spec.json"), spec).map_err(host("write spec.json"))?;
+    let r = &workload.spec.resources;
+    let size = r.disk_mib.max(1).saturating_mul(1 << 20);
+    let data = std::ffi::CString::new(format!("size={size},mode=1777"))
+        .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+    use rustix::mount::MountFlags;
+    rustix::mount::mount(
+        "agora-scratch",
+        workload.scratch(),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        data.as_c_str(),
+    )
+    .map_err(|e| RuntimeError::host("mount scratch tmpfs", e.into()))?;
+    workload.cgroup.create(Limits {
+        memory_bytes: r.memory_mib.saturating_mul(1 << 20),
+        vcpu_milli: r.vcpu_milli,
+        pids: r.pids,
+    })
+}
+
+/// Undoes [`prepare`]; best effort, each step logged.
+async fn cleanup(workload: &Workload) {
+    let scratch = workload.scratch();
+    if let Err(e) = rustix::mount::unmount(&scratch, rustix::mount::UnmountFlags::DETACH)
+        && e != rustix::io::Errno::INVAL
+        && e != rustix::io::Errno::NOENT
+    {
+        tracing::warn!(workload = %workload.id, error = %e, "unmount scratch");
+    }
+    if let Err(e) = workload.cgroup.remove().await {
+        tracing::warn!(workload = %workload.id, error = %e, "remove cgroup");
+    }
+    if let Err(e) = std::fs::remove_dir_all(&workload.dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(workload = %workload.id, error = %e, "remove state dir");
+    }
+}
+
+/// Forwards an exec's output, then its exit code; kills it when the session is dropped.
+async fn pump_exec(
+    mut child: Child,
+    mut stdout: tokio::process::ChildStdout,
+    mut stderr: tokio::process::ChildStderr,
+    tx: mpsc::Sender<ExecEvent>,
+) {
+    let (mut out_open, mut err_open) = (true, true);
+    let (mut out_buf, mut err_buf) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+    while out_open || err_open {
+        let (stream, read) = tokio::select! {
+            r = stdout.read(&mut out_buf), if out_open => (OutputStream::Stdout, r),
+            r = stderr.read(&mut err_buf), if err_open => (OutputStream::Stderr, r),
+            () = tx.closed() => {
+                let _ = child.kill().await;
+                return;
+            }
+        };
+        let n = match read {
+            Ok(0) | Err(_) => {
+                match stream {
+                    OutputStream::Stdout => out_open = false,
+                    OutputStream::Stderr => err_open = false,
+                }
+                continue;
+            }
+            Ok(n) => n,
+        };
+        let buf = match stream {
+            OutputStream::Stdout => &out_buf,
+            OutputStream::Stderr => &err_buf,
+        };
+        let chunk = OutputChunk {
+            stream,
+            data: buf.get(..n).unwrap_or_default().to_vec(),
+        };
+        if tx.send(ExecEvent::Output(chunk)).await.is_err() {
+            let _ = child.kill().await;
+            return;
+        }
+    }
+    let code = child
+        .wait()
+        .await
+        .ok()
+        .and_then(|s| exit_code(&s))
+        .unwrap_or(137);
+    let _ = tx.send(ExecEvent::Exit(code)).await;
+}
+
+/// Bytes received and sent on the sandbox's interfaces other than loopback.
+fn net_bytes(init: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{init}/net/dev")).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim() != "lo")
+        .map(|(_, fields)| {
+            let f: Vec<u64> = fields
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (
+                f.first().copied().unwrap_or(0),
+                f.get(8).copied().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
+}
+
+/// Whether a TCP socket listens on `port` in the network namespace of `init`.
+fn listening(init: u32, port: u16) -> bool {
+    ["tcp", "tcp6"].iter().any(|table| {
+        std::fs::read_to_string(format!("/proc/{init}/net/{table}"))
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let mut fields = line.split_whitespace().skip(1);
+                let local = fields.next().unwrap_or_default();
+                let state = fields.nth(1).unwrap_or_default();
+                let local_port = local
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                state == "0A" && local_port == Some(port)
+            })
+    })
+}
+
+/// A byte stream through a relay process; the process dies with the stream.
+struct RelayStream {
+    _child: Child,
+    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+}
+
+impl AsyncRead for RelayStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for RelayStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        std::fs::write(&path, "{ \"child-pid\": 42, \"pid-namespace\": 1 }\n").unwrap();
+        let s = read_status(&path);
+        assert_eq!((s.init, s.exit_code), (Some(42), None));
+        std::fs::write(&path, "{ \"child-pid\": 42 }\n{ \"exit-code\": 3 }\n").unwrap();
+        assert_eq!(read_status(&path).exit_code, Some(3));
+        assert_eq!(read_status(&dir.path().join("missing")).init, None);
+    }
+
+    #[test]
+    fn commands_are_bounded() {
+        assert!(check_command("command", &[]).is_err());
+        assert!(check_command("command", &["a\0".into()]).is_err());
+        check_command("command", &["sh".into()]).unwrap();
+    }
+}
