@@ -23,6 +23,9 @@
 //! follow_regions = ["*"]     # "*": every region peers announce (up to 64); or a list
 //! max_offers = 10000
 //!
+//! [runtime]                 # see config::RuntimeSection
+//! idle_timeout = "30m"
+//!
 //! [provider]
 //! runtimes = ["sandbox", "docker"]
 //! vcpu = 2.5
@@ -48,6 +51,9 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 
 mod duration;
+mod runtime;
+
+pub use runtime::{ImageConfig, RuntimeSection};
 
 /// A node's role in the network (any mix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -113,6 +119,9 @@ pub struct NodeConfig {
     /// What a provider advertises (required with the provider role).
     #[serde(default)]
     pub provider: Option<ProviderConfig>,
+    /// Workload runtime settings.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
 }
 
 /// Peer-to-peer settings (`[network]`).
@@ -323,6 +332,7 @@ impl Default for NodeConfig {
             labels: BTreeMap::new(),
             network: NetworkSection::default(),
             provider: None,
+            runtime: RuntimeSection::default(),
         }
     }
 }
@@ -412,6 +422,7 @@ impl NodeConfig {
         bounds::token("region", &self.region, 32).map_err(|e| invalid("region", e.to_string()))?;
         bounds::labels("labels", &self.labels, 16).map_err(|e| invalid("labels", e.to_string()))?;
         self.network.validate(&invalid)?;
+        self.runtime.validate(&invalid)?;
         match (&self.provider, self.has_role(Role::Provider)) {
             (None, true) => Err(invalid(
                 "provider",

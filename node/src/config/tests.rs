@@ -61,6 +61,13 @@ fn errors_name_the_field() {
         ("roles = [\"validator\"]", "genesis"),
         ("roles = [\"provider\"]", "provider"),
         ("region = \"EU West\"", "region"),
+        ("[runtime]\nidle_timeout = \"0s\"", "runtime.idle_timeout"),
+        ("[runtime]\ncgroup_parent = \"../up\"", "runtime.cgroup_parent"),
+        (
+            "[runtime]\nimages = [{ name = \"py\", tarball = \"/nonexistent.tar\" }]",
+            "runtime.images.tarball",
+        ),
+        ("[runtime]\nretention = \"soon\"", "retention"),
     ];
     for (text, field) in cases {
         let err = parse(text).unwrap_err().to_string();

@@ -29,6 +29,7 @@ pub mod network;
 pub mod peers;
 pub mod provider;
 pub mod shared;
+pub mod workloads;
 
 pub use network::{NetCommand, split_peer};
 pub use shared::{NetStatus, PeerStatus, Shared};
@@ -60,6 +61,9 @@ pub enum DaemonError {
         /// Identity of the key file.
         key: String,
     },
+    /// A workload runtime or the supervisor could not be set up.
+    #[error("workload runtime: {0}")]
+    Runtime(String),
     /// The store could not be opened or used.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -112,6 +116,7 @@ pub struct RunningNode {
     net_tx: mpsc::Sender<NetCommand>,
     provider_tx: Option<mpsc::Sender<ProviderMsg>>,
     stop_http: watch::Sender<bool>,
+    stop_reaper: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     net_task: JoinHandle<()>,
 }
@@ -213,13 +218,42 @@ impl RunningNode {
         let net_task = tokio::spawn(net_loop.run().instrument(info_span!("net")));
 
         let mut tasks = Vec::new();
+        let (stop_reaper, _) = watch::channel(false);
         let provider_tx = match (&config.provider, config.has_role(Role::Provider)) {
             (Some(p), true) => {
+                let runtimes =
+                    workloads::open(&config, p, &identity.agora_id(), store_dyn.clone()).await?;
+                if runtimes.available.is_empty() {
+                    warn!("no configured runtime can run on this host: advertising nothing");
+                }
+                shared.set_runtimes(
+                    shared::RuntimeReport {
+                        available: runtimes
+                            .available
+                            .iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                            .collect(),
+                        unavailable: runtimes
+                            .unavailable
+                            .iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                            .collect(),
+                    },
+                    runtimes.supervisor.clone(),
+                );
+                tasks.push(tokio::spawn(
+                    runtimes
+                        .supervisor
+                        .clone()
+                        .run(workloads::REAPER_PERIOD, stop_reaper.subscribe())
+                        .instrument(info_span!("reaper")),
+                ));
                 let adv = provider::Advertiser::new(
                     identity.clone(),
                     config.clone(),
                     p.clone(),
                     store_dyn.clone(),
+                    runtimes.available,
                 )?;
                 let (tx, rx) = mpsc::channel(8);
                 tasks.push(tokio::spawn(
@@ -265,6 +299,7 @@ impl RunningNode {
             net_tx,
             provider_tx,
             stop_http,
+            stop_reaper,
             tasks,
             net_task,
         })
@@ -323,6 +358,8 @@ impl RunningNode {
             let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
         }
         let _ = self.stop_http.send(true);
+        // Workloads keep running: the next start adopts them (see runtime::supervisor).
+        let _ = self.stop_reaper.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

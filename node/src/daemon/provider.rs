@@ -6,9 +6,11 @@
 //! that plus one and the current Unix time in milliseconds, so even a provider whose store
 //! was wiped moves forward.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agora_attest::Identity;
+use agora_protocol::offer::{ImageRef, Isolation};
 use agora_protocol::{EncodeError, Offer, OfferWithdrawal, Signed, Timestamp};
 
 use crate::config::{NodeConfig, ProviderConfig};
@@ -34,6 +36,8 @@ pub struct Advertiser {
     node: NodeConfig,
     config: ProviderConfig,
     store: Arc<dyn Store>,
+    /// Runtimes this host really runs, with their images: only these are advertised.
+    available: BTreeMap<Isolation, Vec<ImageRef>>,
     last_seq: u64,
     current: Option<Signed<Offer>>,
 }
@@ -47,7 +51,8 @@ impl std::fmt::Debug for Advertiser {
 }
 
 impl Advertiser {
-    /// An advertiser for `config`, resuming the sequence stored in `store`.
+    /// An advertiser for `config`, resuming the sequence stored in `store`, selling the
+    /// configured runtimes that are `available` on this host.
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be read.
@@ -56,6 +61,7 @@ impl Advertiser {
         node: NodeConfig,
         config: ProviderConfig,
         store: Arc<dyn Store>,
+        available: BTreeMap<Isolation, Vec<ImageRef>>,
     ) -> Result<Self, StoreError> {
         let last_seq = store
             .get(Column::Meta, SEQ_KEY)?
@@ -66,6 +72,7 @@ impl Advertiser {
             node,
             config,
             store,
+            available,
             last_seq,
             current: None,
         })
@@ -89,13 +96,18 @@ impl Advertiser {
                 return Ok(None);
             }
         }
+        let mut sold = self.config.clone();
+        sold.runtimes.retain(|r| self.available.contains_key(r));
+        if sold.runtimes.is_empty() {
+            return Ok(None); // Nothing this host can run.
+        }
         let seq = self.next_seq(now)?;
-        let offer = self.config.offer(
+        let offer = sold.offer(
             &self.identity,
             seq,
             now,
             &self.node,
-            &Default::default(),
+            &self.available,
             Vec::new(),
         )?;
         self.current = Some(offer.clone());
@@ -160,10 +172,52 @@ mod tests {
         .unwrap()
     }
 
+    fn busybox() -> BTreeMap<Isolation, Vec<ImageRef>> {
+        BTreeMap::from([(
+            Isolation::Sandbox,
+            vec![ImageRef {
+                name: "busybox".into(),
+                digest: agora_protocol::Digest::of(b"busybox"),
+            }],
+        )])
+    }
+
     fn advertiser(store: Arc<dyn Store>) -> Advertiser {
         let n = node();
         let p = n.provider.clone().unwrap();
-        Advertiser::new(Arc::new(Identity::from_secret_bytes(&[4; 32])), n, p, store).unwrap()
+        Advertiser::new(
+            Arc::new(Identity::from_secret_bytes(&[4; 32])),
+            n,
+            p,
+            store,
+            busybox(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_available_runtimes_and_their_images_are_advertised() {
+        let mut a = advertiser(Arc::new(MemStore::new()));
+        a.config.runtimes = vec![Isolation::Sandbox, Isolation::Docker];
+        let offer = a.due(at(1000)).unwrap().unwrap();
+        let runtimes = &offer.body().runtimes;
+        assert_eq!(runtimes.len(), 1, "docker is not available here");
+        assert_eq!(runtimes[0].isolation, Isolation::Sandbox);
+        assert_eq!(runtimes[0].images[0].name, "busybox");
+        let n = node();
+        let p = n.provider.clone().unwrap();
+        let mut none = Advertiser::new(
+            Arc::new(Identity::from_secret_bytes(&[4; 32])),
+            n,
+            p,
+            Arc::new(MemStore::new()),
+            BTreeMap::new(),
+        )
+        .unwrap();
+        assert!(
+            none.due(at(1000)).unwrap().is_none(),
+            "nothing to sell, nothing advertised"
+        );
     }
 
     fn at(s: u64) -> Timestamp {

@@ -61,6 +61,17 @@ pub struct Shared {
     pub metrics: NodeMetrics,
     market: Mutex<Market>,
     status: RwLock<Arc<NetStatus>>,
+    runtimes: std::sync::OnceLock<RuntimeReport>,
+    supervisor: std::sync::OnceLock<Arc<crate::runtime::supervisor::Supervisor>>,
+}
+
+/// What a provider can run, as `GET /v1/node` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuntimeReport {
+    /// Runtimes this node runs, with the images each offers.
+    pub available: std::collections::BTreeMap<String, Vec<agora_protocol::offer::ImageRef>>,
+    /// Configured runtimes this host cannot run, and why.
+    pub unavailable: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -91,7 +102,29 @@ impl Shared {
             metrics,
             market: Mutex::new(market),
             status: RwLock::new(Arc::new(NetStatus::default())),
+            runtimes: std::sync::OnceLock::new(),
+            supervisor: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records the provider's runtimes and supervisor (once, at start).
+    pub fn set_runtimes(
+        &self,
+        report: RuntimeReport,
+        supervisor: Arc<crate::runtime::supervisor::Supervisor>,
+    ) {
+        let _ = self.runtimes.set(report);
+        let _ = self.supervisor.set(supervisor);
+    }
+
+    /// The provider's runtimes, when this node is a provider.
+    pub fn runtimes(&self) -> Option<&RuntimeReport> {
+        self.runtimes.get()
+    }
+
+    /// The workload supervisor, when this node is a provider.
+    pub fn supervisor(&self) -> Option<&Arc<crate::runtime::supervisor::Supervisor>> {
+        self.supervisor.get()
     }
 
     /// The market, locked. A poisoned lock (a panic elsewhere) is recovered: the book's

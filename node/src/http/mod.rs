@@ -102,6 +102,10 @@ pub struct NodeInfo {
     pub topics: Vec<String>,
     /// Start time (RFC 3339).
     pub started_at: String,
+    /// A provider's runtimes (what it can run and what it cannot, with reasons).
+    pub runtimes: Option<crate::daemon::shared::RuntimeReport>,
+    /// A provider's workloads that have not ended.
+    pub running_workloads: Option<usize>,
 }
 
 async fn node_info(State(shared): State<Arc<Shared>>) -> Json<NodeInfo> {
@@ -127,6 +131,10 @@ async fn node_info(State(shared): State<Arc<Shared>>) -> Json<NodeInfo> {
         offers,
         topics: status.topics.clone(),
         started_at: shared.started_at.to_string(),
+        runtimes: shared.runtimes().cloned(),
+        running_workloads: shared
+            .supervisor()
+            .map(|s| s.records().iter().filter(|r| r.ended.is_none()).count()),
     })
 }
 
