@@ -16,6 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agora_node::runtime::netpolicy::Policy;
+use agora_node::runtime::sandbox::net::SandboxNetwork;
 use agora_node::runtime::sandbox::{SandboxConfig, SandboxRuntime};
 use agora_node::runtime::supervisor::{Supervisor, SupervisorConfig};
 use agora_node::runtime::{
@@ -29,7 +31,23 @@ use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, TerminationReason, Transport, WorkloadSpec,
 };
 use futures::StreamExt;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Egress allowed, each fixture on its own /24 so parallel tests never share addresses.
+fn test_network() -> SandboxNetwork {
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+    let third = NEXT.fetch_add(1, Ordering::Relaxed);
+    SandboxNetwork {
+        pool: (Ipv4Addr::new(10, 214, third, 0), 24),
+        policy: Policy {
+            egress: true,
+            blocked_ports: vec![2525],
+            allow: vec![],
+        },
+    }
+}
 
 struct Fixture {
     runtime: Arc<SandboxRuntime>,
@@ -61,6 +79,7 @@ impl Fixture {
         SandboxRuntime::open(SandboxConfig {
             state_dir: dir.join("sandbox"),
             cgroup_parent: parent.to_owned(),
+            network: test_network(),
         })
         .await
         .unwrap_or_else(|e| {
@@ -652,4 +671,238 @@ async fn a_node_restart_adopts_wanted_workloads_and_removes_orphans() {
     assert_eq!(reason, TerminationReason::StoppedByAgent);
     runtime.remove(&wanted).await.unwrap();
     assert!(!fx.cgroup_exists(&wanted));
+}
+
+/// A "host on the Internet" the test owns: a network namespace on a veth from the host,
+/// holding a public-range address (198.51.100.2, TEST-NET-2, outside the deny list) and a
+/// private one (10.99.0.2), with TCP listeners that count who arrives.
+struct OutsideHost {
+    ns: String,
+    host_if: String,
+    arrivals: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+impl OutsideHost {
+    fn create(ports: &[u16]) -> Self {
+        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let (ns, host_if) = (format!("agt-{tag}"), format!("agt{tag}"));
+        let sh = |cmd: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(&format!("ip netns add {ns}"));
+        sh(&format!(
+            "ip link add {host_if} type veth peer name eth0 netns {ns} && \
+             ip addr add 198.51.100.1/24 dev {host_if} && ip addr add 10.99.0.1/24 dev {host_if} && \
+             ip link set {host_if} up && \
+             ip -n {ns} addr add 198.51.100.2/24 dev eth0 && ip -n {ns} addr add 10.99.0.2/24 dev eth0 && \
+             ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"
+        ));
+        let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ns_path, ports, sink) = (
+            format!("/var/run/netns/{ns}"),
+            ports.to_vec(),
+            arrivals.clone(),
+        );
+        std::thread::spawn(move || {
+            // This thread alone moves into the namespace; its sockets live there.
+            let file = std::fs::File::open(&ns_path).unwrap();
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&file),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap();
+            let listeners: Vec<std::net::TcpListener> = ports
+                .iter()
+                .map(|p| {
+                    let l = std::net::TcpListener::bind(("0.0.0.0", *p)).unwrap();
+                    l.set_nonblocking(true).unwrap();
+                    l
+                })
+                .collect();
+            ready_tx.send(()).unwrap();
+            loop {
+                for l in &listeners {
+                    if let Ok((_, from)) = l.accept() {
+                        sink.lock().unwrap().push(l.local_addr().unwrap());
+                        let _ = from;
+                    }
+                }
+                if Arc::strong_count(&sink) == 1 {
+                    return; // The test is over.
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            ns,
+            host_if,
+            arrivals,
+        }
+    }
+
+    fn arrived(&self, port: u16) -> usize {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.port() == port)
+            .count()
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+fn count_rules() -> (usize, usize, usize) {
+    let lines = |args: &[&str]| {
+        let out = std::process::Command::new("iptables")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let links = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name().into_string().unwrap();
+            name.starts_with("ag") && !name.starts_with("agt")
+        })
+        .count();
+    (lines(&["-S"]), lines(&["-t", "nat", "-S"]), links)
+}
+
+fn probe_script(targets: &[(&str, u16)]) -> String {
+    targets
+        .iter()
+        .map(|(ip, port)| {
+            format!("if nc -w 2 {ip} {port} </dev/null; then echo {ip}:{port}=open; else echo {ip}:{port}=closed; fi")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn verdicts(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let before = count_rules();
+    let outside = OutsideHost::create(&[8080, 25, 2525]);
+    // A listener on the host itself, on every address (the sandbox's gateway included).
+    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_listener.local_addr().unwrap().port();
+    host_listener.set_nonblocking(true).unwrap();
+
+    let mut spec = fx.spec("");
+    spec.network.enabled = true;
+    spec.network.egress = true;
+    // The sandbox's gateway is the first address of its /30: read it from its route.
+    let gateway_probe = format!(
+        "gw=$(ip route | awk '/default/ {{print $3}}'); \
+         if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi"
+    );
+    spec.command = vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "{}; {gateway_probe}",
+            probe_script(&[
+                ("198.51.100.2", 8080),
+                ("198.51.100.2", 25),
+                ("198.51.100.2", 2525),
+                ("10.99.0.2", 8080),
+                ("169.254.169.254", 80),
+            ])
+        ),
+    ];
+    let id = fx.run(&spec).await;
+    assert_eq!(
+        fx.wait_end(&id).await,
+        TerminationReason::Exited { code: 0 }
+    );
+    let (out, err) = fx.logs(&id).await;
+    let v = verdicts(&out);
+    assert_eq!(
+        v.get("198.51.100.2:8080").map(String::as_str),
+        Some("open"),
+        "{out}{err}"
+    );
+    for denied in [
+        "198.51.100.2:25",
+        "198.51.100.2:2525",
+        "10.99.0.2:8080",
+        "169.254.169.254:80",
+        "host",
+    ] {
+        assert_eq!(
+            v.get(denied).map(String::as_str),
+            Some("closed"),
+            "{denied}: {out}{err}"
+        );
+    }
+    // Only the allowed probe arrived; denied ones never reached a listener.
+    assert_eq!(outside.arrived(8080), 1);
+    assert_eq!(outside.arrived(25) + outside.arrived(2525), 0);
+    assert!(
+        host_listener.accept().is_err(),
+        "the sandbox reached the host"
+    );
+
+    // Positive controls: the same listeners are reachable when policy is not in the way.
+    for addr in ["10.99.0.2:8080", "198.51.100.2:25", "198.51.100.2:2525"] {
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("positive control {addr}: {e}"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(outside.arrived(25), 1);
+    assert_eq!(outside.arrived(2525), 1);
+    assert_eq!(outside.arrived(8080), 2);
+
+    // A workload without egress has loopback only: even the allowed destination is closed.
+    let mut closed = fx.spec(&format!(
+        "{}; tail -n +3 /proc/net/dev | cut -d: -f1",
+        probe_script(&[("198.51.100.2", 8080)])
+    ));
+    closed.network.enabled = true;
+    let closed_id = fx.run(&closed).await;
+    fx.wait_end(&closed_id).await;
+    let (out, _) = fx.logs(&closed_id).await;
+    assert!(out.contains("198.51.100.2:8080=closed"), "{out}");
+    assert_eq!(out.lines().last().map(str::trim), Some("lo"));
+    assert_eq!(outside.arrived(8080), 2);
+
+    fx.runtime.remove(&id).await.unwrap();
+    fx.runtime.remove(&closed_id).await.unwrap();
+    drop(outside);
+    assert_eq!(
+        count_rules(),
+        before,
+        "firewall rules and interfaces are gone"
+    );
 }

@@ -8,6 +8,8 @@
 //! idle_timeout = "30m"                      # no CPU use or tunnel traffic for this long
 //! retention = "1h"                          # ended workloads keep their logs this long
 //! stop_grace = "5s"                         # SIGTERM → SIGKILL
+//! sandbox_pool = "10.213.0.0/16"            # /30 per sandbox with egress
+//! egress_allow = []                         # e.g. ["198.51.100.0/24"]: egress only there
 //! images = [{ name = "python", tarball = "/srv/rootfs/python.tar" }]   # besides busybox
 //! ```
 
@@ -38,6 +40,12 @@ pub struct RuntimeSection {
     /// The cgroup holding this node's sandboxes; default `agora-<node id prefix>`.
     #[serde(default)]
     pub cgroup_parent: Option<String>,
+    /// Address pool for sandboxes with egress (`a.b.c.d/n`); default `10.213.0.0/16`.
+    #[serde(default)]
+    pub sandbox_pool: Option<String>,
+    /// When not empty, workloads' egress is limited to these networks (`a.b.c.d/n`).
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
     /// Sandbox images offered besides the built-in `busybox`.
     #[serde(default)]
     pub images: Vec<ImageConfig>,
@@ -67,6 +75,8 @@ impl Default for RuntimeSection {
         Self {
             sandbox_dir: None,
             cgroup_parent: None,
+            sandbox_pool: None,
+            egress_allow: Vec::new(),
             images: Vec::new(),
             idle_timeout: default_idle_timeout(),
             retention: default_retention(),
@@ -83,6 +93,26 @@ impl RuntimeSection {
         if let Some(parent) = &self.cgroup_parent {
             agora_protocol::bounds::token("runtime.cgroup_parent", parent, 64)
                 .map_err(|e| invalid("runtime.cgroup_parent", e.to_string()))?;
+        }
+        if let Some(pool) = &self.sandbox_pool {
+            let (_, len) = crate::runtime::netpolicy::parse_cidr(pool)
+                .map_err(|e| invalid("runtime.sandbox_pool", e))?;
+            if !(8..=28).contains(&len) {
+                return Err(invalid(
+                    "runtime.sandbox_pool",
+                    "prefix must be /8 to /28".into(),
+                ));
+            }
+        }
+        if self.egress_allow.len() > 64 {
+            return Err(invalid(
+                "runtime.egress_allow",
+                "at most 64 networks".into(),
+            ));
+        }
+        for net in &self.egress_allow {
+            crate::runtime::netpolicy::parse_cidr(net)
+                .map_err(|e| invalid("runtime.egress_allow", e))?;
         }
         if self.images.len() > 15 {
             return Err(invalid(

@@ -16,6 +16,8 @@ use tracing::{info, warn};
 
 use super::DaemonError;
 use crate::config::{NodeConfig, ProviderConfig};
+use crate::runtime::netpolicy::{Policy, parse_cidr};
+use crate::runtime::sandbox::net::SandboxNetwork;
 use crate::runtime::sandbox::{SandboxConfig, SandboxRuntime};
 use crate::runtime::supervisor::{Supervisor, SupervisorConfig};
 use crate::runtime::{Runtime, RuntimeError};
@@ -68,7 +70,7 @@ pub async fn open(
     let mut opened: Vec<Arc<dyn Runtime>> = Vec::new();
     let mut unavailable = BTreeMap::new();
     for &isolation in &provider.runtimes {
-        match open_one(config, id, isolation).await {
+        match open_one(config, provider, id, isolation).await {
             Ok(runtime) => opened.push(runtime),
             Err(e) if e.is_client_error() || matches!(e, RuntimeError::Docker(_)) => {
                 warn!(runtime = isolation.as_str(), reason = %e, "runtime unavailable; not advertised");
@@ -115,8 +117,31 @@ pub async fn open(
     })
 }
 
+/// The sandbox's pool and policy from `[provider]` (egress, blocked ports) and `[runtime]`.
+fn sandbox_network(
+    config: &NodeConfig,
+    provider: &ProviderConfig,
+) -> Result<SandboxNetwork, String> {
+    let mut network = SandboxNetwork::default();
+    if let Some(pool) = &config.runtime.sandbox_pool {
+        network.pool = parse_cidr(pool)?;
+    }
+    network.policy = Policy {
+        egress: provider.egress,
+        blocked_ports: provider.blocked_ports.clone(),
+        allow: config
+            .runtime
+            .egress_allow
+            .iter()
+            .map(|c| parse_cidr(c))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(network)
+}
+
 async fn open_one(
     config: &NodeConfig,
+    provider: &ProviderConfig,
     id: &AgoraId,
     isolation: Isolation,
 ) -> Result<Arc<dyn Runtime>, RuntimeError> {
@@ -133,6 +158,7 @@ async fn open_one(
                     .cgroup_parent
                     .clone()
                     .unwrap_or_else(|| default_cgroup_parent(id)),
+                network: sandbox_network(config, provider).map_err(RuntimeError::InvalidSpec)?,
             })
             .await?;
             for image in &config.runtime.images {

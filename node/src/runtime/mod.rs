@@ -17,6 +17,7 @@
 pub mod cgroup;
 pub mod host;
 pub mod images;
+pub mod netpolicy;
 pub mod sandbox;
 pub mod seccomp;
 pub mod supervisor;

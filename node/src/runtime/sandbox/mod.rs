@@ -18,14 +18,16 @@
 //! Workloads do not die with the node: a restarted node adopts running ones (they keep
 //! their cgroup, logs and status file) and reports those that ended meanwhile.
 //!
-//! Network: every sandbox has its own network namespace with only loopback. Ports in the
-//! spec are reached through [`Runtime::connect`], which enters that namespace, so a
-//! workload can serve an agent's tunnel without any route to the host or the Internet.
-//! Outbound access (`network.egress`) is refused by this runtime for now; the Docker
-//! runtime offers it.
+//! Network: every sandbox has its own network namespace. Without `network.egress` it holds
+//! only loopback; ports in the spec are reached through [`Runtime::connect`], which enters
+//! that namespace, so a workload can serve an agent's tunnel without any route to the host
+//! or the Internet. With egress (and a provider that allows it) it also gets a veth on a
+//! /30 of its own, under the provider's policy (see [`net`] and
+//! [`super::netpolicy`]).
 
 mod launch;
 mod logs;
+pub mod net;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,6 +67,8 @@ pub struct SandboxConfig {
     pub state_dir: PathBuf,
     /// Name of the cgroup that holds this node's workloads (one per node on a host).
     pub cgroup_parent: String,
+    /// Address pool and policy for sandboxes with egress.
+    pub network: net::SandboxNetwork,
 }
 
 enum Phase {
@@ -91,6 +95,8 @@ struct Workload {
     dir: PathBuf,
     rootfs: PathBuf,
     cgroup: WorkloadCgroup,
+    /// Its veth and address, when it has egress.
+    lease: Option<net::Lease>,
     phase: Mutex<Phase>,
     /// Why the node is ending it (stop), so the exit is not mistaken for its own.
     requested: Mutex<Option<TerminationReason>>,
@@ -172,6 +178,7 @@ pub struct SandboxRuntime {
     images: ImageStore,
     workloads_dir: PathBuf,
     seccomp: (PathBuf, PathBuf),
+    network: net::SandboxNetwork,
     workloads: Mutex<BTreeMap<WorkloadId, Arc<Workload>>>,
 }
 
@@ -213,6 +220,11 @@ impl SandboxRuntime {
         tokio::task::spawn_blocking(move || images_for_busybox.ensure_busybox())
             .await
             .map_err(|e| RuntimeError::Unsupported(format!("busybox image task: {e}")))??;
+        let mut network = config.network;
+        if network.policy.egress && !net::forwarding_enabled() {
+            tracing::warn!("IPv4 forwarding is off on this host: sandboxes get no egress");
+            network.policy.egress = false;
+        }
         let runtime = Self {
             bwrap,
             cgroups,
@@ -220,6 +232,7 @@ impl SandboxRuntime {
             images,
             workloads_dir,
             seccomp: (deny, clone3),
+            network,
             workloads: Mutex::new(BTreeMap::new()),
         };
         runtime.adopt()?;
@@ -259,6 +272,7 @@ impl SandboxRuntime {
         id: WorkloadId,
         spec: WorkloadSpec,
         rootfs: PathBuf,
+        lease: Option<net::Lease>,
         phase: Phase,
     ) -> Workload {
         let ended = match &phase {
@@ -271,6 +285,7 @@ impl SandboxRuntime {
             id,
             spec,
             rootfs,
+            lease,
             phase: Mutex::new(phase),
             requested: Mutex::new(None),
             ended: watch::Sender::new(ended),
@@ -302,7 +317,10 @@ impl SandboxRuntime {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             let status = read_status(&dir.join("status.json"));
-            let workload = Arc::new(self.workload(id.clone(), spec, rootfs, Phase::Created));
+            let lease: Option<net::Lease> = std::fs::read(dir.join("net.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let workload = Arc::new(self.workload(id.clone(), spec, rootfs, lease, Phase::Created));
             let alive = status
                 .init
                 .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
@@ -501,9 +519,9 @@ impl Runtime for SandboxRuntime {
         spec.validate()
             .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
         check_command("command", &spec.command)?;
-        if spec.network.egress {
+        if spec.network.egress && !self.network.policy.egress {
             return Err(RuntimeError::Unsupported(
-                "outbound network (egress) on the sandbox runtime; use docker".into(),
+                "outbound connections (egress): this provider does not allow them".into(),
             ));
         }
         let rootfs = self.rootfs_for(spec)?;
@@ -512,7 +530,17 @@ impl Runtime for SandboxRuntime {
             if table.contains_key(id) {
                 return Err(RuntimeError::AlreadyExists(id.clone()));
             }
-            let w = Arc::new(self.workload(id.clone(), spec.clone(), rootfs, Phase::Starting));
+            let lease = if spec.network.egress {
+                let used = table
+                    .values()
+                    .filter_map(|w| w.lease.as_ref().map(|l| l.slot))
+                    .collect();
+                Some(self.network.allocate(id, &used)?)
+            } else {
+                None
+            };
+            let w =
+                Arc::new(self.workload(id.clone(), spec.clone(), rootfs, lease, Phase::Starting));
             table.insert(id.clone(), w.clone());
             w
         };
@@ -798,8 +826,6 @@ impl SandboxRuntime {
                 Stdio::from(stderr),
             )
             .await?;
-        // The main process reads end-of-file on stdin.
-        drop(child.stdin.take());
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let init = loop {
             if let Some(init) = read_status(&status_path).init {
@@ -817,6 +843,16 @@ impl SandboxRuntime {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
+        if let (Some(init), Some(lease)) = (init, &workload.lease)
+            && let Err(e) = net::attach(&workload.id, init, lease, &self.network.policy).await
+        {
+            let _ = child.kill().await;
+            return Err(e);
+        }
+        // Release bubblewrap's --block-fd, then the main process reads end-of-file on stdin.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"\n").await;
+        }
         if let Some(init) = init {
             workload.phase(|p| {
                 if matches!(p, Phase::Starting) {
@@ -843,6 +879,11 @@ fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
     let spec =
         serde_json::to_vec(&workload.spec).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
     std::fs::write(workload.dir.join("spec.json"), spec).map_err(host("write spec.json"))?;
+    if let Some(lease) = &workload.lease {
+        let json =
+            serde_json::to_vec(lease).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        std::fs::write(workload.dir.join("net.json"), json).map_err(host("write net.json"))?;
+    }
     let r = &workload.spec.resources;
     let size = r.disk_mib.max(1).saturating_mul(1 << 20);
     let data = std::ffi::CString::new(format!("size={size},mode=1777"))
@@ -865,6 +906,9 @@ fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
 
 /// Undoes [`prepare`]; best effort, each step logged.
 async fn cleanup(workload: &Workload) {
+    if let Some(lease) = &workload.lease {
+        net::detach(&workload.id, lease).await;
+    }
     let scratch = workload.scratch();
     if let Err(e) = rustix::mount::unmount(&scratch, rustix::mount::UnmountFlags::DETACH)
         && e != rustix::io::Errno::INVAL
