@@ -507,6 +507,8 @@ async fn connect_reaches_a_spec_port_and_nothing_else() {
         .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
         .await
         .unwrap();
+    // Half-close: the request is complete, the response still flows back.
+    stream.shutdown().await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(
         Duration::from_secs(10),

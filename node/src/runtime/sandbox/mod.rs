@@ -31,23 +31,21 @@ pub mod net;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use agora_protocol::offer::{ImageRef, Isolation};
 use agora_protocol::workload::{ImageSource, TerminationReason, Transport, WorkloadSpec};
 use futures::stream::BoxStream;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::cgroup::{Limits, WorkloadCgroup, signal};
 use super::host::{Cgroups, sandbox_support};
-use super::images::{BUSYBOX, ImageStore};
+use super::images::ImageStore;
 use super::{
     ByteStream, ExecEvent, ExecRequest, ExecSession, OutputChunk, OutputStream, Runtime,
     RuntimeError, Stats, WorkloadId, WorkloadInfo, WorkloadState,
@@ -761,35 +759,49 @@ impl Runtime for SandboxRuntime {
             });
         }
         let init = workload.init_pid("connect")?;
-        if !listening(init, port) {
-            return Err(RuntimeError::Connect {
-                port,
-                reason: "nothing listens there".into(),
-            });
-        }
-        // A relay inside the sandbox's network namespace (and only that namespace): the
-        // host's static busybox `nc` to the workload's loopback.
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net=/proc/{init}/ns/net"))
-            .arg("--")
-            .arg(BUSYBOX)
-            .args(["nc", "127.0.0.1", &port.to_string()])
-            .env_clear()
-            .env("PATH", HOST_PATH)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| RuntimeError::host("spawn port relay", e))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(RuntimeError::Unsupported("relay pipes missing".into()));
-        };
-        Ok(Box::new(RelayStream {
-            _child: child,
-            io: tokio::io::join(stdout, stdin),
-        }))
+        let stream = connect_in_netns(init, port).await?;
+        Ok(Box::new(stream))
     }
+}
+
+/// Connects to `127.0.0.1:port` inside the network namespace of process `init`.
+///
+/// A fresh OS thread moves itself into that namespace (setns), connects and ends; the
+/// socket stays in the sandbox's namespace, so the node talks to the workload's loopback
+/// without any route between the two, and without a relay process per connection.
+async fn connect_in_netns(init: u32, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("agora-netns-connect".into())
+        .spawn(move || {
+            let result = (|| {
+                let ns = std::fs::File::open(format!("/proc/{init}/ns/net"))?;
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&ns),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )?;
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+                stream.set_nonblocking(true)?;
+                Ok::<_, std::io::Error>(stream)
+            })();
+            let _ = tx.send(result);
+        });
+    if let Err(e) = thread {
+        return Err(RuntimeError::host("spawn connect thread", e));
+    }
+    let stream = rx
+        .await
+        .map_err(|_| RuntimeError::Unsupported("connect thread vanished".into()))?
+        .map_err(|e| RuntimeError::Connect {
+            port,
+            reason: if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                "nothing listens there".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+    tokio::net::TcpStream::from_std(stream).map_err(|e| RuntimeError::host("adopt socket", e))
 }
 
 impl SandboxRuntime {
@@ -994,57 +1006,6 @@ fn net_bytes(init: u32) -> (u64, u64) {
             )
         })
         .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
-}
-
-/// Whether a TCP socket listens on `port` in the network namespace of `init`.
-fn listening(init: u32, port: u16) -> bool {
-    ["tcp", "tcp6"].iter().any(|table| {
-        std::fs::read_to_string(format!("/proc/{init}/net/{table}"))
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|line| {
-                let mut fields = line.split_whitespace().skip(1);
-                let local = fields.next().unwrap_or_default();
-                let state = fields.nth(1).unwrap_or_default();
-                let local_port = local
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-                state == "0A" && local_port == Some(port)
-            })
-    })
-}
-
-/// A byte stream through a relay process; the process dies with the stream.
-struct RelayStream {
-    _child: Child,
-    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
-}
-
-impl AsyncRead for RelayStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for RelayStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
