@@ -16,8 +16,11 @@ use crate::runtime::{OutputChunk, OutputStream, RuntimeError};
 
 /// Largest chunk handed out.
 const CHUNK: usize = 64 * 1024;
-/// How often a follower looks for new output.
-const POLL: Duration = Duration::from_millis(25);
+/// How often a follower looks for new output: quickly at first and after output (so the
+/// first line of a fresh workload shows in milliseconds), backing off linearly to `POLL_MAX` while
+/// it is quiet.
+const POLL_MIN: Duration = Duration::from_millis(1);
+const POLL_MAX: Duration = Duration::from_millis(50);
 
 /// File names of the two streams.
 pub const FILES: [(OutputStream, &str); 2] = [
@@ -52,6 +55,7 @@ pub fn stream(
         }
         let mut buf = vec![0u8; CHUNK];
         let mut runtime_gone = false;
+        let mut poll = POLL_MIN;
         loop {
             // Read the end state before draining, so nothing written before the end is missed.
             let done = !follow || runtime_gone || ended.borrow_and_update().is_some();
@@ -80,9 +84,12 @@ pub fn stream(
             if done && !progressed {
                 return;
             }
-            if !progressed {
+            if progressed {
+                poll = POLL_MIN;
+            } else {
+                poll = (poll + POLL_MIN).min(POLL_MAX);
                 tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
+                    () = tokio::time::sleep(poll) => {}
                     changed = ended.changed() => runtime_gone = changed.is_err(),
                     () = tx.closed() => return,
                 }
