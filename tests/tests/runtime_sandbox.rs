@@ -457,6 +457,23 @@ async fn a_fork_bomb_is_contained_and_the_host_stays_responsive() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_log_flood_is_ended_as_a_policy_violation() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    // 64 MiB is the floor of the log cap; write far more, as fast as possible.
+    let id = fx
+        .run(&fx.spec("yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"))
+        .await;
+    let reason = fx.wait_end(&id).await;
+    assert!(
+        matches!(&reason, TerminationReason::PolicyViolation { detail } if detail.contains("output")),
+        "{reason:?}"
+    );
+    fx.runtime.remove(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cpu_seconds_are_metered() {
     let Some(fx) = Fixture::new().await else {
         return;

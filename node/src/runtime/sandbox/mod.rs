@@ -451,6 +451,46 @@ async fn watch_adopted(workload: Arc<Workload>) {
     }
 }
 
+/// Most output a workload may write to its log files: its disk allowance, at least 64 MiB.
+fn log_cap(spec: &WorkloadSpec) -> u64 {
+    spec.resources
+        .disk_mib
+        .saturating_mul(1 << 20)
+        .max(64 << 20)
+}
+
+/// Ends a workload whose logs outgrow [`log_cap`] (logs live on the provider's disk, outside
+/// the workload's scratch limit), with reason `policy_violation`.
+async fn guard_logs(workload: Arc<Workload>) {
+    let cap = log_cap(&workload.spec);
+    let mut ended = workload.ended.subscribe();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = ended.wait_for(Option::is_some) => return,
+        }
+        let size: u64 = logs::FILES
+            .iter()
+            .filter_map(|(_, name)| std::fs::metadata(workload.dir.join(name)).ok())
+            .map(|m| m.len())
+            .sum();
+        if size > cap {
+            tracing::warn!(workload = %workload.id, size, cap, "log output over its cap; ending it");
+            workload
+                .requested
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert(TerminationReason::PolicyViolation {
+                    detail: format!("wrote more than {} MiB of output", cap >> 20),
+                });
+            if let Err(e) = workload.cgroup.kill_all(KILL_TIMEOUT).await {
+                tracing::warn!(workload = %workload.id, error = %e, "cannot end it");
+            }
+            return;
+        }
+    }
+}
+
 /// Waits for the launcher (which became bubblewrap) and records how the workload ended.
 async fn watch_child(workload: Arc<Workload>, mut child: Child) {
     let status = child.wait().await;
@@ -874,6 +914,7 @@ impl SandboxRuntime {
         }
         tracing::debug!(init, "sandbox running");
         tokio::spawn(watch_child(workload.clone(), child));
+        tokio::spawn(guard_logs(workload.clone()));
         Ok(())
     }
 }
