@@ -62,7 +62,10 @@ fn errors_name_the_field() {
         ("roles = [\"provider\"]", "provider"),
         ("region = \"EU West\"", "region"),
         ("[runtime]\nidle_timeout = \"0s\"", "runtime.idle_timeout"),
-        ("[runtime]\ncgroup_parent = \"../up\"", "runtime.cgroup_parent"),
+        (
+            "[runtime]\ncgroup_parent = \"../up\"",
+            "runtime.cgroup_parent",
+        ),
         (
             "[runtime]\nimages = [{ name = \"py\", tarball = \"/nonexistent.tar\" }]",
             "runtime.images.tarball",
