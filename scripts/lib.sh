@@ -5,7 +5,9 @@
 #   libclang-dev   bindgen for the bundled RocksDB (librocksdb-sys)
 #   bubblewrap     the embedded process sandbox runtime
 #   busybox-static the minimal root filesystem for sandboxes and Docker test images
-AGORA_APT_PACKAGES=(libclang-dev bubblewrap busybox-static build-essential pkg-config)
+#   iproute2, iptables  sandbox networking and the workload network policy
+#   fonts-dejavu-core   text in agora-sim plots
+AGORA_APT_PACKAGES=(libclang-dev bubblewrap busybox-static build-essential pkg-config iproute2 iptables fonts-dejavu-core)
 
 agora_sudo() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

@@ -1,25 +1,67 @@
-//! `agora-sim`: the deterministic discrete-event simulator of the Agora network.
+//! `agora-sim`: the deterministic simulator of the Agora network.
 //!
-//! The engine core (virtual clock, event queue, trace hash) exists in the library; the
-//! scenarios that will drive the `agora-protocol` machines do not yet, so the only
-//! subcommand checks a trace file.
+//! ```text
+//! agora-sim run SCENARIO [--seed N] [--out DIR] [--trace FILE]
+//! agora-sim check SCENARIO
+//! agora-sim plot DIR
+//! agora-sim compare A B
+//! agora-sim verify-trace FILE [--expect HASH]
+//! ```
+//!
+//! Exit codes: 0 success, 1 any error (bad scenario, unwritable output, hash mismatch).
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
+use agora_sim::Scenario;
+use agora_sim::run::{RunOptions, RunResult, run};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
-/// Deterministic simulator for the Agora network (engine core only; no scenarios yet).
+/// Deterministic discrete-event simulator of the Agora network.
 #[derive(Debug, Parser)]
 #[command(name = "agora-sim", version)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a scenario and print its summary and trace hash.
+    Run {
+        /// The scenario file (TOML; see sim/scenarios/README.md).
+        scenario: PathBuf,
+        /// The RNG seed (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write metrics.json and CSV time series into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Write the trace (one line per event) to this file.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
+    /// Draw a run's charts (PNG and SVG) into its output directory.
+    Plot {
+        /// The directory `run --out` wrote.
+        dir: PathBuf,
+    },
+    /// Set two runs' metrics side by side.
+    Compare {
+        /// The first run's directory (or metrics.json).
+        a: PathBuf,
+        /// The second run's directory (or metrics.json).
+        b: PathBuf,
+    },
+    /// Check a scenario file and print what it describes.
+    Check {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
     /// Recompute the trace hash of a trace file (one `time node kind digest` line per event).
     VerifyTrace {
         /// The trace file to check.
@@ -32,7 +74,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("agora-sim: error: {error:#}");
@@ -41,9 +83,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::VerifyTrace { file, expect }) => {
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            trace,
+        } => run_command(scenario, seed, out, trace),
+        Command::Plot { dir } => {
+            let files = agora_sim::plot::plot_dir(&dir)
+                .with_context(|| format!("plotting {}", dir.display()))?;
+            for file in files {
+                println!("{}", file.display());
+            }
+            Ok(())
+        }
+        Command::Compare { a, b } => {
+            print!("{}", agora_sim::compare::compare(&a, &b)?);
+            Ok(())
+        }
+        Command::Check { scenario } => {
+            let s = Scenario::load(&scenario)?;
+            println!(
+                "{}: {} nodes (+{} joining) in {} regions, {} providers, {} simulated, seed {}",
+                s.name,
+                s.nodes.count,
+                s.churn.joins,
+                s.nodes.regions.len(),
+                s.workload.providers.get_ref(),
+                s.duration,
+                s.seed
+            );
+            Ok(())
+        }
+        Command::VerifyTrace { file, expect } => {
             let hash = agora_sim::verify_trace(&file)
                 .with_context(|| format!("verifying trace file {}", file.display()))?;
             println!("trace_hash: {hash}");
@@ -54,12 +128,101 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "trace hash mismatch: the file hashes to {hash}, expected {expected}"
                 );
             }
+            Ok(())
         }
-        None => println!(
-            "agora-sim {}: the engine core is built, but no scenarios can run yet; \
-             `agora-sim verify-trace FILE` recomputes a trace file's hash",
-            env!("CARGO_PKG_VERSION")
-        ),
     }
+}
+
+fn run_command(
+    path: PathBuf,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    trace: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&path)?;
+    let total_ms = scenario.duration.as_micros() / 1_000;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total_ms);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {msg} simulated ({eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let options = RunOptions {
+        seed,
+        trace: trace.clone(),
+        record_deliveries: false,
+    };
+    let started = Instant::now();
+    let result = run(scenario, &options, |now, end| {
+        bar.set_position(now.as_micros() / 1_000);
+        bar.set_message(format!(
+            "{:.1}s/{:.0}s",
+            now.as_micros() as f64 / 1e6,
+            end.as_micros() as f64 / 1e6
+        ));
+    })
+    .with_context(|| format!("running {}", path.display()))?;
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    print_summary(&result, wall.as_secs_f64());
+    if let Some(dir) = out {
+        result
+            .write_outputs(&dir)
+            .with_context(|| format!("writing results to {}", dir.display()))?;
+        println!("results: {}", dir.display());
+    }
+    if let Some(trace) = trace {
+        println!("trace: {}", trace.display());
+    }
+    println!("trace_hash: {}", result.summary.trace_hash);
     Ok(())
+}
+
+fn print_summary(result: &RunResult, wall_secs: f64) {
+    let s = &result.summary;
+    let p = &s.propagation;
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
+    println!(
+        "scenario {} (seed {}): {} nodes, {:.0} s simulated, {} events",
+        s.scenario, s.seed, s.node_slots, s.duration_s, s.events
+    );
+    println!(
+        "offers: {} published, {} deliveries, latency p50 {} p90 {} p99 {}, coverage mean {:.4} min {:.4}, mean hops {:.2}",
+        p.messages,
+        p.deliveries,
+        ms(p.p50_ms),
+        ms(p.p90_ms),
+        ms(p.p99_ms),
+        p.coverage_mean,
+        p.coverage_min,
+        p.mean_hops
+    );
+    println!(
+        "traffic: {:.0} frames and {:.0} bytes sent per node (mean), {} duplicates ({:.2} per delivery), {} lost, {} blocked",
+        s.traffic.frames_sent_per_node.mean,
+        s.traffic.bytes_sent_per_node.mean,
+        s.traffic.duplicates,
+        s.traffic.duplicates_per_delivery,
+        s.traffic.lost,
+        s.traffic.blocked
+    );
+    println!(
+        "mesh: degree mean {:.2} (min {}, max {}), {:.2}% below D_lo; book completeness {:.4}",
+        s.mesh.degree.mean,
+        s.mesh.degree.min,
+        s.mesh.degree.max,
+        s.mesh.below_d_lo * 100.0,
+        s.book_completeness
+    );
+    eprintln!(
+        "wall time {wall_secs:.2} s ({:.0} events/s, {:.1}x real time)",
+        s.events as f64 / wall_secs.max(1e-9),
+        s.duration_s / wall_secs.max(1e-9)
+    );
 }

@@ -25,12 +25,73 @@ impl Traced for Beat {
     }
 }
 
+const TINY: &str =
+    "duration = \"20s\"\n[nodes]\ncount = 20\n[workload]\nproviders = 2\nreadvertise = \"5s\"\n";
+
 #[test]
-fn without_a_subcommand_it_says_no_scenarios_exist_yet() {
-    let output = agora_sim(&[]);
-    assert!(output.status.success());
+fn run_prints_the_trace_hash_and_writes_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let out = dir.path().join("out");
+    let output = agora_sim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.contains("no scenarios can run yet"), "{stdout}");
+    let hash = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("trace_hash: "))
+        .expect("a trace_hash line");
+    assert_eq!(hash.len(), 64);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["trace_hash"], hash);
+    assert_eq!(metrics["seed"], 5);
+    for csv in [
+        "propagation_cdf.csv",
+        "per_node.csv",
+        "timeseries.csv",
+        "mesh_degree.csv",
+        "messages.csv",
+        "hops.csv",
+    ] {
+        let text = std::fs::read_to_string(out.join(csv)).unwrap();
+        assert!(text.lines().count() > 1, "{csv} is empty");
+    }
+    // The same seed again prints the same hash.
+    let again = agora_sim(&["run", scenario.to_str().unwrap(), "--seed", "5"]);
+    assert!(String::from_utf8(again.stdout).unwrap().contains(hash));
+}
+
+#[test]
+fn a_bad_scenario_field_fails_with_its_file_line_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("bad.toml");
+    std::fs::write(&scenario, format!("{TINY}[gossip]\nd = 6\nd_lazzy = 3\n")).unwrap();
+    for command in ["run", "check"] {
+        let output = agora_sim(&[command, scenario.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("bad.toml:9:1: gossip.d_lazzy: unknown field `d_lazzy`"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_describes_a_shipped_scenario() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.toml");
+    let output = agora_sim(&["check", path]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.starts_with("small: 100 nodes"), "{stdout}");
 }
 
 #[test]
@@ -80,4 +141,41 @@ fn verify_trace_fails_cleanly_on_a_missing_file() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("cannot read trace file"), "{stderr}");
+}
+
+#[test]
+fn plot_draws_png_and_svg_and_compare_sets_runs_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (out, seed) in [(&a, "1"), (&b, "2")] {
+        let run = agora_sim(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{run:?}");
+    }
+    let plot = agora_sim(&["plot", a.to_str().unwrap()]);
+    assert!(plot.status.success(), "{plot:?}");
+    for chart in ["propagation_cdf", "hops", "mesh", "completeness", "traffic"] {
+        let png = std::fs::read(a.join(format!("{chart}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{chart}.png");
+        let svg = std::fs::read_to_string(a.join(format!("{chart}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "{chart}.svg");
+    }
+    let compare = agora_sim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(compare.status.success(), "{compare:?}");
+    let table = String::from_utf8(compare.stdout).unwrap();
+    assert!(table.contains("latency p50 ms"), "{table}");
+    assert!(
+        table.contains("trace hash             different"),
+        "{table}"
+    );
+    let missing = agora_sim(&["plot", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(1));
 }

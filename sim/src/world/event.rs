@@ -1,0 +1,146 @@
+//! The events of a simulated network and their trace encoding.
+
+use crate::gossip::Frame;
+use crate::trace::Traced;
+
+/// The address of events that concern the whole network (partitions, samples).
+pub const WORLD: u32 = u32::MAX;
+
+/// Something that happens to a node (or to the [`WORLD`]).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A frame arrives.
+    Deliver {
+        /// The sender.
+        from: u32,
+        /// Its size on the wire.
+        bytes: u32,
+        /// The frame.
+        frame: Frame,
+    },
+    /// The gossipsub heartbeat.
+    Heartbeat {
+        /// The node's life it belongs to (stale after a crash).
+        epoch: u32,
+    },
+    /// A provider signs and publishes a fresh offer.
+    Advertise {
+        /// The node's life it belongs to.
+        epoch: u32,
+    },
+    /// Anti-entropy: sync the book with one random peer.
+    SyncTick {
+        /// The node's life it belongs to.
+        epoch: u32,
+    },
+    /// The node crashes.
+    Crash {
+        /// For random churn, the life it was drawn for (stale after a restart); `None`
+        /// for scripted crashes.
+        epoch: Option<u32>,
+        /// Whether it restarts by itself after a random downtime.
+        restart: bool,
+    },
+    /// The node restarts (or joins for the first time).
+    Start,
+    /// The node dials `peer` (a redial after a heal).
+    Connect {
+        /// The peer.
+        peer: u32,
+    },
+    /// A partition starts.
+    PartitionStart {
+        /// Its index in the scenario.
+        index: u16,
+    },
+    /// Connections across a partition time out.
+    PartitionTimeout {
+        /// Its index.
+        index: u16,
+    },
+    /// A partition heals.
+    PartitionHeal {
+        /// Its index.
+        index: u16,
+    },
+    /// The metrics take a sample.
+    Sample,
+}
+
+impl Traced for Event {
+    fn kind(&self) -> &'static str {
+        match self {
+            Event::Deliver { frame, .. } => match frame {
+                Frame::Publish { .. } => "publish",
+                Frame::IHave { .. } => "ihave",
+                Frame::IWant { .. } => "iwant",
+                Frame::Graft { .. } => "graft",
+                Frame::Prune { .. } => "prune",
+                Frame::SyncRequest(_) => "sync-request",
+                Frame::SyncResponse { .. } => "sync-response",
+            },
+            Event::Heartbeat { .. } => "heartbeat",
+            Event::Advertise { .. } => "advertise",
+            Event::SyncTick { .. } => "sync-tick",
+            Event::Crash { .. } => "crash",
+            Event::Start => "start",
+            Event::Connect { .. } => "connect",
+            Event::PartitionStart { .. } => "partition",
+            Event::PartitionTimeout { .. } => "partition-timeout",
+            Event::PartitionHeal { .. } => "heal",
+            Event::Sample => "sample",
+        }
+    }
+
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        let ids = |out: &mut Vec<u8>, ids: &[u32]| {
+            out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+            for id in ids {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        };
+        match self {
+            Event::Deliver { from, bytes, frame } => {
+                out.extend_from_slice(&from.to_le_bytes());
+                out.extend_from_slice(&bytes.to_le_bytes());
+                match frame {
+                    Frame::Publish { msg, hops } => {
+                        out.extend_from_slice(&msg.to_le_bytes());
+                        out.extend_from_slice(&hops.to_le_bytes());
+                    }
+                    Frame::IHave { topic, ids: list } => {
+                        out.extend_from_slice(&topic.to_le_bytes());
+                        ids(out, list);
+                    }
+                    Frame::IWant { ids: list } => ids(out, list),
+                    Frame::Graft { topic } | Frame::Prune { topic } => {
+                        out.extend_from_slice(&topic.to_le_bytes());
+                    }
+                    Frame::SyncRequest(req) => {
+                        if let Ok(bytes) = req.encode() {
+                            out.extend_from_slice(&bytes);
+                        }
+                    }
+                    Frame::SyncResponse { offers, next } => {
+                        ids(out, offers);
+                        if let Some(next) = next {
+                            out.extend_from_slice(next.as_bytes());
+                        }
+                    }
+                }
+            }
+            Event::Heartbeat { epoch } | Event::Advertise { epoch } | Event::SyncTick { epoch } => {
+                out.extend_from_slice(&epoch.to_le_bytes());
+            }
+            Event::Crash { epoch, restart } => {
+                out.extend_from_slice(&epoch.unwrap_or(u32::MAX).to_le_bytes());
+                out.push(u8::from(*restart));
+            }
+            Event::Connect { peer } => out.extend_from_slice(&peer.to_le_bytes()),
+            Event::PartitionStart { index }
+            | Event::PartitionTimeout { index }
+            | Event::PartitionHeal { index } => out.extend_from_slice(&index.to_le_bytes()),
+            Event::Start | Event::Sample => {}
+        }
+    }
+}

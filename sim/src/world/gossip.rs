@@ -1,0 +1,427 @@
+//! gossipsub at one node: receiving messages and control frames, the heartbeat, and
+//! publishing a provider's offers.
+
+use std::rc::Rc;
+
+use agora_protocol::gossip::{GossipError, GossipMessage};
+
+use super::{Message, Sched, World};
+use crate::gossip::mcache::Cached;
+use crate::gossip::mesh::{self, Candidate};
+use crate::gossip::score::{GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD, PUBLISH_THRESHOLD};
+use crate::gossip::{Frame, MsgIdx, TopicIdx};
+use crate::market::Verdict;
+use crate::net_model::NetModel;
+use crate::rng;
+use crate::scenario::Subscribe;
+use crate::workload::timestamp;
+
+/// Whether node `peer` subscribes to `topic` (known to everyone at once in the model).
+fn subscribes(mode: Subscribe, net: &NetModel, peer: u32, topic: TopicIdx) -> bool {
+    match mode {
+        Subscribe::All => true,
+        Subscribe::Own => net.region_of(peer) == topic,
+    }
+}
+
+/// The outcome of decoding message `msg` on its topic: computed through the real
+/// `GossipMessage::decode_on_topic` (with the memoising verifier) by the first receiver,
+/// then shared. Decoding is a pure function of the bytes and the topic, so every node gets
+/// exactly what its own decode would give; the cost (key decompression, postcard, the
+/// canonical re-encode) is paid once per distinct message instead of once per receipt.
+fn decoded(
+    messages: &mut [Message],
+    topic_names: &[String],
+    verifier: &crate::verifier::MemoVerifier,
+    msg: MsgIdx,
+) -> Result<GossipMessage, GossipError> {
+    let Some(message) = messages.get_mut(msg as usize) else {
+        return Err(GossipError::UnknownKind(None));
+    };
+    message
+        .decoded
+        .get_or_insert_with(|| {
+            let topic = topic_names
+                .get(usize::from(message.topic))
+                .map_or("", String::as_str);
+            GossipMessage::decode_on_topic(&message.bytes, topic, verifier)
+        })
+        .clone()
+}
+
+impl World {
+    /// A full message from `from`: duplicate check, validation, delivery, forwarding.
+    pub(super) fn on_publish(
+        &mut self,
+        ctx: &mut impl Sched,
+        n: u32,
+        from: u32,
+        msg: MsgIdx,
+        hops: u16,
+    ) {
+        let now = ctx.now();
+        let Some(Message {
+            topic, provider, ..
+        }) = self.messages.get(msg as usize)
+        else {
+            return;
+        };
+        let (topic, provider) = (*topic, *provider);
+        let origin = self.providers.get(provider as usize).map(|p| p.node);
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        if !node.subscribes(topic) || !node.score_at_least(from, GRAYLIST_THRESHOLD, now) {
+            return;
+        }
+        if !node.seen.insert(msg, now) {
+            self.metrics.duplicate(n);
+            return;
+        }
+        let decoded = decoded(&mut self.messages, &self.topic_names, &self.verifier, msg);
+        let verdict = node.market.on_decoded(decoded, timestamp(now));
+        self.metrics.verdict(verdict.label());
+        let peer = node.peer_mut(from);
+        match verdict {
+            Verdict::Accept | Verdict::Known => {
+                if let Some(peer) = peer {
+                    peer.score.first_delivery();
+                }
+            }
+            Verdict::Ignore(_, offence) => {
+                if let (Some(peer), Some(offence)) = (peer, offence) {
+                    peer.score.penalise(offence.points());
+                }
+                return;
+            }
+            Verdict::Reject(_) => {
+                if let Some(peer) = peer {
+                    peer.score.invalid_message();
+                }
+                return;
+            }
+        }
+        node.mcache.put(Cached { topic, msg, hops });
+        let targets: Vec<u32> = node
+            .mesh(topic)
+            .map(|m| {
+                m.members
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .filter(|&p| p != from && Some(p) != origin)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The node acts on the message once validated: the book shows it and it is
+        // forwarded then.
+        let validated = now.saturating_add(self.params.validation_delay);
+        if verdict == Verdict::Accept {
+            self.metrics.delivered(msg, n, validated, Some(hops));
+        }
+        let next = hops.saturating_add(1);
+        for to in targets {
+            self.send_at(ctx, validated, n, to, Frame::Publish { msg, hops: next });
+        }
+    }
+
+    /// IHAVE: ask (IWANT) for the ids not yet seen nor already asked for.
+    pub(super) fn on_ihave(
+        &mut self,
+        ctx: &mut impl Sched,
+        n: u32,
+        from: u32,
+        topic: TopicIdx,
+        ids: &[MsgIdx],
+    ) {
+        let now = ctx.now();
+        let max = self.params.max_ihave_length;
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        if !node.subscribes(topic) || !node.score_at_least(from, GOSSIP_THRESHOLD, now) {
+            return;
+        }
+        let wanted: Vec<MsgIdx> = ids
+            .iter()
+            .copied()
+            .filter(|id| !node.seen.contains(*id) && !node.pending_iwant.contains(id))
+            .take(max)
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        node.pending_iwant.extend_from_slice(&wanted);
+        self.send(ctx, n, from, Frame::IWant { ids: wanted.into() });
+    }
+
+    /// IWANT: send the requested messages still in the message cache.
+    pub(super) fn on_iwant(&mut self, ctx: &mut impl Sched, n: u32, from: u32, ids: &[MsgIdx]) {
+        let now = ctx.now();
+        let Some(node) = self.nodes.get(n as usize) else {
+            return;
+        };
+        if !node.score_at_least(from, GOSSIP_THRESHOLD, now) {
+            return;
+        }
+        let found: Vec<Cached> = ids.iter().filter_map(|id| node.mcache.get(*id)).collect();
+        for cached in found {
+            let hops = cached.hops.saturating_add(1);
+            self.send(
+                ctx,
+                n,
+                from,
+                Frame::Publish {
+                    msg: cached.msg,
+                    hops,
+                },
+            );
+        }
+    }
+
+    /// GRAFT: accept the peer into the mesh, or answer PRUNE.
+    pub(super) fn on_graft(&mut self, ctx: &mut impl Sched, n: u32, from: u32, topic: TopicIdx) {
+        let now = ctx.now();
+        let (d_hi, backoff) = (self.params.d_hi, self.params.prune_backoff);
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        let non_negative = node.score_at_least(from, 0.0, now);
+        let backing_off = node.peer(from).is_some_and(|p| p.backing_off(topic, now));
+        let Some(mesh) = node.mesh_mut(topic) else {
+            self.send(ctx, n, from, Frame::Prune { topic });
+            return;
+        };
+        if mesh.members.iter().any(|(p, _)| *p == from) {
+            return;
+        }
+        if !backing_off && non_negative && mesh.members.len() < d_hi {
+            mesh.members.push((from, now));
+            return;
+        }
+        if let Some(peer) = node.peer_mut(from) {
+            peer.back_off(topic, now.saturating_add(backoff));
+        }
+        self.send(ctx, n, from, Frame::Prune { topic });
+    }
+
+    /// PRUNE: leave the peer's mesh and back off.
+    pub(super) fn on_prune(&mut self, ctx: &mut impl Sched, n: u32, from: u32, topic: TopicIdx) {
+        let now = ctx.now();
+        let backoff = self.params.prune_backoff;
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        if let Some(mesh) = node.mesh_mut(topic) {
+            mesh.members.retain(|(p, _)| *p != from);
+        }
+        if let Some(peer) = node.peer_mut(from) {
+            peer.back_off(topic, now.saturating_add(backoff));
+        }
+    }
+
+    /// The heartbeat: score decay, mesh maintenance, IHAVE gossip, cache shifts.
+    pub(super) fn heartbeat(&mut self, ctx: &mut impl Sched, n: u32) {
+        let now = ctx.now();
+        let p = &self.params;
+        let (d, d_lo, d_hi, d_score, d_lazy) = (p.d, p.d_lo, p.d_hi, p.d_score, p.d_lazy);
+        let (gossip_factor, history_gossip, max_ihave) =
+            (p.gossip_factor, p.history_gossip, p.max_ihave_length);
+        let (backoff, seen_ttl, heartbeat) = (p.prune_backoff, p.seen_ttl, p.heartbeat);
+        let mode = self.scenario.gossip.subscribe;
+        let decay = self.decay;
+        let net = &self.net;
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        node.pending_iwant.clear();
+        for peer in &mut node.peers {
+            peer.score.decay(&decay);
+            peer.backoff.retain(|(_, until)| *until > now);
+        }
+        // Each peer's score once per heartbeat (peers are sorted, as is this list), with
+        // the time in mesh summed in one pass over the meshes.
+        let mut in_mesh_micros: Vec<(u32, u64)> = node
+            .meshes
+            .iter()
+            .flat_map(|m| m.members.iter())
+            .map(|(p, since)| (*p, now.saturating_since(*since).as_micros()))
+            .collect();
+        in_mesh_micros.sort_unstable_by_key(|(p, _)| *p);
+        let mesh_time = |peer: u32| {
+            let micros = in_mesh_micros
+                .iter()
+                .skip_while(|(p, _)| *p < peer)
+                .take_while(|(p, _)| *p == peer)
+                .map(|(_, t)| *t)
+                .sum();
+            crate::time::SimDuration::from_micros(micros)
+        };
+        let scores: Vec<(u32, f64)> = node
+            .peers
+            .iter()
+            .map(|p| (p.node, p.score.value(mesh_time(p.node))))
+            .collect();
+        let score = |peer: u32| {
+            scores
+                .binary_search_by_key(&peer, |(p, _)| *p)
+                .ok()
+                .and_then(|i| scores.get(i))
+                .map_or(0.0, |(_, s)| *s)
+        };
+        let mut sends: Vec<(u32, Frame)> = Vec::new();
+        for i in 0..node.meshes.len() {
+            let Some(topic) = node.meshes.get(i).map(|m| m.topic) else {
+                continue;
+            };
+            let members: Vec<Candidate> = node
+                .mesh(topic)
+                .map(|m| {
+                    m.members
+                        .iter()
+                        .map(|(p, _)| Candidate {
+                            node: *p,
+                            score: score(*p),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let in_mesh = |p: u32| members.iter().any(|m| m.node == p);
+            let outside: Vec<Candidate> = node
+                .peers
+                .iter()
+                .filter(|p| subscribes(mode, net, p.node, topic) && !in_mesh(p.node))
+                .map(|p| Candidate {
+                    node: p.node,
+                    score: score(p.node),
+                })
+                .collect();
+            let graftable: Vec<Candidate> = outside
+                .iter()
+                .copied()
+                .filter(|c| !node.peer(c.node).is_some_and(|p| p.backing_off(topic, now)))
+                .collect();
+            let changes = mesh::maintain(ctx.rng(), &members, &graftable, d, d_lo, d_hi, d_score);
+            if let Some(mesh) = node.mesh_mut(topic) {
+                mesh.members.retain(|(p, _)| !changes.prune.contains(p));
+                mesh.members.extend(changes.graft.iter().map(|&g| (g, now)));
+            }
+            for &pruned in &changes.prune {
+                if let Some(peer) = node.peer_mut(pruned) {
+                    peer.back_off(topic, now.saturating_add(backoff));
+                }
+                sends.push((pruned, Frame::Prune { topic }));
+            }
+            sends.extend(changes.graft.iter().map(|&g| (g, Frame::Graft { topic })));
+            let ids = node.mcache.gossip_ids(topic, history_gossip, max_ihave);
+            if ids.is_empty() {
+                continue;
+            }
+            let eligible: Vec<u32> = outside
+                .iter()
+                .filter(|c| c.score >= GOSSIP_THRESHOLD && !changes.graft.contains(&c.node))
+                .map(|c| c.node)
+                .collect();
+            let ids: Rc<[MsgIdx]> = ids.into();
+            for target in mesh::gossip_targets(ctx.rng(), &eligible, d_lazy, gossip_factor) {
+                sends.push((
+                    target,
+                    Frame::IHave {
+                        topic,
+                        ids: Rc::clone(&ids),
+                    },
+                ));
+            }
+        }
+        node.mcache.shift();
+        node.seen.expire(now, seen_ttl);
+        let epoch = node.epoch;
+        for (to, frame) in sends {
+            self.send(ctx, n, to, frame);
+        }
+        ctx.at(
+            now.saturating_add(heartbeat),
+            n,
+            super::Event::Heartbeat { epoch },
+        );
+    }
+
+    /// A provider signs a fresh offer and publishes it on its region's topic.
+    pub(super) fn advertise(&mut self, ctx: &mut impl Sched, n: u32) {
+        let now = ctx.now();
+        let topic = self.net.region_of(n);
+        let Some(node) = self.nodes.get(n as usize) else {
+            return;
+        };
+        let (Some(index), epoch) = (node.provider, node.epoch) else {
+            return;
+        };
+        let region = self
+            .scenario
+            .nodes
+            .regions
+            .get(usize::from(topic))
+            .map(|r| r.name.get_ref().clone())
+            .unwrap_or_default();
+        let ttl = core::time::Duration::from_micros(self.scenario.workload.offer_ttl.as_micros());
+        let memory_mib = 1024 * (1 + rng::below(ctx.rng(), 64));
+        let Some(slot) = self.providers.get_mut(index as usize) else {
+            return;
+        };
+        let next = now.saturating_add(self.scenario.workload.readvertise.0);
+        ctx.at(next, n, super::Event::Advertise { epoch });
+        let Ok(signed) = slot
+            .provider
+            .sign_offer(timestamp(now), ttl, &region, memory_mib)
+        else {
+            return;
+        };
+        let msg = self.messages.len() as MsgIdx;
+        slot.latest = Some(msg);
+        let digest = signed.digest();
+        let seq = signed.body().seq;
+        let gossip = GossipMessage::Offer(signed);
+        self.messages.push(Message {
+            topic,
+            bytes: gossip.encode(),
+            provider: index,
+            seq,
+            decoded: None,
+        });
+        self.offer_index.insert(digest, msg);
+        let eligible = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| node.is_up() && node.subscribes(topic))
+            .map(|(i, _)| i as u32);
+        self.metrics.published(msg, now, topic, n, eligible);
+        let flood = self.params.flood_publish;
+        let mode = self.scenario.gossip.subscribe;
+        let net = &self.net;
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        let _ = node.market.apply_own(gossip, timestamp(now));
+        node.seen.insert(msg, now);
+        node.mcache.put(Cached {
+            topic,
+            msg,
+            hops: 0,
+        });
+        let targets: Vec<u32> = if flood {
+            node.peers
+                .iter()
+                .map(|p| p.node)
+                .filter(|&p| subscribes(mode, net, p, topic))
+                .filter(|&p| node.score_at_least(p, PUBLISH_THRESHOLD, now))
+                .collect()
+        } else {
+            node.mesh(topic)
+                .map(|m| m.members.iter().map(|(p, _)| *p).collect())
+                .unwrap_or_default()
+        };
+        for to in targets {
+            self.send(ctx, n, to, Frame::Publish { msg, hops: 1 });
+        }
+    }
+}
