@@ -3,7 +3,7 @@
 //! - [`sandbox`]: the embedded default. bubblewrap namespaces (user, pid, mount, net, ipc,
 //!   uts), a seccomp deny-list, a read-only root filesystem and cgroup (v1 or v2) limits.
 //!   Needs no daemon and starts in milliseconds.
-//! - `docker`: a hardened container through the Docker engine's API (bollard; in progress).
+//! - [`docker`]: a hardened container through the Docker engine's API (bollard).
 //!
 //! Both take a [`WorkloadSpec`] (a protocol type, signed by the agent inside a lease) and end
 //! every workload with a machine-readable [`TerminationReason`]. [`host`] probes what this
@@ -15,6 +15,7 @@
 //! stream, not necessarily TCP.
 
 pub mod cgroup;
+pub mod docker;
 pub mod host;
 pub mod images;
 pub mod netpolicy;
