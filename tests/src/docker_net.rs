@@ -151,6 +151,9 @@ pub struct DockerNet {
     pub name: String,
     image: String,
     containers: Mutex<Vec<String>>,
+    /// Node tags (last 12 characters of the id) of providers using the Docker runtime,
+    /// whose workload networks are removed on drop.
+    docker_nodes: Mutex<Vec<String>>,
 }
 
 /// One node container: what the test needs to address it.
@@ -186,6 +189,7 @@ impl DockerNet {
             name,
             image,
             containers: Mutex::new(Vec::new()),
+            docker_nodes: Mutex::new(Vec::new()),
         }
     }
 
@@ -214,8 +218,14 @@ impl DockerNet {
             "/data",
             "--tmpfs",
             "/tmp",
-            &self.image,
         ];
+        // A containerised provider sells the Docker runtime of the host's engine (the
+        // sandbox cannot nest in an unprivileged container), as a real deployment would.
+        let docker_runtime = args.windows(2).any(|w| w == ["--runtime", "docker"]);
+        if docker_runtime {
+            run.extend(["-v", "/var/run/docker.sock:/var/run/docker.sock"]);
+        }
+        run.push(&self.image);
         run.extend([
             "--json",
             "--log",
@@ -243,6 +253,15 @@ impl DockerNet {
         let started = wait_started(&name)
             .unwrap_or_else(|| panic!("{name} did not start within 60 s:\n{}", logs(&name)));
         let field = |k: &str| str_field(&started, k).unwrap_or_default().to_owned();
+        if docker_runtime {
+            let id = field("id");
+            let chars: Vec<char> = id.chars().collect();
+            let tag: String = chars.iter().skip(chars.len().saturating_sub(12)).collect();
+            self.docker_nodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(tag);
+        }
         Container {
             id: field("id"),
             peer_id: field("peer_id"),
@@ -329,6 +348,19 @@ impl Drop for DockerNet {
             let _ = docker(&rm);
         }
         let _ = docker(&["network", "rm", &self.name]);
+        let nodes = std::mem::take(
+            &mut *self
+                .docker_nodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for node in nodes {
+            let label = format!("label=agora.node={node}");
+            let out = docker(&["network", "ls", "-q", "--filter", &label]);
+            for net in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = docker(&["network", "rm", net]);
+            }
+        }
     }
 }
 

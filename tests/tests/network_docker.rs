@@ -36,6 +36,8 @@ fn provider(bootstrap: &str) -> Vec<&str> {
     vec![
         "--role",
         "provider",
+        "--runtime",
+        "docker",
         "--vcpu",
         "2",
         "--memory-mib",

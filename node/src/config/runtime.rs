@@ -11,6 +11,10 @@
 //! sandbox_pool = "10.213.0.0/16"            # /30 per sandbox with egress
 //! egress_allow = []                         # e.g. ["198.51.100.0/24"]: egress only there
 //! images = [{ name = "python", tarball = "/srv/rootfs/python.tar" }]   # besides busybox
+//!
+//! [runtime.docker]                          # see runtime::docker::DockerConfig
+//! runtime_class = "runsc"                   # gVisor, when installed; default: runc
+//! user = "65534:65534"
 //! ```
 
 use core::time::Duration;
@@ -58,6 +62,10 @@ pub struct RuntimeSection {
     /// Time between SIGTERM and SIGKILL.
     #[serde(default = "default_stop_grace", with = "duration")]
     pub stop_grace: Duration,
+    /// The Docker runtime (`[runtime.docker]`); its `node` name defaults to one derived
+    /// from the node id, so several nodes can share an engine.
+    #[serde(default)]
+    pub docker: crate::runtime::docker::DockerConfig,
 }
 
 fn default_idle_timeout() -> Duration {
@@ -81,6 +89,7 @@ impl Default for RuntimeSection {
             idle_timeout: default_idle_timeout(),
             retention: default_retention(),
             stop_grace: default_stop_grace(),
+            docker: crate::runtime::docker::DockerConfig::default(),
         }
     }
 }
@@ -114,6 +123,9 @@ impl RuntimeSection {
             crate::runtime::netpolicy::parse_cidr(net)
                 .map_err(|e| invalid("runtime.egress_allow", e))?;
         }
+        self.docker
+            .validate()
+            .map_err(|e| invalid(&format!("runtime.docker.{}", e.field), e.to_string()))?;
         if self.images.len() > 15 {
             return Err(invalid(
                 "runtime.images",

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::DaemonError;
 use crate::config::{NodeConfig, ProviderConfig};
+use crate::runtime::docker::{DockerConfig, DockerRuntime};
 use crate::runtime::netpolicy::{Policy, parse_cidr};
 use crate::runtime::sandbox::net::SandboxNetwork;
 use crate::runtime::sandbox::{SandboxConfig, SandboxRuntime};
@@ -42,18 +43,16 @@ impl std::fmt::Debug for Runtimes {
     }
 }
 
+/// The last 12 characters of the node id: names this node's cgroups and Docker objects,
+/// so several nodes can share a host or an engine.
+fn node_tag(id: &AgoraId) -> String {
+    let chars: Vec<char> = id.to_string().chars().collect();
+    chars.iter().skip(chars.len().saturating_sub(12)).collect()
+}
+
 /// The default cgroup for this node's sandboxes: unique per node on a shared host.
 pub fn default_cgroup_parent(id: &AgoraId) -> String {
-    let text = id.to_string();
-    let tail: String = text
-        .chars()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("agora-{tail}")
+    format!("agora-{}", node_tag(id))
 }
 
 /// Opens every configured runtime that this host can run, then the supervisor.
@@ -186,9 +185,13 @@ async fn open_one(
             }
             Ok(Arc::new(sandbox))
         }
-        Isolation::Docker => Err(RuntimeError::Unsupported(
-            "the docker runtime is not wired into the node yet".into(),
-        )),
+        Isolation::Docker => {
+            let mut docker = config.runtime.docker.clone();
+            if docker.node == DockerConfig::default().node {
+                docker.node = node_tag(id);
+            }
+            Ok(Arc::new(DockerRuntime::connect(docker).await?))
+        }
         Isolation::Microvm => Err(RuntimeError::Unsupported(
             "the microVM runtime is not part of this version".into(),
         )),
