@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agora_node::runtime::docker::{DockerConfig, DockerRuntime, UPLOAD_REPO};
+use agora_node::runtime::netpolicy::{self, Policy};
 use agora_node::runtime::{
     ExecEvent, ExecRequest, ExecSession, OutputStream, Runtime, RuntimeError, WorkloadId,
     WorkloadState,
@@ -32,6 +33,7 @@ use agora_protocol::Digest;
 use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, TerminationReason, Transport, WorkloadSpec,
 };
+use agora_tests::netns::{OutsideHost, probe_script, rules_mentioning, verdicts};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -97,6 +99,25 @@ impl Drop for Env {
             let mut args = vec!["network", "rm"];
             args.extend(networks.iter().map(String::as_str));
             docker_cli(&args);
+        }
+        // The policy's rules on this node's two workload bridges.
+        for network in [
+            format!("agora-{}-wl", self.node),
+            format!("agora-{}-wl-int", self.node),
+        ] {
+            let mut restore = Command::new("iptables-restore")
+                .arg("--noflush")
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            let _ = restore
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(netpolicy::bridge_remove_script(&network).as_bytes());
+            let _ = restore.wait();
         }
         let tags = std::mem::take(&mut *self.tags.lock().unwrap_or_else(|e| e.into_inner()));
         for tag in tags.iter().rev() {
@@ -1084,4 +1105,118 @@ async fn create_to_first_output_latency() {
         a.as_secs_f64() / b.as_secs_f64(),
         a.as_secs_f64() / c.as_secs_f64()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls() {
+    let env = Env::new();
+    let ours: Vec<String> = [
+        format!("agora-{}-wl", env.node),
+        format!("agora-{}-wl-int", env.node),
+    ]
+    .iter()
+    .flat_map(|n| [netpolicy::bridge_name(n), netpolicy::bridge_chain(n)])
+    .collect();
+    assert_eq!(rules_mentioning(&ours), 0);
+    let policy = Policy {
+        egress: true,
+        blocked_ports: vec![2525],
+        allow: vec![],
+    };
+    let rt = match DockerRuntime::connect_with_policy(env.config(), policy).await {
+        Ok(rt) => rt,
+        Err(e) if std::env::var("AGORA_SKIP_DOCKER").is_ok_and(|v| v == "1") => {
+            eprintln!("skipped (AGORA_SKIP_DOCKER=1): {e}");
+            return;
+        }
+        Err(e) => panic!("the Docker runtime cannot connect: {e}"),
+    };
+    let (path, digest, size) = busybox_tarball(env.dir.path(), &format!("policy {}", env.node));
+    env.forget_tag(format!("{UPLOAD_REPO}:{digest}"));
+    rt.import_image(&path, &digest, size).await.unwrap();
+    let image = ImageSource::Tarball {
+        digest,
+        size_bytes: size,
+    };
+    let outside = OutsideHost::create(&[8080, 25, 2525]);
+    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_listener.local_addr().unwrap().port();
+    host_listener.set_nonblocking(true).unwrap();
+
+    let script = format!(
+        "{}; gw=$(ip route | awk '/default/ {{print $3}}'); \
+         if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi",
+        probe_script(&[
+            ("198.51.100.2", 8080),
+            ("198.51.100.2", 25),
+            ("198.51.100.2", 2525),
+            ("10.99.0.2", 8080),
+            ("169.254.169.254", 80),
+        ])
+    );
+    let mut s = spec(&image, &sh(&script));
+    s.network = NetworkRequest {
+        enabled: true,
+        egress: true,
+    };
+    let id = run(&rt, &s).await;
+    assert_eq!(
+        wait_ended(&rt, &id).await,
+        TerminationReason::Exited { code: 0 }
+    );
+    let (out, err) = output(&rt, &id).await;
+    let v = verdicts(&out);
+    assert_eq!(
+        v.get("198.51.100.2:8080").map(String::as_str),
+        Some("open"),
+        "{out}{err}"
+    );
+    for denied in [
+        "198.51.100.2:25",
+        "198.51.100.2:2525",
+        "10.99.0.2:8080",
+        "169.254.169.254:80",
+        "host",
+    ] {
+        assert_eq!(
+            v.get(denied).map(String::as_str),
+            Some("closed"),
+            "{denied}: {out}{err}"
+        );
+    }
+    assert_eq!(outside.arrived(8080), 1);
+    assert_eq!(outside.arrived(25) + outside.arrived(2525), 0);
+    assert!(
+        host_listener.accept().is_err(),
+        "the container reached the host"
+    );
+    // Positive controls: the same listeners answer the host itself.
+    for addr in ["10.99.0.2:8080", "198.51.100.2:25", "198.51.100.2:2525"] {
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("positive control {addr}: {e}"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!((outside.arrived(25), outside.arrived(2525)), (1, 1));
+
+    // Without egress (the internal network) even the allowed destination is closed.
+    let mut closed = spec(&image, &sh(&probe_script(&[("198.51.100.2", 8080)])));
+    closed.network = NetworkRequest {
+        enabled: true,
+        egress: false,
+    };
+    let closed_id = run(&rt, &closed).await;
+    wait_ended(&rt, &closed_id).await;
+    assert!(
+        output(&rt, &closed_id)
+            .await
+            .0
+            .contains("198.51.100.2:8080=closed")
+    );
+    assert_eq!(outside.arrived(8080), 2);
+
+    rt.remove(&id).await.unwrap();
+    rt.remove(&closed_id).await.unwrap();
+    rt.remove_networks().await.unwrap();
+    drop(outside);
+    assert_eq!(rules_mentioning(&ours), 0, "no firewall rule left behind");
 }

@@ -30,6 +30,7 @@ use agora_protocol::offer::Isolation;
 use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, TerminationReason, Transport, WorkloadSpec,
 };
+use agora_tests::netns::{OutsideHost, count_rules, probe_script, verdicts};
 use futures::StreamExt;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -690,140 +691,6 @@ async fn a_node_restart_adopts_wanted_workloads_and_removes_orphans() {
     assert_eq!(reason, TerminationReason::StoppedByAgent);
     runtime.remove(&wanted).await.unwrap();
     assert!(!fx.cgroup_exists(&wanted));
-}
-
-/// A "host on the Internet" the test owns: a network namespace on a veth from the host,
-/// holding a public-range address (198.51.100.2, TEST-NET-2, outside the deny list) and a
-/// private one (10.99.0.2), with TCP listeners that count who arrives.
-struct OutsideHost {
-    ns: String,
-    host_if: String,
-    arrivals: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
-}
-
-impl OutsideHost {
-    fn create(ports: &[u16]) -> Self {
-        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-        let (ns, host_if) = (format!("agt-{tag}"), format!("agt{tag}"));
-        let sh = |cmd: &str| {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        sh(&format!("ip netns add {ns}"));
-        sh(&format!(
-            "ip link add {host_if} type veth peer name eth0 netns {ns} && \
-             ip addr add 198.51.100.1/24 dev {host_if} && ip addr add 10.99.0.1/24 dev {host_if} && \
-             ip link set {host_if} up && \
-             ip -n {ns} addr add 198.51.100.2/24 dev eth0 && ip -n {ns} addr add 10.99.0.2/24 dev eth0 && \
-             ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"
-        ));
-        let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns_path, ports, sink) = (
-            format!("/var/run/netns/{ns}"),
-            ports.to_vec(),
-            arrivals.clone(),
-        );
-        std::thread::spawn(move || {
-            // This thread alone moves into the namespace; its sockets live there.
-            let file = std::fs::File::open(&ns_path).unwrap();
-            rustix::thread::move_into_link_name_space(
-                std::os::fd::AsFd::as_fd(&file),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap();
-            let listeners: Vec<std::net::TcpListener> = ports
-                .iter()
-                .map(|p| {
-                    let l = std::net::TcpListener::bind(("0.0.0.0", *p)).unwrap();
-                    l.set_nonblocking(true).unwrap();
-                    l
-                })
-                .collect();
-            ready_tx.send(()).unwrap();
-            loop {
-                for l in &listeners {
-                    if let Ok((_, from)) = l.accept() {
-                        sink.lock().unwrap().push(l.local_addr().unwrap());
-                        let _ = from;
-                    }
-                }
-                if Arc::strong_count(&sink) == 1 {
-                    return; // The test is over.
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self {
-            ns,
-            host_if,
-            arrivals,
-        }
-    }
-
-    fn arrived(&self, port: u16) -> usize {
-        self.arrivals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| a.port() == port)
-            .count()
-    }
-}
-
-impl Drop for OutsideHost {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .status();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .status();
-    }
-}
-
-fn count_rules() -> (usize, usize, usize) {
-    let lines = |args: &[&str]| {
-        let out = std::process::Command::new("iptables")
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    };
-    let links = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name().into_string().unwrap();
-            name.starts_with("ag") && !name.starts_with("agt")
-        })
-        .count();
-    (lines(&["-S"]), lines(&["-t", "nat", "-S"]), links)
-}
-
-fn probe_script(targets: &[(&str, u16)]) -> String {
-    targets
-        .iter()
-        .map(|(ip, port)| {
-            format!("if nc -w 2 {ip} {port} </dev/null; then echo {ip}:{port}=open; else echo {ip}:{port}=closed; fi")
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn verdicts(out: &str) -> BTreeMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.trim().split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -116,7 +116,8 @@ pub async fn open(
     })
 }
 
-/// The sandbox's pool and policy from `[provider]` (egress, blocked ports) and `[runtime]`.
+/// The sandbox's pool and the network policy (both runtimes) from `[provider]` (egress,
+/// blocked ports) and `[runtime]` (pool, allow-list).
 fn sandbox_network(
     config: &NodeConfig,
     provider: &ProviderConfig,
@@ -190,7 +191,12 @@ async fn open_one(
             if docker.node == DockerConfig::default().node {
                 docker.node = node_tag(id);
             }
-            Ok(Arc::new(DockerRuntime::connect(docker).await?))
+            let policy = sandbox_network(config, provider)
+                .map_err(RuntimeError::InvalidSpec)?
+                .policy;
+            Ok(Arc::new(
+                DockerRuntime::connect_with_policy(docker, policy).await?,
+            ))
         }
         Isolation::Microvm => Err(RuntimeError::Unsupported(
             "the microVM runtime is not part of this version".into(),

@@ -117,6 +117,10 @@ pub struct DockerRuntime {
     network_setup: tokio::sync::Mutex<()>,
     /// Serialises image imports (each upload is imported once).
     imports: tokio::sync::Mutex<()>,
+    /// What workloads may reach (installed on both workload networks' bridges).
+    policy: crate::runtime::netpolicy::Policy,
+    /// Why workloads cannot have a network here (the policy could not be installed).
+    no_network: Option<String>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -181,6 +185,24 @@ impl DockerRuntime {
     /// [`RuntimeError::Unsupported`] for an invalid config or a runtime class the engine does
     /// not have; [`RuntimeError::Docker`] when no engine answers in time.
     pub async fn connect(config: DockerConfig) -> Result<Self, RuntimeError> {
+        let policy = crate::runtime::netpolicy::Policy {
+            egress: true,
+            blocked_ports: Vec::new(),
+            allow: Vec::new(),
+        };
+        Self::connect_with_policy(config, policy).await
+    }
+
+    /// [`DockerRuntime::connect`] with the provider's network policy. When the policy cannot
+    /// be installed (no iptables, no privileges: e.g. a node inside a container), workloads
+    /// run without any network, and asking for one is a clear error.
+    ///
+    /// # Errors
+    /// As [`DockerRuntime::connect`].
+    pub async fn connect_with_policy(
+        config: DockerConfig,
+        policy: crate::runtime::netpolicy::Policy,
+    ) -> Result<Self, RuntimeError> {
         config
             .validate()
             .map_err(|e| RuntimeError::Unsupported(e.to_string()))?;
@@ -221,7 +243,7 @@ impl DockerRuntime {
             }
         }
         let cpus = info.ncpu.and_then(|n| u64::try_from(n).ok()).unwrap_or(1);
-        let rt = Self {
+        let mut rt = Self {
             docker,
             config,
             host,
@@ -232,9 +254,15 @@ impl DockerRuntime {
             networks: Mutex::default(),
             network_setup: tokio::sync::Mutex::new(()),
             imports: tokio::sync::Mutex::new(()),
+            policy,
+            no_network: None,
         };
         rt.ensure_network(true).await?;
         rt.ensure_network(false).await?;
+        if let Err(e) = rt.install_policy().await {
+            tracing::warn!(error = %e, "cannot install the network policy: docker workloads get no network");
+            rt.no_network = Some(e.to_string());
+        }
         info!(
             host = %rt.host,
             node = %rt.config.node,
@@ -374,6 +402,18 @@ impl Runtime for DockerRuntime {
         let name = self.container_name(id);
         let mut network_checked = false;
         loop {
+            if spec.network.enabled
+                && let Some(why) = &self.no_network
+            {
+                return Err(RuntimeError::Unsupported(format!(
+                    "workload networking on this host: {why}"
+                )));
+            }
+            if spec.network.egress && !self.policy.egress {
+                return Err(RuntimeError::Unsupported(
+                    "outbound connections (egress): this provider does not allow them".into(),
+                ));
+            }
             let network_mode = if spec.network.enabled {
                 self.ensure_network(spec.network.egress).await?
             } else {

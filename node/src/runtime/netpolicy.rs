@@ -8,7 +8,10 @@
 //! further. Nothing unsolicited comes in: replies to the workload's own connections only.
 //! IPv6 is not routed to workloads at all, so it needs no rules.
 //!
-//! Each workload gets its own chain `AGORA-<tag>` (tag: 12 hex digits of its id's hash),
+//! Docker workload networks get one chain per network (`AGORA-D<tag>`) on their bridge,
+//! installed when the network is created, before any container runs on it.
+//!
+//! Each sandbox gets its own chain `AGORA-<tag>` (tag: 12 hex digits of its id's hash),
 //! jumped to from `FORWARD` for packets in and out of its host-side interface, two `INPUT`
 //! rules dropping what it sends to the host, and one `nat` rule masquerading its traffic.
 //! All are installed in one `iptables-restore --noflush` transaction and removed the same
@@ -62,11 +65,7 @@ pub struct Attachment {
 
 /// The per-workload tag used in chain and interface names.
 pub fn tag(id: &WorkloadId) -> String {
-    let hash = Sha256::digest(id.as_str().as_bytes());
-    hash.iter().take(6).fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    short_hash(id.as_str())
 }
 
 /// The chain holding a workload's rules.
@@ -74,9 +73,8 @@ pub fn chain(id: &WorkloadId) -> String {
     format!("AGORA-{}", tag(id))
 }
 
-/// `iptables-restore --noflush` input installing the rules.
-pub fn install_script(id: &WorkloadId, at: &Attachment, policy: &Policy) -> String {
-    let (c, h) = (chain(id), &at.host_if);
+/// The chain's rules for traffic in and out of interface `h` (shared by both runtimes).
+fn filter_rules(s: &mut String, c: &str, h: &str, policy: &Policy) {
     let mut ports: Vec<u16> = SMTP_PORTS
         .iter()
         .chain(&policy.blocked_ports)
@@ -84,7 +82,6 @@ pub fn install_script(id: &WorkloadId, at: &Attachment, policy: &Policy) -> Stri
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    let mut s = String::from("*filter\n");
     let _ = writeln!(s, ":{c} - [0:0]");
     let _ = writeln!(
         s,
@@ -122,20 +119,10 @@ pub fn install_script(id: &WorkloadId, at: &Attachment, policy: &Policy) -> Stri
         s,
         "-I INPUT 1 -i {h} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
     );
-    s.push_str("COMMIT\n*nat\n");
-    let _ = writeln!(
-        s,
-        "-I POSTROUTING 1 -s {}/32 ! -o {h} -j MASQUERADE",
-        at.address
-    );
-    s.push_str("COMMIT\n");
-    s
 }
 
-/// `iptables-restore --noflush` input removing what [`install_script`] installed.
-pub fn remove_script(id: &WorkloadId, at: &Attachment) -> String {
-    let (c, h) = (chain(id), &at.host_if);
-    let mut s = String::from("*filter\n");
+/// Removes what [`filter_rules`] added.
+fn remove_filter_rules(s: &mut String, c: &str, h: &str) {
     let _ = writeln!(s, "-D FORWARD -i {h} -j {c}");
     let _ = writeln!(s, "-D FORWARD -o {h} -j {c}");
     let _ = writeln!(s, "-D INPUT -i {h} -j DROP");
@@ -145,12 +132,75 @@ pub fn remove_script(id: &WorkloadId, at: &Attachment) -> String {
     );
     let _ = writeln!(s, "-F {c}");
     let _ = writeln!(s, "-X {c}");
+}
+
+/// `iptables-restore --noflush` input installing a sandbox's rules (and its NAT).
+pub fn install_script(id: &WorkloadId, at: &Attachment, policy: &Policy) -> String {
+    let mut s = String::from("*filter\n");
+    filter_rules(&mut s, &chain(id), &at.host_if, policy);
     s.push_str("COMMIT\n*nat\n");
     let _ = writeln!(
         s,
-        "-D POSTROUTING -s {}/32 ! -o {h} -j MASQUERADE",
-        at.address
+        "-I POSTROUTING 1 -s {}/32 ! -o {} -j MASQUERADE",
+        at.address, at.host_if
     );
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// `iptables-restore --noflush` input removing what [`install_script`] installed.
+pub fn remove_script(id: &WorkloadId, at: &Attachment) -> String {
+    let mut s = String::from("*filter\n");
+    remove_filter_rules(&mut s, &chain(id), &at.host_if);
+    s.push_str("COMMIT\n*nat\n");
+    let _ = writeln!(
+        s,
+        "-D POSTROUTING -s {}/32 ! -o {} -j MASQUERADE",
+        at.address, at.host_if
+    );
+    s.push_str("COMMIT\n");
+    s
+}
+
+fn short_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(6)
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The Linux bridge of a Docker workload network (`agd` + 12 hex digits, set at creation
+/// so rules can name it before any container runs).
+pub fn bridge_name(network: &str) -> String {
+    format!("agd{}", short_hash(network))
+}
+
+/// The chain holding a Docker workload network's rules.
+pub fn bridge_chain(network: &str) -> String {
+    format!("AGORA-D{}", short_hash(network))
+}
+
+/// Rules for a whole Docker workload network (Docker does its own NAT). They apply to every
+/// container on it from before the first one starts, and live as long as the network.
+pub fn bridge_install_script(network: &str, policy: &Policy) -> String {
+    let mut s = String::from("*filter\n");
+    filter_rules(
+        &mut s,
+        &bridge_chain(network),
+        &bridge_name(network),
+        policy,
+    );
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// Removes what [`bridge_install_script`] installed.
+pub fn bridge_remove_script(network: &str) -> String {
+    let mut s = String::from("*filter\n");
+    remove_filter_rules(&mut s, &bridge_chain(network), &bridge_name(network));
     s.push_str("COMMIT\n");
     s
 }

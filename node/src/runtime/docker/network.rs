@@ -7,6 +7,7 @@ use bollard::models::{ContainerInspectResponse, NetworkCreateRequest};
 use tracing::info;
 
 use super::{DockerRuntime, engine, lock, status_of};
+use crate::runtime::netpolicy::{self, Policy};
 use crate::runtime::{RuntimeError, WorkloadId};
 
 impl DockerRuntime {
@@ -57,6 +58,16 @@ impl DockerRuntime {
                         self.config.node
                     )));
                 }
+                let bridge = existing
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get("com.docker.network.bridge.name"));
+                if bridge != Some(&netpolicy::bridge_name(&name)) {
+                    return Err(RuntimeError::Docker(format!(
+                        "network {name} has another bridge than {}; remove it",
+                        netpolicy::bridge_name(&name)
+                    )));
+                }
                 if existing.internal == Some(egress) {
                     return Err(RuntimeError::Docker(format!(
                         "network {name} exists with internal={}, expected {}; remove it",
@@ -73,10 +84,17 @@ impl DockerRuntime {
                         self.node_label(),
                         self.config.node.clone(),
                     )])),
-                    options: Some(HashMap::from([(
-                        "com.docker.network.bridge.enable_icc".into(),
-                        "false".into(),
-                    )])),
+                    options: Some(HashMap::from([
+                        (
+                            "com.docker.network.bridge.enable_icc".into(),
+                            "false".into(),
+                        ),
+                        // A known bridge name, so the policy's rules can name it.
+                        (
+                            "com.docker.network.bridge.name".into(),
+                            netpolicy::bridge_name(&name),
+                        ),
+                    ])),
                     ..Default::default()
                 };
                 self.bounded(self.docker.create_network(request))
@@ -88,5 +106,46 @@ impl DockerRuntime {
         }
         lock(&self.networks).insert(name.clone());
         Ok(name)
+    }
+
+    /// Installs the policy on both workload networks' bridges (replacing what a previous
+    /// node process installed): the egress network gets the provider's policy, the internal
+    /// one no egress at all; neither reaches the host.
+    pub(super) async fn install_policy(&self) -> Result<(), RuntimeError> {
+        for (egress, policy) in [
+            (true, self.policy.clone()),
+            (
+                false,
+                Policy {
+                    egress: false,
+                    ..self.policy.clone()
+                },
+            ),
+        ] {
+            let network = self.network_name(egress);
+            // Absent rules make the removal fail as a whole, which is fine.
+            let _ = netpolicy::restore(&netpolicy::bridge_remove_script(&network)).await;
+            netpolicy::restore(&netpolicy::bridge_install_script(&network, &policy)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes this node's workload networks and their rules (a provider retiring the
+    /// runtime; tests). Networks still holding containers stay.
+    ///
+    /// # Errors
+    /// The engine refusing for another reason than containers still attached.
+    pub async fn remove_networks(&self) -> Result<(), RuntimeError> {
+        for egress in [true, false] {
+            let network = self.network_name(egress);
+            let _ = netpolicy::restore(&netpolicy::bridge_remove_script(&network)).await;
+            match self.bounded(self.docker.remove_network(&network)).await {
+                Ok(()) => {}
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(engine(&format!("remove network {network}"), &e)),
+            }
+            lock(&self.networks).remove(&network);
+        }
+        Ok(())
     }
 }
