@@ -9,7 +9,10 @@
 //! byte of its output arrives through the runtime's own log stream (what an agent sees).
 //! Reported per runtime: p50, p95 and max over sequential runs, then the p95 of N
 //! workloads created at once. Each workload is removed (cgroup, scratch, state) between
-//! samples; removal is not timed.
+//! samples; removal is not timed. Beside the Docker runtime, in the same run: a bare
+//! `docker run --rm` of the same image with the same hardening flags (its first stdout
+//! byte through the CLI), and the ratio of the two p50s. Set `AGORA_BENCH_DOCKER=0` to
+//! measure the sandbox alone.
 
 #![allow(
     clippy::unwrap_used,
@@ -23,12 +26,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agora_node::runtime::docker::{DockerConfig, DockerRuntime, UPLOAD_REPO};
 use agora_node::runtime::sandbox::net::SandboxNetwork;
 use agora_node::runtime::sandbox::{SandboxConfig, SandboxRuntime};
 use agora_node::runtime::{Runtime, WorkloadId};
 use agora_protocol::workload::{ImageSource, NetworkRequest, Resources, WorkloadSpec};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::AsyncReadExt;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -136,6 +141,71 @@ async fn measure(
     ]
 }
 
+/// `docker run --rm` with the Docker runtime's hardening flags; time to the first byte.
+async fn bare_docker_run(image: &str) -> Duration {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--init",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,nosuid,nodev,exec,mode=1777,size=16m",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges:true",
+            "--pids-limit",
+            "64",
+            "--memory",
+            "128m",
+            "--memory-swap",
+            "128m",
+            "--cpus",
+            "1",
+            "--ipc",
+            "private",
+            "--oom-score-adj",
+            "500",
+            image,
+            "echo",
+            "ready",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    stdout.read_exact(&mut byte).await.unwrap();
+    let first = started.elapsed();
+    child.wait().await.unwrap();
+    first
+}
+
+/// The busybox rootfs the sandbox unpacked, as a tarball Docker imports.
+fn busybox_tar(
+    rootfs: &std::path::Path,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, agora_protocol::Digest, u64) {
+    let tar = dir.join("busybox.tar");
+    let ok = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar failed");
+    let digest = agora_node::runtime::images::sha256_file(&tar).unwrap();
+    let size = std::fs::metadata(&tar).unwrap().len();
+    (tar, digest, size)
+}
+
 #[tokio::main]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -160,7 +230,45 @@ async fn main() {
         name: "busybox".into(),
         digest: busybox,
     };
+    let rootfs = sandbox.images_store().rootfs(&busybox).unwrap();
     let mut rows = vec![measure("sandbox", Arc::new(sandbox), spec(image), runs, concurrent).await];
+    if std::env::var("AGORA_BENCH_DOCKER").map_or(true, |v| v != "0") {
+        let docker = DockerRuntime::connect(DockerConfig {
+            node: format!("bench{:06x}", rand::random::<u32>() & 0xff_ffff),
+            ..DockerConfig::default()
+        })
+        .await
+        .expect("a Docker engine (AGORA_BENCH_DOCKER=0 to skip)");
+        let (tar, digest, size) = busybox_tar(&rootfs, tmp.path());
+        docker.import_image(&tar, &digest, size).await.unwrap();
+        let tag = format!("{UPLOAD_REPO}:{digest}");
+        let docker = Arc::new(docker);
+        let image = ImageSource::Tarball {
+            digest,
+            size_bytes: size,
+        };
+        let row = measure("docker", docker.clone(), spec(image), runs, concurrent).await;
+        let mut bare = Vec::with_capacity(runs);
+        bare_docker_run(&tag).await;
+        for _ in 0..runs {
+            bare.push(bare_docker_run(&tag).await);
+        }
+        bare.sort();
+        let ratio = row[1].parse::<f64>().unwrap() / (quantile(&bare, 0.5).as_secs_f64() * 1000.0);
+        rows.push(row);
+        rows.push([
+            "docker run".into(),
+            ms(quantile(&bare, 0.5)),
+            ms(quantile(&bare, 0.95)),
+            ms(*bare.last().unwrap()),
+            "-".into(),
+        ]);
+        println!("docker runtime p50 / bare docker run p50 = {ratio:.2}");
+        docker.remove_networks().await.unwrap();
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &tag])
+            .status();
+    }
     rows.insert(
         0,
         [
