@@ -331,6 +331,67 @@ async fn exec_streams_stdin_and_output_and_shares_the_workloads_view() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_interactive_exec_on_a_terminal_stays_open_until_it_exits() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let id = fx.run(&fx.spec("exec sleep 60")).await;
+    let mut session = fx
+        .runtime
+        .exec(
+            &id,
+            ExecRequest {
+                command: vec!["sh".into()],
+                tty: true,
+                ..ExecRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Two commands, one at a time: the shell stays open between them.
+    let mut seen = String::new();
+    for (line, expect) in [
+        (
+            "[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; echo one-$((1+1))\n",
+            "one-2",
+        ),
+        ("echo $TERM\n", "xterm"),
+    ] {
+        session.stdin.write_all(line.as_bytes()).await.unwrap();
+        session.stdin.flush().await.unwrap();
+        while !seen.contains(expect) {
+            match tokio::time::timeout(Duration::from_secs(10), session.events.recv()).await {
+                Ok(Some(ExecEvent::Output(c))) => seen.push_str(&String::from_utf8_lossy(&c.data)),
+                other => panic!("waiting for {expect:?} in {seen:?}: {other:?}"),
+            }
+        }
+    }
+    // The terminal echoes input; the shell's own output is there too.
+    assert!(
+        seen.matches("on-a-terminal").count() >= 2,
+        "a terminal: {seen}"
+    );
+    session.stdin.write_all(b"exit 4\n").await.unwrap();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), session.events.recv()).await {
+            Ok(Some(ExecEvent::Exit(code))) => break code,
+            Ok(Some(ExecEvent::Output(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 4);
+    fx.runtime
+        .stop(
+            &id,
+            TerminationReason::StoppedByAgent,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    fx.runtime.remove(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn logs_follow_until_the_end() {
     let Some(fx) = Fixture::new().await else {
         return;

@@ -29,6 +29,34 @@ pub const LAUNCH: &str =
 /// Shell script that starts an exec: `$1`, `$2` seccomp programs, `$3` the sandbox's init pid.
 pub const EXEC: &str = r#"d=$1 c=$2 p=$3; shift 3; read -r _ || exit 97; exec nsenter --net=/proc/$p/ns/net --ipc=/proc/$p/ns/ipc --uts=/proc/$p/ns/uts -- "$@" 3<"$d" 4<"$c" 6</proc/$p/ns/user 7</proc/$p/ns/pid"#;
 
+/// [`EXEC`] on a terminal: `$4` is the whole chain as one shell command ([`tty_command`]),
+/// run by util-linux `script` on a fresh pty it holds on the host.
+pub const EXEC_TTY: &str = r#"d=$1 c=$2 p=$3 cmd=$4; shift 4; read -r _ || exit 97; exec script -qefc "$cmd" /dev/null 3<"$d" 4<"$c" 6</proc/$p/ns/user 7</proc/$p/ns/pid"#;
+
+/// Quotes `arg` for a POSIX shell (single quotes; a quote inside becomes `'\''`).
+pub fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// The chain [`EXEC`] runs (`nsenter … -- bwrap ARGS`), as one quoted shell command for
+/// [`EXEC_TTY`].
+pub fn tty_command(init: &str, bwrap: &Path, args: &[OsString]) -> String {
+    let mut words = vec![
+        "nsenter".to_owned(),
+        format!("--net=/proc/{init}/ns/net"),
+        format!("--ipc=/proc/{init}/ns/ipc"),
+        format!("--uts=/proc/{init}/ns/uts"),
+        "--".to_owned(),
+        bwrap.to_string_lossy().into_owned(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `PATH` inside every sandbox.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -149,6 +177,10 @@ pub fn exec_args(spec: &WorkloadSpec, req: &ExecRequest, layout: &Layout<'_>) ->
         .as_deref()
         .or(spec.workdir.as_deref())
         .unwrap_or("/tmp");
+    let mut env = env;
+    if req.tty && !req.env.contains_key("TERM") {
+        env.push(("TERM", "xterm"));
+    }
     common(&mut args, layout, &env, workdir);
     args.push("--".into());
     args.extend(req.command.iter().map(OsString::from));
@@ -214,6 +246,18 @@ mod tests {
             text.windows(2)
                 .any(|w| w[0] == "--ro-bind" && w[1] == "/images/x/rootfs")
         );
+    }
+
+    #[test]
+    fn shell_quoting_survives_any_argument() {
+        for arg in ["plain", "it's", "a b", "$(rm -rf /)", "'", "\"\\"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(arg)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), arg);
+        }
     }
 
     #[test]

@@ -623,11 +623,6 @@ impl Runtime for SandboxRuntime {
         let workload = self.get(id)?;
         let init = workload.init_pid("exec")?;
         check_command("exec", &req.command)?;
-        if req.tty {
-            return Err(RuntimeError::Unsupported(
-                "a terminal (tty) for exec on the sandbox runtime".into(),
-            ));
-        }
         let scratch = workload.scratch();
         let layout = launch::Layout {
             rootfs: &workload.rootfs,
@@ -635,17 +630,30 @@ impl Runtime for SandboxRuntime {
         };
         let args = launch::exec_args(&workload.spec, &req, &layout);
         let init = init.to_string();
+        // With a terminal, util-linux `script` holds the pty on the host and runs the whole
+        // chain (nsenter, bubblewrap, command) on it: the command's output merges on it.
+        let tty_command = req
+            .tty
+            .then(|| launch::tty_command(&init, &self.bwrap, &args));
+        let (script, bwrap_args) = match &tty_command {
+            Some(_) => (launch::EXEC_TTY, Vec::new()),
+            None => (launch::EXEC, args),
+        };
+        let mut script_args = vec![
+            self.seccomp.0.as_os_str(),
+            self.seccomp.1.as_os_str(),
+            std::ffi::OsStr::new(&init),
+        ];
+        if let Some(cmd) = &tty_command {
+            script_args.push(std::ffi::OsStr::new(cmd));
+        }
         let mut child = self
             .spawn_in_cgroup(
                 &workload,
                 Launcher {
-                    script: launch::EXEC,
-                    script_args: &[
-                        self.seccomp.0.as_os_str(),
-                        self.seccomp.1.as_os_str(),
-                        std::ffi::OsStr::new(&init),
-                    ],
-                    bwrap_args: args,
+                    script,
+                    script_args: &script_args,
+                    bwrap_args,
                     kill_on_drop: true,
                 },
                 Stdio::piped(),
