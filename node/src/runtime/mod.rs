@@ -140,7 +140,9 @@ pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> ByteStream for T {}
 
 /// A running exec: write to `stdin` (drop it to close), read `events` until [`ExecEvent::Exit`].
-/// Dropping the session kills the command.
+/// Dropping the session closes stdin and detaches; runtimes that can kill the command do
+/// (the sandbox does; Docker's API cannot, so there the command ends when it next reads
+/// input or writes output). On a terminal, closing stdin is not end-of-input: send `^D`.
 pub struct ExecSession {
     /// The command's standard input.
     pub stdin: ByteSink,
