@@ -1026,7 +1026,14 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
         blocked_ports: vec![2525],
         allow: vec![],
     };
-    let rt = match DockerRuntime::connect_with_policy(env.config(), policy).await {
+    // Workload networks from a configured pool.
+    let third = rand::random::<u8>();
+    let config = DockerConfig {
+        egress_subnet: Some(format!("10.231.{third}.0/24")),
+        internal_subnet: Some(format!("10.232.{third}.0/24")),
+        ..env.config()
+    };
+    let rt = match DockerRuntime::connect_with_policy(config, policy).await {
         Ok(rt) => rt,
         Err(e) if std::env::var("AGORA_SKIP_DOCKER").is_ok_and(|v| v == "1") => {
             eprintln!("skipped (AGORA_SKIP_DOCKER=1): {e}");
@@ -1048,7 +1055,8 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
 
     let script = format!(
         "{}; gw=$(ip route | awk '/default/ {{print $3}}'); \
-         if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi",
+         if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi; \
+         ip -4 addr show eth0 | awk '/inet / {{print \"addr=\" $2}}'",
         probe_script(&[
             ("198.51.100.2", 8080),
             ("198.51.100.2", 25),
@@ -1092,6 +1100,11 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
     assert!(
         host_listener.accept().is_err(),
         "the container reached the host"
+    );
+    let address = v.get("addr").cloned().unwrap_or_default();
+    assert!(
+        address.starts_with(&format!("10.231.{third}.")),
+        "{address}"
     );
     // Positive controls: the same listeners answer the host itself.
     for addr in ["10.99.0.2:8080", "198.51.100.2:25", "198.51.100.2:2525"] {

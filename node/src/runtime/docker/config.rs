@@ -42,6 +42,10 @@ pub struct DockerConfig {
     pub import_timeout_secs: u64,
     /// Most bytes of a workload's output the engine keeps (older output is dropped).
     pub log_max_bytes: u64,
+    /// Subnet of the egress workload network (`a.b.c.d/n`); `None`: the engine's pools.
+    pub egress_subnet: Option<String>,
+    /// Subnet of the internal (no egress) workload network; `None`: the engine's pools.
+    pub internal_subnet: Option<String>,
 }
 
 impl Default for DockerConfig {
@@ -58,6 +62,8 @@ impl Default for DockerConfig {
             api_timeout_secs: 30,
             import_timeout_secs: 600,
             log_max_bytes: 16 << 20,
+            egress_subnet: None,
+            internal_subnet: None,
         }
     }
 }
@@ -164,6 +170,16 @@ impl DockerConfig {
                 &self.log_max_bytes.to_string(),
                 "must be at least 1024",
             ));
+        }
+        for (field, subnet) in [
+            ("egress_subnet", &self.egress_subnet),
+            ("internal_subnet", &self.internal_subnet),
+        ] {
+            if let Some(subnet) = subnet
+                && crate::runtime::netpolicy::parse_cidr(subnet).is_err()
+            {
+                return Err(bad(field, subnet, "must be an IPv4 subnet a.b.c.d/n"));
+            }
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use bollard::models::{ContainerInspectResponse, NetworkCreateRequest};
+use bollard::models::{ContainerInspectResponse, Ipam, IpamConfig, NetworkCreateRequest};
 use tracing::info;
 
 use super::{DockerRuntime, engine, lock, status_of};
@@ -15,6 +15,14 @@ impl DockerRuntime {
     pub fn network_name(&self, egress: bool) -> String {
         let suffix = if egress { "wl" } else { "wl-int" };
         format!("{}-{}-{suffix}", self.config.label_prefix, self.config.node)
+    }
+
+    fn subnet(&self, egress: bool) -> Option<&str> {
+        if egress {
+            self.config.egress_subnet.as_deref()
+        } else {
+            self.config.internal_subnet.as_deref()
+        }
     }
 
     /// The workload's address on its network, `None` without network.
@@ -95,6 +103,14 @@ impl DockerRuntime {
                             netpolicy::bridge_name(&name),
                         ),
                     ])),
+                    // A configured subnet, or the engine's default pools.
+                    ipam: self.subnet(egress).map(|subnet| Ipam {
+                        config: Some(vec![IpamConfig {
+                            subnet: Some(subnet.to_owned()),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 };
                 self.bounded(self.docker.create_network(request))
