@@ -172,3 +172,94 @@ pub fn verdicts(out: &str) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
+
+/// The policy scenario both runtimes are tested with: an [`OutsideHost`] listening on 8080
+/// (allowed), 25 (SMTP) and 2525 (a provider-blocked port) at a public-range and a private
+/// address, and a listener on the host itself.
+pub struct PolicyProbe {
+    /// The namespace standing in for the Internet.
+    pub outside: OutsideHost,
+    host_listener: std::net::TcpListener,
+}
+
+impl Default for PolicyProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PolicyProbe {
+    /// Creates the outside host and the host listener.
+    pub fn new() -> Self {
+        let outside = OutsideHost::create(&[8080, 25, 2525]);
+        // On every host address, the workload's gateway included.
+        let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        host_listener.set_nonblocking(true).unwrap();
+        Self {
+            outside,
+            host_listener,
+        }
+    }
+
+    /// The workload's script: probes every destination, then its gateway (the host) on the
+    /// host listener's port, then prints its own address (`addr=a.b.c.d/n`).
+    pub fn script(&self) -> String {
+        let host_port = self.host_listener.local_addr().unwrap().port();
+        format!(
+            "{}; gw=$(ip route | awk '/default/ {{print $3}}'); \
+             if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi; \
+             ip -4 addr show eth0 | awk '/inet / {{print \"addr=\" $2}}'",
+            probe_script(&[
+                ("198.51.100.2", 8080),
+                ("198.51.100.2", 25),
+                ("198.51.100.2", 2525),
+                ("10.99.0.2", 8080),
+                ("169.254.169.254", 80),
+            ])
+        )
+    }
+
+    /// Checks what [`PolicyProbe::script`] printed: only the public port was open, and only
+    /// that probe reached a listener. Returns the verdicts (with `addr`).
+    pub fn check_denials(&self, out: &str, err: &str) -> BTreeMap<String, String> {
+        let v = verdicts(out);
+        assert_eq!(
+            v.get("198.51.100.2:8080").map(String::as_str),
+            Some("open"),
+            "{out}{err}"
+        );
+        for denied in [
+            "198.51.100.2:25",
+            "198.51.100.2:2525",
+            "10.99.0.2:8080",
+            "169.254.169.254:80",
+            "host",
+        ] {
+            assert_eq!(
+                v.get(denied).map(String::as_str),
+                Some("closed"),
+                "{denied}: {out}{err}"
+            );
+        }
+        // Denied probes never reached a listener.
+        assert_eq!(self.outside.arrived(8080), 1);
+        assert_eq!(self.outside.arrived(25) + self.outside.arrived(2525), 0);
+        assert!(
+            self.host_listener.accept().is_err(),
+            "the workload reached the host"
+        );
+        v
+    }
+
+    /// Positive controls: the same listeners answer the host itself.
+    pub fn check_positive_controls(&self) {
+        for addr in ["10.99.0.2:8080", "198.51.100.2:25", "198.51.100.2:2525"] {
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("positive control {addr}: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(self.outside.arrived(25), 1);
+        assert_eq!(self.outside.arrived(2525), 1);
+        assert_eq!(self.outside.arrived(8080), 2);
+    }
+}

@@ -33,7 +33,7 @@ use agora_protocol::Digest;
 use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, TerminationReason, Transport, WorkloadSpec,
 };
-use agora_tests::netns::{OutsideHost, probe_script, rules_mentioning, verdicts};
+use agora_tests::netns::{PolicyProbe, probe_script, rules_mentioning};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1048,23 +1048,8 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
         digest,
         size_bytes: size,
     };
-    let outside = OutsideHost::create(&[8080, 25, 2525]);
-    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let host_port = host_listener.local_addr().unwrap().port();
-    host_listener.set_nonblocking(true).unwrap();
-
-    let script = format!(
-        "{}; gw=$(ip route | awk '/default/ {{print $3}}'); \
-         if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi; \
-         ip -4 addr show eth0 | awk '/inet / {{print \"addr=\" $2}}'",
-        probe_script(&[
-            ("198.51.100.2", 8080),
-            ("198.51.100.2", 25),
-            ("198.51.100.2", 2525),
-            ("10.99.0.2", 8080),
-            ("169.254.169.254", 80),
-        ])
-    );
+    let probe = PolicyProbe::new();
+    let script = probe.script();
     let mut s = spec(&image, &sh(&script));
     s.network = NetworkRequest {
         enabled: true,
@@ -1076,43 +1061,13 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
         TerminationReason::Exited { code: 0 }
     );
     let (out, err) = output(&rt, &id).await;
-    let v = verdicts(&out);
-    assert_eq!(
-        v.get("198.51.100.2:8080").map(String::as_str),
-        Some("open"),
-        "{out}{err}"
-    );
-    for denied in [
-        "198.51.100.2:25",
-        "198.51.100.2:2525",
-        "10.99.0.2:8080",
-        "169.254.169.254:80",
-        "host",
-    ] {
-        assert_eq!(
-            v.get(denied).map(String::as_str),
-            Some("closed"),
-            "{denied}: {out}{err}"
-        );
-    }
-    assert_eq!(outside.arrived(8080), 1);
-    assert_eq!(outside.arrived(25) + outside.arrived(2525), 0);
-    assert!(
-        host_listener.accept().is_err(),
-        "the container reached the host"
-    );
+    let v = probe.check_denials(&out, &err);
     let address = v.get("addr").cloned().unwrap_or_default();
     assert!(
         address.starts_with(&format!("10.231.{third}.")),
         "{address}"
     );
-    // Positive controls: the same listeners answer the host itself.
-    for addr in ["10.99.0.2:8080", "198.51.100.2:25", "198.51.100.2:2525"] {
-        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
-            .unwrap_or_else(|e| panic!("positive control {addr}: {e}"));
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!((outside.arrived(25), outside.arrived(2525)), (1, 1));
+    probe.check_positive_controls();
 
     // Without egress (the internal network) even the allowed destination is closed.
     let mut closed = spec(&image, &sh(&probe_script(&[("198.51.100.2", 8080)])));
@@ -1128,11 +1083,11 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
             .0
             .contains("198.51.100.2:8080=closed")
     );
-    assert_eq!(outside.arrived(8080), 2);
+    assert_eq!(probe.outside.arrived(8080), 2);
 
     rt.remove(&id).await.unwrap();
     rt.remove(&closed_id).await.unwrap();
     rt.remove_networks().await.unwrap();
-    drop(outside);
+    drop(probe);
     assert_eq!(rules_mentioning(&ours), 0, "no firewall rule left behind");
 }

@@ -30,7 +30,7 @@ use agora_protocol::offer::Isolation;
 use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, TerminationReason, Transport, WorkloadSpec,
 };
-use agora_tests::netns::{OutsideHost, count_rules, probe_script, verdicts};
+use agora_tests::netns::{PolicyProbe, count_rules, probe_script};
 use futures::StreamExt;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -143,6 +143,19 @@ impl Fixture {
             String::from_utf8_lossy(&out).into_owned(),
             String::from_utf8_lossy(&err).into_owned(),
         )
+    }
+
+    /// Stops a running workload as its agent would, then frees it.
+    async fn stop_and_remove(&self, id: &WorkloadId) {
+        self.runtime
+            .stop(
+                id,
+                TerminationReason::StoppedByAgent,
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        self.runtime.remove(id).await.unwrap();
     }
 
     fn cgroup_exists(&self, id: &WorkloadId) -> bool {
@@ -380,15 +393,7 @@ async fn an_interactive_exec_on_a_terminal_stays_open_until_it_exits() {
         }
     };
     assert_eq!(code, 4);
-    fx.runtime
-        .stop(
-            &id,
-            TerminationReason::StoppedByAgent,
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-    fx.runtime.remove(&id).await.unwrap();
+    fx.stop_and_remove(&id).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -602,15 +607,7 @@ async fn connect_reaches_a_spec_port_and_nothing_else() {
         fx.runtime.connect(&id, 22).await,
         Err(RuntimeError::Connect { .. })
     ));
-    fx.runtime
-        .stop(
-            &id,
-            TerminationReason::StoppedByAgent,
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-    fx.runtime.remove(&id).await.unwrap();
+    fx.stop_and_remove(&id).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -760,76 +757,18 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
         return;
     };
     let before = count_rules();
-    let outside = OutsideHost::create(&[8080, 25, 2525]);
-    // A listener on the host itself, on every address (the sandbox's gateway included).
-    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let host_port = host_listener.local_addr().unwrap().port();
-    host_listener.set_nonblocking(true).unwrap();
-
-    let mut spec = fx.spec("");
+    let probe = PolicyProbe::new();
+    let mut spec = fx.spec(&probe.script());
     spec.network.enabled = true;
     spec.network.egress = true;
-    // The sandbox's gateway is the first address of its /30: read it from its route.
-    let gateway_probe = format!(
-        "gw=$(ip route | awk '/default/ {{print $3}}'); \
-         if nc -w 2 $gw {host_port} </dev/null; then echo host=open; else echo host=closed; fi"
-    );
-    spec.command = vec![
-        "sh".into(),
-        "-c".into(),
-        format!(
-            "{}; {gateway_probe}",
-            probe_script(&[
-                ("198.51.100.2", 8080),
-                ("198.51.100.2", 25),
-                ("198.51.100.2", 2525),
-                ("10.99.0.2", 8080),
-                ("169.254.169.254", 80),
-            ])
-        ),
-    ];
     let id = fx.run(&spec).await;
     assert_eq!(
         fx.wait_end(&id).await,
         TerminationReason::Exited { code: 0 }
     );
     let (out, err) = fx.logs(&id).await;
-    let v = verdicts(&out);
-    assert_eq!(
-        v.get("198.51.100.2:8080").map(String::as_str),
-        Some("open"),
-        "{out}{err}"
-    );
-    for denied in [
-        "198.51.100.2:25",
-        "198.51.100.2:2525",
-        "10.99.0.2:8080",
-        "169.254.169.254:80",
-        "host",
-    ] {
-        assert_eq!(
-            v.get(denied).map(String::as_str),
-            Some("closed"),
-            "{denied}: {out}{err}"
-        );
-    }
-    // Only the allowed probe arrived; denied ones never reached a listener.
-    assert_eq!(outside.arrived(8080), 1);
-    assert_eq!(outside.arrived(25) + outside.arrived(2525), 0);
-    assert!(
-        host_listener.accept().is_err(),
-        "the sandbox reached the host"
-    );
-
-    // Positive controls: the same listeners are reachable when policy is not in the way.
-    for addr in ["10.99.0.2:8080", "198.51.100.2:25", "198.51.100.2:2525"] {
-        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
-            .unwrap_or_else(|e| panic!("positive control {addr}: {e}"));
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(outside.arrived(25), 1);
-    assert_eq!(outside.arrived(2525), 1);
-    assert_eq!(outside.arrived(8080), 2);
+    probe.check_denials(&out, &err);
+    probe.check_positive_controls();
 
     // A workload without egress has loopback only: even the allowed destination is closed.
     let mut closed = fx.spec(&format!(
@@ -842,11 +781,11 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
     let (out, _) = fx.logs(&closed_id).await;
     assert!(out.contains("198.51.100.2:8080=closed"), "{out}");
     assert_eq!(out.lines().last().map(str::trim), Some("lo"));
-    assert_eq!(outside.arrived(8080), 2);
+    assert_eq!(probe.outside.arrived(8080), 2);
 
     fx.runtime.remove(&id).await.unwrap();
     fx.runtime.remove(&closed_id).await.unwrap();
-    drop(outside);
+    drop(probe);
     assert_eq!(
         count_rules(),
         before,

@@ -15,6 +15,7 @@
 //! stream, not necessarily TCP.
 
 pub mod cgroup;
+pub mod command;
 pub mod docker;
 pub mod host;
 pub mod images;

@@ -19,10 +19,9 @@
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::process::Stdio;
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::{RuntimeError, WorkloadId};
 
@@ -210,38 +209,9 @@ pub fn bridge_remove_script(network: &str) -> String {
 /// # Errors
 /// [`RuntimeError::Host`] with iptables' own message.
 pub async fn restore(script: &str) -> Result<(), RuntimeError> {
-    let mut child = tokio::process::Command::new("iptables-restore")
-        .arg("--noflush")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| RuntimeError::host("run iptables-restore", e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|e| RuntimeError::host("write iptables rules", e))?;
-    }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
-        .await
-        .map_err(|_| {
-            RuntimeError::host(
-                "iptables-restore",
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 30 s"),
-            )
-        })?
-        .map_err(|e| RuntimeError::host("iptables-restore", e))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(RuntimeError::host(
-            "iptables-restore",
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        ))
-    }
+    let mut cmd = tokio::process::Command::new("iptables-restore");
+    cmd.arg("--noflush");
+    super::command::run_with_input(cmd, script, "iptables-restore", Duration::from_secs(30)).await
 }
 
 /// Parses `a.b.c.d/n`.

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::cgroup::{Limits, WorkloadCgroup, signal};
+use super::command::HOST_PATH;
 use super::host::{Cgroups, sandbox_support};
 use super::images::ImageStore;
 use super::{
@@ -51,8 +52,6 @@ use super::{
     RuntimeError, Stats, WorkloadId, WorkloadInfo, WorkloadState,
 };
 
-/// `PATH` for the helper processes the node starts (sh, nsenter).
-const HOST_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// Longest wait for bubblewrap to report the sandbox's init pid.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the processes of a killed workload to go away.

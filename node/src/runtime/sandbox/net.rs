@@ -11,10 +11,8 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use crate::runtime::netpolicy::{self, Attachment, Policy};
 use crate::runtime::{RuntimeError, WorkloadId};
@@ -97,7 +95,7 @@ impl SandboxNetwork {
 }
 
 async fn ip_batch(netns_of: Option<u32>, script: &str) -> Result<(), RuntimeError> {
-    let mut cmd = match netns_of {
+    let cmd = match netns_of {
         Some(pid) => {
             let mut c = tokio::process::Command::new("nsenter");
             c.arg(format!("--net=/proc/{pid}/ns/net"))
@@ -110,37 +108,13 @@ async fn ip_batch(netns_of: Option<u32>, script: &str) -> Result<(), RuntimeErro
             c
         }
     };
-    let mut child = cmd
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| RuntimeError::host("run ip", e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|e| RuntimeError::host("write to ip", e))?;
-    }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
-        .await
-        .map_err(|_| {
-            RuntimeError::host(
-                "ip",
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"),
-            )
-        })?
-        .map_err(|e| RuntimeError::host("ip", e))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(RuntimeError::host(
-            "configure sandbox network",
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        ))
-    }
+    crate::runtime::command::run_with_input(
+        cmd,
+        script,
+        "ip (sandbox network)",
+        std::time::Duration::from_secs(10),
+    )
+    .await
 }
 
 /// Wires the sandbox whose init is `init` to the host and installs the policy.
