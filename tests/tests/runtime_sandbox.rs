@@ -494,7 +494,9 @@ async fn a_fork_bomb_is_contained_and_the_host_stays_responsive() {
     let Some(fx) = Fixture::new().await else {
         return;
     };
-    let mut spec = fx.spec("bomb() { bomb | bomb & }; bomb; sleep 60");
+    // The main shell forks once, before any bomb exists, then `exec`s: it needs no fork of
+    // its own once the bomb has used the pids up, so it still runs when the agent stops it.
+    let mut spec = fx.spec("bomb() { bomb | bomb & }; (bomb) & exec sleep 60");
     spec.resources.pids = 32;
     let id = fx.run(&spec).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
