@@ -71,6 +71,27 @@ fn errors_name_the_field() {
             "runtime.images.tarball",
         ),
         ("[runtime]\nretention = \"soon\"", "retention"),
+        (
+            "[runtime]\nsandbox_pool = \"10.0.0.0\"",
+            "runtime.sandbox_pool",
+        ),
+        (
+            "[runtime]\nsandbox_pool = \"10.0.0.0/30\"",
+            "runtime.sandbox_pool",
+        ),
+        (
+            "[runtime]\negress_allow = [\"1.2.3.4/40\"]",
+            "runtime.egress_allow",
+        ),
+        (
+            "[runtime.docker]\nnode = \"Bad Name\"",
+            "runtime.docker.node",
+        ),
+        (
+            "[runtime.docker]\negress_subnet = \"nope\"",
+            "runtime.docker.egress_subnet",
+        ),
+        ("[runtime.docker]\nnodes = \"x\"", "nodes"),
     ];
     for (text, field) in cases {
         let err = parse(text).unwrap_err().to_string();
