@@ -120,48 +120,9 @@ fn response(verifier: u8, subject: u8, at: u64) -> Res<Signed<ChallengeResponse>
     )?)
 }
 
-/// A typical offer by key `n` (as `offer::tests::offer` in the protocol crate).
+/// A typical offer by key `n`: the protocol's shared sample, [`Offer::example`].
 fn offer(n: u8, seq: u64, issued_s: u64) -> Offer {
-    Offer {
-        provider: id(n),
-        seq,
-        issued_at: Timestamp::from_unix_secs(issued_s),
-        expires_at: Timestamp::from_unix_secs(issued_s + 300),
-        runtimes: vec![
-            RuntimeOffer {
-                isolation: Isolation::Sandbox,
-                images: vec![ImageRef {
-                    name: "busybox".into(),
-                    digest: Digest::of(b"busybox"),
-                }],
-            },
-            RuntimeOffer {
-                isolation: Isolation::Docker,
-                images: vec![],
-            },
-        ],
-        capacity: Capacity {
-            vcpu_milli: 4000,
-            memory_mib: 8192,
-            disk_mib: 50_000,
-            gpus: vec![],
-        },
-        prices: Prices {
-            vcpu: 100,
-            memory_gib: 10,
-            disk_gib: 1,
-            gpu: 0,
-        },
-        max_lease_secs: 72 * 3600,
-        network: NetworkPolicy {
-            egress: true,
-            blocked_ports: vec![25],
-        },
-        tiers: vec![],
-        region: "eu-west".into(),
-        labels: BTreeMap::from([("arch".into(), "x86_64".into())]),
-        tunnel_endpoints: vec!["127.0.0.1:7001".into()],
-    }
+    Offer::example(id(n), seq, Timestamp::from_unix_secs(issued_s))
 }
 
 /// The smallest valid offer: one runtime, nothing else, a 1 ms lifetime.

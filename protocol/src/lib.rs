@@ -13,6 +13,9 @@
 //! - [`offer`]: providers' signed capacity [`Offer`]s and [`OfferWithdrawal`]s.
 //! - [`gossip`]: what gossip carries ([`GossipMessage`]), region topics, offer sync pages.
 //! - [`offer_book`]: the sans-IO [`OfferBook`], every node's view of the market.
+//! - [`market`]: the [`market::Market`] a node runs (book, provider rate limits, remembered
+//!   withdrawals, gossipsub verdicts, sync pages), driven alike by the node and the
+//!   simulator.
 //! - [`rate`]: per-key token buckets ([`rate::RateLimiter`]).
 //! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
 //!   ([`workload::TerminationReason`]).
@@ -43,6 +46,7 @@ pub mod challenge;
 pub mod codec;
 pub mod gossip;
 pub mod id;
+pub mod market;
 pub mod offer;
 pub mod offer_book;
 pub mod rate;

@@ -256,6 +256,66 @@ impl SignedKind for Offer {
 }
 
 impl Offer {
+    /// A typical offer, the one sample used by examples, tests, fuzz seeds and the
+    /// simulator's workload: `provider`'s offer number `seq`, issued at `issued_at` and
+    /// valid for five minutes, in region `eu-west`, with a sandbox runtime (image `busybox`)
+    /// and a Docker runtime, 4 vCPU, 8 GiB of memory and 50,000 MiB of disk free, leases up
+    /// to 72 h, egress with SMTP blocked, the label `arch = x86_64` and one tunnel endpoint.
+    /// It passes validation; change fields to taste (and keep it valid) before signing.
+    ///
+    /// ```
+    /// use agora_protocol::{Offer, Signed, Signer as _, Timestamp};
+    ///
+    /// let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    /// let mut offer = Offer::example(key.id(), 1, Timestamp::from_unix_secs(1_000));
+    /// offer.region = "us-east".into();
+    /// let signed = Signed::sign(offer, &key)?;
+    /// assert_eq!(signed.body().capacity.memory_mib, 8192);
+    /// # Ok::<(), agora_protocol::EncodeError>(())
+    /// ```
+    pub fn example(provider: AgoraId, seq: u64, issued_at: Timestamp) -> Self {
+        Self {
+            provider,
+            seq,
+            issued_at,
+            expires_at: issued_at.saturating_add(Duration::from_secs(300)),
+            runtimes: vec![
+                RuntimeOffer {
+                    isolation: Isolation::Sandbox,
+                    images: vec![ImageRef {
+                        name: "busybox".into(),
+                        digest: Digest::of(b"busybox"),
+                    }],
+                },
+                RuntimeOffer {
+                    isolation: Isolation::Docker,
+                    images: vec![],
+                },
+            ],
+            capacity: Capacity {
+                vcpu_milli: 4000,
+                memory_mib: 8192,
+                disk_mib: 50_000,
+                gpus: vec![],
+            },
+            prices: Prices {
+                vcpu: 100,
+                memory_gib: 10,
+                disk_gib: 1,
+                gpu: 0,
+            },
+            max_lease_secs: 72 * 3600,
+            network: NetworkPolicy {
+                egress: true,
+                blocked_ports: vec![25],
+            },
+            tiers: vec![],
+            region: "eu-west".into(),
+            labels: BTreeMap::from([("arch".into(), "x86_64".into())]),
+            tunnel_endpoints: vec!["127.0.0.1:7001".into()],
+        }
+    }
+
     /// Whether the offer has a runtime of this isolation class.
     pub fn has_runtime(&self, isolation: Isolation) -> bool {
         self.runtimes.iter().any(|r| r.isolation == isolation)
@@ -301,46 +361,22 @@ pub(crate) mod tests {
 
     /// A typical offer by key `n`.
     pub(crate) fn offer(n: u8, seq: u64, issued_s: u64) -> Offer {
-        Offer {
+        Offer::example(key(n).id(), seq, Timestamp::from_unix_secs(issued_s))
+    }
+
+    /// [`offer`], signed by key `n`.
+    pub(crate) fn signed(n: u8, seq: u64, issued_s: u64) -> Signed<Offer> {
+        Signed::sign(offer(n, seq, issued_s), &key(n)).unwrap()
+    }
+
+    /// Key `n`'s signed withdrawal up to `seq`, issued at `issued_s`.
+    pub(crate) fn withdrawal(n: u8, seq: u64, issued_s: u64) -> Signed<OfferWithdrawal> {
+        let withdrawal = OfferWithdrawal {
             provider: key(n).id(),
             seq,
             issued_at: Timestamp::from_unix_secs(issued_s),
-            expires_at: Timestamp::from_unix_secs(issued_s + 300),
-            runtimes: vec![
-                RuntimeOffer {
-                    isolation: Isolation::Sandbox,
-                    images: vec![ImageRef {
-                        name: "busybox".into(),
-                        digest: Digest::of(b"busybox"),
-                    }],
-                },
-                RuntimeOffer {
-                    isolation: Isolation::Docker,
-                    images: vec![],
-                },
-            ],
-            capacity: Capacity {
-                vcpu_milli: 4000,
-                memory_mib: 8192,
-                disk_mib: 50_000,
-                gpus: vec![],
-            },
-            prices: Prices {
-                vcpu: 100,
-                memory_gib: 10,
-                disk_gib: 1,
-                gpu: 0,
-            },
-            max_lease_secs: 72 * 3600,
-            network: NetworkPolicy {
-                egress: true,
-                blocked_ports: vec![25],
-            },
-            tiers: vec![],
-            region: "eu-west".into(),
-            labels: BTreeMap::from([("arch".into(), "x86_64".into())]),
-            tunnel_endpoints: vec!["127.0.0.1:7001".into()],
-        }
+        };
+        Signed::sign(withdrawal, &key(n)).unwrap()
     }
 
     #[test]

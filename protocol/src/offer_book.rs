@@ -16,7 +16,9 @@
 //!   soonest, if the new one outlives it: every provider holds at most one slot, so no
 //!   provider can crowd out others, and fresh offers displace nearly-dead ones.
 //!
-//! All maps are ordered, so iteration and tie-breaking are deterministic.
+//! All maps are ordered, so iteration and tie-breaking are deterministic. Offers are kept as
+//! [`Signed`] handles, which share one decoded copy: a driver that gives the same offer to
+//! many books (the simulator, where one offer reaches every node) keeps it once.
 
 use core::time::Duration;
 use std::collections::BTreeMap;

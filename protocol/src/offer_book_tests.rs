@@ -3,25 +3,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::offer::OfferWithdrawal;
-use crate::offer::tests::{key, offer};
+use crate::offer::tests::{key, offer, signed, withdrawal};
 use crate::signed::Signer as _;
-
-fn signed(n: u8, seq: u64, issued_s: u64) -> Signed<Offer> {
-    Signed::sign(offer(n, seq, issued_s), &key(n)).unwrap()
-}
-
-fn withdrawal(n: u8, seq: u64, issued_s: u64) -> Signed<OfferWithdrawal> {
-    Signed::sign(
-        OfferWithdrawal {
-            provider: key(n).id(),
-            seq,
-            issued_at: Timestamp::from_unix_secs(issued_s),
-        },
-        &key(n),
-    )
-    .unwrap()
-}
 
 fn at(s: u64) -> Timestamp {
     Timestamp::from_unix_secs(s)

@@ -16,6 +16,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -230,12 +231,44 @@ impl fmt::Debug for Digest {
 /// Values exist only after signing ([`Signed::sign`]) or after decoding **and** verifying
 /// ([`Signed::decode`]), so holding one means its signature is good. It keeps its exact
 /// wire bytes, so re-sending it or hashing it ([`Signed::digest`]) never re-encodes.
-#[derive(Clone)]
+///
+/// A `Signed<T>` is an immutable, shared handle: cloning it shares the one decoded message
+/// (an [`Arc`]) instead of copying body and bytes, so everything that keeps the same
+/// message (an offer in every book of a simulated network, a query result, a sync page)
+/// holds one copy of it. Nothing about it can change after it is made, so sharing is
+/// invisible but for the memory it saves.
 pub struct Signed<T> {
+    inner: Arc<Inner<T>>,
+}
+
+/// What a [`Signed`] holds.
+struct Inner<T> {
     body: T,
     signer: AgoraId,
     signature: Signature,
     wire: Vec<u8>,
+}
+
+impl<T> Clone for Signed<T> {
+    /// Another handle on the same message (no copy).
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Signed<T> {
+    fn new(body: T, signer: AgoraId, signature: Signature, wire: Vec<u8>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                body,
+                signer,
+                signature,
+                wire,
+            }),
+        }
+    }
 }
 
 impl<T: SignedKind> Signed<T> {
@@ -274,12 +307,7 @@ impl<T: SignedKind> Signed<T> {
         codec::put_varint_u32(&mut wire, len);
         wire.extend_from_slice(&payload);
         wire.extend_from_slice(&signature.0);
-        Ok(Self {
-            body,
-            signer: signer_id,
-            signature,
-            wire,
-        })
+        Ok(Self::new(body, signer_id, signature, wire))
     }
 
     /// Decodes a wire envelope and verifies its signature with `verifier`.
@@ -336,44 +364,48 @@ impl<T: SignedKind> Signed<T> {
         if let Some(author) = body.author().filter(|a| *a != signer) {
             return Err(VerifyError::WrongSigner { signer, author }.into());
         }
-        Ok(Self {
-            body,
-            signer,
-            signature,
-            wire: wire.to_vec(),
-        })
+        Ok(Self::new(body, signer, signature, wire.to_vec()))
     }
 }
 
 impl<T> Signed<T> {
     /// The signed payload.
     pub fn body(&self) -> &T {
-        &self.body
+        &self.inner.body
     }
 
     /// Who signed it.
     pub fn signer(&self) -> AgoraId {
-        self.signer
+        self.inner.signer
     }
 
     /// The signature.
     pub fn signature(&self) -> &Signature {
-        &self.signature
+        &self.inner.signature
     }
 
     /// The exact wire bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.wire
+        &self.inner.wire
     }
 
-    /// Consumes the message, returning its wire bytes.
+    /// Consumes the message, returning its wire bytes (copied if other handles share it).
     pub fn into_bytes(self) -> Vec<u8> {
-        self.wire
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.wire,
+            Err(shared) => shared.wire.clone(),
+        }
     }
 
     /// The SHA-256 of the wire bytes: a stable name for this message.
     pub fn digest(&self) -> Digest {
-        Digest::of(&self.wire)
+        Digest::of(&self.inner.wire)
+    }
+
+    /// Whether `self` and `other` are handles on the same copy of a message (not merely
+    /// equal ones): what lets a driver check that its holders share.
+    pub fn shares_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -394,15 +426,15 @@ pub fn signing_input<T: SignedKind>(signer: &AgoraId, payload: &[u8]) -> Vec<u8>
 impl<T: fmt::Debug> fmt::Debug for Signed<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signed")
-            .field("signer", &self.signer)
-            .field("body", &self.body)
+            .field("signer", &self.inner.signer)
+            .field("body", &self.inner.body)
             .finish_non_exhaustive()
     }
 }
 
 impl<T> PartialEq for Signed<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.wire == other.wire
+        self.shares_with(other) || self.inner.wire == other.inner.wire
     }
 }
 
@@ -411,7 +443,7 @@ impl<T> Eq for Signed<T> {}
 /// Nested signed messages are carried as their wire bytes.
 impl<T> Serialize for Signed<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.wire)
+        s.serialize_bytes(&self.inner.wire)
     }
 }
 
@@ -475,16 +507,18 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
+    /// A `Ping` signed by key 1.
+    fn hi() -> Signed<Ping> {
+        let ping = Ping {
+            n: 5,
+            text: "hi".into(),
+        };
+        Signed::sign(ping, &key(1)).unwrap()
+    }
+
     #[test]
     fn sign_then_decode() {
-        let m = Signed::sign(
-            Ping {
-                n: 5,
-                text: "hi".into(),
-            },
-            &key(1),
-        )
-        .unwrap();
+        let m = hi();
         let back = Signed::<Ping>::decode(m.as_bytes(), &Ed25519).unwrap();
         assert_eq!(back.body(), m.body());
         assert_eq!(back.signer(), key(1).id());
@@ -492,16 +526,28 @@ mod tests {
     }
 
     #[test]
+    fn clones_share_one_copy() {
+        let m = hi();
+        let copy = m.clone();
+        assert!(copy.shares_with(&m) && copy == m);
+        let decoded = Signed::<Ping>::decode(m.as_bytes(), &Ed25519).unwrap();
+        assert!(
+            decoded == m && !decoded.shares_with(&m),
+            "equal, but a copy of its own"
+        );
+        assert_eq!(
+            copy.into_bytes(),
+            m.as_bytes(),
+            "a shared handle gives its bytes too"
+        );
+        let wire = m.as_bytes().to_vec();
+        assert_eq!(m.into_bytes(), wire);
+    }
+
+    #[test]
     fn cross_kind_reuse_is_rejected() {
         // Same payload bytes, other kind: the domain string differs, so the signature fails.
-        let m = Signed::sign(
-            Ping {
-                n: 5,
-                text: "hi".into(),
-            },
-            &key(1),
-        )
-        .unwrap();
+        let m = hi();
         let err = Signed::<Pong>::decode(m.as_bytes(), &Ed25519).unwrap_err();
         assert!(matches!(
             err,
@@ -511,14 +557,7 @@ mod tests {
 
     #[test]
     fn envelope_errors() {
-        let m = Signed::sign(
-            Ping {
-                n: 5,
-                text: "hi".into(),
-            },
-            &key(1),
-        )
-        .unwrap();
+        let m = hi();
         let w = m.as_bytes();
         let mut v2 = w.to_vec();
         v2[0] = 2;

@@ -1,8 +1,9 @@
 //! `agora-sim`: the deterministic discrete-event simulator of the Agora network.
 //!
-//! The crate drives the very same sans-IO `agora-protocol` machines as the node (the
-//! [`OfferBook`](agora_protocol::OfferBook), signed offers, gossip decoding, rate limits)
-//! over a simulated network:
+//! The crate drives the very same sans-IO `agora-protocol` machines as the node (each
+//! simulated node runs an [`agora_protocol::market::Market`]: the offer book, provider rate
+//! limits, gossip verdicts and sync pages; signed offers, gossip decoding) over a simulated
+//! network:
 //!
 //! - [`time`]: the virtual clock ([`SimTime`], [`SimDuration`]);
 //! - [`engine`]: the single-threaded event queue and run loop ([`Engine`], [`Ctx`]);
@@ -12,7 +13,6 @@
 //! - [`rng`]: draws from the run's one seeded RNG;
 //! - [`net_model`]: latency, bandwidth, loss and partitions between regions;
 //! - [`gossip`]: the gossipsub v1.1 model (mesh, IHAVE/IWANT, seen cache, peer score);
-//! - [`market`]: each node's offer book and rate limits, fed as the node feeds them;
 //! - [`verifier`]: the memoising signature verifier ([`verifier::MemoVerifier`]);
 //! - [`workload`]: providers with real keys signing real offers;
 //! - [`world`]: the simulated network that ties them together ([`world::World`]);
@@ -37,7 +37,6 @@
 pub mod compare;
 pub mod engine;
 pub mod gossip;
-pub mod market;
 pub mod metrics;
 pub mod net_model;
 pub mod plot;

@@ -103,11 +103,11 @@ mod tests {
     use std::cell::Cell;
 
     use agora_protocol::gossip::GossipMessage;
-    use agora_protocol::{Signed, Timestamp};
+    use agora_protocol::{Offer, Signed, Signer as _, Timestamp};
+    use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
 
     use super::*;
-    use crate::workload::{Provider, tests::sample_offer};
 
     /// Counts what reaches the real verifier.
     #[derive(Default)]
@@ -121,9 +121,9 @@ mod tests {
     }
 
     fn signed_gossip() -> Vec<u8> {
-        let provider = Provider::from_seed([7; 32]);
-        let offer = sample_offer(&provider, 1, Timestamp::from_unix_secs(1_000));
-        GossipMessage::Offer(Signed::sign(offer, provider.key()).unwrap()).encode()
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let offer = Offer::example(key.id(), 1, Timestamp::from_unix_secs(1_000));
+        GossipMessage::Offer(Signed::sign(offer, &key).unwrap()).encode()
     }
 
     #[test]

@@ -1,18 +1,16 @@
 //! Providers and the offers they sign: real ed25519 keys, real `Signed<Offer>`s.
 //!
 //! Keys come from the run's seeded RNG ([`Provider::from_seed`]), so a seed fixes every
-//! provider id and every signature. Offers look like the node's: a sandbox and a Docker
-//! runtime, free capacity that changes between advertisements, prices, the provider's
-//! region and a tunnel endpoint. Sequence numbers follow the node's rule (at least the
-//! current Unix milliseconds), so a restarted provider still moves forward.
+//! provider id and every signature. Offers are the protocol's sample offer
+//! ([`Offer::example`]: a sandbox and a Docker runtime, prices, a tunnel endpoint) in the
+//! provider's region, with free memory that changes between advertisements. Sequence
+//! numbers follow the node's rule (at least the current Unix milliseconds), so a restarted
+//! provider still moves forward.
 
 use core::time::Duration;
-use std::collections::BTreeMap;
 
-use agora_protocol::offer::{
-    Capacity, ImageRef, MAX_OFFER_TTL, NetworkPolicy, Prices, RuntimeOffer,
-};
-use agora_protocol::{AgoraId, Digest, EncodeError, Isolation, Offer, Signed, Signer, Timestamp};
+use agora_protocol::offer::MAX_OFFER_TTL;
+use agora_protocol::{AgoraId, EncodeError, Offer, Signed, Signer, Timestamp};
 use ed25519_dalek::SigningKey;
 
 use crate::time::SimTime;
@@ -71,71 +69,21 @@ impl Provider {
     ) -> Result<Signed<Offer>, EncodeError> {
         let seq = now.as_unix_millis().max(self.last_seq.saturating_add(1));
         self.last_seq = seq;
-        let mut offer = offer_body(self.id, seq, now, region, memory_mib);
+        let mut offer = Offer::example(self.id, seq, now);
+        region.clone_into(&mut offer.region);
+        offer.capacity.memory_mib = memory_mib;
         offer.expires_at = now.saturating_add(ttl.min(MAX_OFFER_TTL));
         Signed::sign(offer, &self.key)
     }
 }
 
-/// A typical offer body (five minutes' validity).
-fn offer_body(provider: AgoraId, seq: u64, now: Timestamp, region: &str, memory_mib: u64) -> Offer {
-    Offer {
-        provider,
-        seq,
-        issued_at: now,
-        expires_at: now.saturating_add(Duration::from_secs(300)),
-        runtimes: vec![
-            RuntimeOffer {
-                isolation: Isolation::Sandbox,
-                images: vec![ImageRef {
-                    name: "busybox".into(),
-                    digest: Digest::of(b"busybox"),
-                }],
-            },
-            RuntimeOffer {
-                isolation: Isolation::Docker,
-                images: vec![ImageRef {
-                    name: "python-3.12".into(),
-                    digest: Digest::of(b"python-3.12"),
-                }],
-            },
-        ],
-        capacity: Capacity {
-            vcpu_milli: 8_000,
-            memory_mib,
-            disk_mib: 100_000,
-            gpus: vec![],
-        },
-        prices: Prices {
-            vcpu: 100,
-            memory_gib: 10,
-            disk_gib: 1,
-            gpu: 0,
-        },
-        max_lease_secs: 24 * 3600,
-        network: NetworkPolicy {
-            egress: true,
-            blocked_ports: vec![25],
-        },
-        tiers: vec![],
-        region: region.to_owned(),
-        labels: BTreeMap::from([("arch".into(), "x86_64".into())]),
-        tunnel_endpoints: vec!["192.0.2.10:7001".into()],
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use agora_protocol::Ed25519;
 
     use super::*;
-
-    /// An unsigned offer by `provider` (for tests that sign or tamper themselves).
-    pub(crate) fn sample_offer(provider: &Provider, seq: u64, now: Timestamp) -> Offer {
-        offer_body(provider.id(), seq, now, "eu-west", 16_384)
-    }
 
     #[test]
     fn offers_verify_and_sequence_numbers_move_forward() {

@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+use agora_protocol::gossip::GossipMessage;
 use agora_sim::run::{RunOptions, RunResult, run};
 use agora_sim::{Scenario, SimTime};
 
@@ -183,6 +184,20 @@ start = "1s"
     for (n, node) in world.nodes().iter().enumerate() {
         assert!(node.is_up());
         assert_eq!(node.market.book().len(), published, "node {n}");
+    }
+    // Gossip and sync alike give every book the one decoded copy of an offer; only its
+    // provider keeps the copy it signed.
+    for message in world.messages() {
+        let Some(Ok(GossipMessage::Offer(decoded))) = &message.decoded else {
+            panic!("every offer was decoded once");
+        };
+        let sharing = world
+            .nodes()
+            .iter()
+            .flat_map(|node| node.market.book().iter())
+            .filter(|held| held.shares_with(decoded))
+            .count();
+        assert_eq!(sharing, world.nodes().len() - 1);
     }
     // The books were emptied by the crash (first deliveries are counted once, so the
     // re-delivery shows in the sync verdicts): each restarted node re-synced every offer

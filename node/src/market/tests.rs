@@ -1,7 +1,16 @@
+//! The node's market wrapper: persistence, metrics and the node's scoring offences. The
+//! verdict logic itself (sequence rules, rate limits, withdrawals, sync pages) is the
+//! protocol's `market::Market` and is tested there.
+
 use super::*;
+use core::time::Duration;
+
 use agora_attest::Identity;
 use agora_protocol::gossip::offers_topic;
-use agora_protocol::{OfferWithdrawal, Signer as _};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::GossipLabels;
 
 use crate::config::{NodeConfig, PriceConfig, ProviderConfig};
 use crate::store::MemStore;
@@ -54,13 +63,21 @@ fn gossip(o: &Signed<Offer>) -> Vec<u8> {
 }
 
 fn market(store: Arc<dyn Store>, now: Timestamp) -> Market {
-    Market::open(
-        store,
-        OfferBookConfig::default(),
-        NodeMetrics::default(),
-        now,
-    )
-    .unwrap()
+    market_with(store, now, NodeMetrics::default())
+}
+
+fn market_with(store: Arc<dyn Store>, now: Timestamp, metrics: NodeMetrics) -> Market {
+    Market::open(store, OfferBookConfig::default(), metrics, now).unwrap()
+}
+
+/// How often `kind`/`result` was counted in `family`.
+fn count(family: &Family<GossipLabels, Counter>, kind: &str, result: &str) -> u64 {
+    family
+        .get_or_create(&GossipLabels {
+            kind: kind.into(),
+            result: result.into(),
+        })
+        .get()
 }
 
 const TOPIC: &str = "agora/v1/offers/test";
@@ -77,76 +94,16 @@ fn accepted_offers_persist_across_reopen() {
 
     let m = market(store.clone(), at(110));
     assert_eq!(m.get(&o.body().provider, at(110)), Some(o.clone()));
+    assert_eq!(
+        m.query(&OfferFilter::default(), OfferSort::Price, 10, at(110))
+            .len(),
+        1
+    );
 
     // Reopened after expiry: dropped from the book and the store.
     let m = market(store.clone(), at(200));
     assert!(m.is_empty());
     assert_eq!(stored_offers(&store), 0);
-}
-
-#[test]
-fn tampered_or_misplaced_offers_are_rejected() {
-    let mut m = market(Arc::new(MemStore::new()), at(100));
-    let mut bytes = gossip(&offer(1, 1, 100));
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x40;
-    assert_eq!(
-        m.on_gossip(TOPIC, &bytes, at(100)),
-        Verdict::Reject("bad_signature")
-    );
-    assert_eq!(
-        m.on_gossip(TOPIC, &[1, 2, 3], at(100)),
-        Verdict::Reject("malformed")
-    );
-    assert_eq!(
-        m.on_gossip(TOPIC, &vec![1; 5000], at(100)),
-        Verdict::Reject("too_large")
-    );
-    assert_eq!(
-        m.on_gossip("agora/v1/offers/other", &gossip(&offer(1, 1, 100)), at(100)),
-        Verdict::Reject("wrong_topic")
-    );
-    assert!(m.is_empty());
-}
-
-#[test]
-fn stale_duplicate_and_expired_are_ignored() {
-    let mut m = market(Arc::new(MemStore::new()), at(100));
-    assert_eq!(
-        m.on_gossip(TOPIC, &gossip(&offer(1, 5, 100)), at(100)),
-        Verdict::Accept
-    );
-    assert_eq!(
-        m.on_gossip(TOPIC, &gossip(&offer(1, 5, 100)), at(100)),
-        Verdict::Known,
-        "a valid copy of what we hold is still forwarded"
-    );
-    assert_eq!(
-        m.on_gossip(TOPIC, &gossip(&offer(1, 4, 100)), at(100)),
-        Verdict::Ignore("stale", Some(Offence::Stale))
-    );
-    assert_eq!(
-        m.on_gossip(TOPIC, &gossip(&offer(2, 1, 10)), at(100)),
-        Verdict::Ignore("expired", None)
-    );
-}
-
-#[test]
-fn a_flooding_provider_is_rate_limited() {
-    let mut m = market(Arc::new(MemStore::new()), at(100));
-    for seq in 1..=PROVIDER_RATE.burst {
-        let v = m.on_gossip(TOPIC, &gossip(&offer(1, u64::from(seq), 100)), at(100));
-        assert_eq!(v, Verdict::Accept);
-    }
-    assert_eq!(
-        m.on_gossip(TOPIC, &gossip(&offer(1, 99, 100)), at(100)),
-        Verdict::Ignore("rate_limited", Some(Offence::RateLimited))
-    );
-    // Another provider is unaffected.
-    assert_eq!(
-        m.on_gossip(TOPIC, &gossip(&offer(2, 1, 100)), at(100)),
-        Verdict::Accept
-    );
 }
 
 #[test]
@@ -192,53 +149,71 @@ fn withdrawals_and_expiry_clear_the_store() {
 }
 
 #[test]
-fn sync_pages_cover_the_book_once() {
-    let mut m = market(Arc::new(MemStore::new()), at(100));
-    for n in 1..=150u8 {
-        assert_eq!(m.on_synced(offer(n, 1, 100), at(100)), Verdict::Accept);
+fn verdicts_carry_the_nodes_offences_and_are_counted() {
+    let metrics = NodeMetrics::default();
+    let mut m = market_with(Arc::new(MemStore::new()), at(100), metrics.clone());
+    let v = |m: &mut Market, bytes: &[u8]| m.on_gossip(TOPIC, bytes, at(100));
+    assert_eq!(v(&mut m, &gossip(&offer(1, 5, 100))), Verdict::Accept);
+    assert_eq!(v(&mut m, &gossip(&offer(1, 5, 100))), Verdict::Known);
+    assert_eq!(
+        v(&mut m, &gossip(&offer(1, 4, 100))),
+        Verdict::Ignore("stale", Some(Offence::Stale))
+    );
+    assert_eq!(
+        v(&mut m, &gossip(&offer(2, 1, 10))),
+        Verdict::Ignore("expired", None)
+    );
+    assert_eq!(v(&mut m, &[1, 2, 3]), Verdict::Reject("malformed"));
+    for seq in 6..20 {
+        v(&mut m, &gossip(&offer(1, seq, 100)));
     }
-    let mut seen = std::collections::BTreeSet::new();
-    let mut after = None;
-    let mut pages = 0;
-    loop {
-        let page = m.page(
+    assert_eq!(
+        v(&mut m, &gossip(&offer(1, 99, 100))),
+        Verdict::Ignore("rate_limited", Some(Offence::RateLimited))
+    );
+    let gossiped = &metrics.gossip_messages;
+    assert_eq!(count(gossiped, "offer", "duplicate"), 1);
+    assert_eq!(count(gossiped, "offer", "stale"), 1);
+    assert_eq!(count(gossiped, "unknown", "malformed"), 1);
+    assert!(count(gossiped, "offer", "rate_limited") >= 1);
+    assert_eq!(
+        count(gossiped, "offer", "accepted"),
+        u64::from(PROVIDER_RATE.burst) - 2,
+        "the burst less the duplicate and the stale offer (the expired one is another provider's)"
+    );
+    assert_eq!(m.on_synced(offer(3, 1, 100), at(100)), Verdict::Accept);
+    assert_eq!(count(&metrics.sync_offers, "offer", "accepted"), 1);
+    assert_eq!(metrics.offers.get(), 2);
+    assert_eq!(
+        m.page(
             &SyncRequest {
-                after,
+                after: None,
                 limit: 64,
-                digest: None,
+                digest: None
             },
-            at(100),
-        );
-        pages += 1;
-        let (ok, bad) = page.verified_offers(&Ed25519);
-        assert_eq!(bad, 0);
-        for o in ok {
-            assert!(seen.insert(o.body().provider), "no offer twice");
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    assert_eq!(seen.len(), 150);
-    assert_eq!(pages, 3);
-    assert_eq!(identity(1).agora_id(), identity(1).signing_key().id());
+            at(100)
+        )
+        .offers
+        .len(),
+        2
+    );
 }
 
 #[test]
-fn equal_books_sync_nothing() {
-    let mut a = market(Arc::new(MemStore::new()), at(100));
-    let mut b = market(Arc::new(MemStore::new()), at(100));
-    for n in 1..=3u8 {
-        a.on_synced(offer(n, 1, 100), at(100));
-        b.on_synced(offer(n, 1, 100), at(100));
-    }
-    let req = |digest| SyncRequest {
-        after: None,
-        limit: 64,
-        digest: Some(digest),
+fn an_evicted_offer_leaves_the_store() {
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let config = OfferBookConfig {
+        max_offers: 1,
+        ..OfferBookConfig::default()
     };
-    assert!(a.page(&req(b.digest(at(100))), at(100)).offers.is_empty());
-    b.on_synced(offer(4, 1, 100), at(100));
-    assert_eq!(b.page(&req(a.digest(at(100))), at(100)).offers.len(), 4);
+    let mut m = Market::open(store.clone(), config, NodeMetrics::default(), at(100)).unwrap();
+    assert_eq!(m.on_synced(offer(1, 1, 100), at(100)), Verdict::Accept);
+    assert_eq!(m.on_synced(offer(2, 1, 130), at(130)), Verdict::Accept);
+    let keys: Vec<Vec<u8>> = store
+        .scan_prefix(Column::Offers, b"", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![identity(2).agora_id().as_bytes().to_vec()]);
 }

@@ -14,7 +14,17 @@
 //! at each heartbeat with the factor scaled to the heartbeat; P3, P3b and P6 are off as in
 //! the node, and P7 (broken IWANT promises) is not modelled.
 
+use agora_protocol::market::Offence;
+
 use crate::time::SimDuration;
+
+/// The node's penalty points for an offence the market reports (its `net/scoring.rs`
+/// weights: stale and rate-limited 2).
+pub fn offence_points(offence: Offence) -> f64 {
+    match offence {
+        Offence::Stale | Offence::RateLimited => 2.0,
+    }
+}
 
 /// Below this, a peer is neither sent nor asked about IHAVE.
 pub const GOSSIP_THRESHOLD: f64 = -10.0;

@@ -129,6 +129,10 @@ fn the_shipped_scenarios_parse() {
             include_str!("../../scenarios/partition.toml"),
         ),
         (
+            "scale-10k.toml",
+            include_str!("../../scenarios/scale-10k.toml"),
+        ),
+        (
             "scale-100k.toml",
             include_str!("../../scenarios/scale-100k.toml"),
         ),

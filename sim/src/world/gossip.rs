@@ -4,13 +4,15 @@
 use std::rc::Rc;
 
 use agora_protocol::gossip::{GossipError, GossipMessage};
+use agora_protocol::market::Verdict;
 
 use super::{Message, Sched, World};
 use crate::gossip::mcache::Cached;
 use crate::gossip::mesh::{self, Candidate};
-use crate::gossip::score::{GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD, PUBLISH_THRESHOLD};
+use crate::gossip::score::{
+    GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD, PUBLISH_THRESHOLD, offence_points,
+};
 use crate::gossip::{Frame, MsgIdx, TopicIdx};
-use crate::market::Verdict;
 use crate::net_model::NetModel;
 use crate::rng;
 use crate::scenario::Subscribe;
@@ -28,8 +30,10 @@ fn subscribes(mode: Subscribe, net: &NetModel, peer: u32, topic: TopicIdx) -> bo
 /// `GossipMessage::decode_on_topic` (with the memoising verifier) by the first receiver,
 /// then shared. Decoding is a pure function of the bytes and the topic, so every node gets
 /// exactly what its own decode would give; the cost (key decompression, postcard, the
-/// canonical re-encode) is paid once per distinct message instead of once per receipt.
-fn decoded(
+/// canonical re-encode) is paid once per distinct message instead of once per receipt, and
+/// every book that keeps the offer holds a handle on this one decoded copy (a `Signed`
+/// clone shares it).
+pub(super) fn decoded(
     messages: &mut [Message],
     topic_names: &[String],
     verifier: &crate::verifier::MemoVerifier,
@@ -79,7 +83,7 @@ impl World {
             return;
         }
         let decoded = decoded(&mut self.messages, &self.topic_names, &self.verifier, msg);
-        let verdict = node.market.on_decoded(decoded, timestamp(now));
+        let verdict = node.market.on_decoded(decoded, timestamp(now)).verdict;
         self.metrics.verdict(verdict.label());
         let peer = node.peer_mut(from);
         match verdict {
@@ -90,7 +94,7 @@ impl World {
             }
             Verdict::Ignore(_, offence) => {
                 if let (Some(peer), Some(offence)) = (peer, offence) {
-                    peer.score.penalise(offence.points());
+                    peer.score.penalise(offence_points(offence));
                 }
                 return;
             }

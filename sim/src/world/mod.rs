@@ -49,7 +49,8 @@ pub struct Message {
     /// The offer's sequence number.
     pub seq: u64,
     /// The outcome of decoding and verifying the bytes on their topic, once the first
-    /// receiver has done it (shared by every later receiver; see the `gossip` module).
+    /// receiver has done it: shared by every later receiver, whose book then holds a
+    /// handle on this one decoded offer (see the `gossip` module).
     pub decoded: Option<Result<GossipMessage, GossipError>>,
 }
 

@@ -1,10 +1,11 @@
 //! One simulated node's state: connections, meshes, caches and its market.
 
+use agora_protocol::market::Market;
+
 use crate::gossip::mcache::MessageCache;
 use crate::gossip::score::PeerScore;
 use crate::gossip::seen::SeenCache;
 use crate::gossip::{MsgIdx, TopicIdx};
-use crate::market::Market;
 use crate::time::{SimDuration, SimTime};
 
 /// Whether a node is running.
@@ -80,7 +81,7 @@ pub struct SimNode {
     pub mcache: MessageCache,
     /// Ids asked for by IWANT since the last heartbeat.
     pub pending_iwant: Vec<MsgIdx>,
-    /// The offer book and rate limits.
+    /// The protocol's market, as the node runs it: offer book, rate limits, verdicts.
     pub market: Market,
     /// The provider this node is, if any (index into the run's providers).
     pub provider: Option<u32>,
@@ -104,7 +105,7 @@ impl SimNode {
             seen: SeenCache::default(),
             mcache: MessageCache::new(history_length),
             pending_iwant: Vec::new(),
-            market: Market::new(),
+            market: Market::default(),
             provider: None,
         }
     }
@@ -217,6 +218,6 @@ impl SimNode {
         self.seen = SeenCache::default();
         self.mcache = MessageCache::new(history_length);
         self.pending_iwant.clear();
-        self.market = Market::new();
+        self.market = Market::default();
     }
 }

@@ -1,8 +1,9 @@
 //! Offer sync (`/agora/offer-sync/1`) at one node: periodic anti-entropy with one random
 //! peer, catch-up when a connection opens, and answering peers' requests page by page.
 
-use agora_protocol::gossip::{MAX_SYNC_PAGE, SyncRequest};
-use agora_protocol::{AgoraId, Offer, Signed};
+use agora_protocol::gossip::{GossipMessage, MAX_SYNC_PAGE, SyncRequest};
+use agora_protocol::market::Verdict;
+use agora_protocol::{AgoraId, Offer, Signed, SignedError};
 
 use super::{Event, Sched, World};
 use crate::gossip::{Frame, MsgIdx};
@@ -66,8 +67,11 @@ impl World {
         let Some(node) = self.nodes.get(n as usize) else {
             return;
         };
-        let (offers, next) = node.market.page(req, now);
-        let ids: Vec<MsgIdx> = offers
+        let page = node.market.page(req, now);
+        let next = page.next;
+        // Withdrawals are not simulated yet, so pages carry none.
+        let ids: Vec<MsgIdx> = page
+            .offers
             .iter()
             .filter_map(|o| self.offer_index.get(&o.digest()).copied())
             .collect();
@@ -92,22 +96,16 @@ impl World {
         next: Option<AgoraId>,
     ) {
         let now = ctx.now();
-        let Some(node) = self.nodes.get_mut(n as usize) else {
-            return;
-        };
         for &msg in offers {
-            // The message's bytes are a kind byte and the signed offer; sync carries the
-            // signed offer alone.
-            let wire = self
-                .messages
-                .get(msg as usize)
-                .and_then(|m| m.bytes.get(1..))
-                .unwrap_or(&[]);
-            match Signed::<Offer>::decode(wire, &self.verifier) {
+            let offer = self.synced_offer(msg);
+            let Some(node) = self.nodes.get_mut(n as usize) else {
+                return;
+            };
+            match offer {
                 Ok(offer) => {
-                    let verdict = node.market.on_synced(offer, timestamp(now));
+                    let verdict = node.market.on_synced(offer, timestamp(now)).verdict;
                     self.metrics.sync_verdict(verdict.label());
-                    if verdict == crate::market::Verdict::Accept {
+                    if verdict == Verdict::Accept {
                         self.metrics.delivered(msg, n, now, None);
                     }
                 }
@@ -122,5 +120,24 @@ impl World {
         if let Some(next) = next {
             self.request_sync(ctx, n, from, Some(next));
         }
+    }
+
+    /// Message `msg`'s signed offer as a sync page carries it (its bytes after the kind
+    /// byte), decoded and verified. Gossip decoding is that same decode plus the kind byte
+    /// and the topic check, so when the shared gossip decode of `msg` succeeded its offer
+    /// is exactly this one, and the book shares that copy; otherwise the offer alone is
+    /// decoded here.
+    fn synced_offer(&mut self, msg: MsgIdx) -> Result<Signed<Offer>, SignedError> {
+        let shared =
+            super::gossip::decoded(&mut self.messages, &self.topic_names, &self.verifier, msg);
+        if let Ok(GossipMessage::Offer(offer)) = shared {
+            return Ok(offer);
+        }
+        let wire = self
+            .messages
+            .get(msg as usize)
+            .and_then(|m| m.bytes.get(1..))
+            .unwrap_or(&[]);
+        Signed::<Offer>::decode(wire, &self.verifier)
     }
 }
