@@ -313,6 +313,31 @@ impl Credential {
     }
 }
 
+/// A credential nested in another message travels as its canonical bytes
+/// ([`Credential::to_bytes`]); decoding verifies every link, as [`Credential::from_bytes`].
+impl Serialize for Credential {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.to_bytes().map_err(serde::ser::Error::custom)?;
+        s.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Credential {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Credential;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("an encoded credential")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Credential, E> {
+                Credential::from_bytes(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
 /// Decodes base64url text (padding and surrounding whitespace tolerated), bounded in size.
 ///
 /// # Errors

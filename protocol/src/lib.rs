@@ -17,6 +17,10 @@
 //!   withdrawals, gossipsub verdicts, sync pages), driven alike by the node and the
 //!   simulator.
 //! - [`rate`]: per-key token buckets ([`rate::RateLimiter`]).
+//! - [`signup`]: the agent's self-authenticating [`signup::SignupRecord`], proof of work,
+//!   and [`signup::TierLimits`].
+//! - [`lease`]: agent-signed lease requests and operations, provider-signed grants,
+//!   refusals, capabilities and usage receipts.
 //! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
 //!   ([`workload::TerminationReason`]).
 //!
@@ -46,11 +50,13 @@ pub mod challenge;
 pub mod codec;
 pub mod gossip;
 pub mod id;
+pub mod lease;
 pub mod market;
 pub mod offer;
 pub mod offer_book;
 pub mod rate;
 pub mod signed;
+pub mod signup;
 pub mod time;
 pub mod workload;
 

@@ -195,6 +195,40 @@ impl WorkloadSpec {
         Ok(())
     }
 
+    /// A small, valid spec for examples and tests: `busybox` (by the digest given) running
+    /// `command` with 500 milli-vCPU, 256 MiB, 64 MiB disk, 64 pids, one hour, no network.
+    ///
+    /// ```
+    /// use agora_protocol::{Digest, workload::WorkloadSpec};
+    ///
+    /// let spec = WorkloadSpec::example(Digest::of(b"busybox"), &["echo", "hi"]);
+    /// spec.validate()?;
+    /// # Ok::<(), agora_protocol::DecodeError>(())
+    /// ```
+    pub fn example(busybox: Digest, command: &[&str]) -> Self {
+        Self {
+            image: ImageSource::Named {
+                name: "busybox".into(),
+                digest: busybox,
+            },
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            env: BTreeMap::new(),
+            workdir: None,
+            resources: Resources {
+                vcpu_milli: 500,
+                memory_mib: 256,
+                disk_mib: 64,
+                pids: 64,
+            },
+            lifetime_secs: 3600,
+            ports: Vec::new(),
+            network: NetworkRequest {
+                enabled: false,
+                egress: false,
+            },
+        }
+    }
+
     /// The image name, for a named image.
     pub fn image_name(&self) -> Option<&str> {
         match &self.image {
@@ -269,30 +303,15 @@ mod tests {
     use super::*;
 
     fn spec() -> WorkloadSpec {
-        WorkloadSpec {
-            image: ImageSource::Named {
-                name: "busybox".into(),
-                digest: Digest::of(b"busybox"),
-            },
-            command: vec!["sh".into(), "-c".into(), "echo hi".into()],
-            env: BTreeMap::from([("GREETING".into(), "hello".into())]),
-            workdir: Some("/tmp".into()),
-            resources: Resources {
-                vcpu_milli: 500,
-                memory_mib: 256,
-                disk_mib: 64,
-                pids: 64,
-            },
-            lifetime_secs: 3600,
-            ports: vec![PortSpec {
-                port: 8080,
-                transport: Transport::Tcp,
-            }],
-            network: NetworkRequest {
-                enabled: true,
-                egress: false,
-            },
-        }
+        let mut s = WorkloadSpec::example(Digest::of(b"busybox"), &["sh", "-c", "echo hi"]);
+        s.env = BTreeMap::from([("GREETING".into(), "hello".into())]);
+        s.workdir = Some("/tmp".into());
+        s.ports = vec![PortSpec {
+            port: 8080,
+            transport: Transport::Tcp,
+        }];
+        s.network.enabled = true;
+        s
     }
 
     #[test]

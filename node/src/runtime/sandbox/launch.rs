@@ -191,32 +191,14 @@ pub fn exec_args(spec: &WorkloadSpec, req: &ExecRequest, layout: &Layout<'_>) ->
 mod tests {
     use super::*;
     use agora_protocol::Digest;
-    use agora_protocol::workload::{ImageSource, NetworkRequest, Resources};
     use std::collections::BTreeMap;
 
     fn spec() -> WorkloadSpec {
-        WorkloadSpec {
-            image: ImageSource::Named {
-                name: "busybox".into(),
-                digest: Digest::of(b"x"),
-            },
-            command: vec!["sh".into(), "-c".into(), "echo $X".into()],
-            env: BTreeMap::from([("X".into(), "1; rm -rf /".into())]),
-            workdir: None,
-            resources: Resources {
-                vcpu_milli: 1000,
-                memory_mib: 64,
-                disk_mib: 16,
-                pids: 32,
-            },
-            lifetime_secs: 60,
-            ports: vec![],
-            network: NetworkRequest {
-                enabled: false,
-                egress: false,
-            },
-        }
+        let mut s = WorkloadSpec::example(Digest::of(b"x"), &["sh", "-c", "echo $X"]);
+        s.env = BTreeMap::from([("X".into(), "1; rm -rf /".into())]);
+        s
     }
+
 
     #[test]
     fn the_command_and_env_are_separate_arguments_never_shell_text() {
