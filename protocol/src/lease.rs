@@ -13,6 +13,12 @@
 //! delegate the agent named in a signed [`Delegation`]), names the provider and carries a
 //! nonce and its issue time, so a provider acts on nothing a gateway could have forged or
 //! replayed. The lease id is the [`Digest`] of the signed request.
+//!
+//! A request lists up to [`MAX_CANDIDATES`] offers in the agent's order of preference, so a
+//! gateway can fail over to the next when a provider is unreachable or refuses, without
+//! asking the agent to sign again. A gateway could also submit one request to several of the
+//! listed providers at once; until the replicated ledger makes quota locks unique, the agent
+//! bounds that exposure by how many candidates it lists.
 
 use serde::{Deserialize, Serialize};
 
@@ -114,10 +120,9 @@ impl SignedKind for Delegation {
 pub struct LeaseRequest {
     /// The agent (the signer, unless `delegation` names a delegate).
     pub agent: AgoraId,
-    /// The provider asked.
-    pub provider: AgoraId,
-    /// The digest of the signed offer the agent chose (its exact bytes).
-    pub offer: Digest,
+    /// The offers the agent accepts, best first: a gateway tries them in order, and a
+    /// provider serves the request only if one of its own offers is listed.
+    pub candidates: Vec<Candidate>,
     /// The runtime class wanted.
     pub isolation: Isolation,
     /// What to run.
@@ -134,7 +139,24 @@ pub struct LeaseRequest {
     pub delegation: Option<Signed<Delegation>>,
 }
 
+/// One offer an agent accepts: the provider and the digest of its signed offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The provider.
+    pub provider: AgoraId,
+    /// The digest of the signed offer (its exact bytes).
+    pub offer: Digest,
+}
+
+/// Most candidates one request lists.
+pub const MAX_CANDIDATES: usize = 8;
+
 impl LeaseRequest {
+    /// The candidate naming `provider`, if any.
+    pub fn candidate_for(&self, provider: &AgoraId) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.provider == *provider)
+    }
+
     /// The most this lease can cost, micro-credits: price ceiling × lifetime.
     pub fn max_cost_micro(&self) -> u64 {
         self.max_price_per_sec
@@ -148,6 +170,28 @@ impl SignedKind for LeaseRequest {
 
     fn validate(&self) -> Result<(), DecodeError> {
         self.spec.validate()?;
+        if self.candidates.is_empty() || self.candidates.len() > MAX_CANDIDATES {
+            return Err(invalid(
+                "candidates",
+                format!(
+                    "{} entries, expected 1 to {MAX_CANDIDATES}",
+                    self.candidates.len()
+                ),
+            ));
+        }
+        for (i, c) in self.candidates.iter().enumerate() {
+            if self
+                .candidates
+                .iter()
+                .take(i)
+                .any(|p| p.provider == c.provider)
+            {
+                return Err(invalid(
+                    "candidates",
+                    format!("lists provider {} twice", c.provider),
+                ));
+            }
+        }
         if self.signup.body().agent != self.agent {
             return Err(invalid("signup", "is another agent's signup record".into()));
         }

@@ -38,8 +38,10 @@ fn signup(agent: u8) -> Signed<SignupRecord> {
 fn request(agent: u8) -> LeaseRequest {
     LeaseRequest {
         agent: id(agent),
-        provider: id(PROVIDER),
-        offer: Digest::of(b"offer"),
+        candidates: vec![Candidate {
+            provider: id(PROVIDER),
+            offer: Digest::of(b"offer"),
+        }],
         isolation: Isolation::Sandbox,
         spec: WorkloadSpec::example(Digest::of(b"busybox"), &["echo", "hi"]),
         max_price_per_sec: 20,
@@ -89,6 +91,17 @@ fn a_gateway_cannot_sign_for_an_agent() {
     let mut wire = signed.as_bytes().to_vec();
     wire[1..33].copy_from_slice(id(GATEWAY).as_bytes());
     assert!(Signed::<LeaseRequest>::decode(&wire, &Ed25519).is_err());
+}
+
+#[test]
+fn candidates_are_bounded_and_distinct() {
+    let mut r = request(AGENT);
+    assert!(r.candidate_for(&id(PROVIDER)).is_some());
+    assert!(r.candidate_for(&id(9)).is_none());
+    r.candidates.push(r.candidates[0]);
+    assert!(Signed::sign(r.clone(), &key(AGENT)).is_err());
+    r.candidates.clear();
+    assert!(Signed::sign(r, &key(AGENT)).is_err());
 }
 
 #[test]

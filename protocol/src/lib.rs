@@ -21,6 +21,8 @@
 //!   and [`signup::TierLimits`].
 //! - [`lease`]: agent-signed lease requests and operations, provider-signed grants,
 //!   refusals, capabilities and usage receipts.
+//! - [`admission`]: the provider's sans-IO decision on lease requests and operations.
+//! - [`quota`]: the quota machine admission asks ([`quota::QuotaBook`], one node's view).
 //! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
 //!   ([`workload::TerminationReason`]).
 //!
@@ -44,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod attestation;
 pub mod bounds;
 pub mod challenge;
@@ -54,6 +57,7 @@ pub mod lease;
 pub mod market;
 pub mod offer;
 pub mod offer_book;
+pub mod quota;
 pub mod rate;
 pub mod signed;
 pub mod signup;

@@ -1,0 +1,175 @@
+use super::*;
+use crate::signed::Digest;
+use proptest::prelude::*;
+
+fn agent(n: u8) -> AgoraId {
+    ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+        .verifying_key()
+        .into()
+}
+
+fn lease(n: u32) -> LeaseId {
+    Digest::of(&n.to_le_bytes())
+}
+
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_unix_secs(secs)
+}
+
+fn req(n: u32, amount_micro: u64, limit_micro: u64) -> QuotaRequest {
+    QuotaRequest {
+        lease: lease(n),
+        agent: agent(1),
+        amount_micro,
+        limit_micro,
+        approved_micro: None,
+        has_owner: false,
+        expires_at: t(100),
+    }
+}
+
+fn code(answer: &QuotaAnswer) -> Option<RefusalCode> {
+    match answer {
+        QuotaAnswer::Granted => None,
+        QuotaAnswer::Denied(r) => Some(r.code),
+    }
+}
+
+#[test]
+fn locks_fit_under_the_limit_and_no_further() {
+    let mut book = QuotaBook::new();
+    assert_eq!(book.lock(&req(1, 6, 10)), QuotaAnswer::Granted);
+    assert_eq!(code(&book.lock(&req(2, 5, 10))), Some(RefusalCode::Quota));
+    assert_eq!(book.lock(&req(3, 4, 10)), QuotaAnswer::Granted);
+    // The same lease again is not a second lock.
+    assert_eq!(book.lock(&req(1, 6, 10)), QuotaAnswer::Granted);
+    assert_eq!(book.account(&agent(1)).unwrap().committed_micro(), 10);
+}
+
+#[test]
+fn above_the_limit_an_owner_must_approve() {
+    let mut book = QuotaBook::new();
+    let mut r = req(1, 20, 10);
+    r.has_owner = true;
+    assert_eq!(code(&book.lock(&r)), Some(RefusalCode::ApprovalRequired));
+    // A refused agent leaves no empty account behind.
+    assert!(book.account(&agent(1)).is_none());
+    r.approved_micro = Some(19);
+    assert_eq!(code(&book.lock(&r)), Some(RefusalCode::ApprovalInvalid));
+    r.approved_micro = Some(20);
+    assert_eq!(book.lock(&r), QuotaAnswer::Granted);
+    // The approved lock does not use up the agent's own limit.
+    assert_eq!(book.lock(&req(2, 10, 10)), QuotaAnswer::Granted);
+    let settled = book.settle(&agent(1), &lease(1), 15).unwrap();
+    assert_eq!((settled.charged_micro, settled.returned_micro), (15, 5));
+    let account = book.account(&agent(1)).unwrap();
+    assert_eq!((account.spent_micro, account.approved_spent_micro), (0, 15));
+}
+
+#[test]
+fn settling_charges_at_most_the_lock_and_only_once() {
+    let mut book = QuotaBook::new();
+    book.lock(&req(1, 10, 10));
+    let s = book.settle(&agent(1), &lease(1), 50).unwrap();
+    assert_eq!((s.charged_micro, s.returned_micro), (10, 0));
+    assert!(book.settle(&agent(1), &lease(1), 5).is_none());
+    assert_eq!(code(&book.lock(&req(2, 1, 10))), Some(RefusalCode::Quota));
+}
+
+#[test]
+fn lapsed_locks_return() {
+    let mut book = QuotaBook::new();
+    book.lock(&req(1, 10, 10));
+    assert!(book.expire(t(99)).is_empty());
+    assert_eq!(book.expire(t(100)), vec![(agent(1), lease(1))]);
+    assert_eq!(book.lock(&req(2, 10, 10)), QuotaAnswer::Granted);
+}
+
+#[test]
+fn extensions_grow_within_the_limit() {
+    let mut book = QuotaBook::new();
+    book.lock(&req(1, 4, 10));
+    assert_eq!(
+        book.grow(&agent(1), &lease(1), 6, 10, t(200)),
+        QuotaAnswer::Granted
+    );
+    let lock = book.account(&agent(1)).unwrap().locks[&lease(1)];
+    assert_eq!((lock.amount_micro, lock.expires_at), (10, t(200)));
+    assert_eq!(
+        code(&book.grow(&agent(1), &lease(1), 1, 10, t(300))),
+        Some(RefusalCode::Quota)
+    );
+    assert_eq!(
+        code(&book.grow(&agent(1), &lease(9), 1, 10, t(300))),
+        Some(RefusalCode::UnknownLease)
+    );
+}
+
+#[test]
+fn amounts_are_shown_in_credits() {
+    assert_eq!(credits(2_500_000), "2.5");
+    assert_eq!(credits(3_000_000), "3");
+    assert_eq!(credits(1), "0.000001");
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Lock { lease: u32, amount: u64 },
+    Settle { lease: u32, cost: u64 },
+    Grow { lease: u32, extra: u64 },
+    Expire { at: u64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u32..16, 0u64..40).prop_map(|(lease, amount)| Step::Lock { lease, amount }),
+        (0u32..16, 0u64..40).prop_map(|(lease, cost)| Step::Settle { lease, cost }),
+        (0u32..16, 0u64..20).prop_map(|(lease, extra)| Step::Grow { lease, extra }),
+        (0u64..200).prop_map(|at| Step::Expire { at }),
+    ]
+}
+
+proptest! {
+    /// Whatever happens, an agent never commits more than its limit, and every micro-credit
+    /// locked is either still locked, charged or returned.
+    #[test]
+    fn never_above_the_limit_and_nothing_lost(steps in proptest::collection::vec(step(), 1..80)) {
+        const LIMIT: u64 = 100;
+        let mut book = QuotaBook::new();
+        let (mut locked_in, mut charged, mut returned) = (0u64, 0u64, 0u64);
+        for s in steps {
+            match s {
+                Step::Lock { lease: n, amount } => {
+                    let mut r = req(n, amount, LIMIT);
+                    r.expires_at = t(u64::from(n) * 10);
+                    let before = book.account(&agent(1)).map_or(0, Account::locked_micro);
+                    book.lock(&r);
+                    let after = book.account(&agent(1)).map_or(0, Account::locked_micro);
+                    locked_in += after - before;
+                }
+                Step::Settle { lease: n, cost } => {
+                    if let Some(s) = book.settle(&agent(1), &lease(n), cost) {
+                        charged += s.charged_micro;
+                        returned += s.returned_micro;
+                    }
+                }
+                Step::Grow { lease: n, extra } => {
+                    let before = book.account(&agent(1)).map_or(0, Account::locked_micro);
+                    book.grow(&agent(1), &lease(n), extra, LIMIT, t(300));
+                    let after = book.account(&agent(1)).map_or(0, Account::locked_micro);
+                    locked_in += after - before;
+                }
+                Step::Expire { at } => {
+                    let before = book.account(&agent(1)).map_or(0, Account::locked_micro);
+                    book.expire(t(at));
+                    let after = book.account(&agent(1)).map_or(0, Account::locked_micro);
+                    returned += before - after;
+                }
+            }
+            let account = book.account(&agent(1)).cloned().unwrap_or_default();
+            prop_assert!(account.committed_micro() <= LIMIT);
+            prop_assert_eq!(account.spent_micro, charged);
+            prop_assert_eq!(locked_in, account.locked_micro() + charged + returned);
+        }
+    }
+}
