@@ -21,6 +21,7 @@
 //!   and [`signup::TierLimits`].
 //! - [`lease`]: agent-signed lease requests and operations, provider-signed grants,
 //!   refusals, capabilities and usage receipts.
+//! - [`frames`]: bounded framing for streamed operations (exec, logs, files).
 //! - [`admission`]: the provider's sans-IO decision on lease requests and operations.
 //! - [`quota`]: the quota machine admission asks ([`quota::QuotaBook`], one node's view).
 //! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
@@ -51,6 +52,7 @@ pub mod attestation;
 pub mod bounds;
 pub mod challenge;
 pub mod codec;
+pub mod frames;
 pub mod gossip;
 pub mod id;
 pub mod lease;
