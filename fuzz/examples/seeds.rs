@@ -1,8 +1,9 @@
 //! Seed generator: writes validly signed messages (fixed keys `[n; 32]`) into each target's
 //! corpus directory, so the fuzzer starts past the signature check it could never forge.
 //!
-//! `cargo run --example seeds [CORPUS_DIR]` (default: this crate's `corpus/`). Every seed
-//! is checked with the target's own check first and must be accepted. Files are named
+//! `cargo run --example seeds [CORPUS_DIR [TARGET...]]` (default: this crate's `corpus/`,
+//! every target). Every seed is checked with the target's own check first and must be
+//! accepted; only the named targets' seeds are written. Files are named
 //! `seed-<what>`; re-running overwrites them, and `cargo fuzz cmin` later renames the
 //! survivors to their SHA-1.
 
@@ -11,13 +12,22 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use agora_fuzz::{TARGETS, Verdict};
+use agora_protocol::frames::{self, MAX_CHUNK_BYTES, StreamFrame};
 use agora_protocol::gossip::{GossipMessage, SyncRequest, SyncResponse};
+use agora_protocol::lease::{
+    Approval, Candidate, Capability, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal,
+    LeaseRefusal, LeaseRequest, NONCE_LEN, Op, OpKind, Refusal, RefusalCode, UsageReceipt,
+};
 use agora_protocol::offer::{
     Capacity, Gpu, ImageRef, Isolation, NetworkPolicy, Prices, RuntimeOffer,
 };
+use agora_protocol::signup::{MAX_POW_BITS, ProofOfWork, SignupRecord};
+use agora_protocol::workload::{
+    ImageSource, MAX_PORTS, NetworkRequest, PortSpec, TerminationReason, Transport, WorkloadSpec,
+};
 use agora_protocol::{
     AgoraId, Attestation, Challenge, ChallengeResponse, Claims, Credential, Digest, Offer,
-    OfferWithdrawal, Revocation, Signed, Signer, Timestamp,
+    OfferWithdrawal, Revocation, Signed, Signer, Timestamp, codec,
 };
 use ed25519_dalek::SigningKey;
 
@@ -237,8 +247,653 @@ fn chain(links: u8, variant: u8) -> Res<Credential> {
     Ok(cred)
 }
 
+// Lease seeds: agent 1, provider 2, delegate 3, signup node 4, owner 9 (keys `[n; 32]`).
+const AGENT: u8 = 1;
+const PROVIDER: u8 = 2;
+const DELEGATE: u8 = 3;
+const SIGNUP_NODE: u8 = 4;
+const OWNER: u8 = 9;
+
+/// Seconds after 2027-01-15 (1_800_000_000 s), a typical "now".
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_unix_secs(1_800_000_000 + secs)
+}
+
+/// `agent`'s signup record at the signup node's challenge, signed by the agent.
+fn signup(
+    agent: u8,
+    credential: Option<Credential>,
+    pow: ProofOfWork,
+    name: Option<String>,
+) -> Res<Signed<SignupRecord>> {
+    let record = SignupRecord {
+        agent: id(agent),
+        challenge: Challenge {
+            verifier: id(SIGNUP_NODE),
+            nonce: [agent ^ 0x5a; 32],
+            issued_at: t(0),
+        },
+        credential,
+        pow,
+        name,
+    };
+    Ok(Signed::sign(record, &key(agent))?)
+}
+
+/// The smallest signup: no credential, no proof of work, no name, challenge at time 0.
+fn signup_min(agent: u8) -> Res<Signed<SignupRecord>> {
+    let record = SignupRecord {
+        agent: id(agent),
+        challenge: Challenge {
+            verifier: id(SIGNUP_NODE),
+            nonce: [0; 32],
+            issued_at: Timestamp::from_unix_millis(0),
+        },
+        credential: None,
+        pow: ProofOfWork::NONE,
+        name: None,
+    };
+    Ok(Signed::sign(record, &key(agent))?)
+}
+
+/// A delegation by `agent` to `delegate` for `ops`, valid for an hour.
+fn delegation(agent: u8, delegate: u8, ops: Vec<OpKind>) -> Res<Signed<Delegation>> {
+    Ok(Signed::sign(
+        Delegation {
+            agent: id(agent),
+            delegate: id(delegate),
+            ops,
+            spend_cap_credits: 5,
+            issued_at: t(0),
+            expires_at: t(3600),
+        },
+        &key(agent),
+    )?)
+}
+
+const ALL_OPS: [OpKind; 8] = [
+    OpKind::Lease,
+    OpKind::Exec,
+    OpKind::Logs,
+    OpKind::Files,
+    OpKind::Extend,
+    OpKind::Stop,
+    OpKind::Status,
+    OpKind::Tunnel,
+];
+
+/// A typical request by `agent` for the provider's [`Offer::example`], running
+/// [`WorkloadSpec::example`].
+fn lease_request(
+    agent: u8,
+    signup: Signed<SignupRecord>,
+    delegation: Option<Signed<Delegation>>,
+) -> Res<LeaseRequest> {
+    let offer = Signed::sign(offer(PROVIDER, 1, 1_800_000_000), &key(PROVIDER))?;
+    Ok(LeaseRequest {
+        agent: id(agent),
+        candidates: vec![Candidate {
+            provider: id(PROVIDER),
+            offer: offer.digest(),
+        }],
+        isolation: agora_protocol::Isolation::Sandbox,
+        spec: WorkloadSpec::example(Digest::of(b"busybox"), &["echo", "hi"]),
+        max_price_per_sec: 20,
+        nonce: [agent; NONCE_LEN],
+        issued_at: t(10),
+        signup,
+        delegation,
+    })
+}
+
+/// Signs `req` as its author: the delegate when it carries a delegation, else the agent.
+fn sign_request(req: LeaseRequest, agent: u8) -> Res<Signed<LeaseRequest>> {
+    let signer = if req.delegation.is_some() {
+        DELEGATE
+    } else {
+        agent
+    };
+    Ok(Signed::sign(req, &key(signer))?)
+}
+
+/// Every bound at its limit or close: eight candidates, a tarball image with environment,
+/// working directory, 16 ports and egress, a delegation, extreme numbers, and a signup with
+/// an 8-link credential of maximal claims.
+fn lease_request_max() -> Res<Signed<LeaseRequest>> {
+    let holder = 9; // chain(8, _) ends at key 9
+    let cred = chain(8, 2)?;
+    let signup = signup(
+        holder,
+        Some(cred),
+        ProofOfWork {
+            bits: MAX_POW_BITS,
+            nonce: u64::MAX,
+        },
+        Some("é".repeat(32)),
+    )?;
+    let mut spec = WorkloadSpec::example(Digest::of(b"rootfs"), &["/bin/app", "--serve"]);
+    spec.image = ImageSource::Tarball {
+        digest: Digest::of(b"rootfs.tar"),
+        size_bytes: u64::MAX,
+    };
+    spec.env = (0..16)
+        .map(|i| (format!("VAR_{i:02}"), "v".repeat(64)))
+        .collect();
+    spec.workdir = Some("/srv/app".into());
+    spec.resources.vcpu_milli = u32::MAX;
+    spec.resources.memory_mib = u64::MAX;
+    spec.resources.disk_mib = u64::MAX;
+    spec.resources.pids = u32::MAX;
+    spec.lifetime_secs = u64::MAX;
+    spec.ports = (0..MAX_PORTS)
+        .map(|i| PortSpec {
+            port: u16::MAX - u16::try_from(i).unwrap_or(0),
+            transport: if i % 2 == 0 {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            },
+        })
+        .collect();
+    spec.network = NetworkRequest {
+        enabled: true,
+        egress: true,
+    };
+    let req = LeaseRequest {
+        agent: id(holder),
+        candidates: (20..28)
+            .map(|n| Candidate {
+                provider: id(n),
+                offer: Digest::of(&[n]),
+            })
+            .collect(),
+        isolation: agora_protocol::Isolation::Microvm,
+        spec,
+        max_price_per_sec: u64::MAX,
+        nonce: [0xff; NONCE_LEN],
+        issued_at: Timestamp::from_unix_millis(u64::MAX),
+        signup,
+        delegation: Some(delegation(holder, DELEGATE, ALL_OPS.to_vec())?),
+    };
+    sign_request(req, holder)
+}
+
+fn lease_op(op: Op, delegation: Option<Signed<Delegation>>) -> Res<Signed<LeaseOp>> {
+    let signer = if delegation.is_some() {
+        DELEGATE
+    } else {
+        AGENT
+    };
+    Ok(Signed::sign(
+        LeaseOp {
+            agent: id(AGENT),
+            provider: id(PROVIDER),
+            lease: Digest::of(b"lease"),
+            op,
+            nonce: [3; NONCE_LEN],
+            issued_at: t(20),
+            delegation,
+        },
+        &key(signer),
+    )?)
+}
+
+fn exec(command: &[&str], stdin: bool, tty: bool) -> Op {
+    Op::Exec {
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        stdin,
+        tty,
+    }
+}
+
+fn capability(lease: Digest, ports: Vec<u16>, expires: Timestamp) -> Res<Signed<Capability>> {
+    Ok(Signed::sign(
+        Capability {
+            lease,
+            agent: id(AGENT),
+            provider: id(PROVIDER),
+            ports,
+            expires_at: expires,
+        },
+        &key(PROVIDER),
+    )?)
+}
+
+fn grant(lease: Digest) -> Res<Signed<LeaseGrant>> {
+    Ok(Signed::sign(
+        LeaseGrant {
+            lease,
+            agent: id(AGENT),
+            provider: id(PROVIDER),
+            price_per_sec: 10,
+            reserved_micro: 36_000,
+            starts_at: t(0),
+            expires_at: t(3600),
+            tunnel_endpoints: vec!["127.0.0.1:7000".into()],
+            token: capability(lease, vec![8080], t(3600))?,
+        },
+        &key(PROVIDER),
+    )?)
+}
+
+fn refusal(
+    request: Digest,
+    code: RefusalCode,
+    detail: &str,
+    at: Timestamp,
+) -> Res<Signed<LeaseRefusal>> {
+    Ok(Signed::sign(
+        LeaseRefusal {
+            request,
+            agent: id(AGENT),
+            provider: id(PROVIDER),
+            refusal: Refusal::new(code, detail),
+            at,
+        },
+        &key(PROVIDER),
+    )?)
+}
+
+fn receipt(seq: u32, ended: Option<TerminationReason>) -> UsageReceipt {
+    UsageReceipt {
+        lease: Digest::of(b"lease"),
+        agent: id(AGENT),
+        provider: id(PROVIDER),
+        seq,
+        from: t(0),
+        to: t(60),
+        cpu_ms: 1200,
+        memory_mib_secs: 600,
+        egress_bytes: 4096,
+        price_per_sec: 10,
+        total_micro: 600,
+        ended,
+    }
+}
+
+/// A `stream_frames` input: `splits` as the piece lengths (each byte plus one; none: one
+/// byte at a time), then the opening frame and `frames`.
+fn stream(splits: &[u8], open: &[u8], frames_: &[StreamFrame]) -> Res<Vec<u8>> {
+    let mut out = vec![u8::try_from(splits.len())?];
+    out.extend_from_slice(splits);
+    frames::encode_open(open, &mut out)?;
+    for f in frames_ {
+        frames::encode(f, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn lease_seeds(w: &mut Writer) -> Res<()> {
+    // Signup records.
+    let min = signup_min(AGENT)?;
+    w.put("signed_signup_record", "min", min.as_bytes())?;
+    let pow = ProofOfWork::solve(
+        &id(AGENT),
+        &Challenge {
+            verifier: id(SIGNUP_NODE),
+            nonce: [AGENT ^ 0x5a; 32],
+            issued_at: t(0),
+        },
+        8,
+    );
+    let named = signup(AGENT, None, pow, Some("agent-1".into()))?;
+    w.put("signed_signup_record", "pow8-named", named.as_bytes())?;
+    let cred1 = signup(2, Some(chain(1, 1)?), ProofOfWork::NONE, None)?;
+    w.put("signed_signup_record", "credential-len1", cred1.as_bytes())?;
+    let cred3 = signup(4, Some(chain(3, 0)?), ProofOfWork::NONE, Some("a".into()))?;
+    w.put("signed_signup_record", "credential-len3", cred3.as_bytes())?;
+    let max = signup(
+        9,
+        Some(chain(8, 2)?),
+        ProofOfWork {
+            bits: MAX_POW_BITS,
+            nonce: u64::MAX,
+        },
+        Some("é".repeat(32)),
+    )?;
+    eprintln!("signed_signup_record/max: {} bytes", max.as_bytes().len());
+    w.put("signed_signup_record", "max", max.as_bytes())?;
+
+    // Delegations.
+    let d_exec = delegation(AGENT, DELEGATE, vec![OpKind::Exec])?;
+    w.put("signed_delegation", "exec", d_exec.as_bytes())?;
+    let d_all = delegation(AGENT, DELEGATE, ALL_OPS.to_vec())?;
+    w.put("signed_delegation", "all-ops", d_all.as_bytes())?;
+    for (name, issued, expires, cap) in
+        [("min", 0, 1, 0), ("max", u64::MAX - 1, u64::MAX, u64::MAX)]
+    {
+        let d = Signed::sign(
+            Delegation {
+                agent: id(5),
+                delegate: id(6),
+                ops: vec![OpKind::Tunnel],
+                spend_cap_credits: cap,
+                issued_at: Timestamp::from_unix_millis(issued),
+                expires_at: Timestamp::from_unix_millis(expires),
+            },
+            &key(5),
+        )?;
+        w.put("signed_delegation", name, d.as_bytes())?;
+    }
+
+    // Lease requests, and proposals carrying them.
+    let typical = sign_request(lease_request(AGENT, signup_min(AGENT)?, None)?, AGENT)?;
+    w.put("signed_lease_request", "typical", typical.as_bytes())?;
+    let delegated = sign_request(
+        lease_request(
+            AGENT,
+            named.clone(),
+            Some(delegation(
+                AGENT,
+                DELEGATE,
+                vec![OpKind::Lease, OpKind::Exec],
+            )?),
+        )?,
+        AGENT,
+    )?;
+    w.put("signed_lease_request", "delegated", delegated.as_bytes())?;
+    let credentialed = sign_request(lease_request(2, cred1.clone(), None)?, 2)?;
+    w.put(
+        "signed_lease_request",
+        "credential",
+        credentialed.as_bytes(),
+    )?;
+    let mut small = lease_request(AGENT, min.clone(), None)?;
+    small.spec = WorkloadSpec::example(Digest::of(b""), &[]);
+    small.max_price_per_sec = 0;
+    small.nonce = [0; NONCE_LEN];
+    small.issued_at = Timestamp::from_unix_millis(0);
+    let small = sign_request(small, AGENT)?;
+    w.put("signed_lease_request", "min", small.as_bytes())?;
+    let big = lease_request_max()?;
+    eprintln!("signed_lease_request/max: {} bytes", big.as_bytes().len());
+    w.put("signed_lease_request", "max", big.as_bytes())?;
+
+    let approval = |req: &Signed<LeaseRequest>, max_cost: u64| -> Res<Signed<Approval>> {
+        Ok(Signed::sign(
+            Approval {
+                owner: id(OWNER),
+                request: req.digest(),
+                agent: req.body().agent,
+                max_cost_micro: max_cost,
+                approved_at: t(11),
+            },
+            &key(OWNER),
+        )?)
+    };
+    for (name, request, approval) in [
+        ("plain", typical.clone(), None),
+        (
+            "approved",
+            typical.clone(),
+            Some(approval(&typical, 72_000)?),
+        ),
+        ("delegated", delegated.clone(), None),
+        (
+            "credential-approved",
+            credentialed.clone(),
+            Some(approval(&credentialed, u64::MAX)?),
+        ),
+        ("max", big.clone(), Some(approval(&big, u64::MAX)?)),
+    ] {
+        let p = LeaseProposal { request, approval };
+        let bytes = codec::encode(&p, agora_fuzz::LEASE_PROPOSAL_MAX_BYTES)?;
+        w.put("lease_proposal", name, &bytes)?;
+    }
+
+    // Lease answers.
+    let lease = typical.digest();
+    let max_grant = Signed::sign(
+        LeaseGrant {
+            lease,
+            agent: id(AGENT),
+            provider: id(PROVIDER),
+            price_per_sec: u64::MAX,
+            reserved_micro: u64::MAX,
+            starts_at: t(0),
+            expires_at: Timestamp::from_unix_millis(u64::MAX),
+            tunnel_endpoints: (0..8)
+                .map(|i| format!("{i}{}:7000", "h".repeat(122)))
+                .collect(),
+            token: capability(
+                lease,
+                (0..16).map(|i| u16::MAX - i).collect(),
+                Timestamp::from_unix_millis(u64::MAX),
+            )?,
+        },
+        &key(PROVIDER),
+    )?;
+    let min_grant = Signed::sign(
+        LeaseGrant {
+            lease,
+            agent: id(AGENT),
+            provider: id(PROVIDER),
+            price_per_sec: 0,
+            reserved_micro: 0,
+            starts_at: Timestamp::from_unix_millis(0),
+            expires_at: Timestamp::from_unix_millis(0),
+            tunnel_endpoints: vec![],
+            token: capability(lease, vec![], Timestamp::from_unix_millis(0))?,
+        },
+        &key(PROVIDER),
+    )?;
+    for (name, answer) in [
+        ("granted", LeaseAnswer::Granted(grant(lease)?)),
+        ("granted-max", LeaseAnswer::Granted(max_grant)),
+        ("granted-min", LeaseAnswer::Granted(min_grant)),
+        (
+            "refused-approval",
+            LeaseAnswer::Refused(refusal(
+                lease,
+                RefusalCode::ApprovalRequired,
+                &"é".repeat(256),
+                t(1),
+            )?),
+        ),
+        (
+            "refused-capacity",
+            LeaseAnswer::Refused(refusal(
+                lease,
+                RefusalCode::Capacity,
+                "",
+                Timestamp::from_unix_millis(0),
+            )?),
+        ),
+        (
+            "refused-rate",
+            LeaseAnswer::Refused(refusal(lease, RefusalCode::RateLimited, "slow down", t(2))?),
+        ),
+    ] {
+        let bytes = codec::encode(&answer, agora_fuzz::LEASE_ANSWER_MAX_BYTES)?;
+        w.put("lease_answer", name, &bytes)?;
+    }
+
+    // Lease operations: every variant, and two by a delegate.
+    let long_arg = "a".repeat(64);
+    let max_command: Vec<&str> = (0..64).map(|_| long_arg.as_str()).collect();
+    let ops = [
+        ("exec", exec(&["sh", "-c", "ls"], false, false), None),
+        ("exec-stdin-tty", exec(&["sh"], true, true), None),
+        ("exec-max", exec(&max_command, true, false), None),
+        ("logs", Op::Logs { follow: false }, None),
+        ("logs-follow", Op::Logs { follow: true }, None),
+        (
+            "put-files",
+            Op::PutFiles {
+                path: "/tmp".into(),
+            },
+            None,
+        ),
+        (
+            "get-files-max",
+            Op::GetFiles {
+                path: format!("/{}", "x".repeat(1023)),
+            },
+            None,
+        ),
+        ("extend", Op::Extend { secs: 3600 }, None),
+        ("extend-max", Op::Extend { secs: u64::MAX }, None),
+        ("stop", Op::Stop, None),
+        ("status", Op::Status, None),
+        (
+            "exec-delegated",
+            exec(&["id"], false, false),
+            Some(d_exec.clone()),
+        ),
+        ("stop-delegated", Op::Stop, Some(d_all.clone())),
+    ];
+    let mut signed_ops = BTreeMap::new();
+    for (name, op, d) in ops {
+        let signed = lease_op(op, d)?;
+        w.put("signed_lease_op", name, signed.as_bytes())?;
+        signed_ops.insert(name, signed);
+    }
+
+    // Usage receipts: every termination reason, and none yet.
+    let reasons = [
+        ("running", None),
+        ("exited", Some(TerminationReason::Exited { code: 0 })),
+        (
+            "exited-neg",
+            Some(TerminationReason::Exited { code: i32::MIN }),
+        ),
+        ("oom", Some(TerminationReason::OomKilled)),
+        ("lifetime", Some(TerminationReason::LifetimeExpired)),
+        ("idle", Some(TerminationReason::IdleTimeout)),
+        ("stopped", Some(TerminationReason::StoppedByAgent)),
+        ("shutdown", Some(TerminationReason::ProviderShutdown)),
+        (
+            "policy-max",
+            Some(TerminationReason::PolicyViolation {
+                detail: "p".repeat(512),
+            }),
+        ),
+        (
+            "runtime-error",
+            Some(TerminationReason::RuntimeError {
+                detail: "image missing".into(),
+            }),
+        ),
+    ];
+    for (i, (name, ended)) in reasons.into_iter().enumerate() {
+        let r = receipt(u32::try_from(i)?, ended);
+        w.put(
+            "signed_usage_receipt",
+            name,
+            Signed::sign(r, &key(PROVIDER))?.as_bytes(),
+        )?;
+    }
+    let mut extreme = receipt(u32::MAX, None);
+    extreme.from = Timestamp::from_unix_millis(u64::MAX);
+    extreme.to = Timestamp::from_unix_millis(u64::MAX);
+    extreme.cpu_ms = u64::MAX;
+    extreme.memory_mib_secs = u64::MAX;
+    extreme.egress_bytes = u64::MAX;
+    extreme.price_per_sec = u64::MAX;
+    extreme.total_micro = u64::MAX;
+    w.put(
+        "signed_usage_receipt",
+        "max",
+        Signed::sign(extreme, &key(PROVIDER))?.as_bytes(),
+    )?;
+
+    // Operation streams: an opening signed operation, then frames, fed in various pieces.
+    let op_bytes = |name: &str| -> Res<Vec<u8>> {
+        Ok(signed_ops
+            .get(name)
+            .ok_or_else(|| format!("no op {name}"))?
+            .as_bytes()
+            .to_vec())
+    };
+    let exec_frames = [
+        StreamFrame::Accepted,
+        StreamFrame::Stdin(b"ls\n".to_vec()),
+        StreamFrame::StdinClosed,
+        StreamFrame::Stdout(b"bin\netc\n".to_vec()),
+        StreamFrame::Stderr(vec![]),
+        StreamFrame::Exit(0),
+    ];
+    let exec_op = op_bytes("exec-stdin-tty")?;
+    w.put(
+        "stream_frames",
+        "exec-bytewise",
+        &stream(&[], &exec_op, &exec_frames)?,
+    )?;
+    w.put(
+        "stream_frames",
+        "exec-pieces",
+        &stream(&[0, 4, 255], &exec_op, &exec_frames)?,
+    )?;
+    w.put(
+        "stream_frames",
+        "refused",
+        &stream(
+            &[3],
+            &op_bytes("stop")?,
+            &[StreamFrame::Refused(Refusal::new(
+                RefusalCode::Replay,
+                "seen",
+            ))],
+        )?,
+    )?;
+    w.put(
+        "stream_frames",
+        "files-max-chunk",
+        &stream(
+            &[99, 7],
+            &op_bytes("put-files")?,
+            &[
+                StreamFrame::Accepted,
+                StreamFrame::Data(b"tar".to_vec()),
+                StreamFrame::Data(vec![0x5a; MAX_CHUNK_BYTES]),
+                StreamFrame::End,
+            ],
+        )?,
+    )?;
+    w.put(
+        "stream_frames",
+        "logs-failed",
+        &stream(
+            &[],
+            &op_bytes("logs-follow")?,
+            &[
+                StreamFrame::Accepted,
+                StreamFrame::Stdout(b"hello\n".to_vec()),
+                StreamFrame::Failed(Refusal::new(RefusalCode::Ended, "gone")),
+            ],
+        )?,
+    )?;
+    w.put(
+        "stream_frames",
+        "open-only",
+        &stream(&[1, 2, 3, 4, 5, 6, 7, 8], &op_bytes("exec-delegated")?, &[])?,
+    )?;
+    w.put(
+        "stream_frames",
+        "open-max",
+        &stream(
+            &[255, 31],
+            &op_bytes("exec-max")?,
+            &[StreamFrame::Accepted, StreamFrame::Exit(i32::MIN)],
+        )?,
+    )?;
+    w.put(
+        "stream_frames",
+        "open-raw",
+        &stream(&[0], b"not a signed op", &[StreamFrame::Exit(-1)])?,
+    )?;
+    w.put(
+        "stream_frames",
+        "open-empty",
+        &stream(&[], b"", &[StreamFrame::End])?,
+    )?;
+    Ok(())
+}
+
 struct Writer {
     root: PathBuf,
+    /// Targets to write seeds for (empty: all); the others' seeds are still checked.
+    only: Vec<String>,
     count: usize,
 }
 
@@ -253,6 +908,9 @@ impl Writer {
             Ok(Verdict::Accepted) => {}
             other => return Err(format!("seed {target}/{name} not accepted: {other:?}").into()),
         }
+        if !self.only.is_empty() && !self.only.iter().any(|t| t == target) {
+            return Ok(());
+        }
         let dir = self.root.join(target);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(format!("seed-{name}")), bytes)?;
@@ -262,11 +920,20 @@ impl Writer {
 }
 
 fn main() -> Res<()> {
-    let root = std::env::args_os()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let root = args
+        .next()
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
-    let mut w = Writer { root, count: 0 };
+    let only: Vec<String> = args.collect();
+    if let Some(unknown) = only.iter().find(|t| !TARGETS.iter().any(|(n, _)| n == t)) {
+        return Err(format!("unknown target {unknown}").into());
+    }
+    let mut w = Writer {
+        root,
+        only,
+        count: 0,
+    };
 
     for v in 0..3 {
         let a = signed_att(1, 2, v)?;
@@ -386,6 +1053,8 @@ fn main() -> Res<()> {
         "revocation-padded",
         format!("  {rev}==\n").as_bytes(),
     )?;
+
+    lease_seeds(&mut w)?;
 
     println!("wrote {} seeds under {}", w.count, w.root.display());
     Ok(())

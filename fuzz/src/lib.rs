@@ -11,8 +11,17 @@
 
 use core::fmt::Debug;
 
+use agora_protocol::frames::{
+    self, Decoder, FrameError, MAX_CHUNK_BYTES, MAX_FRAME_BYTES, MAX_OPEN_BYTES, OpenFrame,
+    StreamFrame,
+};
 use agora_protocol::gossip::{GossipMessage, SyncRequest, SyncResponse};
+use agora_protocol::lease::{
+    Approval, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal, LeaseRefusal,
+    LeaseRequest, UsageReceipt,
+};
 use agora_protocol::signed::FORMAT_VERSION;
+use agora_protocol::signup::SignupRecord;
 use agora_protocol::{
     AgoraId, Attestation, ChallengeResponse, Credential, Digest, Ed25519, Offer, OfferWithdrawal,
     Revocation, Signed, SignedKind, codec,
@@ -43,7 +52,30 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("gossip_message", gossip_message),
     ("sync_request", sync_request),
     ("sync_response", sync_response),
+    ("signed_signup_record", signed_signup_record),
+    ("signed_lease_request", signed_lease_request),
+    ("signed_lease_op", signed_lease_op),
+    ("signed_usage_receipt", signed_usage_receipt),
+    ("signed_delegation", signed_delegation),
+    ("lease_proposal", lease_proposal),
+    ("lease_answer", lease_answer),
+    ("stream_frames", stream_frames),
 ];
+
+/// The bound [`lease_proposal`] decodes a [`LeaseProposal`] under: its two signed parts at
+/// their largest, plus postcard's two length prefixes and the option tag (rounded up). The
+/// protocol defines no constant for it (yet); a transport would use the same sum.
+pub const LEASE_PROPOSAL_MAX_BYTES: usize =
+    Signed::<LeaseRequest>::MAX_WIRE_BYTES + Signed::<Approval>::MAX_WIRE_BYTES + 16;
+
+/// The bound [`lease_answer`] decodes a [`LeaseAnswer`] under: the larger signed variant,
+/// plus the variant index and the length prefix (rounded up).
+pub const LEASE_ANSWER_MAX_BYTES: usize =
+    if Signed::<LeaseGrant>::MAX_WIRE_BYTES > Signed::<LeaseRefusal>::MAX_WIRE_BYTES {
+        Signed::<LeaseGrant>::MAX_WIRE_BYTES + 8
+    } else {
+        Signed::<LeaseRefusal>::MAX_WIRE_BYTES + 8
+    };
 
 /// `Signed::<Attestation>::decode`.
 ///
@@ -88,8 +120,21 @@ pub fn signed_offer_withdrawal(data: &[u8]) -> Result<Verdict, String> {
 /// Decodes a `Signed<T>` and, when accepted, rebuilds its envelope from the decoded body,
 /// signer and signature (re-encoding the body) and compares it with the input.
 fn signed<T: SignedKind + PartialEq + Debug>(data: &[u8]) -> Result<Verdict, String> {
+    Ok(verdict(&signed_msg::<T>(data)?))
+}
+
+fn verdict<T>(accepted: &Option<T>) -> Verdict {
+    if accepted.is_some() {
+        Verdict::Accepted
+    } else {
+        Verdict::Rejected
+    }
+}
+
+/// [`signed`], returning the accepted message for further checks.
+fn signed_msg<T: SignedKind + PartialEq + Debug>(data: &[u8]) -> Result<Option<Signed<T>>, String> {
     let Ok(msg) = Signed::<T>::decode(data, &Ed25519) else {
-        return Ok(Verdict::Rejected);
+        return Ok(None);
     };
     if msg.as_bytes() != data {
         return Err(format!("{}: as_bytes() differs from the input", T::DOMAIN));
@@ -114,7 +159,36 @@ fn signed<T: SignedKind + PartialEq + Debug>(data: &[u8]) -> Result<Verdict, Str
     if again.body() != msg.body() || again.signer() != msg.signer() {
         return Err(format!("{}: re-decoding gave another value", T::DOMAIN));
     }
-    Ok(Verdict::Accepted)
+    signed_by_author(&msg)?;
+    Ok(Some(msg))
+}
+
+/// An accepted message's body is valid and, when it names an author, that author signed.
+fn signed_by_author<T: SignedKind>(msg: &Signed<T>) -> Result<(), String> {
+    msg.body()
+        .validate()
+        .map_err(|e| format!("{}: accepted body is invalid: {e}", T::DOMAIN))?;
+    match msg.body().author() {
+        Some(author) if author != msg.signer() => Err(format!(
+            "{}: accepted a message by {} whose author is {author}",
+            T::DOMAIN,
+            msg.signer()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A signed message nested in an accepted one: its wire bytes rebuild from its parts, its
+/// body is valid and its author signed it.
+fn nested<T: SignedKind>(msg: &Signed<T>) -> Result<(), String> {
+    let wire = rebuild_envelope(msg)?;
+    if wire != msg.as_bytes() {
+        return Err(format!(
+            "{}: nested envelope does not re-encode to its bytes",
+            T::DOMAIN
+        ));
+    }
+    signed_by_author(msg)
 }
 
 /// The wire envelope built from scratch: version, signer, varint length, canonical
@@ -319,4 +393,383 @@ pub fn sync_response(data: &[u8]) -> Result<Verdict, String> {
         return Err("sync_response: verified + refused != offers".into());
     }
     Ok(Verdict::Accepted)
+}
+
+/// `Signed::<SignupRecord>::decode`; an accepted record's credential (if any) links up and
+/// is held by the signing agent.
+///
+/// # Errors
+/// A violated invariant.
+pub fn signed_signup_record(data: &[u8]) -> Result<Verdict, String> {
+    let msg = signed_msg::<SignupRecord>(data)?;
+    if let Some(msg) = &msg {
+        signup_invariants(msg)?;
+    }
+    Ok(verdict(&msg))
+}
+
+fn signup_invariants(msg: &Signed<SignupRecord>) -> Result<(), String> {
+    let record = msg.body();
+    if msg.signer() != record.agent {
+        return Err("signup: accepted a record not signed by its agent".into());
+    }
+    if let Some(cred) = &record.credential {
+        credential_invariants(cred)?;
+        if cred.holder() != record.agent {
+            return Err("signup: accepted another key's credential".into());
+        }
+    }
+    Ok(())
+}
+
+/// `Signed::<LeaseRequest>::decode`; the nested signup record and delegation re-encode to
+/// their bytes and belong to the request's agent, and the signer is the agent or its delegate.
+///
+/// # Errors
+/// A violated invariant.
+pub fn signed_lease_request(data: &[u8]) -> Result<Verdict, String> {
+    let msg = signed_msg::<LeaseRequest>(data)?;
+    if let Some(msg) = &msg {
+        lease_request_invariants(msg)?;
+    }
+    Ok(verdict(&msg))
+}
+
+fn lease_request_invariants(msg: &Signed<LeaseRequest>) -> Result<(), String> {
+    let req = msg.body();
+    nested(&req.signup)?;
+    signup_invariants(&req.signup)?;
+    if req.signup.body().agent != req.agent {
+        return Err("lease request: accepted another agent's signup record".into());
+    }
+    delegation_invariants(req.agent, msg.signer(), req.delegation.as_ref())
+}
+
+/// Without a delegation the agent signs; with one, the agent granted it and its delegate signs.
+fn delegation_invariants(
+    agent: AgoraId,
+    signer: AgoraId,
+    delegation: Option<&Signed<Delegation>>,
+) -> Result<(), String> {
+    let expected = match delegation {
+        None => agent,
+        Some(d) => {
+            nested(d)?;
+            if d.body().agent != agent {
+                return Err("accepted a delegation granted by another agent".into());
+            }
+            d.body().delegate
+        }
+    };
+    if signer != expected {
+        return Err(format!(
+            "accepted a message signed by {signer}, not {expected}"
+        ));
+    }
+    Ok(())
+}
+
+/// `Signed::<LeaseOp>::decode`; signed by the agent or the delegate its nested delegation names.
+///
+/// # Errors
+/// A violated invariant.
+pub fn signed_lease_op(data: &[u8]) -> Result<Verdict, String> {
+    let msg = signed_msg::<LeaseOp>(data)?;
+    if let Some(msg) = &msg {
+        delegation_invariants(
+            msg.body().agent,
+            msg.signer(),
+            msg.body().delegation.as_ref(),
+        )?;
+    }
+    Ok(verdict(&msg))
+}
+
+/// `Signed::<UsageReceipt>::decode`.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn signed_usage_receipt(data: &[u8]) -> Result<Verdict, String> {
+    signed::<UsageReceipt>(data)
+}
+
+/// `Signed::<Delegation>::decode`.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn signed_delegation(data: &[u8]) -> Result<Verdict, String> {
+    signed::<Delegation>(data)
+}
+
+/// `codec::decode::<LeaseProposal>` (bounded by [`LEASE_PROPOSAL_MAX_BYTES`]): an accepted
+/// proposal re-encodes to exactly the input and every signed part checks out.
+///
+/// # Errors
+/// A violated invariant.
+pub fn lease_proposal(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(proposal) = codec::decode::<LeaseProposal>(data, LEASE_PROPOSAL_MAX_BYTES) else {
+        return Ok(Verdict::Rejected);
+    };
+    reencodes(
+        "lease_proposal",
+        codec::encode(&proposal, LEASE_PROPOSAL_MAX_BYTES),
+        data,
+    )?;
+    nested(&proposal.request)?;
+    lease_request_invariants(&proposal.request)?;
+    if let Some(approval) = &proposal.approval {
+        nested(approval)?;
+    }
+    Ok(Verdict::Accepted)
+}
+
+/// `codec::decode::<LeaseAnswer>` (bounded by [`LEASE_ANSWER_MAX_BYTES`]): an accepted
+/// answer re-encodes to exactly the input and its signed grant (with its capability token)
+/// or refusal checks out.
+///
+/// # Errors
+/// A violated invariant.
+pub fn lease_answer(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(answer) = codec::decode::<LeaseAnswer>(data, LEASE_ANSWER_MAX_BYTES) else {
+        return Ok(Verdict::Rejected);
+    };
+    reencodes(
+        "lease_answer",
+        codec::encode(&answer, LEASE_ANSWER_MAX_BYTES),
+        data,
+    )?;
+    match &answer {
+        LeaseAnswer::Granted(grant) => {
+            nested(grant)?;
+            nested(&grant.body().token)?;
+        }
+        LeaseAnswer::Refused(refusal) => nested(refusal)?,
+    }
+    Ok(Verdict::Accepted)
+}
+
+/// The re-encoding of an accepted value is exactly `data`.
+fn reencodes(
+    what: &str,
+    encoded: Result<Vec<u8>, agora_protocol::EncodeError>,
+    data: &[u8],
+) -> Result<(), String> {
+    match encoded {
+        Ok(bytes) if bytes == data => Ok(()),
+        Ok(bytes) => Err(format!(
+            "{what}: re-encoding differs from the input ({} vs {} bytes)",
+            bytes.len(),
+            data.len()
+        )),
+        Err(e) => Err(format!("{what}: accepted value does not encode: {e}")),
+    }
+}
+
+/// `frames::Decoder` over a whole operation stream, fed in pieces.
+///
+/// Input: `k = data[0] % 9`, then `k` piece lengths (each byte plus one), then the stream.
+/// The stream is pushed in pieces of those lengths, cycling through them (`k = 0`: one byte
+/// at a time), and again in one piece as a reference. After each piece the driver takes the
+/// opening frame (`next_open`), then stream frames (`next_frame`), until one returns `None`
+/// or an error (which ends the stream). Checked against the driver's own reading of the
+/// length prefixes:
+/// - a frame taken is exactly the next length-prefixed slice of the stream, within its
+///   bound, and re-encodes to it (an opening frame that is a `Signed<LeaseOp>` also passes
+///   [`signed_lease_op`]);
+/// - `None` comes only while the next frame is incomplete, with just that frame's bytes
+///   buffered, so less than its bound plus the prefix: no frame above its bound is ever held;
+/// - an announced length above the bound is refused as soon as the prefix is in, a malformed
+///   or oversized body only once the whole frame is in;
+/// - `finish()` succeeds exactly when the stream ended on a frame boundary;
+/// - both feedings take the same frames and end with the same error.
+///
+/// Accepted: the whole stream decoded (an opening frame, then any stream frames).
+///
+/// # Errors
+/// A violated invariant.
+pub fn stream_frames(data: &[u8]) -> Result<Verdict, String> {
+    let (splits, stream) = split_control(data);
+    let whole = drive_frames(stream, || usize::MAX)?;
+    let mut cycle = splits.iter().cycle();
+    let pieces = drive_frames(stream, || cycle.next().map_or(1, |b| usize::from(*b) + 1))?;
+    if pieces != whole {
+        return Err(format!(
+            "stream_frames: in pieces {splits:?}: {} frames, error {:?}, finished {}; \
+             in one piece: {} frames, error {:?}, finished {}",
+            pieces.taken.len(),
+            pieces.error,
+            pieces.finished,
+            whole.taken.len(),
+            whole.error,
+            whole.finished
+        ));
+    }
+    if whole.error.is_none() && whole.finished && !whole.taken.is_empty() {
+        Ok(Verdict::Accepted)
+    } else {
+        Ok(Verdict::Rejected)
+    }
+}
+
+/// Splits a [`stream_frames`] input into its piece lengths and its stream.
+fn split_control(data: &[u8]) -> (&[u8], &[u8]) {
+    let Some((&k, rest)) = data.split_first() else {
+        return (&[], &[]);
+    };
+    rest.split_at_checked(usize::from(k % 9))
+        .unwrap_or((rest, &[]))
+}
+
+/// What the decoder gave for one feeding of a stream.
+#[derive(Debug, PartialEq)]
+struct FramesRun {
+    taken: Vec<Taken>,
+    error: Option<FrameError>,
+    finished: bool,
+}
+
+#[derive(Debug, PartialEq)]
+enum Taken {
+    Open(OpenFrame),
+    Frame(StreamFrame),
+}
+
+/// Feeds `stream` in pieces of `piece_len()` bytes, taking frames after each piece.
+fn drive_frames(stream: &[u8], mut piece_len: impl FnMut() -> usize) -> Result<FramesRun, String> {
+    let mut dec = Decoder::default();
+    let mut run = FramesRun {
+        taken: Vec::new(),
+        error: None,
+        finished: false,
+    };
+    // Bytes pushed so far, and where the frame being received starts.
+    let (mut fed, mut pos) = (0usize, 0usize);
+    'feed: while fed < stream.len() {
+        let len = piece_len().clamp(1, stream.len() - fed);
+        let piece = stream.get(fed..fed + len).unwrap_or_default();
+        dec.push(piece);
+        fed += len;
+        loop {
+            let opened = !run.taken.is_empty();
+            let bound = if opened {
+                MAX_FRAME_BYTES
+            } else {
+                MAX_OPEN_BYTES
+            };
+            let pending = stream.get(pos..fed).unwrap_or_default();
+            let announced = pending
+                .first_chunk::<4>()
+                .map(|p| usize::try_from(u32::from_be_bytes(*p)).unwrap_or(usize::MAX));
+            let whole_frame = announced.and_then(|n| pending.get(..n.saturating_add(4)));
+            let step = if opened {
+                dec.next_frame().map(|f| f.map(Taken::Frame))
+            } else {
+                dec.next_open().map(|f| f.map(Taken::Open))
+            };
+            match step {
+                Ok(None) => {
+                    if dec.buffered() != pending.len() {
+                        return Err(format!(
+                            "stream_frames: {} bytes buffered, {} received and not taken",
+                            dec.buffered(),
+                            pending.len()
+                        ));
+                    }
+                    if let Some(n) = announced
+                        && n > bound
+                    {
+                        return Err(format!(
+                            "stream_frames: waits for a frame of {n} bytes, above its bound {bound}"
+                        ));
+                    }
+                    if whole_frame.is_some() {
+                        return Err("stream_frames: a whole frame arrived but was not taken".into());
+                    }
+                    break;
+                }
+                Ok(Some(taken)) => {
+                    let (Some(n), Some(wire)) = (announced, whole_frame) else {
+                        return Err("stream_frames: took a frame before all of it arrived".into());
+                    };
+                    if n > bound {
+                        return Err(format!(
+                            "stream_frames: took a frame of {n} bytes, above its bound {bound}"
+                        ));
+                    }
+                    let mut out = Vec::new();
+                    match &taken {
+                        Taken::Open(OpenFrame(body)) => {
+                            frames::encode_open(body, &mut out).map_err(|e| {
+                                format!("stream_frames: opening frame does not encode: {e}")
+                            })?;
+                            signed_lease_op(body)?;
+                        }
+                        Taken::Frame(frame) => {
+                            if let StreamFrame::Stdin(d)
+                            | StreamFrame::Stdout(d)
+                            | StreamFrame::Stderr(d)
+                            | StreamFrame::Data(d) = frame
+                                && d.len() > MAX_CHUNK_BYTES
+                            {
+                                return Err(format!(
+                                    "stream_frames: took a chunk of {} bytes",
+                                    d.len()
+                                ));
+                            }
+                            frames::encode(frame, &mut out).map_err(|e| {
+                                format!("stream_frames: frame does not encode: {e}")
+                            })?;
+                        }
+                    }
+                    if out != wire {
+                        return Err(format!(
+                            "stream_frames: frame at offset {pos} re-encodes differently \
+                             ({} vs {} bytes)",
+                            out.len(),
+                            wire.len()
+                        ));
+                    }
+                    pos += wire.len();
+                    run.taken.push(taken);
+                }
+                Err(e) => {
+                    let Some(n) = announced else {
+                        return Err(format!("stream_frames: {e} before a length prefix"));
+                    };
+                    let fine = match &e {
+                        FrameError::TooLong { len, max } if n > bound => *len == n && *max == bound,
+                        FrameError::TooLong { len, max } => {
+                            opened
+                                && whole_frame.is_some()
+                                && *max == MAX_CHUNK_BYTES
+                                && *len > MAX_CHUNK_BYTES
+                        }
+                        FrameError::Malformed(_) => opened && n <= bound && whole_frame.is_some(),
+                        FrameError::Truncated { .. } => false,
+                    };
+                    if !fine {
+                        return Err(format!(
+                            "stream_frames: unexpected {e:?} at offset {pos} \
+                             (announced {n}, bound {bound}, {} bytes in)",
+                            pending.len()
+                        ));
+                    }
+                    run.error = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    if run.error.is_none() {
+        run.finished = dec.finish().is_ok();
+        if run.finished != (pos == stream.len()) {
+            return Err(format!(
+                "stream_frames: finish() is {} with {} of {} bytes taken as frames",
+                run.finished,
+                pos,
+                stream.len()
+            ));
+        }
+    }
+    Ok(run)
 }

@@ -88,9 +88,21 @@ pub enum FrameError {
 /// Encodes `frame` with its length prefix, appending to `out`.
 ///
 /// # Errors
-/// [`EncodeError`] if the frame exceeds [`MAX_FRAME_BYTES`] (a data chunk above
-/// [`MAX_CHUNK_BYTES`]).
+/// [`EncodeError::TooLong`] for a data chunk above [`MAX_CHUNK_BYTES`] (the decoder would
+/// refuse it).
 pub fn encode(frame: &StreamFrame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if let StreamFrame::Stdin(d)
+    | StreamFrame::Stdout(d)
+    | StreamFrame::Stderr(d)
+    | StreamFrame::Data(d) = frame
+        && d.len() > MAX_CHUNK_BYTES
+    {
+        // The decoder refuses such a frame: never send one.
+        return Err(EncodeError::TooLong {
+            len: d.len(),
+            max: MAX_CHUNK_BYTES,
+        });
+    }
     let body = codec::encode(frame, MAX_FRAME_BYTES)?;
     put(&body, out);
     Ok(())
@@ -296,6 +308,7 @@ mod tests {
         assert!(matches!(dec.next_frame(), Err(FrameError::TooLong { .. })));
         let mut out = Vec::new();
         assert!(encode(&StreamFrame::Stdout(vec![0; MAX_FRAME_BYTES]), &mut out).is_err());
+        assert!(encode(&StreamFrame::Data(vec![0; MAX_CHUNK_BYTES + 1]), &mut out).is_err());
         assert!(encode_open(&vec![0; MAX_OPEN_BYTES + 1], &mut out).is_err());
         let chunked: Vec<_> =
             chunks(&vec![1; MAX_CHUNK_BYTES * 2 + 1], StreamFrame::Data).collect();

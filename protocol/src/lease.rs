@@ -166,7 +166,8 @@ impl LeaseRequest {
 
 impl SignedKind for LeaseRequest {
     const DOMAIN: &'static str = "agora/lease-request/v1";
-    const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+    // Room for the largest signup record (its credential chain) beside a 64 KiB spec.
+    const MAX_PAYLOAD_BYTES: usize = SignupRecord::MAX_PAYLOAD_BYTES + 64 * 1024;
 
     fn validate(&self) -> Result<(), DecodeError> {
         self.spec.validate()?;

@@ -130,3 +130,43 @@ fn sync_request() {
 fn sync_response() {
     replay_with_accepted("sync_response");
 }
+
+#[test]
+fn signed_signup_record() {
+    replay_with_accepted("signed_signup_record");
+}
+
+#[test]
+fn signed_lease_request() {
+    replay_with_accepted("signed_lease_request");
+}
+
+#[test]
+fn signed_lease_op() {
+    replay_with_accepted("signed_lease_op");
+}
+
+#[test]
+fn signed_usage_receipt() {
+    replay_with_accepted("signed_usage_receipt");
+}
+
+#[test]
+fn signed_delegation() {
+    replay_with_accepted("signed_delegation");
+}
+
+#[test]
+fn lease_proposal() {
+    replay_with_accepted("lease_proposal");
+}
+
+#[test]
+fn lease_answer() {
+    replay_with_accepted("lease_answer");
+}
+
+#[test]
+fn stream_frames() {
+    replay_with_accepted("stream_frames");
+}
