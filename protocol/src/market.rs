@@ -368,8 +368,7 @@ impl Market {
         let mut more = false;
         for offer in self
             .book
-            .iter()
-            .filter(|o| after.is_none_or(|a| o.body().provider > a))
+            .iter_after(after)
             .filter(|o| o.body().expires_at > now)
         {
             if offers.len() == limit {

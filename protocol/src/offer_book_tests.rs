@@ -35,6 +35,34 @@ fn latest_sequence_wins() {
 }
 
 #[test]
+fn provider_keys_order_as_ids() {
+    let ids: Vec<AgoraId> = (1..=60).map(|n| key(n).id()).collect();
+    for a in &ids {
+        for b in &ids {
+            assert_eq!(ProviderKey::of(a).cmp(&ProviderKey::of(b)), a.cmp(b));
+        }
+    }
+}
+
+#[test]
+fn iter_after_resumes_after_a_provider() {
+    let mut b = book();
+    for n in [3, 1, 2, 5] {
+        b.insert(signed(n, 1, 100), at(100)).unwrap();
+    }
+    let all: Vec<AgoraId> = b.iter().map(|o| o.body().provider).collect();
+    let from = |after| -> Vec<AgoraId> { b.iter_after(after).map(|o| o.body().provider).collect() };
+    assert_eq!(from(None), all);
+    for (i, id) in all.iter().enumerate() {
+        assert_eq!(from(Some(*id)), all[i + 1..].to_vec());
+    }
+    // A cursor naming a provider the book does not hold resumes after its place.
+    let absent = key(4).id();
+    let expected: Vec<AgoraId> = all.iter().copied().filter(|id| *id > absent).collect();
+    assert_eq!(from(Some(absent)), expected);
+}
+
+#[test]
 fn expired_and_future_offers() {
     let mut b = book();
     // offer() lives 300 s.

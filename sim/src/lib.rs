@@ -11,6 +11,7 @@
 //!   [`TraceRecorder`], [`verify_trace`]), which makes "same seed, same run" checkable;
 //! - [`scenario`]: TOML scenario files ([`Scenario`]);
 //! - [`rng`]: draws from the run's one seeded RNG;
+//! - [`fast_hash`]: a deterministic hasher for lookup tables;
 //! - [`net_model`]: latency, bandwidth, loss and partitions between regions;
 //! - [`gossip`]: the gossipsub v1.1 model (mesh, IHAVE/IWANT, seen cache, peer score);
 //! - [`verifier`]: the memoising signature verifier ([`verifier::MemoVerifier`]);
@@ -36,6 +37,7 @@
 
 pub mod compare;
 pub mod engine;
+pub mod fast_hash;
 pub mod gossip;
 pub mod metrics;
 pub mod net_model;

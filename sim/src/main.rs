@@ -62,7 +62,7 @@ enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
-    /// Recompute the trace hash of a trace file (one `time node kind digest` line per event).
+    /// Recompute the trace hash of a trace file (one `time node kind fingerprint` line per event).
     VerifyTrace {
         /// The trace file to check.
         file: PathBuf,
@@ -193,8 +193,9 @@ fn print_summary(result: &RunResult, wall_secs: f64) {
         s.scenario, s.seed, s.node_slots, s.duration_s, s.events
     );
     println!(
-        "offers: {} published, {} deliveries, latency p50 {} p90 {} p99 {}, coverage mean {:.4} min {:.4}, mean hops {:.2}",
+        "offers: {} published ({} withdrawals), {} deliveries, latency p50 {} p90 {} p99 {}, coverage mean {:.4} min {:.4}, mean hops {:.2}",
         p.messages,
+        p.withdrawals,
         p.deliveries,
         ms(p.p50_ms),
         ms(p.p90_ms),

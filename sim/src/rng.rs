@@ -62,14 +62,21 @@ pub fn shuffle<T>(rng: &mut impl Rng, items: &mut [T]) {
 
 /// Up to `k` distinct elements of `items`, chosen uniformly, in random order.
 pub fn choose<T: Copy>(rng: &mut impl Rng, items: &[T], k: usize) -> Vec<T> {
-    let mut pool: Vec<T> = items.to_vec();
-    let k = k.min(pool.len());
-    for i in 0..k {
-        let j = i + index(rng, pool.len() - i);
-        pool.swap(i, j);
-    }
-    pool.truncate(k);
+    let mut pool = Vec::with_capacity(items.len());
+    choose_into(rng, items, k, &mut pool);
     pool
+}
+
+/// [`choose`] into `out` (cleared first), reusing its buffer; the same draws.
+pub fn choose_into<T: Copy>(rng: &mut impl Rng, items: &[T], k: usize, out: &mut Vec<T>) {
+    out.clear();
+    out.extend_from_slice(items);
+    let k = k.min(out.len());
+    for i in 0..k {
+        let j = i + index(rng, out.len() - i);
+        out.swap(i, j);
+    }
+    out.truncate(k);
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ pub fn run(
         progress(now, end);
     }
     engine.flush_trace()?;
+    world.finish();
     let s = world.scenario();
     let facts = RunFacts {
         scenario: s.name.clone(),

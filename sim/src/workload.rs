@@ -5,12 +5,13 @@
 //! ([`Offer::example`]: a sandbox and a Docker runtime, prices, a tunnel endpoint) in the
 //! provider's region, with free memory that changes between advertisements. Sequence
 //! numbers follow the node's rule (at least the current Unix milliseconds), so a restarted
-//! provider still moves forward.
+//! provider still moves forward. A provider that leaves withdraws everything it signed
+//! ([`Provider::sign_withdrawal`]).
 
 use core::time::Duration;
 
 use agora_protocol::offer::MAX_OFFER_TTL;
-use agora_protocol::{AgoraId, EncodeError, Offer, Signed, Signer, Timestamp};
+use agora_protocol::{AgoraId, EncodeError, Offer, OfferWithdrawal, Signed, Signer, Timestamp};
 use ed25519_dalek::SigningKey;
 
 use crate::time::SimTime;
@@ -68,12 +69,33 @@ impl Provider {
         memory_mib: u64,
     ) -> Result<Signed<Offer>, EncodeError> {
         let seq = now.as_unix_millis().max(self.last_seq.saturating_add(1));
-        self.last_seq = seq;
         let mut offer = Offer::example(self.id, seq, now);
         region.clone_into(&mut offer.region);
         offer.capacity.memory_mib = memory_mib;
         offer.expires_at = now.saturating_add(ttl.min(MAX_OFFER_TTL));
-        Signed::sign(offer, &self.key)
+        let signed = Signed::sign(offer, &self.key)?;
+        // Only a signed offer uses up its number: a withdrawal names the last one.
+        self.last_seq = seq;
+        Ok(signed)
+    }
+
+    /// Signs a withdrawal, issued at `now`, of every offer signed so far; `None` when the
+    /// provider has signed none.
+    ///
+    /// # Errors
+    /// [`EncodeError`] if the withdrawal fails the protocol's validation.
+    pub fn sign_withdrawal(
+        &self,
+        now: Timestamp,
+    ) -> Option<Result<Signed<OfferWithdrawal>, EncodeError>> {
+        (self.last_seq > 0).then(|| {
+            let withdrawal = OfferWithdrawal {
+                provider: self.id,
+                seq: self.last_seq,
+                issued_at: now,
+            };
+            Signed::sign(withdrawal, &self.key)
+        })
     }
 }
 
@@ -109,5 +131,8 @@ mod tests {
             p.sign_offer(now, Duration::from_secs(1), "Bad Region", 1)
                 .is_err()
         );
+        let w = p.sign_withdrawal(now).unwrap().unwrap();
+        assert_eq!((w.body().provider, w.body().seq), (p.id(), b.body().seq));
+        assert!(Provider::from_seed([4; 32]).sign_withdrawal(now).is_none());
     }
 }

@@ -244,12 +244,119 @@ settle = "5s"
     for (n, node) in world.nodes().iter().enumerate() {
         let region = world.net().region_of(n as u32);
         assert!(
-            node.peers
+            node.peer_ids()
                 .iter()
-                .all(|p| world.net().region_of(p.node) == region)
+                .all(|&p| world.net().region_of(p) == region)
         );
     }
     assert_eq!(result.summary.mesh.below_d_lo, 0.0);
     assert_eq!(result.summary.propagation.coverage_min, 1.0);
     assert_eq!(result.summary.book_completeness, 1.0);
+}
+
+/// 60 nodes, 20 providers; nodes 0..12 leave at 30 s, while nodes 50..60 are cut off (20 s
+/// to 50 s) and so miss the withdrawals' gossip.
+fn leaving(withdraw: bool) -> RunResult {
+    run_toml(&format!(
+        r#"
+duration = "100s"
+[nodes]
+count = 60
+outbound = 5
+[network]
+default = {{ latency = {{ base_ms = 30, jitter_ms = 10 }} }}
+link_timeout = "5s"
+reconnect_delay = "3s"
+[[partitions]]
+at = "20s"
+heal = "50s"
+sides = [{{ nodes = [[50, 60]] }}]
+[[churn.schedule]]
+at = "30s"
+action = "leave"
+nodes = [0, 12]
+[gossip]
+sync_interval = "10s"
+[workload]
+providers = 20
+readvertise = "10s"
+offer_ttl = "10m"
+withdraw_on_leave = {withdraw}
+"#
+    ))
+}
+
+/// The providers whose nodes left, by id.
+fn departed(result: &RunResult) -> Vec<agora_protocol::AgoraId> {
+    result
+        .world
+        .providers()
+        .iter()
+        .filter(|slot| slot.node < 12)
+        .map(|slot| slot.provider.id())
+        .collect()
+}
+
+#[test]
+fn withdrawn_offers_disappear_from_books_and_sync_pages_carry_withdrawals() {
+    let result = leaving(true);
+    let world = &result.world;
+    let end = agora_sim::workload::timestamp(SimTime::from_micros(100_000_000));
+    assert_eq!(result.summary.churn.get("leave"), Some(&12));
+    assert_eq!(
+        result.summary.churn.get("crash"),
+        None,
+        "leaves are not crashes"
+    );
+    let departed = departed(&result);
+    assert!(!departed.is_empty(), "some providers left");
+    assert_eq!(result.summary.propagation.withdrawals, departed.len());
+    for (n, node) in world.nodes().iter().enumerate() {
+        assert_eq!(node.is_up(), n >= 12, "node {n}");
+        if !node.is_up() {
+            continue;
+        }
+        for id in &departed {
+            assert!(
+                node.market.book().get(id, end).is_none(),
+                "node {n} still holds a withdrawn offer"
+            );
+        }
+    }
+    // The cut-off nodes learnt of the withdrawals from sync pages after the heal.
+    let heal = SimTime::from_micros(50_000_000);
+    let withdrawals: Vec<_> = world
+        .metrics()
+        .messages
+        .iter()
+        .filter(|m| m.withdrawal)
+        .collect();
+    for m in &withdrawals {
+        assert_eq!(m.coverage(), 1.0);
+        let synced_late = m
+            .deliveries
+            .iter()
+            .filter(|d| d.node >= 50 && d.hops.is_none() && d.at >= heal)
+            .count();
+        assert_eq!(synced_late, 10, "every cut-off node, by sync");
+    }
+}
+
+#[test]
+fn without_withdrawals_books_keep_a_departed_providers_offer() {
+    let result = leaving(false);
+    let world = &result.world;
+    let end = agora_sim::workload::timestamp(SimTime::from_micros(100_000_000));
+    assert_eq!(result.summary.churn.get("leave"), Some(&12));
+    assert_eq!(result.summary.propagation.withdrawals, 0);
+    let departed = departed(&result);
+    assert!(!departed.is_empty());
+    for (n, node) in world.nodes().iter().enumerate().filter(|(_, n)| n.is_up()) {
+        for id in &departed {
+            assert!(
+                node.market.book().get(id, end).is_some(),
+                "node {n} lost an offer that was never withdrawn"
+            );
+        }
+    }
 }

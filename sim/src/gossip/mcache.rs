@@ -51,14 +51,29 @@ impl MessageCache {
 
     /// Ids of `topic` in the newest `windows` windows, newest first, at most `max`.
     pub fn gossip_ids(&self, topic: TopicIdx, windows: usize, max: usize) -> Vec<MsgIdx> {
-        self.windows
-            .iter()
-            .take(windows)
-            .flat_map(|w| w.iter())
-            .filter(|c| c.topic == topic)
-            .map(|c| c.msg)
-            .take(max)
-            .collect()
+        let mut ids = Vec::new();
+        self.gossip_ids_into(topic, windows, max, &mut ids);
+        ids
+    }
+
+    /// [`MessageCache::gossip_ids`] into `out` (cleared first), reusing its buffer.
+    pub fn gossip_ids_into(
+        &self,
+        topic: TopicIdx,
+        windows: usize,
+        max: usize,
+        out: &mut Vec<MsgIdx>,
+    ) {
+        out.clear();
+        out.extend(
+            self.windows
+                .iter()
+                .take(windows)
+                .flat_map(|w| w.iter())
+                .filter(|c| c.topic == topic)
+                .map(|c| c.msg)
+                .take(max),
+        );
     }
 
     /// Whether no window holds anything.
@@ -66,12 +81,15 @@ impl MessageCache {
         self.windows.iter().all(Vec::is_empty)
     }
 
-    /// Starts a new window, dropping the oldest (once per heartbeat).
+    /// Starts a new window, dropping the oldest (once per heartbeat; its buffer is reused).
     pub fn shift(&mut self) {
-        if self.windows.len() >= self.history_length {
-            self.windows.pop_back();
-        }
-        self.windows.push_front(Vec::new());
+        let mut window = if self.windows.len() >= self.history_length {
+            self.windows.pop_back().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        window.clear();
+        self.windows.push_front(window);
     }
 }
 

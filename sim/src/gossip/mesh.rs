@@ -40,7 +40,63 @@ pub fn maintain(
     d_score: usize,
 ) -> MeshChanges {
     let mut changes = MeshChanges::default();
-    let mut kept: Vec<Candidate> = Vec::with_capacity(mesh.len());
+    let degree = Degree {
+        d,
+        d_lo,
+        d_hi,
+        d_score,
+    };
+    maintain_into(
+        rng,
+        mesh,
+        candidates,
+        degree,
+        &mut changes,
+        &mut Scratch::default(),
+    );
+    changes
+}
+
+/// The mesh degree bounds of [`maintain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Degree {
+    /// Target degree.
+    pub d: usize,
+    /// Graft below this.
+    pub d_lo: usize,
+    /// Prune above this.
+    pub d_hi: usize,
+    /// Best-scoring members kept when pruning.
+    pub d_score: usize,
+}
+
+/// Buffers [`maintain_into`] reuses between calls.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    kept: Vec<Candidate>,
+    ids: Vec<u32>,
+}
+
+/// [`maintain`] writing into `changes` (cleared first) and reusing `scratch`: the same
+/// draws and the same result, without allocating once the buffers have grown.
+pub fn maintain_into(
+    rng: &mut impl Rng,
+    mesh: &[Candidate],
+    candidates: &[Candidate],
+    degree: Degree,
+    changes: &mut MeshChanges,
+    scratch: &mut Scratch,
+) {
+    let Degree {
+        d,
+        d_lo,
+        d_hi,
+        d_score,
+    } = degree;
+    changes.graft.clear();
+    changes.prune.clear();
+    let kept = &mut scratch.kept;
+    kept.clear();
     for member in mesh {
         if member.score < 0.0 {
             changes.prune.push(member.node);
@@ -49,24 +105,36 @@ pub fn maintain(
         }
     }
     if kept.len() < d_lo {
-        let eligible: Vec<u32> = candidates
-            .iter()
-            .filter(|c| c.score >= 0.0)
-            .map(|c| c.node)
-            .collect();
-        changes.graft = rng::choose(rng, &eligible, d.saturating_sub(kept.len()));
+        scratch.ids.clear();
+        scratch
+            .ids
+            .extend(candidates.iter().filter(|c| c.score >= 0.0).map(|c| c.node));
+        rng::choose_into(
+            rng,
+            &scratch.ids,
+            d.saturating_sub(kept.len()),
+            &mut changes.graft,
+        );
     } else if kept.len() > d_hi {
         // Best scores first; ties broken by a shuffle so no id is favoured.
-        rng::shuffle(rng, &mut kept);
+        rng::shuffle(rng, kept);
         kept.sort_by(|a, b| b.score.total_cmp(&a.score));
         let keep_best = d_score.min(d);
         let (_, rest) = kept.split_at(keep_best.min(kept.len()));
-        let mut rest: Vec<u32> = rest.iter().map(|c| c.node).collect();
-        rng::shuffle(rng, &mut rest);
-        let (_, dropped) = rest.split_at(d.saturating_sub(keep_best).min(rest.len()));
+        let rest_ids = &mut scratch.ids;
+        rest_ids.clear();
+        rest_ids.extend(rest.iter().map(|c| c.node));
+        rng::shuffle(rng, rest_ids);
+        let (_, dropped) = rest_ids.split_at(d.saturating_sub(keep_best).min(rest_ids.len()));
         changes.prune.extend_from_slice(dropped);
     }
-    changes
+}
+
+/// How many IHAVE targets to pick from `eligible` peers: `max(d_lazy, ⌈gossip_factor ×
+/// eligible⌉)` (all of them if fewer).
+pub fn gossip_target_count(eligible: usize, d_lazy: usize, gossip_factor: f64) -> usize {
+    let by_factor = (gossip_factor * eligible as f64).ceil() as usize;
+    d_lazy.max(by_factor)
 }
 
 /// The peers to send IHAVE to: `max(d_lazy, gossip_factor × |eligible|)` of `eligible`
@@ -77,8 +145,8 @@ pub fn gossip_targets(
     d_lazy: usize,
     gossip_factor: f64,
 ) -> Vec<u32> {
-    let by_factor = (gossip_factor * eligible.len() as f64).ceil() as usize;
-    rng::choose(rng, eligible, d_lazy.max(by_factor))
+    let count = gossip_target_count(eligible.len(), d_lazy, gossip_factor);
+    rng::choose(rng, eligible, count)
 }
 
 #[cfg(test)]

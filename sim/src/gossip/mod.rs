@@ -145,13 +145,21 @@ pub enum Frame {
     },
     /// An offer-sync request (`/agora/offer-sync/1`).
     SyncRequest(Box<SyncRequest>),
-    /// An offer-sync page: the offers as their messages' signed bytes.
-    SyncResponse {
-        /// The messages whose offers the page carries.
-        offers: Rc<[MsgIdx]>,
-        /// The cursor for the next page.
-        next: Option<AgoraId>,
-    },
+    /// An offer-sync page (boxed: it is rare and large, and every queued event is as
+    /// large as the largest frame).
+    SyncResponse(Box<SyncPage>),
+}
+
+/// An offer-sync page: the offers (and, on a first page, withdrawals) as their messages'
+/// signed bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncPage {
+    /// The messages whose offers the page carries.
+    pub offers: Vec<MsgIdx>,
+    /// The messages whose withdrawals the page carries (first pages only).
+    pub withdrawals: Vec<MsgIdx>,
+    /// The cursor for the next page.
+    pub next: Option<AgoraId>,
 }
 
 /// Bytes of protobuf framing around one RPC part (length prefix, field tags).
@@ -185,7 +193,7 @@ impl Frame {
             Frame::Graft { .. } => 3,
             Frame::Prune { .. } => 4,
             Frame::SyncRequest(_) => 5,
-            Frame::SyncResponse { .. } => 6,
+            Frame::SyncResponse(_) => 6,
         }
     }
 
@@ -216,12 +224,15 @@ impl Frame {
                         .encode()
                         .map_or(agora_protocol::gossip::MAX_SYNC_REQUEST_BYTES, |b| b.len())
             }
-            Frame::SyncResponse { offers, .. } => {
-                // Each offer is a length-prefixed byte string (the kind byte is not sent).
+            Frame::SyncResponse(page) => {
+                // Each offer and withdrawal is a length-prefixed byte string (the kind
+                // byte is not sent).
                 SYNC_OVERHEAD
                     + 36
-                    + offers
+                    + page
+                        .offers
                         .iter()
+                        .chain(&page.withdrawals)
                         .map(|m| message_bytes(*m).saturating_sub(1) + 3)
                         .sum::<usize>()
             }

@@ -16,32 +16,39 @@ use crate::time::SimTime;
 
 pub use summary::Summary;
 
-/// A fixed-size set of node indices.
+/// Which nodes a message was meant for (eligible) and which books accepted it, as bit
+/// sets interleaved word by word, so that recording a delivery reads one cache line.
 #[derive(Debug, Clone, Default)]
-pub struct NodeSet(Vec<u64>);
+struct Reach(Vec<[u64; 2]>);
 
-impl NodeSet {
-    /// An empty set for `slots` nodes.
-    pub fn new(slots: usize) -> Self {
-        NodeSet(vec![0; slots.div_ceil(64)])
+impl Reach {
+    /// Nobody, for `slots` nodes.
+    fn new(slots: usize) -> Self {
+        Reach(vec![[0; 2]; slots.div_ceil(64)])
     }
 
-    /// Adds `node`; returns whether it was absent.
-    pub fn insert(&mut self, node: u32) -> bool {
-        let (word, bit) = ((node / 64) as usize, node % 64);
-        match self.0.get_mut(word) {
-            Some(w) if *w & (1 << bit) == 0 => {
-                *w |= 1 << bit;
+    /// Marks `node` eligible; returns whether it was not yet.
+    fn add_eligible(&mut self, node: u32) -> bool {
+        let bit = 1 << (node % 64);
+        match self.0.get_mut((node / 64) as usize) {
+            Some([eligible, _]) if *eligible & bit == 0 => {
+                *eligible |= bit;
                 true
             }
             _ => false,
         }
     }
 
-    /// Whether `node` is in the set.
-    pub fn contains(&self, node: u32) -> bool {
-        let (word, bit) = ((node / 64) as usize, node % 64);
-        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    /// Marks `node` reached; returns whether it is eligible and was not reached before.
+    fn reach(&mut self, node: u32) -> bool {
+        let bit = 1 << (node % 64);
+        match self.0.get_mut((node / 64) as usize) {
+            Some([eligible, reached]) if *reached & bit == 0 => {
+                *reached |= bit;
+                *eligible & bit != 0
+            }
+            _ => false,
+        }
     }
 }
 
@@ -58,6 +65,20 @@ pub struct NodeCounters {
     pub recv_bytes: u64,
     /// Full messages received that the seen cache already held.
     pub duplicates: u64,
+}
+
+impl NodeCounters {
+    /// A frame of `bytes` left the node.
+    pub fn record_sent(&mut self, bytes: usize) {
+        self.sent_frames += 1;
+        self.sent_bytes += bytes as u64;
+    }
+
+    /// A frame of `bytes` reached the node.
+    pub fn record_received(&mut self, bytes: usize) {
+        self.recv_frames += 1;
+        self.recv_bytes += bytes as u64;
+    }
 }
 
 /// One delivery of a message into a node's book.
@@ -80,10 +101,11 @@ pub struct MessageStats {
     pub topic: u16,
     /// The publishing node.
     pub origin: u32,
-    /// Nodes up and subscribed when it was published (origin excluded).
-    eligible: NodeSet,
-    /// Nodes whose book accepted it.
-    delivered: NodeSet,
+    /// Whether it is a withdrawal rather than an offer.
+    pub withdrawal: bool,
+    /// Nodes up and subscribed when it was published (origin excluded), and those whose
+    /// book accepted it.
+    reach: Reach,
     /// How many nodes were eligible.
     pub eligible_count: u32,
     /// How many eligible nodes' books accepted it.
@@ -158,8 +180,11 @@ fn bucket_ms(bucket: usize) -> f64 {
 pub struct Metrics {
     slots: usize,
     record_deliveries: bool,
-    /// Counters per node.
+    /// Counters per node, as of the last [`Metrics::set_per_node`]: the simulated nodes
+    /// keep the live counters next to their own state, where every frame touches them.
     pub per_node: Vec<NodeCounters>,
+    /// Duplicates over all nodes.
+    duplicates_total: u64,
     /// Frames sent per kind (see [`FRAME_KINDS`]).
     pub frames: [u64; FRAME_KINDS.len()],
     /// Bytes sent per kind.
@@ -196,6 +221,7 @@ impl Metrics {
             slots,
             record_deliveries,
             per_node: vec![NodeCounters::default(); slots],
+            duplicates_total: 0,
             frames: [0; FRAME_KINDS.len()],
             frame_bytes: [0; FRAME_KINDS.len()],
             lost: 0,
@@ -214,31 +240,25 @@ impl Metrics {
         }
     }
 
-    /// A frame of `kind` and `bytes` left `node`.
-    pub fn sent(&mut self, node: u32, kind: usize, bytes: usize) {
-        if let Some(c) = self.per_node.get_mut(node as usize) {
-            c.sent_frames += 1;
-            c.sent_bytes += bytes as u64;
-        }
+    /// A frame of `kind` and `bytes` was sent (the sender counts it in its own
+    /// [`NodeCounters`]).
+    pub fn sent(&mut self, kind: usize, bytes: usize) {
         if let (Some(f), Some(b)) = (self.frames.get_mut(kind), self.frame_bytes.get_mut(kind)) {
             *f += 1;
             *b += bytes as u64;
         }
     }
 
-    /// A frame of `bytes` reached `node`.
-    pub fn received(&mut self, node: u32, bytes: usize) {
-        if let Some(c) = self.per_node.get_mut(node as usize) {
-            c.recv_frames += 1;
-            c.recv_bytes += bytes as u64;
-        }
+    /// A node received a message its seen cache already held (counted in its own
+    /// [`NodeCounters`] too).
+    pub fn duplicate(&mut self) {
+        self.duplicates_total += 1;
     }
 
-    /// `node` received a message its seen cache already held.
-    pub fn duplicate(&mut self, node: u32) {
-        if let Some(c) = self.per_node.get_mut(node as usize) {
-            c.duplicates += 1;
-        }
+    /// Replaces the per-node counters with the nodes' current ones.
+    pub fn set_per_node(&mut self, counters: impl Iterator<Item = NodeCounters>) {
+        self.per_node.clear();
+        self.per_node.extend(counters);
     }
 
     /// A gossip validation verdict.
@@ -256,19 +276,21 @@ impl Metrics {
         *self.churn.entry(what).or_default() += 1;
     }
 
-    /// A message was published; `eligible` are the nodes expected to receive it.
+    /// A message (an offer, or a withdrawal) was published; `eligible` are the nodes
+    /// expected to receive it.
     pub fn published(
         &mut self,
         msg: MsgIdx,
         at: SimTime,
         topic: u16,
         origin: u32,
+        withdrawal: bool,
         eligible: impl Iterator<Item = u32>,
     ) {
-        let mut set = NodeSet::new(self.slots);
+        let mut reach = Reach::new(self.slots);
         let mut count = 0;
         for node in eligible.filter(|&n| n != origin) {
-            if set.insert(node) {
+            if reach.add_eligible(node) {
                 count += 1;
             }
         }
@@ -277,8 +299,8 @@ impl Metrics {
             published_at: at,
             topic,
             origin,
-            eligible: set,
-            delivered: NodeSet::new(self.slots),
+            withdrawal,
+            reach,
             eligible_count: count,
             delivered_count: 0,
             deliveries: Vec::new(),
@@ -291,7 +313,7 @@ impl Metrics {
         let Some(stats) = self.messages.get_mut(msg as usize) else {
             return;
         };
-        if !stats.delivered.insert(node) || !stats.eligible.contains(node) {
+        if !stats.reach.reach(node) {
             return;
         }
         stats.delivered_count += 1;
@@ -324,7 +346,7 @@ impl Metrics {
     pub fn sample(&mut self, mut sample: Sample) {
         let frames: u64 = self.frames.iter().sum();
         let bytes: u64 = self.frame_bytes.iter().sum();
-        let dups: u64 = self.per_node.iter().map(|c| c.duplicates).sum();
+        let dups = self.duplicates_total;
         let (f0, b0, d0, del0) = self.totals_at_last_sample;
         sample.frames = frames - f0;
         sample.bytes = bytes - b0;
@@ -365,7 +387,7 @@ mod tests {
     #[test]
     fn deliveries_count_once_and_only_for_eligible_nodes() {
         let mut m = Metrics::new(10, true);
-        m.published(0, SimTime::ZERO, 0, 0, [0, 1, 2, 3].into_iter());
+        m.published(0, SimTime::ZERO, 0, 0, false, [0, 1, 2, 3].into_iter());
         assert_eq!(m.messages[0].eligible_count, 3);
         m.delivered(0, 1, SimTime::from_micros(5_000), Some(1));
         m.delivered(0, 1, SimTime::from_micros(9_000), Some(2));

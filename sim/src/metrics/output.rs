@@ -93,19 +93,20 @@ pub fn write_all(
     write(dir, "per_node.csv", &nodes)?;
 
     let mut messages =
-        String::from("message,topic,origin,published_s,eligible,delivered,coverage\n");
+        String::from("message,topic,origin,published_s,eligible,delivered,coverage,kind\n");
     for (i, m) in metrics.messages.iter().enumerate() {
         let topic = regions
             .get(usize::from(m.topic))
             .map_or("?", String::as_str);
         let _ = writeln!(
             messages,
-            "{i},{topic},{},{:.3},{},{},{:.4}",
+            "{i},{topic},{},{:.3},{},{},{:.4},{}",
             m.origin,
             m.published_at.as_micros() as f64 / 1e6,
             m.eligible_count,
             m.delivered_count,
-            m.coverage()
+            m.coverage(),
+            if m.withdrawal { "withdrawal" } else { "offer" }
         );
     }
     write(dir, "messages.csv", &messages)?;

@@ -45,11 +45,14 @@ impl Spread {
     }
 }
 
-/// Offer propagation.
+/// Offer propagation (offers and withdrawals alike: each is a message that must reach
+/// every book).
 #[derive(Debug, Clone, Serialize)]
 pub struct Propagation {
-    /// Offers published.
+    /// Messages published: offers and withdrawals.
     pub messages: usize,
+    /// Of those, withdrawals (providers leaving).
+    pub withdrawals: usize,
     /// Offers published early enough to count for coverage (before the end minus the
     /// settle time).
     pub settled_messages: usize,
@@ -204,6 +207,7 @@ impl Metrics {
             .sum();
         let propagation = Propagation {
             messages: self.messages.len(),
+            withdrawals: self.messages.iter().filter(|m| m.withdrawal).count(),
             settled_messages: settled.len(),
             deliveries: self.deliveries(),
             p50_ms: self.latency_quantile_ms(0.5),

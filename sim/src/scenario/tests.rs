@@ -34,6 +34,39 @@ fn a_minimal_scenario_takes_the_defaults() {
     assert!(s.gossip.flood_publish);
     assert_eq!(s.network.default.loss.0, 0.0);
     assert_eq!(s.node_slots(), 10);
+    assert!(s.workload.withdraw_on_leave);
+    assert_eq!(s.churn.leave_share.0, 0.0);
+    assert_eq!(s.churn.leave_grace, Span::secs(2));
+}
+
+#[test]
+fn at_most_64_regions() {
+    let regions: Vec<String> = (0..65)
+        .map(|i| format!("{{ name = \"r{i}\", share = 1 }}"))
+        .collect();
+    let src = format!(
+        "duration = \"30s\"\n[nodes]\ncount = 100\nregions = [{}]\n",
+        regions.join(", ")
+    );
+    let (_, field, message) = error_of(&src);
+    assert_eq!(field, "nodes");
+    assert!(message.contains("65 regions"), "{message}");
+}
+
+#[test]
+fn leaves_and_withdrawals_are_configurable() {
+    let src = format!(
+        "{MINIMAL}[churn]\nleave_share = 0.5\nleave_grace = \"500ms\"\n\
+         schedule = [{{ at = \"5s\", action = \"leave\", nodes = [0, 3] }}]\n\
+         [workload]\nproviders = 2\nwithdraw_on_leave = false\n"
+    );
+    let s = Scenario::from_toml(&src, "leave.toml").unwrap();
+    assert_eq!(s.churn.leave_share.0, 0.5);
+    assert_eq!(s.churn.leave_grace, Span::millis(500));
+    assert_eq!(s.churn.schedule[0].action, ChurnAction::Leave);
+    assert!(!s.workload.withdraw_on_leave);
+    let (_, field, _) = error_of(&format!("{MINIMAL}[churn]\nleave_share = 2\n"));
+    assert_eq!(field, "churn.leave_share");
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Nodes coming and going, and the network splitting and healing.
 //!
+//! - A graceful leave first has a provider gossip a signed withdrawal of its offer (if
+//!   `workload.withdraw_on_leave`), then after `churn.leave_grace` the node goes down as
+//!   in a crash; meanwhile it still relays but no longer advertises.
 //! - A crash resets the node's connections at once (peers see the connection close) and
 //!   loses everything in memory: book, meshes, caches, scores. Known peers and the
 //!   provider key survive (the node persists them). The node's offer store is not
@@ -30,14 +33,19 @@ impl World {
         if !node.is_up() || epoch.is_some_and(|e| e != node.epoch) {
             return;
         }
-        let peers: Vec<u32> = node.peers.iter().map(|p| p.node).collect();
+        // A leaving node going down completes its leave (counted when it began).
+        let leaving = node.leaving;
+        let peers: Vec<u32> = node.peer_ids().to_vec();
         for peer in peers {
             self.unlink(n, peer);
         }
         if let Some(node) = self.nodes.get_mut(n as usize) {
             node.crash(history);
         }
-        self.metrics.churned("crash");
+        self.topology_epoch = self.topology_epoch.wrapping_add(1);
+        if !leaving {
+            self.metrics.churned("crash");
+        }
         if restart {
             let mean = self.scenario.churn.mean_downtime.as_micros() as f64;
             let downtime = rng::exponential(ctx.rng(), mean).min(1e15) as u64;
@@ -47,6 +55,36 @@ impl World {
                 Event::Start,
             );
         }
+    }
+
+    /// A graceful stop: a provider withdraws its offer (when the scenario says so), and
+    /// the node goes down after `churn.leave_grace`, time to flush its gossip.
+    pub(super) fn on_leave(
+        &mut self,
+        ctx: &mut impl Sched,
+        n: u32,
+        epoch: Option<u32>,
+        restart: bool,
+    ) {
+        let grace = self.scenario.churn.leave_grace.0;
+        let Some(node) = self.nodes.get_mut(n as usize) else {
+            return;
+        };
+        if !node.is_up() || node.leaving || epoch.is_some_and(|e| e != node.epoch) {
+            return;
+        }
+        node.leaving = true;
+        let epoch = node.epoch;
+        self.metrics.churned("leave");
+        if self.scenario.workload.withdraw_on_leave {
+            self.withdraw(ctx, n);
+        }
+        let down = ctx.now().saturating_add(grace);
+        let event = Event::Crash {
+            epoch: Some(epoch),
+            restart,
+        };
+        ctx.at(down, n, event);
     }
 
     pub(super) fn on_start(&mut self, ctx: &mut impl Sched, n: u32) {
@@ -144,9 +182,9 @@ impl World {
         let mut cut = Vec::new();
         for (a, node) in self.nodes.iter().enumerate() {
             let a = a as u32;
-            for peer in node.peers.iter().filter(|p| p.node > a) {
-                if self.net.blocked(a, peer.node) {
-                    cut.push((a, peer.node));
+            for &peer in node.peer_ids().iter().filter(|&&p| p > a) {
+                if self.net.blocked(a, peer) {
+                    cut.push((a, peer));
                 }
             }
         }

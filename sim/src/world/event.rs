@@ -15,6 +15,10 @@ pub enum Event {
         from: u32,
         /// Its size on the wire.
         bytes: u32,
+        /// The world's topology epoch when it was sent (bumped whenever a connection
+        /// closes), which spares the delivery a connection lookup when nothing closed in
+        /// between. Derived state, not part of the trace.
+        link: u32,
         /// The frame.
         frame: Frame,
     },
@@ -37,6 +41,14 @@ pub enum Event {
     Crash {
         /// For random churn, the life it was drawn for (stale after a restart); `None`
         /// for scripted crashes.
+        epoch: Option<u32>,
+        /// Whether it restarts by itself after a random downtime.
+        restart: bool,
+    },
+    /// The node stops gracefully: a provider withdraws its offer, and the node goes down
+    /// after the scenario's `leave_grace`.
+    Leave {
+        /// For random churn, the life it was drawn for; `None` for scripted leaves.
         epoch: Option<u32>,
         /// Whether it restarts by itself after a random downtime.
         restart: bool,
@@ -77,12 +89,13 @@ impl Traced for Event {
                 Frame::Graft { .. } => "graft",
                 Frame::Prune { .. } => "prune",
                 Frame::SyncRequest(_) => "sync-request",
-                Frame::SyncResponse { .. } => "sync-response",
+                Frame::SyncResponse(_) => "sync-response",
             },
             Event::Heartbeat { .. } => "heartbeat",
             Event::Advertise { .. } => "advertise",
             Event::SyncTick { .. } => "sync-tick",
             Event::Crash { .. } => "crash",
+            Event::Leave { .. } => "leave",
             Event::Start => "start",
             Event::Connect { .. } => "connect",
             Event::PartitionStart { .. } => "partition",
@@ -100,7 +113,9 @@ impl Traced for Event {
             }
         };
         match self {
-            Event::Deliver { from, bytes, frame } => {
+            Event::Deliver {
+                from, bytes, frame, ..
+            } => {
                 out.extend_from_slice(&from.to_le_bytes());
                 out.extend_from_slice(&bytes.to_le_bytes());
                 match frame {
@@ -121,9 +136,10 @@ impl Traced for Event {
                             out.extend_from_slice(&bytes);
                         }
                     }
-                    Frame::SyncResponse { offers, next } => {
-                        ids(out, offers);
-                        if let Some(next) = next {
+                    Frame::SyncResponse(page) => {
+                        ids(out, &page.offers);
+                        ids(out, &page.withdrawals);
+                        if let Some(next) = &page.next {
                             out.extend_from_slice(next.as_bytes());
                         }
                     }
@@ -132,7 +148,7 @@ impl Traced for Event {
             Event::Heartbeat { epoch } | Event::Advertise { epoch } | Event::SyncTick { epoch } => {
                 out.extend_from_slice(&epoch.to_le_bytes());
             }
-            Event::Crash { epoch, restart } => {
+            Event::Crash { epoch, restart } | Event::Leave { epoch, restart } => {
                 out.extend_from_slice(&epoch.unwrap_or(u32::MAX).to_le_bytes());
                 out.push(u8::from(*restart));
             }

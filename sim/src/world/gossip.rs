@@ -1,16 +1,13 @@
-//! gossipsub at one node: receiving messages and control frames, the heartbeat, and
-//! publishing a provider's offers.
-
-use std::rc::Rc;
+//! gossipsub at one node: receiving messages and control frames, and publishing a
+//! provider's offers (the heartbeat is in `heartbeat`).
 
 use agora_protocol::gossip::{GossipError, GossipMessage};
 use agora_protocol::market::Verdict;
 
-use super::{Message, Sched, World};
+use super::{Message, Sched, SignedKey, World};
 use crate::gossip::mcache::Cached;
-use crate::gossip::mesh::{self, Candidate};
 use crate::gossip::score::{
-    GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD, PUBLISH_THRESHOLD, offence_points,
+    GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD, PUBLISH_THRESHOLD, PeerScore, offence_points,
 };
 use crate::gossip::{Frame, MsgIdx, TopicIdx};
 use crate::net_model::NetModel;
@@ -19,7 +16,7 @@ use crate::scenario::Subscribe;
 use crate::workload::timestamp;
 
 /// Whether node `peer` subscribes to `topic` (known to everyone at once in the model).
-fn subscribes(mode: Subscribe, net: &NetModel, peer: u32, topic: TopicIdx) -> bool {
+pub(super) fn subscribes(mode: Subscribe, net: &NetModel, peer: u32, topic: TopicIdx) -> bool {
     match mode {
         Subscribe::All => true,
         Subscribe::Own => net.region_of(peer) == topic,
@@ -79,43 +76,37 @@ impl World {
             return;
         }
         if !node.seen.insert(msg, now) {
-            self.metrics.duplicate(n);
+            node.traffic.duplicates += 1;
+            self.metrics.duplicate();
             return;
         }
         let decoded = decoded(&mut self.messages, &self.topic_names, &self.verifier, msg);
         let verdict = node.market.on_decoded(decoded, timestamp(now)).verdict;
         self.metrics.verdict(verdict.label());
-        let peer = node.peer_mut(from);
         match verdict {
-            Verdict::Accept | Verdict::Known => {
-                if let Some(peer) = peer {
-                    peer.score.first_delivery();
-                }
-            }
+            Verdict::Accept | Verdict::Known => node.rescore(from, PeerScore::first_delivery),
             Verdict::Ignore(_, offence) => {
-                if let (Some(peer), Some(offence)) = (peer, offence) {
-                    peer.score.penalise(offence_points(offence));
+                if let Some(offence) = offence {
+                    node.rescore(from, |s| s.penalise(offence_points(offence)));
                 }
                 return;
             }
             Verdict::Reject(_) => {
-                if let Some(peer) = peer {
-                    peer.score.invalid_message();
-                }
+                node.rescore(from, PeerScore::invalid_message);
                 return;
             }
         }
         node.mcache.put(Cached { topic, msg, hops });
-        let targets: Vec<u32> = node
-            .mesh(topic)
-            .map(|m| {
-                m.members
+        let mut targets = std::mem::take(&mut self.scratch);
+        targets.clear();
+        if let Some(mesh) = node.mesh(topic) {
+            targets.extend(
+                mesh.members
                     .iter()
                     .map(|(p, _)| *p)
-                    .filter(|&p| p != from && Some(p) != origin)
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .filter(|&p| p != from && Some(p) != origin),
+            );
+        }
         // The node acts on the message once validated: the book shows it and it is
         // forwarded then.
         let validated = now.saturating_add(self.params.validation_delay);
@@ -123,9 +114,10 @@ impl World {
             self.metrics.delivered(msg, n, validated, Some(hops));
         }
         let next = hops.saturating_add(1);
-        for to in targets {
+        for &to in &targets {
             self.send_at(ctx, validated, n, to, Frame::Publish { msg, hops: next });
         }
+        self.scratch = targets;
     }
 
     /// IHAVE: ask (IWANT) for the ids not yet seen nor already asked for.
@@ -202,9 +194,7 @@ impl World {
             mesh.members.push((from, now));
             return;
         }
-        if let Some(peer) = node.peer_mut(from) {
-            peer.back_off(topic, now.saturating_add(backoff));
-        }
+        node.back_off(from, topic, now.saturating_add(backoff));
         self.send(ctx, n, from, Frame::Prune { topic });
     }
 
@@ -218,135 +208,7 @@ impl World {
         if let Some(mesh) = node.mesh_mut(topic) {
             mesh.members.retain(|(p, _)| *p != from);
         }
-        if let Some(peer) = node.peer_mut(from) {
-            peer.back_off(topic, now.saturating_add(backoff));
-        }
-    }
-
-    /// The heartbeat: score decay, mesh maintenance, IHAVE gossip, cache shifts.
-    pub(super) fn heartbeat(&mut self, ctx: &mut impl Sched, n: u32) {
-        let now = ctx.now();
-        let p = &self.params;
-        let (d, d_lo, d_hi, d_score, d_lazy) = (p.d, p.d_lo, p.d_hi, p.d_score, p.d_lazy);
-        let (gossip_factor, history_gossip, max_ihave) =
-            (p.gossip_factor, p.history_gossip, p.max_ihave_length);
-        let (backoff, seen_ttl, heartbeat) = (p.prune_backoff, p.seen_ttl, p.heartbeat);
-        let mode = self.scenario.gossip.subscribe;
-        let decay = self.decay;
-        let net = &self.net;
-        let Some(node) = self.nodes.get_mut(n as usize) else {
-            return;
-        };
-        node.pending_iwant.clear();
-        for peer in &mut node.peers {
-            peer.score.decay(&decay);
-            peer.backoff.retain(|(_, until)| *until > now);
-        }
-        // Each peer's score once per heartbeat (peers are sorted, as is this list), with
-        // the time in mesh summed in one pass over the meshes.
-        let mut in_mesh_micros: Vec<(u32, u64)> = node
-            .meshes
-            .iter()
-            .flat_map(|m| m.members.iter())
-            .map(|(p, since)| (*p, now.saturating_since(*since).as_micros()))
-            .collect();
-        in_mesh_micros.sort_unstable_by_key(|(p, _)| *p);
-        let mesh_time = |peer: u32| {
-            let micros = in_mesh_micros
-                .iter()
-                .skip_while(|(p, _)| *p < peer)
-                .take_while(|(p, _)| *p == peer)
-                .map(|(_, t)| *t)
-                .sum();
-            crate::time::SimDuration::from_micros(micros)
-        };
-        let scores: Vec<(u32, f64)> = node
-            .peers
-            .iter()
-            .map(|p| (p.node, p.score.value(mesh_time(p.node))))
-            .collect();
-        let score = |peer: u32| {
-            scores
-                .binary_search_by_key(&peer, |(p, _)| *p)
-                .ok()
-                .and_then(|i| scores.get(i))
-                .map_or(0.0, |(_, s)| *s)
-        };
-        let mut sends: Vec<(u32, Frame)> = Vec::new();
-        for i in 0..node.meshes.len() {
-            let Some(topic) = node.meshes.get(i).map(|m| m.topic) else {
-                continue;
-            };
-            let members: Vec<Candidate> = node
-                .mesh(topic)
-                .map(|m| {
-                    m.members
-                        .iter()
-                        .map(|(p, _)| Candidate {
-                            node: *p,
-                            score: score(*p),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let in_mesh = |p: u32| members.iter().any(|m| m.node == p);
-            let outside: Vec<Candidate> = node
-                .peers
-                .iter()
-                .filter(|p| subscribes(mode, net, p.node, topic) && !in_mesh(p.node))
-                .map(|p| Candidate {
-                    node: p.node,
-                    score: score(p.node),
-                })
-                .collect();
-            let graftable: Vec<Candidate> = outside
-                .iter()
-                .copied()
-                .filter(|c| !node.peer(c.node).is_some_and(|p| p.backing_off(topic, now)))
-                .collect();
-            let changes = mesh::maintain(ctx.rng(), &members, &graftable, d, d_lo, d_hi, d_score);
-            if let Some(mesh) = node.mesh_mut(topic) {
-                mesh.members.retain(|(p, _)| !changes.prune.contains(p));
-                mesh.members.extend(changes.graft.iter().map(|&g| (g, now)));
-            }
-            for &pruned in &changes.prune {
-                if let Some(peer) = node.peer_mut(pruned) {
-                    peer.back_off(topic, now.saturating_add(backoff));
-                }
-                sends.push((pruned, Frame::Prune { topic }));
-            }
-            sends.extend(changes.graft.iter().map(|&g| (g, Frame::Graft { topic })));
-            let ids = node.mcache.gossip_ids(topic, history_gossip, max_ihave);
-            if ids.is_empty() {
-                continue;
-            }
-            let eligible: Vec<u32> = outside
-                .iter()
-                .filter(|c| c.score >= GOSSIP_THRESHOLD && !changes.graft.contains(&c.node))
-                .map(|c| c.node)
-                .collect();
-            let ids: Rc<[MsgIdx]> = ids.into();
-            for target in mesh::gossip_targets(ctx.rng(), &eligible, d_lazy, gossip_factor) {
-                sends.push((
-                    target,
-                    Frame::IHave {
-                        topic,
-                        ids: Rc::clone(&ids),
-                    },
-                ));
-            }
-        }
-        node.mcache.shift();
-        node.seen.expire(now, seen_ttl);
-        let epoch = node.epoch;
-        for (to, frame) in sends {
-            self.send(ctx, n, to, frame);
-        }
-        ctx.at(
-            now.saturating_add(heartbeat),
-            n,
-            super::Event::Heartbeat { epoch },
-        );
+        node.back_off(from, topic, now.saturating_add(backoff));
     }
 
     /// A provider signs a fresh offer and publishes it on its region's topic.
@@ -359,6 +221,9 @@ impl World {
         let (Some(index), epoch) = (node.provider, node.epoch) else {
             return;
         };
+        if node.leaving {
+            return;
+        }
         let region = self
             .scenario
             .nodes
@@ -379,26 +244,54 @@ impl World {
         else {
             return;
         };
+        slot.latest = Some(self.messages.len() as MsgIdx);
+        self.publish(ctx, n, index, GossipMessage::Offer(signed));
+    }
+
+    /// A leaving provider withdraws everything it offered, on its region's topic.
+    pub(super) fn withdraw(&mut self, ctx: &mut impl Sched, n: u32) {
+        let now = ctx.now();
+        let Some(index) = self.node(n).and_then(|node| node.provider) else {
+            return;
+        };
+        let Some(slot) = self.providers.get_mut(index as usize) else {
+            return;
+        };
+        let Some(Ok(signed)) = slot.provider.sign_withdrawal(timestamp(now)) else {
+            return;
+        };
+        slot.latest = None;
+        self.publish(ctx, n, index, GossipMessage::Withdrawal(signed));
+    }
+
+    /// Publishes provider `index`'s own message from its node `n`: recorded once for the
+    /// run, applied to its own book, cached, and sent to every subscribed peer (flood
+    /// publishing) or the mesh.
+    fn publish(&mut self, ctx: &mut impl Sched, n: u32, index: u32, gossip: GossipMessage) {
+        let now = ctx.now();
+        let topic = self.net.region_of(n);
         let msg = self.messages.len() as MsgIdx;
-        slot.latest = Some(msg);
-        let digest = signed.digest();
-        let seq = signed.body().seq;
-        let gossip = GossipMessage::Offer(signed);
+        let (seq, withdrawal) = match &gossip {
+            GossipMessage::Offer(o) => (o.body().seq, false),
+            GossipMessage::Withdrawal(w) => (w.body().seq, true),
+        };
         self.messages.push(Message {
             topic,
             bytes: gossip.encode(),
             provider: index,
             seq,
+            withdrawal,
             decoded: None,
         });
-        self.offer_index.insert(digest, msg);
+        self.signed_index.insert(SignedKey::of(&gossip), msg);
         let eligible = self
             .nodes
             .iter()
             .enumerate()
             .filter(|(_, node)| node.is_up() && node.subscribes(topic))
             .map(|(i, _)| i as u32);
-        self.metrics.published(msg, now, topic, n, eligible);
+        self.metrics
+            .published(msg, now, topic, n, withdrawal, eligible);
         let flood = self.params.flood_publish;
         let mode = self.scenario.gossip.subscribe;
         let net = &self.net;
@@ -413,9 +306,9 @@ impl World {
             hops: 0,
         });
         let targets: Vec<u32> = if flood {
-            node.peers
+            node.peer_ids()
                 .iter()
-                .map(|p| p.node)
+                .copied()
                 .filter(|&p| subscribes(mode, net, p, topic))
                 .filter(|&p| node.score_at_least(p, PUBLISH_THRESHOLD, now))
                 .collect()

@@ -7,7 +7,8 @@
 //! - [`event`]: the events and their trace encoding;
 //! - [`node`]: one node's state;
 //! - [`setup`]: topology, providers, churn and partition schedules at time zero;
-//! - [`gossip`]: gossipsub frames, heartbeats and publishing;
+//! - [`gossip`]: gossipsub frames and publishing;
+//! - `heartbeat`: the gossipsub heartbeat;
 //! - [`sync`]: offer sync (anti-entropy and catch-up on connect);
 //! - [`churn`]: crashes, restarts, joins, partitions and heals;
 //! - [`sample`]: metrics samples.
@@ -15,17 +16,17 @@
 pub mod churn;
 pub mod event;
 pub mod gossip;
+mod heartbeat;
 pub mod node;
 pub mod sample;
 pub mod setup;
 pub mod sync;
 
-use std::collections::BTreeMap;
-
-use agora_protocol::Digest;
+use agora_protocol::AgoraId;
 use agora_protocol::gossip::{GossipError, GossipMessage};
 
 use crate::engine::{Ctx, NodeId};
+use crate::fast_hash::FastMap;
 use crate::gossip::score::Decay;
 use crate::gossip::{Frame, MsgIdx, Params, TopicIdx};
 use crate::metrics::Metrics;
@@ -42,16 +43,64 @@ pub use node::{SimNode, Status};
 pub struct Message {
     /// Its topic.
     pub topic: TopicIdx,
-    /// The gossip bytes (kind byte and signed offer).
+    /// The gossip bytes (kind byte and signed offer or withdrawal).
     pub bytes: Vec<u8>,
     /// The provider (index into the run's providers).
     pub provider: u32,
-    /// The offer's sequence number.
+    /// The offer's sequence number (for a withdrawal, the highest one withdrawn).
     pub seq: u64,
+    /// Whether it is a withdrawal rather than an offer.
+    pub withdrawal: bool,
     /// The outcome of decoding and verifying the bytes on their topic, once the first
     /// receiver has done it: shared by every later receiver, whose book then holds a
     /// handle on this one decoded offer (see the `gossip` module).
     pub decoded: Option<Result<GossipMessage, GossipError>>,
+}
+
+/// What names a provider's signed message among all published: its provider, sequence
+/// number, kind and issue time. A provider signs one offer per sequence number, and a
+/// withdrawal's body is exactly these fields (ed25519 signatures are deterministic), so
+/// two messages with one key are the same bytes. Cheaper than hashing the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SignedKey {
+    /// The provider.
+    pub provider: AgoraId,
+    /// The offer's sequence number, or the highest one a withdrawal withdraws.
+    pub seq: u64,
+    /// Whether it is a withdrawal.
+    pub withdrawal: bool,
+    /// When it was issued, in Unix milliseconds.
+    pub issued_at_millis: u64,
+}
+
+impl SignedKey {
+    /// The key of a published gossip message.
+    pub fn of(message: &GossipMessage) -> Self {
+        match message {
+            GossipMessage::Offer(o) => Self::offer(o.body()),
+            GossipMessage::Withdrawal(w) => Self::withdrawal(w.body()),
+        }
+    }
+
+    /// The key of an offer.
+    pub fn offer(offer: &agora_protocol::Offer) -> Self {
+        SignedKey {
+            provider: offer.provider,
+            seq: offer.seq,
+            withdrawal: false,
+            issued_at_millis: offer.issued_at.as_unix_millis(),
+        }
+    }
+
+    /// The key of a withdrawal.
+    pub fn withdrawal(w: &agora_protocol::OfferWithdrawal) -> Self {
+        SignedKey {
+            provider: w.provider,
+            seq: w.seq,
+            withdrawal: true,
+            issued_at_millis: w.issued_at.as_unix_millis(),
+        }
+    }
 }
 
 /// A provider: its node and key.
@@ -61,7 +110,7 @@ pub struct ProviderSlot {
     pub node: u32,
     /// Its key and sequence numbers.
     pub provider: Provider,
-    /// Its latest published message.
+    /// Its latest published offer, `None` once withdrawn.
     pub latest: Option<MsgIdx>,
 }
 
@@ -76,12 +125,20 @@ pub struct World {
     nodes: Vec<SimNode>,
     providers: Vec<ProviderSlot>,
     messages: Vec<Message>,
-    /// Signed-offer digest → message, so sync pages can name shared messages.
-    offer_index: BTreeMap<Digest, MsgIdx>,
+    /// A signed offer's or withdrawal's [`SignedKey`] → its message, so sync pages can
+    /// name shared messages.
+    signed_index: FastMap<SignedKey, MsgIdx>,
     verifier: MemoVerifier,
     /// Per partition, the connections its timeout closed (to redial on heal).
     severed: Vec<Vec<(u32, u32)>>,
     metrics: Metrics,
+    /// A reusable buffer for handlers' short lists of node ids (no allocation per event).
+    scratch: Vec<u32>,
+    /// The heartbeat's reusable lists.
+    heartbeat_scratch: heartbeat::Scratch,
+    /// Incremented whenever a connection closes (a crash closes all of the node's): a
+    /// frame sent over an open connection in the same epoch is still on an open one.
+    topology_epoch: u32,
 }
 
 impl World {
@@ -95,9 +152,15 @@ impl World {
         &self.params
     }
 
-    /// The metrics so far.
+    /// The metrics so far (per-node traffic as of the last sample or [`World::finish`]).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Brings the metrics up to date with the nodes' own counters; call at the end.
+    pub fn finish(&mut self) {
+        self.metrics
+            .set_per_node(self.nodes.iter().map(|node| node.traffic));
     }
 
     /// The network model.
@@ -113,6 +176,11 @@ impl World {
     /// The published messages.
     pub fn messages(&self) -> &[Message] {
         &self.messages
+    }
+
+    /// The providers, in the order they were chosen.
+    pub fn providers(&self) -> &[ProviderSlot] {
+        &self.providers
     }
 
     /// The signature memo.
@@ -146,7 +214,12 @@ impl World {
     pub fn handle(&mut self, ctx: &mut Ctx<'_, Event>, node: NodeId, event: Event) {
         let n = node.as_u32();
         match event {
-            Event::Deliver { from, bytes, frame } => self.on_deliver(ctx, n, from, bytes, frame),
+            Event::Deliver {
+                from,
+                bytes,
+                link,
+                frame,
+            } => self.on_deliver(ctx, n, from, bytes, link, frame),
             Event::Heartbeat { epoch } => {
                 if self.alive_in(n, epoch) {
                     self.heartbeat(ctx, n);
@@ -163,6 +236,7 @@ impl World {
                 }
             }
             Event::Crash { epoch, restart } => self.on_crash(ctx, n, epoch, restart),
+            Event::Leave { epoch, restart } => self.on_leave(ctx, n, epoch, restart),
             Event::Start => self.on_start(ctx, n),
             Event::Connect { peer } => self.dial(ctx, n, peer),
             Event::PartitionStart { index } => self.on_partition_start(ctx, index),
@@ -178,6 +252,9 @@ impl World {
     }
 
     /// Hands `frame` from `from` to the network towards `to`, now.
+    ///
+    /// `to` must be connected to `from`: every caller answers the peer a frame came from
+    /// or picks from the node's peers or meshes (mesh members are always connected peers).
     fn send(&mut self, ctx: &mut impl Sched, from: u32, to: u32, frame: Frame) {
         let now = ctx.now();
         self.send_at(ctx, now, from, to, frame);
@@ -201,13 +278,21 @@ impl World {
             |t| self.topic_names.get(usize::from(t)).map_or(0, String::len),
             |m| self.messages.get(m as usize).map_or(0, |msg| msg.topic),
         );
-        self.metrics.sent(from, frame.kind_index(), bytes);
+        self.metrics.sent(frame.kind_index(), bytes);
+        if let Some(node) = self.nodes.get_mut(from as usize) {
+            node.traffic.record_sent(bytes);
+        }
         let depart = depart.max(ctx.now());
         match self.net.send(ctx.rng(), depart, from, to, bytes) {
             Transit::Arrives(at) => {
+                debug_assert!(
+                    self.node(from).is_some_and(|n| n.is_connected(to)),
+                    "node {from} sends to {to} without a connection"
+                );
                 let event = Event::Deliver {
                     from,
                     bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+                    link: self.topology_epoch,
                     frame,
                 };
                 ctx.at(at, to, event);
@@ -217,15 +302,29 @@ impl World {
         }
     }
 
-    fn on_deliver(&mut self, ctx: &mut impl Sched, to: u32, from: u32, bytes: u32, frame: Frame) {
-        let connected = self
-            .node(to)
-            .is_some_and(|n| n.is_up() && n.is_connected(from));
+    fn on_deliver(
+        &mut self,
+        ctx: &mut impl Sched,
+        to: u32,
+        from: u32,
+        bytes: u32,
+        link: u32,
+        frame: Frame,
+    ) {
+        // Frames are only sent over open connections (see `send`), so when no connection
+        // has closed since this one left (no crash either, which closes them all) it is
+        // still on an open one: the common case skips the lookup.
+        let connected = link == self.topology_epoch
+            || self
+                .node(to)
+                .is_some_and(|n| n.is_up() && n.is_connected(from));
         if !connected {
             self.metrics.undeliverable += 1;
             return;
         }
-        self.metrics.received(to, bytes as usize);
+        if let Some(node) = self.nodes.get_mut(to as usize) {
+            node.traffic.record_received(bytes as usize);
+        }
         match frame {
             Frame::Publish { msg, hops } => self.on_publish(ctx, to, from, msg, hops),
             Frame::IHave { topic, ids } => self.on_ihave(ctx, to, from, topic, &ids),
@@ -233,9 +332,7 @@ impl World {
             Frame::Graft { topic } => self.on_graft(ctx, to, from, topic),
             Frame::Prune { topic } => self.on_prune(ctx, to, from, topic),
             Frame::SyncRequest(req) => self.on_sync_request(ctx, to, from, &req),
-            Frame::SyncResponse { offers, next } => {
-                self.on_sync_response(ctx, to, from, &offers, next);
-            }
+            Frame::SyncResponse(page) => self.on_sync_response(ctx, to, from, &page),
         }
     }
 }

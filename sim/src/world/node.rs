@@ -3,9 +3,10 @@
 use agora_protocol::market::Market;
 
 use crate::gossip::mcache::MessageCache;
-use crate::gossip::score::PeerScore;
+use crate::gossip::score::{Decay, PeerScore};
 use crate::gossip::seen::SeenCache;
 use crate::gossip::{MsgIdx, TopicIdx};
+use crate::metrics::NodeCounters;
 use crate::time::{SimDuration, SimTime};
 
 /// Whether a node is running.
@@ -63,20 +64,39 @@ pub struct TopicMesh {
 }
 
 /// A simulated node.
+///
+/// `repr(C, align(64))` keeps the fields every frame delivery reads (status,
+/// subscriptions, whether any peer has a score against it, the traffic counters, the seen
+/// cache) together at the front, in the first two cache lines; the rest is touched far
+/// less often.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct SimNode {
     /// Running or not.
     pub status: Status,
     /// Incremented at every crash; timers of an earlier life are ignored.
     pub epoch: u32,
+    /// Bit `t` is set when the node subscribes to topic `t` (at most 64 topics, the
+    /// protocol's `MAX_REGION_TOPICS`).
+    topic_bits: u64,
+    /// Connected peers whose score counters are not clean (see [`PeerScore::is_clean`]):
+    /// while zero, threshold checks at or below zero pass without looking a peer up.
+    unclean_peers: u32,
+    /// Frames and bytes sent and received, duplicates: counted here rather than in a
+    /// separate table so that a delivery touches one place (see
+    /// [`Metrics::set_per_node`](crate::metrics::Metrics::set_per_node)). A crash keeps them.
+    pub traffic: NodeCounters,
+    /// Duplicate suppression.
+    pub seen: SeenCache,
+    /// The connected peers' ids, sorted: `peer_ids[i] == peers[i].node`. Searched often,
+    /// so kept apart from the larger [`Peer`] records.
+    peer_ids: Vec<u32>,
     /// Connected peers, sorted by node index.
-    pub peers: Vec<Peer>,
+    peers: Vec<Peer>,
     /// Peers remembered across a crash (the node persists known peers).
     pub known_peers: Vec<u32>,
     /// Meshes of the subscribed topics.
     pub meshes: Vec<TopicMesh>,
-    /// Duplicate suppression.
-    pub seen: SeenCache,
     /// IWANT answers and IHAVE ids.
     pub mcache: MessageCache,
     /// Ids asked for by IWANT since the last heartbeat.
@@ -85,14 +105,25 @@ pub struct SimNode {
     pub market: Market,
     /// The provider this node is, if any (index into the run's providers).
     pub provider: Option<u32>,
+    /// Leaving gracefully: it has withdrawn its offer and goes down soon, so it no longer
+    /// advertises.
+    pub leaving: bool,
 }
 
 impl SimNode {
-    /// A node not yet started, subscribed to `topics`.
+    /// A node not yet started, subscribed to `topics` (indices below 64).
     pub fn new(topics: &[TopicIdx], history_length: usize) -> Self {
         SimNode {
             status: Status::Pending,
             epoch: 0,
+            topic_bits: topics
+                .iter()
+                .filter(|&&t| t < 64)
+                .fold(0, |bits, &t| bits | 1 << t),
+            unclean_peers: 0,
+            traffic: NodeCounters::default(),
+            seen: SeenCache::default(),
+            peer_ids: Vec::new(),
             peers: Vec::new(),
             known_peers: Vec::new(),
             meshes: topics
@@ -102,11 +133,11 @@ impl SimNode {
                     members: Vec::new(),
                 })
                 .collect(),
-            seen: SeenCache::default(),
             mcache: MessageCache::new(history_length),
             pending_iwant: Vec::new(),
             market: Market::default(),
             provider: None,
+            leaving: false,
         }
     }
 
@@ -115,32 +146,81 @@ impl SimNode {
         self.status == Status::Up
     }
 
-    /// The connected peer `node`.
-    pub fn peer(&self, node: u32) -> Option<&Peer> {
-        self.peers
-            .binary_search_by_key(&node, |p| p.node)
-            .ok()
-            .and_then(|i| self.peers.get(i))
+    /// The connected peers, sorted by node index.
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
     }
 
-    /// The connected peer `node`, mutably.
-    pub fn peer_mut(&mut self, node: u32) -> Option<&mut Peer> {
-        self.peers
-            .binary_search_by_key(&node, |p| p.node)
-            .ok()
-            .and_then(|i| self.peers.get_mut(i))
+    /// The connected peers' ids, ascending.
+    pub fn peer_ids(&self) -> &[u32] {
+        &self.peer_ids
+    }
+
+    fn peer_index(&self, node: u32) -> Option<usize> {
+        self.peer_ids.binary_search(&node).ok()
+    }
+
+    /// The connected peer `node`.
+    pub fn peer(&self, node: u32) -> Option<&Peer> {
+        self.peer_index(node).and_then(|i| self.peers.get(i))
     }
 
     /// Whether `node` is connected.
     pub fn is_connected(&self, node: u32) -> bool {
-        self.peer(node).is_some()
+        self.peer_index(node).is_some()
+    }
+
+    /// Changes the score counters of peer `node` (if connected) with `change`, keeping
+    /// the count of unclean peers right.
+    pub fn rescore(&mut self, node: u32, change: impl FnOnce(&mut PeerScore)) {
+        let Some(peer) = self.peer_index(node).and_then(|i| self.peers.get_mut(i)) else {
+            return;
+        };
+        let was_clean = peer.score.is_clean();
+        change(&mut peer.score);
+        match (was_clean, peer.score.is_clean()) {
+            (true, false) => self.unclean_peers += 1,
+            (false, true) => self.unclean_peers = self.unclean_peers.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// One heartbeat's score decay for every peer, and expired backoffs dropped.
+    pub fn decay_scores(&mut self, decay: &Decay, now: SimTime) {
+        if self.unclean_peers == 0 {
+            // Clean peers have only first-delivery credit to decay.
+            for peer in &mut self.peers {
+                peer.score.decay(decay);
+                if !peer.backoff.is_empty() {
+                    peer.backoff.retain(|(_, until)| *until > now);
+                }
+            }
+            return;
+        }
+        let mut unclean = 0;
+        for peer in &mut self.peers {
+            peer.score.decay(decay);
+            unclean += u32::from(!peer.score.is_clean());
+            if !peer.backoff.is_empty() {
+                peer.backoff.retain(|(_, until)| *until > now);
+            }
+        }
+        self.unclean_peers = unclean;
+    }
+
+    /// Backs off grafting `node` on `topic` until `until` (if connected).
+    pub fn back_off(&mut self, node: u32, topic: TopicIdx, until: SimTime) {
+        if let Some(peer) = self.peer_index(node).and_then(|i| self.peers.get_mut(i)) {
+            peer.back_off(topic, until);
+        }
     }
 
     /// Adds a connection to `node`; returns whether it is new.
     pub fn connect(&mut self, node: u32) -> bool {
-        match self.peers.binary_search_by_key(&node, |p| p.node) {
+        match self.peer_ids.binary_search(&node) {
             Ok(_) => false,
             Err(i) => {
+                self.peer_ids.insert(i, node);
                 self.peers.insert(i, Peer::new(node));
                 if !self.known_peers.contains(&node) {
                     self.known_peers.push(node);
@@ -155,9 +235,13 @@ impl SimNode {
         for mesh in &mut self.meshes {
             mesh.members.retain(|(m, _)| *m != node);
         }
-        match self.peers.binary_search_by_key(&node, |p| p.node) {
+        match self.peer_ids.binary_search(&node) {
             Ok(i) => {
-                self.peers.remove(i);
+                self.peer_ids.remove(i);
+                let peer = self.peers.remove(i);
+                if !peer.score.is_clean() {
+                    self.unclean_peers = self.unclean_peers.saturating_sub(1);
+                }
                 true
             }
             Err(_) => false,
@@ -166,7 +250,7 @@ impl SimNode {
 
     /// Whether the node subscribes to `topic`.
     pub fn subscribes(&self, topic: TopicIdx) -> bool {
-        self.meshes.iter().any(|m| m.topic == topic)
+        topic < 64 && self.topic_bits & (1 << topic) != 0
     }
 
     /// The mesh of `topic`, if subscribed.
@@ -194,6 +278,10 @@ impl SimNode {
     /// Whether `peer`'s score at `now` is at least `threshold` (a threshold at or below
     /// zero is met at once by a peer with nothing against it).
     pub fn score_at_least(&self, peer: u32, threshold: f64, now: SimTime) -> bool {
+        if threshold <= 0.0 && self.unclean_peers == 0 {
+            // Every connected peer is clean, and an unknown peer scores zero.
+            return true;
+        }
         match self.peer(peer) {
             Some(p) if threshold <= 0.0 && p.score.is_clean() => true,
             Some(p) => p.score.value(self.time_in_mesh(peer, now)) >= threshold,
@@ -212,6 +300,8 @@ impl SimNode {
         self.status = Status::Down;
         self.epoch = self.epoch.wrapping_add(1);
         self.peers.clear();
+        self.peer_ids.clear();
+        self.unclean_peers = 0;
         for mesh in &mut self.meshes {
             mesh.members.clear();
         }
@@ -219,5 +309,49 @@ impl SimNode {
         self.mcache = MessageCache::new(history_length);
         self.pending_iwant.clear();
         self.market = Market::default();
+        self.leaving = false;
+    }
+
+    /// Checks the cached peer data against the peer records (tests).
+    #[cfg(test)]
+    fn consistent(&self) -> bool {
+        self.peer_ids.iter().eq(self.peers.iter().map(|p| &p.node))
+            && self.unclean_peers as usize
+                == self.peers.iter().filter(|p| !p.score.is_clean()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::score::GOSSIP_THRESHOLD;
+
+    #[test]
+    fn peer_ids_and_the_unclean_count_follow_every_change() {
+        let mut node = SimNode::new(&[0, 3], 5);
+        assert!(node.subscribes(3) && !node.subscribes(1) && !node.subscribes(200));
+        for peer in [9, 2, 5, 7] {
+            assert!(node.connect(peer));
+        }
+        assert!(!node.connect(5));
+        assert_eq!(node.peer_ids(), &[2, 5, 7, 9]);
+        node.rescore(5, |s| s.penalise(2.0));
+        node.rescore(7, |s| s.invalid_message());
+        node.rescore(9, PeerScore::first_delivery);
+        node.rescore(4, |s| s.penalise(1.0));
+        assert!(node.consistent());
+        assert!(!node.score_at_least(7, GOSSIP_THRESHOLD, SimTime::ZERO));
+        assert!(node.score_at_least(2, 0.0, SimTime::ZERO));
+        assert!(node.disconnect(7));
+        assert!(node.consistent());
+        let decay = Decay::per_heartbeat(SimDuration::from_secs(1));
+        for _ in 0..1_000 {
+            node.decay_scores(&decay, SimTime::ZERO);
+        }
+        assert!(node.consistent());
+        assert_eq!(node.unclean_peers, 0, "penalties decay away");
+        node.rescore(2, |s| s.penalise(50.0));
+        node.crash(5);
+        assert!(node.consistent() && node.peer_ids().is_empty());
     }
 }

@@ -63,6 +63,7 @@ impl World {
         sample.completeness = completeness / live;
         sample.book_mean = books as f64 / live;
         self.metrics.sample(sample);
+        self.finish();
         let end = SimTime::ZERO.saturating_add(self.scenario.duration.0);
         if now < end {
             let every = self.scenario.metrics.sample_every.0;

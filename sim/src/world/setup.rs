@@ -1,12 +1,11 @@
 //! Time zero: nodes and topics, the initial random topology, providers and their keys,
 //! and the schedules of churn, partitions and samples.
 
-use std::collections::BTreeMap;
-
 use agora_protocol::gossip::offers_topic;
 use rand_core::Rng;
 
 use super::{Event, ProviderSlot, Sched, SimNode, Status, WORLD, World};
+use crate::fast_hash::FastMap;
 use crate::gossip::score::Decay;
 use crate::gossip::{Params, TopicIdx};
 use crate::metrics::Metrics;
@@ -52,10 +51,13 @@ impl World {
             nodes,
             providers: Vec::new(),
             messages: Vec::new(),
-            offer_index: BTreeMap::new(),
+            signed_index: FastMap::default(),
             verifier: MemoVerifier::default(),
             severed: vec![Vec::new(); partitions],
             metrics: Metrics::new(slots as usize, record_deliveries),
+            scratch: Vec::new(),
+            heartbeat_scratch: super::heartbeat::Scratch::default(),
+            topology_epoch: 0,
             scenario,
         }
     }
@@ -144,6 +146,10 @@ impl World {
                         epoch: None,
                         restart: false,
                     },
+                    ChurnAction::Leave => Event::Leave {
+                        epoch: None,
+                        restart: false,
+                    },
                     ChurnAction::Restart => Event::Start,
                 };
                 engine.at(at, n, event);
@@ -187,8 +193,9 @@ impl World {
         );
     }
 
-    /// The next random crash of node `n` after `now`, if churn has a crash rate and it
-    /// falls within the run.
+    /// The next random departure of node `n` after `now` (a crash, or with probability
+    /// `churn.leave_share` a graceful leave), if churn has a crash rate and it falls
+    /// within the run.
     pub(super) fn schedule_random_crash(
         &self,
         rng: &mut impl Rng,
@@ -203,13 +210,14 @@ impl World {
         let mean_micros = 3.6e9 / rate;
         let delay = rng::exponential(rng, mean_micros).min(1e15) as u64;
         let at = now.saturating_add(SimDuration::from_micros(delay));
-        (at.as_micros() < self.scenario.duration.as_micros()).then_some((
-            at,
-            Event::Crash {
-                epoch: Some(epoch),
-                restart: self.scenario.churn.restart,
-            },
-        ))
+        let (epoch, restart) = (Some(epoch), self.scenario.churn.restart);
+        // No draw at all when no leaves are asked for.
+        let event = if rng::chance(rng, self.scenario.churn.leave_share.0) {
+            Event::Leave { epoch, restart }
+        } else {
+            Event::Crash { epoch, restart }
+        };
+        (at.as_micros() < self.scenario.duration.as_micros()).then_some((at, event))
     }
 
     /// A random node in `0..limit` that `n` may dial: up, not itself, not yet connected,
@@ -253,6 +261,9 @@ impl World {
 
     /// Closes the connection between `a` and `b` on both sides.
     pub(super) fn unlink(&mut self, a: u32, b: u32) {
+        // Wrapping after 2^32 closed connections is far beyond any run (a frame would
+        // have to stay in flight over all of them to be let through wrongly).
+        self.topology_epoch = self.topology_epoch.wrapping_add(1);
         if let Some(node) = self.node_mut(a) {
             node.disconnect(b);
         }

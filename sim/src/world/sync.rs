@@ -1,12 +1,14 @@
 //! Offer sync (`/agora/offer-sync/1`) at one node: periodic anti-entropy with one random
 //! peer, catch-up when a connection opens, and answering peers' requests page by page.
+//! First pages carry the newest withdrawals the peer remembers, as in the node, so a node
+//! that missed a withdrawal's gossip drops the offer at its next sync.
 
 use agora_protocol::gossip::{GossipMessage, MAX_SYNC_PAGE, SyncRequest};
 use agora_protocol::market::Verdict;
-use agora_protocol::{AgoraId, Offer, Signed, SignedError};
+use agora_protocol::{AgoraId, Offer, OfferWithdrawal, Signed, SignedError};
 
-use super::{Event, Sched, World};
-use crate::gossip::{Frame, MsgIdx};
+use super::{Event, Sched, SignedKey, World};
+use crate::gossip::{Frame, MsgIdx, SyncPage};
 use crate::rng;
 use crate::workload::timestamp;
 
@@ -23,11 +25,11 @@ impl World {
         };
         node.market.expire(timestamp(now));
         let epoch = node.epoch;
-        let count = node.peers.len();
+        let count = node.peer_ids().len();
         let peer = (count > 0)
             .then(|| rng::index(ctx.rng(), count))
-            .and_then(|i| node.peers.get(i))
-            .map(|p| p.node);
+            .and_then(|i| node.peer_ids().get(i))
+            .copied();
         if let Some(peer) = peer {
             self.request_sync(ctx, n, peer, None);
         }
@@ -68,76 +70,92 @@ impl World {
             return;
         };
         let page = node.market.page(req, now);
-        let next = page.next;
-        // Withdrawals are not simulated yet, so pages carry none.
-        let ids: Vec<MsgIdx> = page
-            .offers
-            .iter()
-            .filter_map(|o| self.offer_index.get(&o.digest()).copied())
-            .collect();
-        self.send(
-            ctx,
-            n,
-            from,
-            Frame::SyncResponse {
-                offers: ids.into(),
-                next,
-            },
-        );
+        // Every offer and withdrawal a book holds came from the message table, so its
+        // key names its message (no need to hash its bytes).
+        let index = |key: SignedKey| self.signed_index.get(&key).copied();
+        let page = SyncPage {
+            offers: page
+                .offers
+                .iter()
+                .filter_map(|o| index(SignedKey::offer(o.body())))
+                .collect(),
+            withdrawals: page
+                .withdrawals
+                .iter()
+                .filter_map(|w| index(SignedKey::withdrawal(w.body())))
+                .collect(),
+            next: page.next,
+        };
+        self.send(ctx, n, from, Frame::SyncResponse(Box::new(page)));
     }
 
-    /// Applies a sync page: each offer verified like gossip, then given to the book.
+    /// Applies a sync page: each offer, then each withdrawal, verified like gossip and
+    /// given to the book (the node's order).
     pub(super) fn on_sync_response(
         &mut self,
         ctx: &mut impl Sched,
         n: u32,
         from: u32,
-        offers: &[MsgIdx],
-        next: Option<AgoraId>,
+        page: &SyncPage,
     ) {
         let now = ctx.now();
-        for &msg in offers {
-            let offer = self.synced_offer(msg);
+        let offers = page.offers.iter().map(|&msg| (msg, false));
+        let withdrawals = page.withdrawals.iter().map(|&msg| (msg, true));
+        for (msg, withdrawal) in offers.chain(withdrawals) {
+            let signed = self.synced(msg, withdrawal);
             let Some(node) = self.nodes.get_mut(n as usize) else {
                 return;
             };
-            match offer {
-                Ok(offer) => {
-                    let verdict = node.market.on_synced(offer, timestamp(now)).verdict;
-                    self.metrics.sync_verdict(verdict.label());
-                    if verdict == Verdict::Accept {
-                        self.metrics.delivered(msg, n, now, None);
-                    }
+            let verdict = match signed {
+                Ok(GossipMessage::Offer(offer)) => node.market.on_synced(offer, timestamp(now)),
+                Ok(GossipMessage::Withdrawal(w)) => {
+                    node.market.on_synced_withdrawal(w, timestamp(now))
                 }
                 Err(_) => {
                     self.metrics.sync_verdict("bad_signature");
-                    if let Some(peer) = node.peer_mut(from) {
-                        peer.score.penalise(BAD_SYNC_POINTS);
-                    }
+                    node.rescore(from, |s| s.penalise(BAD_SYNC_POINTS));
+                    continue;
                 }
             }
+            .verdict;
+            self.metrics.sync_verdict(verdict.label());
+            // Only nodes following the message's topic can be among its eligible ones
+            // (subscriptions never change), so the others skip the metrics' bookkeeping:
+            // most offers synced across regions.
+            let topic = self.messages.get(msg as usize).map(|m| m.topic);
+            if verdict == Verdict::Accept && topic.is_some_and(|t| node.subscribes(t)) {
+                self.metrics.delivered(msg, n, now, None);
+            }
         }
-        if let Some(next) = next {
+        if let Some(next) = page.next {
             self.request_sync(ctx, n, from, Some(next));
         }
     }
 
-    /// Message `msg`'s signed offer as a sync page carries it (its bytes after the kind
-    /// byte), decoded and verified. Gossip decoding is that same decode plus the kind byte
-    /// and the topic check, so when the shared gossip decode of `msg` succeeded its offer
-    /// is exactly this one, and the book shares that copy; otherwise the offer alone is
-    /// decoded here.
-    fn synced_offer(&mut self, msg: MsgIdx) -> Result<Signed<Offer>, SignedError> {
+    /// Message `msg`'s signed offer (or withdrawal) as a sync page carries it (its bytes
+    /// after the kind byte), decoded and verified. Gossip decoding is that same decode
+    /// plus the kind byte and the topic check, so when the shared gossip decode of `msg`
+    /// succeeded its message is exactly this one, and the book shares that copy;
+    /// otherwise the bytes alone are decoded here.
+    fn synced(&mut self, msg: MsgIdx, withdrawal: bool) -> Result<GossipMessage, SignedError> {
         let shared =
             super::gossip::decoded(&mut self.messages, &self.topic_names, &self.verifier, msg);
-        if let Ok(GossipMessage::Offer(offer)) = shared {
-            return Ok(offer);
+        match shared {
+            Ok(GossipMessage::Offer(o)) if !withdrawal => return Ok(GossipMessage::Offer(o)),
+            Ok(GossipMessage::Withdrawal(w)) if withdrawal => {
+                return Ok(GossipMessage::Withdrawal(w));
+            }
+            _ => {}
         }
         let wire = self
             .messages
             .get(msg as usize)
             .and_then(|m| m.bytes.get(1..))
             .unwrap_or(&[]);
-        Signed::<Offer>::decode(wire, &self.verifier)
+        if withdrawal {
+            Signed::<OfferWithdrawal>::decode(wire, &self.verifier).map(GossipMessage::Withdrawal)
+        } else {
+            Signed::<Offer>::decode(wire, &self.verifier).map(GossipMessage::Offer)
+        }
     }
 }

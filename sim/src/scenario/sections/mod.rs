@@ -63,6 +63,13 @@ impl TryFrom<RawNodes> for Nodes {
         if raw.regions.is_empty() {
             return Err("nodes.regions needs at least one region".into());
         }
+        let max = agora_protocol::gossip::MAX_REGION_TOPICS;
+        if raw.regions.len() > max {
+            return Err(format!(
+                "nodes.regions lists {} regions, more than the {max} region topics a node may follow",
+                raw.regions.len()
+            ));
+        }
         Ok(Nodes {
             count: raw.count,
             outbound: raw.outbound,
@@ -179,7 +186,13 @@ pub struct Churn {
     pub joins: u32,
     /// Joins happen at uniform times within `[from, until]` (default: the whole run).
     pub join_window: Option<[Span; 2]>,
-    /// Scripted crashes and restarts.
+    /// Of the random departures, the fraction that are graceful leaves rather than
+    /// crashes (see [`ChurnAction::Leave`]).
+    pub leave_share: Probability,
+    /// How long a leaving node stays up after withdrawing its offer, to flush its
+    /// gossip, before it closes its connections (the node's shutdown order).
+    pub leave_grace: Span,
+    /// Scripted crashes, leaves and restarts.
     pub schedule: Vec<ChurnEvent>,
 }
 
@@ -191,6 +204,8 @@ impl Default for Churn {
             restart: true,
             joins: 0,
             join_window: None,
+            leave_share: Probability(0.0),
+            leave_grace: Span::secs(2),
             schedule: Vec::new(),
         }
     }
@@ -214,6 +229,10 @@ pub struct ChurnEvent {
 pub enum ChurnAction {
     /// The nodes crash (in-memory state lost, connections reset).
     Crash,
+    /// The nodes stop gracefully: a provider first gossips a signed withdrawal of its
+    /// offer (when `workload.withdraw_on_leave`), then, after `churn.leave_grace`, the node
+    /// goes down as in a crash.
+    Leave,
     /// Down nodes restart, redial their old peers and re-sync; joins nodes not yet joined.
     Restart,
 }
@@ -230,6 +249,9 @@ pub struct Workload {
     pub offer_ttl: Span,
     /// First offers go out at uniform times within `[start, start + readvertise)`.
     pub start: Span,
+    /// Whether a provider that leaves gracefully gossips an `OfferWithdrawal` first (as
+    /// the node does when it stops); without it, books keep its offer until it expires.
+    pub withdraw_on_leave: bool,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +265,8 @@ struct RawWorkload {
     offer_ttl: Span,
     #[serde(default = "default_start")]
     start: Span,
+    #[serde(default = "default_withdraw_on_leave")]
+    withdraw_on_leave: bool,
 }
 
 fn default_providers() -> Spanned<u32> {
@@ -256,6 +280,9 @@ fn default_offer_ttl() -> Span {
 }
 fn default_start() -> Span {
     Span::secs(1)
+}
+fn default_withdraw_on_leave() -> bool {
+    true
 }
 
 impl TryFrom<RawWorkload> for Workload {
@@ -276,6 +303,7 @@ impl TryFrom<RawWorkload> for Workload {
             readvertise: raw.readvertise,
             offer_ttl: raw.offer_ttl,
             start: raw.start,
+            withdraw_on_leave: raw.withdraw_on_leave,
         })
     }
 }
@@ -287,6 +315,7 @@ impl Default for Workload {
             readvertise: default_readvertise(),
             offer_ttl: default_offer_ttl(),
             start: default_start(),
+            withdraw_on_leave: default_withdraw_on_leave(),
         }
     }
 }
