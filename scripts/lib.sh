@@ -43,3 +43,31 @@ agora_ensure_deps() {
         fi
     fi
 }
+
+# Python tools the surface tests drive (tests/python/requirements.txt: the official MCP SDK,
+# openapi-spec-validator, schemathesis), in a venv under the cargo target dir. Exports
+# AGORA_PYTHON_VENV for the tests (tests/src/python.rs finds the same venv without it).
+agora_ensure_python_deps() {
+    local req=tests/python/requirements.txt
+    local target="${CARGO_TARGET_DIR:-target}"
+    mkdir -p "$target"
+    local venv
+    venv="$(cd "$target" && pwd)/python-venv"
+    if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/.agora-requirements"; then
+        export AGORA_PYTHON_VENV="$venv"
+        return 0
+    fi
+    if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        echo "==> installing python3-venv"
+        export DEBIAN_FRONTEND=noninteractive
+        agora_sudo apt-get install -y -q python3 python3-venv >/dev/null 2>&1 ||
+            { agora_sudo apt-get update -q >/dev/null && agora_sudo apt-get install -y -q python3 python3-venv >/dev/null; } ||
+            return 1
+    fi
+    echo "==> installing the Python test tools into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" &&
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" &&
+        cp "$req" "$venv/.agora-requirements" || return 1
+    export AGORA_PYTHON_VENV="$venv"
+}

@@ -122,7 +122,17 @@ impl ChallengeIssuer {
         response: &Signed<ChallengeResponse>,
         now: Timestamp,
     ) -> Result<AgoraId, ChallengeError> {
-        let challenge = &response.body().challenge;
+        self.consume(&response.body().challenge, now)?;
+        Ok(response.body().subject)
+    }
+
+    /// Consumes `challenge` as named in some other signed message (a signup record, say):
+    /// it must be this verifier's, outstanding, and fresh at `now`. The caller has checked
+    /// the signature of whatever message carries it.
+    ///
+    /// # Errors
+    /// [`ChallengeError`]: wrong verifier, unknown or replayed nonce, stale.
+    pub fn consume(&mut self, challenge: &Challenge, now: Timestamp) -> Result<(), ChallengeError> {
         if challenge.verifier != self.verifier {
             return Err(ChallengeError::WrongVerifier {
                 issued_by: challenge.verifier,
@@ -145,7 +155,7 @@ impl ChallengeIssuer {
                 now,
             });
         }
-        Ok(response.body().subject)
+        Ok(())
     }
 }
 

@@ -25,6 +25,15 @@ pub struct PublishLabels {
     pub result: String,
 }
 
+/// Labels of a lease outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    /// `provider` (requests answered) or `gateway` (requests relayed).
+    pub role: String,
+    /// `granted`, `no_match`, or the refusal code.
+    pub result: String,
+}
+
 /// Agora's own metrics.
 #[derive(Debug, Clone, Default)]
 pub struct NodeMetrics {
@@ -38,6 +47,8 @@ pub struct NodeMetrics {
     pub offers: Gauge,
     /// Connected peers now.
     pub peers: Gauge,
+    /// Lease requests answered (provider) and relayed (gateway), by result.
+    pub leases: Family<LeaseLabels, Counter>,
 }
 
 impl NodeMetrics {
@@ -62,6 +73,11 @@ impl NodeMetrics {
         );
         r.register("offers", "Offers in the offer book", m.offers.clone());
         r.register("peers", "Connected peers", m.peers.clone());
+        r.register(
+            "leases",
+            "Lease requests answered (provider) or relayed (gateway), by result",
+            m.leases.clone(),
+        );
         m
     }
 
@@ -80,6 +96,16 @@ impl NodeMetrics {
         self.sync_offers
             .get_or_create(&GossipLabels {
                 kind: "offer".to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one lease outcome for `role` (`provider` or `gateway`).
+    pub fn lease(&self, role: &str, result: &str) {
+        self.leases
+            .get_or_create(&LeaseLabels {
+                role: role.to_owned(),
                 result: result.to_owned(),
             })
             .inc();

@@ -242,6 +242,21 @@ impl<'de> Deserialize<'de> for AgoraId {
     }
 }
 
+#[cfg(feature = "schemars")]
+impl schemars::JsonSchema for AgoraId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AgoraId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An Agora id: an ed25519 public key in Bech32m with the `agora` prefix.",
+            "pattern": "^agora1[02-9ac-hj-np-z]{58}$",
+        })
+    }
+}
+
 #[cfg(test)]
 mod serde_tests {
     use super::*;

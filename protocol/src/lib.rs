@@ -22,6 +22,8 @@
 //! - [`lease`]: agent-signed lease requests and operations, provider-signed grants,
 //!   refusals, capabilities and usage receipts.
 //! - [`frames`]: bounded framing for streamed operations (exec, logs, files).
+//! - [`lease_rpc`]: what gateways and providers exchange point to point (proposals,
+//!   operations, status queries) over `/agora/lease/1`.
 //! - [`admission`]: the provider's sans-IO decision on lease requests and operations.
 //! - [`quota`]: the quota machine admission asks ([`quota::QuotaBook`], one node's view).
 //! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
@@ -56,6 +58,7 @@ pub mod frames;
 pub mod gossip;
 pub mod id;
 pub mod lease;
+pub mod lease_rpc;
 pub mod market;
 pub mod offer;
 pub mod offer_book;

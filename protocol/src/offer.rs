@@ -27,6 +27,7 @@ pub const MAX_OFFER_PAYLOAD_BYTES: usize = 3 * 1024 + 512;
 pub const MAX_OFFER_WIRE_BYTES: usize = Signed::<Offer>::MAX_WIRE_BYTES;
 
 /// How strongly a runtime isolates a workload from the host.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
@@ -64,6 +65,7 @@ impl core::str::FromStr for Isolation {
 }
 
 /// An image or root filesystem a runtime can start, pinned by digest.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRef {
     /// Its name, e.g. `busybox` or `python-3.12`.
@@ -73,6 +75,7 @@ pub struct ImageRef {
 }
 
 /// One runtime the provider offers.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeOffer {
     /// Its isolation class.
@@ -82,6 +85,7 @@ pub struct RuntimeOffer {
 }
 
 /// A kind of GPU and how many are free.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gpu {
     /// Model name, e.g. `nvidia-l4`.
@@ -91,6 +95,7 @@ pub struct Gpu {
 }
 
 /// Free capacity right now.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capacity {
     /// Free vCPU in thousandths (1500 = 1.5 vCPU).
@@ -104,6 +109,7 @@ pub struct Capacity {
 }
 
 /// Prices in micro-credits per second, per unit.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prices {
     /// Per vCPU.
@@ -127,6 +133,7 @@ impl Prices {
 }
 
 /// What the provider lets workloads do on the network.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkPolicy {
     /// Whether workloads may open outbound connections.

@@ -123,6 +123,16 @@ impl QuotaBook {
         self.accounts.iter()
     }
 
+    /// Puts back one agent's account as a driver stored it (after a restart).
+    pub fn restore(&mut self, agent: AgoraId, account: Account) {
+        if account.locks.is_empty() && account.spent_micro == 0 && account.approved_spent_micro == 0
+        {
+            self.accounts.remove(&agent);
+        } else {
+            self.accounts.insert(agent, account);
+        }
+    }
+
     /// Asks for a lock. Locking the same lease twice answers as the first time (idempotent,
     /// so a retried request does not lock twice).
     pub fn lock(&mut self, request: &QuotaRequest) -> QuotaAnswer {

@@ -173,3 +173,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_restored_account_is_the_one_stored() {
+    let mut book = QuotaBook::new();
+    assert_eq!(book.lock(&req(1, 300, 1000)), QuotaAnswer::Granted);
+    book.settle(&agent(1), &lease(1), 100);
+    assert_eq!(book.lock(&req(2, 400, 1000)), QuotaAnswer::Granted);
+    let stored = book.account(&agent(1)).unwrap().clone();
+    let mut again = QuotaBook::new();
+    again.restore(agent(1), stored.clone());
+    assert_eq!(again, book);
+    // The limit still counts what was spent and locked before the restart.
+    assert_eq!(
+        code(&again.lock(&req(3, 600, 1000))),
+        Some(RefusalCode::Quota)
+    );
+    // An empty account is not kept.
+    again.restore(agent(2), Account::default());
+    assert!(again.account(&agent(2)).is_none());
+}

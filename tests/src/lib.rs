@@ -6,6 +6,7 @@
 pub mod docker_net;
 pub mod netns;
 pub mod node;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -40,6 +40,70 @@ impl NodeClient {
         })
     }
 
+    /// POSTs `body` as JSON to `path` and returns the JSON answer; an API error becomes an
+    /// [`ApiFailure`] (downcast it from the `anyhow::Error` for its code).
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let resp = self
+                .http
+                .post(&url)
+                .json(body)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the node at {}", self.base))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .with_context(|| format!("{url}: the answer is not JSON"))?;
+            if !status.is_success() {
+                return Err(ApiFailure {
+                    status: status.as_u16(),
+                    code: body["error"]["code"].as_str().unwrap_or("error").to_owned(),
+                    message: body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("request failed")
+                        .to_owned(),
+                }
+                .into());
+            }
+            Ok(body)
+        })
+    }
+
+    /// Sends `body` (if any) as JSON with `method` to `path` and returns the status and the
+    /// JSON answer, errors included (for callers that show an error's details).
+    pub fn request_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let mut req = self.http.request(method, &url).timeout(timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the node at {}", self.base))?;
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .with_context(|| format!("{url}: the answer is not JSON"))?;
+            Ok((status, body))
+        })
+    }
+
     /// GETs `path` with `query` and returns the JSON body; an API error becomes its message.
     pub fn get_json(
         &self,
@@ -70,3 +134,22 @@ impl NodeClient {
         })
     }
 }
+
+/// An error answer from a node's API.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub status: u16,
+    /// The stable code.
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} (HTTP {})", self.code, self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiFailure {}

@@ -9,9 +9,12 @@ use agora_protocol::Timestamp;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod agent;
 mod attest;
+mod demo;
 mod http_client;
 mod id;
+mod mcp;
 mod node;
 mod offers;
 
@@ -71,6 +74,14 @@ enum Command {
     Node(node::NodeCommand),
     /// List offers the network advertises, as a node sees them.
     Offers(Box<offers::OffersArgs>),
+    /// Serve MCP tools over stdio (for an agent's MCP client), calling a node's API.
+    Mcp(mcp::McpArgs),
+    /// Run a local demo network (bootstrap, two sandbox providers, a gateway) and an
+    /// agent's journey through it.
+    Demo(demo::DemoArgs),
+    /// Act as an agent: sign up at a node.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 /// Sets up `tracing` to stderr; a bad filter falls back to `warn` with a notice.
@@ -99,6 +110,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(cmd) => attest::run(*cmd, &cli.global),
         Command::Node(cmd) => node::run(cmd, &cli.global),
         Command::Offers(args) => offers::run(&args, &cli.global),
+        Command::Mcp(args) => mcp::run(&args, &cli.global),
+        Command::Demo(args) => demo::run(&args, &cli.global),
+        Command::Agent(cmd) => agent::run(cmd, &cli.global),
     }
 }
 

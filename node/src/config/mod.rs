@@ -38,6 +38,20 @@
 //! tiers = []
 //! tunnel_port = 7001
 //! prices = { vcpu = 100, memory_gib = 10, disk_gib = 1, gpu = 0 }   # µcredits/s
+//!
+//! [trust]                   # issuers whose attestations agents may present (see TrustConfig)
+//! revocation_files = ["revoked.txt"]     # relative to this file
+//! root = [{ id = "agora1…", name = "Acme agents", tiers = ["standard"] }]
+//!
+//! [signup]                  # see config::SignupSection
+//! pow_bits = 16
+//! per_address = "10/min"
+//!
+//! [tiers.contained]         # see config::TierConfig
+//! max_memory_mib = 512
+//!
+//! [leases]                  # see config::LeaseSection
+//! receipt_interval = "60s"
 //! ```
 
 use core::time::Duration;
@@ -51,9 +65,15 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 
 mod duration;
+mod leases;
 mod runtime;
+mod signup;
 
+pub use leases::LeaseSection;
 pub use runtime::{ImageConfig, RuntimeSection};
+pub use signup::{
+    AnyPorts, EgressPorts, SMTP_PORTS, SignupSection, TierConfig, builtin_tiers, parse_rate,
+};
 
 /// A node's role in the network (any mix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -122,6 +142,18 @@ pub struct NodeConfig {
     /// Workload runtime settings.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// Issuers whose attestations agents may present at signup and in lease requests.
+    #[serde(default)]
+    pub trust: agora_attest::TrustConfig,
+    /// Agent signup: proof of work, challenges, rate limits.
+    #[serde(default)]
+    pub signup: SignupSection,
+    /// Tier limits by name (`[tiers.contained]`, `[tiers.standard]`, and any others).
+    #[serde(default)]
+    pub tiers: BTreeMap<String, TierConfig>,
+    /// Lease metering (providers) and relaying (gateways).
+    #[serde(default)]
+    pub leases: LeaseSection,
 }
 
 /// Peer-to-peer settings (`[network]`).
@@ -333,6 +365,10 @@ impl Default for NodeConfig {
             network: NetworkSection::default(),
             provider: None,
             runtime: RuntimeSection::default(),
+            trust: agora_attest::TrustConfig::default(),
+            signup: SignupSection::default(),
+            tiers: BTreeMap::new(),
+            leases: LeaseSection::default(),
         }
     }
 }
@@ -365,12 +401,41 @@ impl NodeConfig {
     /// # Errors
     /// [`ConfigError`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        // Revocation lists are named relative to the config file.
+        let base = path.parent().unwrap_or(Path::new(""));
+        for file in &mut config.trust.revocation_files {
+            *file = base.join(&*file);
+        }
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// The trust store of `[trust]`, with its revocation lists read.
+    ///
+    /// # Errors
+    /// [`agora_attest::TrustConfigError`] naming the field or file.
+    pub fn trust_store(&self) -> Result<agora_attest::TrustStore, agora_attest::TrustConfigError> {
+        let mut store = agora_attest::TrustStore::from_config(&self.trust, Path::new("[trust]"))?;
+        for file in &self.trust.revocation_files {
+            for r in agora_attest::trust::load_revocations(file)? {
+                store.add_revocation(r);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Every tier this node knows: the built-in ones with `[tiers.*]` applied.
+    ///
+    /// # Errors
+    /// The dotted field and what is wrong (also reported by [`NodeConfig::validate`]).
+    pub fn tier_limits(
+        &self,
+    ) -> Result<BTreeMap<String, agora_protocol::signup::TierLimits>, (String, String)> {
+        signup::resolve_tiers(&self.tiers)
     }
 
     /// The key file: as configured, else `<data_dir>/identity.key`.
@@ -423,6 +488,16 @@ impl NodeConfig {
         bounds::labels("labels", &self.labels, 16).map_err(|e| invalid("labels", e.to_string()))?;
         self.network.validate(&invalid)?;
         self.runtime.validate(&invalid)?;
+        self.leases.validate(&invalid)?;
+        self.signup.validate(&invalid)?;
+        self.tier_limits()
+            .map_err(|(field, reason)| invalid(&field, reason))?;
+        self.trust_store().map_err(|e| match e {
+            agora_attest::TrustConfigError::Invalid { field, reason, .. } => {
+                invalid(&format!("trust.{field}"), reason)
+            }
+            other => invalid("trust.revocation_files", other.to_string()),
+        })?;
         match (&self.provider, self.has_role(Role::Provider)) {
             (None, true) => Err(invalid(
                 "provider",

@@ -213,3 +213,154 @@ fn roles_parse_from_flags() {
     let err = "admin".parse::<Role>().unwrap_err();
     assert!(err.contains("provider, gateway, validator"), "{err}");
 }
+
+#[test]
+fn signup_trust_and_tier_sections() {
+    let c = parse("").unwrap();
+    assert_eq!(c.signup.pow_bits, 16);
+    assert_eq!(c.signup.per_address.burst, 10);
+    assert_eq!(c.signup.per_address.interval, Duration::from_secs(6));
+    assert!(c.trust.roots.is_empty());
+    let tiers = c.tier_limits().unwrap();
+    assert_eq!(
+        tiers["contained"],
+        agora_protocol::signup::TierLimits::contained()
+    );
+    assert!(tiers.contains_key("standard"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = agora_attest::Identity::from_secret_bytes(&[8; 32]).agora_id();
+    std::fs::write(dir.path().join("revoked.txt"), "# none yet\n").unwrap();
+    let text = format!(
+        r#"
+[trust]
+max_chain_len = 2
+revocation_files = ["revoked.txt"]
+[[trust.root]]
+id = "{issuer}"
+name = "Acme"
+
+[signup]
+pow_bits = 4
+challenge_ttl = "30s"
+max_outstanding = 50
+per_address = "5/30s"
+per_prefix = "120/h"
+ipv6_prefix = 48
+
+[tiers.contained]
+max_memory_mib = 512
+egress_ports = [443]
+spending_limit_credits = 2
+
+[tiers.pro]
+max_vcpu = 8.5
+max_lifetime = "30d"
+egress_ports = "any"
+max_file_mib = 2048
+"#
+    );
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, &text).unwrap();
+    let c = NodeConfig::load(&path).unwrap();
+    // Revocation lists are found relative to the config file.
+    assert_eq!(
+        c.trust.revocation_files,
+        vec![dir.path().join("revoked.txt")]
+    );
+    assert_eq!(c.trust_store().unwrap().roots().count(), 1);
+    assert_eq!(c.signup.pow_bits, 4);
+    assert_eq!(c.signup.per_address.interval, Duration::from_secs(6));
+    assert_eq!(c.signup.per_prefix.interval, Duration::from_secs(30));
+    let tiers = c.tier_limits().unwrap();
+    let contained = &tiers["contained"];
+    assert_eq!(contained.max_memory_mib, 512);
+    assert_eq!(contained.max_vcpu_milli, 1000);
+    assert_eq!(contained.egress_ports, Some(vec![443]));
+    assert_eq!(contained.spending_limit_credits, 2);
+    let pro = &tiers["pro"];
+    assert_eq!(pro.name, "pro");
+    assert_eq!(pro.max_vcpu_milli, 8500);
+    assert_eq!(pro.max_lifetime_secs, 30 * 86_400);
+    assert_eq!(pro.egress_ports, None);
+    assert_eq!(pro.max_file_bytes, 2048 * 1024 * 1024);
+    // Unset fields of a new tier come from contained's built-in limits.
+    assert_eq!(pro.max_memory_mib, 1024);
+}
+
+/// Each bad signup, trust or tier field is named.
+#[test]
+fn signup_trust_and_tier_errors_name_the_field() {
+    let cases = [
+        ("[signup]\npow_bits = 40", "signup.pow_bits"),
+        ("[signup]\npow_bits = -1", "pow_bits"),
+        ("[signup]\nchallenge_ttl = \"1s\"", "signup.challenge_ttl"),
+        ("[signup]\nchallenge_ttl = \"soon\"", "challenge_ttl"),
+        ("[signup]\nmax_outstanding = 0", "signup.max_outstanding"),
+        ("[signup]\nper_address = \"lots\"", "per_address"),
+        ("[signup]\nper_address = \"0/min\"", "per_address"),
+        ("[signup]\nper_prefix = \"10/fortnight\"", "per_prefix"),
+        ("[signup]\nper_prefix = \"5000/s\"", "per_prefix"),
+        ("[signup]\nipv4_prefix = 4", "signup.ipv4_prefix"),
+        ("[signup]\nipv6_prefix = 200", "signup.ipv6_prefix"),
+        ("[signup]\nbogus = 1", "bogus"),
+        ("[trust]\nmax_chain_len = 0", "trust.max_chain_len"),
+        ("[trust]\nclock_skew_secs = 999999", "trust.clock_skew_secs"),
+        (
+            "[trust]\nrevocation_files = [\"/nonexistent/revoked.txt\"]",
+            "trust.revocation_files",
+        ),
+        ("[[trust.root]]\nid = \"agora1nope\"\nname = \"x\"", "id"),
+        ("[trust]\nroots = []", "roots"),
+        ("[tiers.Gold]\nmax_vcpu = 1.0", "tiers.Gold"),
+        ("[tiers.pro]\nmax_vcpu = 0.0", "tiers.pro.max_vcpu"),
+        (
+            "[tiers.pro]\nmax_memory_mib = 0",
+            "tiers.pro.max_memory_mib",
+        ),
+        (
+            "[tiers.pro]\nmax_lifetime = \"1s\"",
+            "tiers.pro.max_lifetime",
+        ),
+        (
+            "[tiers.pro]\nmax_concurrent = 0",
+            "tiers.pro.max_concurrent",
+        ),
+        (
+            "[tiers.pro]\negress_ports = [80, 25]",
+            "tiers.pro.egress_ports",
+        ),
+        ("[tiers.pro]\negress_ports = \"some\"", "egress_ports"),
+        ("[tiers.contained]\nvcpu = 1.0", "vcpu"),
+    ];
+    for (text, field) in cases {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(field), "{text}: {err}");
+        assert!(err.starts_with("config node.toml"), "{err}");
+    }
+    // A revocation list with a bad line names the file and line.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("revoked.txt"), "\nnot-a-revocation\n").unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[trust]\nrevocation_files = [\"revoked.txt\"]\n").unwrap();
+    let err = NodeConfig::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("trust.revocation_files") && err.contains("revoked.txt:2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rates_parse() {
+    let r = parse_rate("10/min").unwrap();
+    assert_eq!((r.burst, r.interval), (10, Duration::from_secs(6)));
+    let r = parse_rate(" 4 / 2s ").unwrap();
+    assert_eq!((r.burst, r.interval), (4, Duration::from_millis(500)));
+    assert_eq!(
+        parse_rate("1/day").unwrap().interval,
+        Duration::from_secs(86_400)
+    );
+    for bad in ["", "10", "x/min", "10/", "0/s", "2000/s", "1/2d"] {
+        assert!(parse_rate(bad).is_err(), "{bad}");
+    }
+}

@@ -25,6 +25,7 @@ use crate::net::{self, NetConfig};
 use crate::store::{Column, RocksStore, Store};
 use crate::{clock, http};
 
+pub mod leases;
 pub mod network;
 pub mod peers;
 pub mod provider;
@@ -94,6 +95,12 @@ pub enum DaemonError {
     /// A provider offer could not be made.
     #[error(transparent)]
     Advertise(#[from] provider::AdvertiseError),
+    /// The lease service could not restore its state.
+    #[error("leases: {0}")]
+    Leases(String),
+    /// Agent signup could not be set up (trust roots, revocation lists, tiers).
+    #[error("agent signup: {0}")]
+    Signup(String),
 }
 
 impl From<crate::store::OpenError> for DaemonError {
@@ -188,6 +195,10 @@ impl RunningNode {
             market,
         ));
         info!(id = %shared.id, peer_id = %shared.peer_id, data_dir = %config.data_dir.display(), "node starting");
+        shared.set_signup(Arc::new(
+            crate::agent::SignupService::new(identity.agora_id(), store_dyn.clone(), &config)
+                .map_err(DaemonError::Signup)?,
+        ));
 
         let (net_tx, net_rx) = mpsc::channel(network::COMMAND_QUEUE);
         let mut regions = vec![config.region.clone()];
@@ -215,7 +226,22 @@ impl RunningNode {
             libp2p_metrics,
         )
         .map_err(DaemonError::Listen)?;
+        let is_provider = config.provider.is_some() && config.has_role(Role::Provider);
+        let (lease_in_tx, lease_in_rx) = mpsc::channel(crate::lease::MAX_CONCURRENT);
+        let net_loop = if is_provider {
+            net_loop.with_lease_inbound(lease_in_tx)
+        } else {
+            net_loop
+        };
         let net_task = tokio::spawn(net_loop.run().instrument(info_span!("net")));
+        let gateway = Arc::new(crate::lease::Gateway::new(
+            identity.agora_id(),
+            store_dyn.clone(),
+            net_tx.clone(),
+            config.leases.provider_timeout,
+            shared.metrics.clone(),
+        ));
+        shared.set_gateway(gateway.clone());
 
         let mut tasks = Vec::new();
         let (stop_reaper, _) = watch::channel(false);
@@ -247,6 +273,24 @@ impl RunningNode {
                         .clone()
                         .run(workloads::REAPER_PERIOD, stop_reaper.subscribe())
                         .instrument(info_span!("reaper")),
+                ));
+                let leases = leases::open(
+                    &identity,
+                    &shared,
+                    &config,
+                    p,
+                    store_dyn.clone(),
+                    runtimes.supervisor.clone(),
+                )?;
+                gateway.set_local(leases.clone());
+                tasks.push(tokio::spawn(
+                    crate::lease::serve(lease_in_rx, leases.clone())
+                        .instrument(info_span!("leases")),
+                ));
+                tasks.push(tokio::spawn(
+                    leases
+                        .run(Duration::from_secs(1), stop_reaper.subscribe())
+                        .instrument(info_span!("leases")),
                 ));
                 let adv = provider::Advertiser::new(
                     identity.clone(),
@@ -282,6 +326,8 @@ impl RunningNode {
                 let stop = async move {
                     let _ = stop_rx.wait_for(|s| *s).await;
                 };
+                // Connect info gives handlers the peer address (signup rate limits).
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
                     .await
@@ -315,9 +361,16 @@ impl RunningNode {
         &self.shared
     }
 
-    /// Applies a reloaded configuration. Only the provider section takes effect while
-    /// running; other changes are reported and need a restart.
+    /// Applies a reloaded configuration. Only the provider section and the signup settings
+    /// (`[trust]` with its revocation lists, `[signup] pow_bits`, `[tiers]`) take effect
+    /// while running; other changes are reported and need a restart.
     pub async fn reload(&self, config: NodeConfig) {
+        if let Some(signup) = self.shared.signup() {
+            match signup.reload(&config) {
+                Ok(()) => info!("trust roots, revocation lists, proof of work and tiers reloaded"),
+                Err(e) => warn!(error = %e, "signup settings refused; keeping the running ones"),
+            }
+        }
         let running = &self.shared.config;
         if config.listen != running.listen
             || config.http != running.http
@@ -448,6 +501,9 @@ async fn run_provider(
         match adv.due(clock::now()) {
             Ok(Some(offer)) => {
                 info!(seq = offer.body().seq, expires_at = %offer.body().expires_at, "advertising offer");
+                if let Some(leases) = shared.gateway().and_then(|g| g.local()) {
+                    leases.offer_published(&offer);
+                }
                 let msg = GossipMessage::Offer(offer);
                 shared.market().apply_own(&msg, clock::now());
                 if net.send(NetCommand::Publish(Box::new(msg))).await.is_err() {

@@ -5,6 +5,12 @@
 //! and read [`Shared`]. Every wait is bounded: requests time out (request-response), dead
 //! connections are closed on ping failure, idle ones by the swarm's idle timeout, and
 //! publications that cannot go out are retried until their message expires.
+//!
+//! Leases travel point to point on `/agora/lease/1`: [`NetCommand::Lease`] sends a gateway's
+//! request to a provider by peer id (dialled through the addresses Kademlia knows, after a
+//! DHT lookup if the first dial finds none) and hands back the answer; a provider's inbound
+//! requests go to the lease service as [`InboundLease`]s, answered within
+//! [`LEASE_ANSWER_TIMEOUT`].
 
 use core::time::Duration;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -17,12 +23,14 @@ use agora_protocol::gossip::{
 };
 use agora_protocol::{Ed25519, Timestamp};
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::metrics::Recorder as _;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, ping};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -41,7 +49,46 @@ pub enum NetCommand {
     Publish(Box<GossipMessage>),
     /// Flush what is pending, keep the swarm running a moment so it leaves, then stop.
     Shutdown(oneshot::Sender<()>),
+    /// Send a lease request (an encoded `lease_rpc::Request`) to a peer and hand back its
+    /// encoded answer.
+    Lease(Box<LeaseCall>),
 }
+
+/// A lease request to send to `peer`; the answer (or why there is none) goes to `reply`.
+#[derive(Debug)]
+pub struct LeaseCall {
+    /// The provider.
+    pub peer: PeerId,
+    /// The encoded request.
+    pub request: Vec<u8>,
+    /// Where the encoded answer goes.
+    pub reply: oneshot::Sender<Result<Vec<u8>, String>>,
+}
+
+/// A lease request a peer sent us: the lease service answers on `reply` (encoded).
+#[derive(Debug)]
+pub struct InboundLease {
+    /// Who sent it (a gateway).
+    pub peer: PeerId,
+    /// The encoded request.
+    pub request: Vec<u8>,
+    /// Where the encoded answer goes.
+    pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+/// How long the lease service may take to answer one inbound request.
+pub const LEASE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most inbound lease requests being answered at once; beyond it new ones are refused.
+const MAX_INBOUND_LEASES: usize = 128;
+/// Most outbound lease requests in flight (sent or waiting for a DHT lookup).
+const MAX_LEASE_CALLS: usize = 256;
+
+struct PendingCall {
+    call: LeaseCall,
+    looked_up: bool,
+}
+
+type Answering = BoxFuture<'static, (ResponseChannel<Vec<u8>>, Option<Vec<u8>>)>;
 
 /// Capacity of the command channel; senders wait when it is full (backpressure).
 pub const COMMAND_QUEUE: usize = 64;
@@ -102,6 +149,11 @@ pub struct NetworkLoop {
     redial_soon: bool,
     regions: BTreeSet<String>,
     ticks: u64,
+    lease_inbound: Option<mpsc::Sender<InboundLease>>,
+    lease_calls: HashMap<OutboundRequestId, PendingCall>,
+    parked: HashMap<PeerId, Vec<LeaseCall>>,
+    lookups: HashMap<kad::QueryId, PeerId>,
+    answering: FuturesUnordered<Answering>,
 }
 
 impl NetworkLoop {
@@ -138,6 +190,11 @@ impl NetworkLoop {
             redial_soon: false,
             regions: BTreeSet::new(),
             ticks: 0,
+            lease_inbound: None,
+            lease_calls: HashMap::new(),
+            parked: HashMap::new(),
+            lookups: HashMap::new(),
+            answering: FuturesUnordered::new(),
         };
         for region in this.config.regions.clone() {
             let _ = this.follow(&region)?;
@@ -166,6 +223,14 @@ impl NetworkLoop {
         Ok(this)
     }
 
+    /// Hands inbound lease requests to `tx` (the provider's lease service). Without it, the
+    /// node answers every lease request with `unavailable`.
+    #[must_use]
+    pub fn with_lease_inbound(mut self, tx: mpsc::Sender<InboundLease>) -> Self {
+        self.lease_inbound = Some(tx);
+        self
+    }
+
     /// Runs until a [`NetCommand::Shutdown`] (or every sender is gone).
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
@@ -176,12 +241,22 @@ impl NetworkLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 cmd = self.commands.recv(), if stopping.is_none() => match cmd {
                     Some(NetCommand::Publish(msg)) => self.publish(&msg),
+                    Some(NetCommand::Lease(call)) => self.send_lease(*call, false),
                     Some(NetCommand::Shutdown(done)) => {
                         self.retry_pending();
                         stopping = Some((done, tokio::time::Instant::now() + SHUTDOWN_GRACE));
                     }
                     None => break,
                 },
+                Some((channel, answer)) = self.answering.next(), if !self.answering.is_empty() => {
+                    match answer {
+                        Some(bytes) => {
+                            let _ = self.swarm.behaviour_mut().lease.send_response(channel, bytes);
+                        }
+                        // Dropping the channel closes the stream: the gateway fails over.
+                        None => debug!("lease request not answered in time"),
+                    }
+                }
                 _ = tick.tick() => {
                     self.on_tick();
                     if let Some((_, deadline)) = &stopping
@@ -430,8 +505,10 @@ impl NetworkLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => {
                 self.libp2p_metrics.record(&ev);
+                self.on_kad(ev);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Lease(ev)) => self.on_lease(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address
@@ -716,6 +793,192 @@ impl NetworkLoop {
             && page + 1 < MAX_SYNC_PAGES
         {
             self.request_sync(peer, Some(next), page + 1);
+        }
+    }
+}
+
+impl NetworkLoop {
+    /// Sends a lease request; without a known address the first dial fails, and the peer is
+    /// looked up in the DHT once before giving up.
+    fn send_lease(&mut self, call: LeaseCall, looked_up: bool) {
+        if call.reply.is_closed() {
+            return;
+        }
+        if call.peer == *self.swarm.local_peer_id() {
+            let _ = call
+                .reply
+                .send(Err("a node does not send lease requests to itself".into()));
+            return;
+        }
+        if self.lease_calls.len() >= MAX_LEASE_CALLS {
+            let _ = call
+                .reply
+                .send(Err("too many lease requests in flight".into()));
+            return;
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .lease
+            .send_request(&call.peer, call.request.clone());
+        self.lease_calls.insert(id, PendingCall { call, looked_up });
+    }
+
+    fn look_up(&mut self, call: LeaseCall) {
+        let parked: usize = self.parked.values().map(Vec::len).sum();
+        if parked + self.lease_calls.len() >= MAX_LEASE_CALLS {
+            let _ = call
+                .reply
+                .send(Err("too many lease requests in flight".into()));
+            return;
+        }
+        let peer = call.peer;
+        let waiting = self.parked.entry(peer).or_default();
+        waiting.push(call);
+        if waiting.len() == 1 {
+            debug!(%peer, "looking up a provider's addresses");
+            let qid = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            self.lookups.insert(qid, peer);
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = ev
+        else {
+            return;
+        };
+        let Some(&peer) = self.lookups.get(&id) else {
+            return;
+        };
+        let kad::QueryResult::GetClosestPeers(result) = result else {
+            return;
+        };
+        let peers = match result {
+            Ok(ok) => ok.peers,
+            Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+        };
+        let found = peers.into_iter().find(|p| p.peer_id == peer);
+        if found.is_none() && !step.last {
+            return;
+        }
+        self.lookups.remove(&id);
+        let calls = self.parked.remove(&peer).unwrap_or_default();
+        match found {
+            Some(info) if !info.addrs.is_empty() => {
+                for a in info.addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, a);
+                }
+                for call in calls {
+                    self.send_lease(call, true);
+                }
+            }
+            _ => {
+                for call in calls {
+                    let _ = call
+                        .reply
+                        .send(Err(format!("no address known for peer {peer}")));
+                }
+            }
+        }
+    }
+
+    fn on_lease(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.on_lease_request(peer, request, channel),
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(p) = self.lease_calls.remove(&request_id) {
+                    let _ = p.call.reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let Some(p) = self.lease_calls.remove(&request_id) else {
+                    return;
+                };
+                debug!(%peer, %error, "lease request failed");
+                if matches!(error, request_response::OutboundFailure::DialFailure) && !p.looked_up {
+                    self.look_up(p.call);
+                } else {
+                    let _ = p.call.reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "lease answer failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_lease_request(
+        &mut self,
+        peer: PeerId,
+        request: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        let refuse = |detail: &str| {
+            agora_protocol::lease_rpc::Response::Refused(agora_protocol::lease::Refusal::new(
+                agora_protocol::lease::RefusalCode::Unavailable,
+                detail,
+            ))
+            .encode()
+            .unwrap_or_default()
+        };
+        if self.answering.len() >= MAX_INBOUND_LEASES {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .lease
+                .send_response(channel, refuse("too many lease requests at once; retry"));
+            return;
+        }
+        let Some(tx) = &self.lease_inbound else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .lease
+                .send_response(channel, refuse("this node is not a provider"));
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        match tx.try_send(InboundLease {
+            peer,
+            request,
+            reply,
+        }) {
+            Ok(()) => self.answering.push(Box::pin(async move {
+                let answer = tokio::time::timeout(LEASE_ANSWER_TIMEOUT, answer)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                (channel, answer)
+            })),
+            Err(_) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .lease
+                    .send_response(channel, refuse("the provider is busy; retry"));
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::market::Market;
 use crate::metrics::NodeMetrics;
 
 /// One connected peer, as the HTTP API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PeerStatus {
     /// libp2p peer id.
     pub peer_id: String,
@@ -63,10 +63,12 @@ pub struct Shared {
     status: RwLock<Arc<NetStatus>>,
     runtimes: std::sync::OnceLock<RuntimeReport>,
     supervisor: std::sync::OnceLock<Arc<crate::runtime::supervisor::Supervisor>>,
+    signup: std::sync::OnceLock<Arc<crate::agent::SignupService>>,
+    gateway: std::sync::OnceLock<Arc<crate::lease::Gateway>>,
 }
 
 /// What a provider can run, as `GET /v1/node` shows it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct RuntimeReport {
     /// Runtimes this node runs, with the images each offers.
     pub available: std::collections::BTreeMap<String, Vec<agora_protocol::offer::ImageRef>>,
@@ -104,6 +106,8 @@ impl Shared {
             status: RwLock::new(Arc::new(NetStatus::default())),
             runtimes: std::sync::OnceLock::new(),
             supervisor: std::sync::OnceLock::new(),
+            signup: std::sync::OnceLock::new(),
+            gateway: std::sync::OnceLock::new(),
         }
     }
 
@@ -125,6 +129,26 @@ impl Shared {
     /// The workload supervisor, when this node is a provider.
     pub fn supervisor(&self) -> Option<&Arc<crate::runtime::supervisor::Supervisor>> {
         self.supervisor.get()
+    }
+
+    /// Records the agent signup service (once, at start).
+    pub fn set_signup(&self, signup: Arc<crate::agent::SignupService>) {
+        let _ = self.signup.set(signup);
+    }
+
+    /// The agent signup service (set at start).
+    pub fn signup(&self) -> Option<&Arc<crate::agent::SignupService>> {
+        self.signup.get()
+    }
+
+    /// Records the lease gateway (once, at start).
+    pub fn set_gateway(&self, gateway: Arc<crate::lease::Gateway>) {
+        let _ = self.gateway.set(gateway);
+    }
+
+    /// The lease gateway (set at start); its `local()` is this node's provider service.
+    pub fn gateway(&self) -> Option<&Arc<crate::lease::Gateway>> {
+        self.gateway.get()
     }
 
     /// The market, locked. A poisoned lock (a panic elsewhere) is recovered: the book's

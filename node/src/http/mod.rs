@@ -7,10 +7,28 @@
 //! | `GET /v1/peers` | connected peers with addresses, RTT, gossipsub and app scores |
 //! | `GET /v1/offers` | offers matching query filters (see [`offers::OfferQuery`]) |
 //! | `GET /v1/offers/{provider}` | one provider's current offer |
+//! | `GET /v1/signup/challenge` | a fresh signup challenge and the proof of work required |
+//! | `POST /v1/signup` | `{"record": "<base64url>"}` → the agent's account and signup record |
+//! | `GET /v1/accounts/{agent}` | an agent's account at this node |
+//! | `POST /v1/leases` | `{"request": "<signed LeaseRequest>"}` → relayed to its candidates (see [`leases`]) |
+//! | `POST /v1/leases/quote` | constraints → ranked matching offers (candidates for a request) |
+//! | `GET /v1/leases?agent=ID` | an agent's leases relayed or run here |
+//! | `GET /v1/leases/{id}` | one lease, refreshed from its provider |
+//! | `POST /v1/leases/{id}/extend` | `{"op": "<signed LeaseOp>"}` relayed to the provider |
+//! | `DELETE /v1/leases/{id}` | `{"op": "<signed LeaseOp>"}` (stop) relayed to the provider |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /openapi.json` | this API as an OpenAPI 3.1 document |
+//! | `GET /llms.txt` | a concise guide for language models |
+//! | `POST /mcp` | MCP over streamable HTTP (read-only tools) |
+//!
+//! Every route is also an operation in [`crate::surface`]'s registry, which the OpenAPI
+//! document, `/llms.txt` and the MCP tools are generated from; a test fails when the two
+//! disagree.
 //!
 //! Errors are JSON: `{"error":{"code":"…","message":"…"}}` with a 4xx status; the code is
-//! stable for programs, the message is for people.
+//! stable for programs, the message is for people. Every error is JSON, including those
+//! axum produces itself (see [`json::json_errors`]); JSON bodies are read with
+//! [`json::JsonBody`] and size-limited.
 
 use std::sync::Arc;
 
@@ -19,13 +37,17 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 
 use crate::clock;
 use crate::daemon::Shared;
 
+pub mod accounts;
+pub mod json;
+pub mod leases;
 pub mod offers;
+pub mod signup;
 
 /// An API error: status, stable code, message.
 #[derive(Debug)]
@@ -33,54 +55,99 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
-    /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    /// `status` with `code`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (seconds).
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 404 with `code`.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code,
-            message: message.into(),
-        }
+        Self::new(StatusCode::NOT_FOUND, code, message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
 /// The router over the node's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers))
         .route("/v1/offers", get(offers::list))
         .route("/v1/offers/{provider}", get(offers::one))
+        .route("/v1/signup/challenge", get(signup::challenge))
+        .route(
+            "/v1/signup",
+            post(signup::signup)
+                .layer(axum::extract::DefaultBodyLimit::max(signup::MAX_BODY_BYTES)),
+        )
+        .route("/v1/accounts/{agent}", get(accounts::one))
+        .route(
+            "/v1/leases",
+            get(leases::list)
+                .post(leases::create)
+                .layer(axum::extract::DefaultBodyLimit::max(leases::MAX_BODY_BYTES)),
+        )
+        .route("/v1/leases/quote", post(leases::quote))
+        .route("/v1/leases/{id}", get(leases::one).delete(leases::stop))
+        .route("/v1/leases/{id}/extend", post(leases::extend))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::surface::http::openapi))
+        .route("/llms.txt", get(crate::surface::http::llms))
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
-        .with_state(shared)
+        .layer(axum::middleware::map_response(json::json_errors))
+        .with_state(shared);
+    // MCP tools call the API in process; `/mcp` itself is not among what they can call.
+    api.clone()
+        .route_service("/mcp", crate::surface::mcp::service(api))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn healthz() -> Json<crate::surface::types::Health> {
+    Json(crate::surface::types::Health {
+        status: "ok".to_owned(),
+    })
 }
 
 /// `GET /v1/node`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NodeInfo {
     /// Agora id.
     pub id: String,
@@ -138,9 +205,21 @@ async fn node_info(State(shared): State<Arc<Shared>>) -> Json<NodeInfo> {
     })
 }
 
-async fn peers(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+/// `GET /v1/peers`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PeerList {
+    /// Connected peers.
+    pub peers: Vec<crate::daemon::shared::PeerStatus>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+async fn peers(State(shared): State<Arc<Shared>>) -> Json<PeerList> {
     let status = shared.status();
-    Json(serde_json::json!({ "peers": status.peers, "at": clock::now().to_string() }))
+    Json(PeerList {
+        peers: status.peers.clone(),
+        at: clock::now().to_string(),
+    })
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -137,7 +137,7 @@ fn bounded(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
 }
 
 /// One offer as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OfferView {
     /// The provider's Agora id.
     pub provider: AgoraId,
@@ -196,10 +196,21 @@ impl OfferView {
 }
 
 /// `GET /v1/offers`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct OfferList {
+    /// How many offers follow.
+    pub count: usize,
+    /// The matching offers, in the order asked for.
+    pub offers: Vec<OfferView>,
+    /// When the book was read (RFC 3339).
+    pub at: String,
+}
+
+/// `GET /v1/offers`.
 pub async fn list(
     State(shared): State<Arc<Shared>>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<OfferList>, ApiError> {
     let raw = raw.unwrap_or_default();
     if raw.len() > 4096 {
         return Err(ApiError::bad_request(
@@ -213,11 +224,11 @@ pub async fn list(
     let now = clock::now();
     let hits = shared.market().query(&q.filter, q.sort, q.limit, now);
     let views: Vec<OfferView> = hits.iter().map(|o| OfferView::new(o, &q.filter)).collect();
-    Ok(Json(serde_json::json!({
-        "count": views.len(),
-        "offers": views,
-        "at": now.to_string(),
-    })))
+    Ok(Json(OfferList {
+        count: views.len(),
+        offers: views,
+        at: now.to_string(),
+    }))
 }
 
 /// `GET /v1/offers/{provider}`.

@@ -4,7 +4,9 @@
 //!   identity, so the Agora id and the PeerId name the same key).
 //! - [`Behaviour`]: connection limits, identify, ping, Kademlia (protocol
 //!   [`KAD_PROTOCOL`]), gossipsub with strict signing, our own validation and peer scoring,
-//!   and request-response for point-to-point messages ([`SYNC_PROTOCOL`]).
+//!   and request-response for point-to-point messages: offer sync ([`SYNC_PROTOCOL`]) and
+//!   leases ([`LEASE_PROTOCOL`]: proposals, operations and status between a gateway and a
+//!   provider, never over gossip).
 //! - [`scoring`]: gossipsub score parameters and the application-specific penalties.
 //!
 //! The event loop that drives the swarm lives in [`crate::daemon`]; this module only builds.
@@ -33,6 +35,10 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/kad/1.0.0")
 /// Point-to-point offer sync (catch-up after joining or a partition).
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/offer-sync/1");
 
+/// Point-to-point leases: a gateway's proposals, operations and status queries to a
+/// provider (see [`agora_protocol::lease_rpc`]).
+pub const LEASE_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/lease/1");
+
 /// Largest gossipsub frame. Our own messages are far smaller (validation refuses anything
 /// over [`agora_protocol::gossip::MAX_GOSSIP_BYTES`]); the frame also carries control
 /// messages (IHAVE lists), which need the headroom.
@@ -52,6 +58,8 @@ pub struct NetConfig {
     pub heartbeat: Duration,
     /// How long a request-response exchange may take.
     pub request_timeout: Duration,
+    /// How long a lease exchange may take (a proposal launches a workload).
+    pub lease_timeout: Duration,
 }
 
 impl Default for NetConfig {
@@ -62,6 +70,7 @@ impl Default for NetConfig {
             kad_server: false,
             heartbeat: Duration::from_millis(700),
             request_timeout: Duration::from_secs(10),
+            lease_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +100,8 @@ mod behaviour {
         pub gossipsub: gossipsub::Behaviour,
         /// Point-to-point offer sync.
         pub sync: request_response::Behaviour<FrameCodec>,
+        /// Point-to-point leases (gateway ⇄ provider).
+        pub lease: request_response::Behaviour<FrameCodec>,
     }
 }
 
@@ -192,6 +203,16 @@ pub fn build_swarm(
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(32),
     );
+    let lease = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: agora_protocol::lease_rpc::MAX_REQUEST_BYTES,
+            max_response: agora_protocol::lease_rpc::MAX_RESPONSE_BYTES,
+        },
+        [(LEASE_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.lease_timeout)
+            .with_max_concurrent_streams(64),
+    );
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         identify,
@@ -199,6 +220,7 @@ pub fn build_swarm(
         kad,
         gossipsub,
         sync,
+        lease,
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

@@ -250,6 +250,19 @@ impl Supervisor {
         Ok(reason)
     }
 
+    /// Moves a running workload's end of life to `expires_at` (a lease extension); never
+    /// earlier than it was.
+    ///
+    /// # Errors
+    /// [`RuntimeError::NotFound`] for an unknown id; a store failure.
+    pub fn extend(&self, id: &WorkloadId, expires_at: Timestamp) -> Result<(), SupervisorError> {
+        let mut record = self
+            .record(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+        record.expires_at = record.expires_at.max(expires_at);
+        self.save(&record)
+    }
+
     /// Counts traffic or another sign of life (tunnels call this).
     pub fn touch(&self, id: &WorkloadId, now: Timestamp) {
         if let Some(r) = self.table().get_mut(id) {
@@ -299,7 +312,15 @@ impl Supervisor {
             {
                 record.cpu_nanos = stats.cpu_nanos;
                 record.last_active = record.last_active.max(now);
-                self.table().insert(id.clone(), record.clone());
+                // Update only what this pass measured: an extension may have moved the
+                // expiry since the snapshot was taken.
+                if let Some(r) = self.table().get_mut(&id) {
+                    r.cpu_nanos = stats.cpu_nanos;
+                    r.last_active = r.last_active.max(now);
+                }
+            }
+            if let Some(current) = self.record(&id) {
+                record.expires_at = current.expires_at;
             }
             let reason = if now >= record.expires_at {
                 Some(TerminationReason::LifetimeExpired)

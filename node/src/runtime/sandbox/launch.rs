@@ -199,7 +199,6 @@ mod tests {
         s
     }
 
-
     #[test]
     fn the_command_and_env_are_separate_arguments_never_shell_text() {
         let layout = Layout {

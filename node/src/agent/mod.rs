@@ -1,0 +1,19 @@
+//! Agents on this node: signup, accounts and standing.
+//!
+//! - [`standing`]: [`standing::judge`] turns a signed signup record into a [`Standing`]
+//!   (tier, limits, owner) with this node's trust store and policy: the one check both the
+//!   signup endpoint and provider admission run.
+//! - [`signup`]: the [`SignupService`] behind `GET /v1/signup/challenge` and
+//!   `POST /v1/signup`: rate limits per source address and prefix, challenges consumed once,
+//!   proof of work, accounts.
+//! - [`account`]: the [`Account`] kept in the store's `accounts` column.
+//! - [`source`]: token buckets per source address and prefix.
+
+pub mod account;
+pub mod signup;
+pub mod source;
+pub mod standing;
+
+pub use account::Account;
+pub use signup::{IssuedChallenge, SignupError, SignupService};
+pub use standing::{SignupPolicy, Standing, StandingError, judge};

@@ -1,0 +1,39 @@
+//! `agora agent …`: what an AI agent does with Agora, one subcommand per file.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::GlobalArgs;
+
+mod control;
+mod lease;
+mod ps;
+mod run;
+mod signup;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AgentCommand {
+    /// Sign up at a node: one signed call with your key (and attestation, if any); prints
+    /// your account and saves the signup record beside the key as FILE.signup.
+    Signup(signup::SignupArgs),
+    /// Run a workload: quote, sign one lease request listing the best offers, send it
+    /// through the node (which fails over along them), check the provider's signed grant.
+    Run(Box<run::RunArgs>),
+    /// List your leases as the node knows them.
+    Ps(ps::PsArgs),
+    /// Lengthen a lease (signed by you, relayed to its provider).
+    Extend(control::ExtendArgs),
+    /// End a lease now; prints the provider's final signed receipt.
+    Stop(control::StopArgs),
+}
+
+pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AgentCommand::Signup(args) => signup::run(&args, global),
+        AgentCommand::Run(args) => run::run(&args, global),
+        AgentCommand::Ps(args) => ps::run(&args, global),
+        AgentCommand::Extend(args) => control::extend(&args, global),
+        AgentCommand::Stop(args) => control::stop(&args, global),
+    }
+}

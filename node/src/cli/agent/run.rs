@@ -1,0 +1,296 @@
+//! `agora agent run`: quote, sign one lease request listing the best offers, post it to any
+//! node, and check the provider's signature on the grant.
+
+// Indexing a serde_json::Value yields Null for a missing key; it never panics.
+#![allow(clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agora_protocol::lease::{Candidate, LeaseRequest, MAX_CANDIDATES};
+use agora_protocol::offer::Isolation;
+use agora_protocol::workload::{
+    ImageSource, NetworkRequest, PortSpec, Resources, Transport, WorkloadSpec,
+};
+use agora_protocol::{Digest, Signed};
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::lease::{CALL_TIMEOUT, b64, load_agent, nonce, print_lease, spinner, verify_grant};
+use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
+use crate::cli::{EXIT_REJECTED, GlobalArgs, print_json};
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Any node's HTTP API (it relays to the provider).
+    #[arg(long, env = "AGORA_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    /// The agent's key file (its signup record is FILE.signup).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Image name (as offers list it).
+    #[arg(long, default_value = "busybox")]
+    image: String,
+    /// Runtime: sandbox, docker.
+    #[arg(long, default_value = "sandbox")]
+    runtime: Isolation,
+    /// vCPU: `500m`, `0.5` or `1`.
+    #[arg(long, default_value = "500m", value_parser = parse_cpu)]
+    cpu: u32,
+    /// Memory: `256Mi`, `1Gi` or MiB.
+    #[arg(long, default_value = "256Mi", value_parser = parse_mib)]
+    memory: u64,
+    /// Writable disk (/tmp): `64Mi`, `1Gi` or MiB.
+    #[arg(long, default_value = "64Mi", value_parser = parse_mib)]
+    disk: u64,
+    /// Most processes.
+    #[arg(long, default_value_t = 128)]
+    pids: u32,
+    /// Lifetime, e.g. `10m`, `1h`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    lifetime: Duration,
+    /// Most micro-credits per second (default: the dearest offer listed).
+    #[arg(long)]
+    max_price: Option<u64>,
+    /// Only offers in this region.
+    #[arg(long)]
+    region: Option<String>,
+    /// How many offers to list, best first (the gateway fails over along them).
+    #[arg(long, default_value_t = 3)]
+    candidates: usize,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// A TCP port the workload serves (repeatable).
+    #[arg(long = "port")]
+    ports: Vec<u16>,
+    /// Let the workload open outbound connections (where tier and provider allow).
+    #[arg(long)]
+    egress: bool,
+    /// The command and its arguments (after `--`); empty: the image's default.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn parse_cpu(s: &str) -> Result<u32, String> {
+    let milli = if let Some(m) = s.strip_suffix('m') {
+        m.parse::<u32>().map_err(|e| format!("{s:?}: {e}"))?
+    } else {
+        let cpus: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        if !(cpus.is_finite() && cpus > 0.0 && cpus <= 4096.0) {
+            return Err(format!("{s:?} is not between 0 and 4096 vCPUs"));
+        }
+        (cpus * 1000.0).round() as u32
+    };
+    if milli == 0 {
+        return Err("must be positive".into());
+    }
+    Ok(milli)
+}
+
+fn parse_mib(s: &str) -> Result<u64, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("Gi") {
+        (n, 1024)
+    } else if let Some(n) = s.strip_suffix("Mi") {
+        (n, 1)
+    } else {
+        (s, 1)
+    };
+    let v: u64 = num.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    v.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is not a positive size"))
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if !(1..=MAX_CANDIDATES).contains(&args.candidates) {
+        bail!("--candidates must be 1 to {MAX_CANDIDATES}");
+    }
+    let agent = load_agent(args.key.as_deref())?;
+    let client = NodeClient::new(&args.node)?;
+    let lifetime_secs = args.lifetime.as_secs().max(1);
+    let mut quote = json!({
+        "runtime": args.runtime.as_str(),
+        "image": args.image,
+        "vcpu_milli": args.cpu,
+        "memory_mib": args.memory,
+        "disk_mib": args.disk,
+        "lifetime_secs": lifetime_secs,
+        "limit": MAX_CANDIDATES,
+    });
+    if let Some(p) = args.max_price {
+        quote["max_price_per_sec"] = json!(p);
+    }
+    if let Some(r) = &args.region {
+        quote["region"] = json!(r);
+    }
+    let offers = client
+        .post_json("/v1/leases/quote", &quote)
+        .context("asking the node for matching offers")?;
+    let offers = offers["offers"].as_array().cloned().unwrap_or_default();
+    let Some(first) = offers.first() else {
+        eprintln!("error: no offer matches (runtime, image, resources, lifetime, price, region)");
+        return Ok(ExitCode::from(EXIT_REJECTED));
+    };
+    // One spec names one image digest: keep the offers pinning the best offer's.
+    let digest: Digest = first["image"]["digest"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .context("the quote's image has no digest")?;
+    let chosen: Vec<&Value> = offers
+        .iter()
+        .filter(|o| o["image"]["digest"].as_str() == Some(&digest.to_string()))
+        .take(args.candidates)
+        .collect();
+    let mut candidates = Vec::new();
+    for o in &chosen {
+        candidates.push(Candidate {
+            provider: o["provider"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .context("the quote names a provider that is not an Agora id")?,
+            offer: o["offer"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .context("the quote names an offer that is not a digest")?,
+        });
+    }
+    let max_price = args.max_price.unwrap_or_else(|| {
+        chosen
+            .iter()
+            .filter_map(|o| o["price_per_sec"].as_u64())
+            .max()
+            .unwrap_or(0)
+    });
+    let spec = WorkloadSpec {
+        image: ImageSource::Named {
+            name: args.image.clone(),
+            digest,
+        },
+        command: args.command.clone(),
+        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        workdir: None,
+        resources: Resources {
+            vcpu_milli: args.cpu,
+            memory_mib: args.memory,
+            disk_mib: args.disk,
+            pids: args.pids,
+        },
+        lifetime_secs,
+        ports: args
+            .ports
+            .iter()
+            .map(|&port| PortSpec {
+                port,
+                transport: Transport::Tcp,
+            })
+            .collect(),
+        network: NetworkRequest {
+            enabled: args.egress || !args.ports.is_empty(),
+            egress: args.egress,
+        },
+    };
+    let request = Signed::sign(
+        LeaseRequest {
+            agent: agent.identity.agora_id(),
+            candidates: candidates.clone(),
+            isolation: args.runtime,
+            spec,
+            max_price_per_sec: max_price,
+            nonce: nonce(),
+            issued_at: crate::cli::now()?,
+            signup: agent.signup.clone(),
+            delegation: None,
+        },
+        &agent.identity,
+    )
+    .context("cannot sign the lease request")?;
+    let lease = request.digest();
+    let progress = spinner(
+        global.json,
+        &format!(
+            "asking {} provider(s) through {}…",
+            candidates.len(),
+            args.node
+        ),
+    );
+    let answer = client.request_json(
+        reqwest::Method::POST,
+        "/v1/leases",
+        Some(&json!({ "request": b64(&request) })),
+        CALL_TIMEOUT,
+    );
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let (status, body) = answer?;
+    if status != 201 {
+        if global.json {
+            print_json(&body)?;
+        } else {
+            eprintln!(
+                "error: {}: {}",
+                body["error"]["code"].as_str().unwrap_or("error"),
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the lease was refused")
+            );
+            for a in body["attempts"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "  {} {}: {}",
+                    a["provider"].as_str().unwrap_or("-"),
+                    a["code"].as_str().or(a["outcome"].as_str()).unwrap_or("-"),
+                    a["detail"].as_str().unwrap_or("")
+                );
+            }
+        }
+        return Ok(ExitCode::from(if (400..500).contains(&status) {
+            EXIT_REJECTED
+        } else {
+            crate::cli::EXIT_ERROR
+        }));
+    }
+    let view = &body["lease"];
+    let grant = verify_grant(view, &lease, &agent.identity.agora_id())?;
+    if !candidates
+        .iter()
+        .any(|c| c.provider == grant.body().provider)
+    {
+        bail!("the grant is by a provider the request did not name");
+    }
+    if global.json {
+        let mut out = body.clone();
+        out["verified"] = json!(true);
+        print_json(&out)?;
+    } else {
+        print_lease(view);
+        println!("verified  the grant is signed by the provider");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_cpus_parse() {
+        assert_eq!(parse_cpu("500m"), Ok(500));
+        assert_eq!(parse_cpu("1.5"), Ok(1500));
+        assert!(parse_cpu("0").is_err() && parse_cpu("lots").is_err());
+        assert_eq!(parse_mib("256Mi"), Ok(256));
+        assert_eq!(parse_mib("2Gi"), Ok(2048));
+        assert_eq!(parse_mib("100"), Ok(100));
+        assert!(parse_mib("0").is_err() && parse_mib("1Ti").is_err());
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+    }
+}

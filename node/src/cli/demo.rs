@@ -1,0 +1,503 @@
+//! `agora demo`: a local network on this machine and an agent's journey through it.
+//!
+//! Starts a bootstrap node, two providers on the embedded sandbox runtime and a gateway,
+//! each its own `agora node start` process with its own store, libp2p swarm on 127.0.0.1
+//! and HTTP port (ephemeral ports, one temporary directory). Prints each node's API, the
+//! gateway first, then walks an agent through the market. Without `--once` the network
+//! stays up for the user to try the CLI until SIGINT or SIGTERM, which stops every child.
+
+// Indexing a serde_json::Value yields Null for a missing key; it never panics.
+#![allow(clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Args;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::GlobalArgs;
+
+/// `agora demo` flags.
+#[derive(Debug, Args)]
+pub(super) struct DemoArgs {
+    /// Run the journey once and exit: 0 on success, non-zero naming the failed step.
+    #[arg(long)]
+    once: bool,
+    /// Working directory (default: a fresh temporary directory, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// How long a node may take to report that it started.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the gateway may take to see both providers' offers.
+const OFFERS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One child node.
+struct NodeChild {
+    name: &'static str,
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    api: String,
+    /// A TCP listen address with `/p2p/…`, for `--bootstrap`.
+    tcp: Option<String>,
+    id: String,
+}
+
+/// Every child; stopped (SIGTERM, then SIGKILL after a grace) when dropped or on `stop`.
+#[derive(Default)]
+struct Network {
+    nodes: Vec<NodeChild>,
+}
+
+impl Network {
+    async fn stop(&mut self) {
+        for node in &self.nodes {
+            if let Some(pid) = node.child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        }
+        for node in &mut self.nodes {
+            if tokio::time::timeout(Duration::from_secs(10), node.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = node.child.kill().await;
+            }
+        }
+        self.nodes.clear();
+    }
+
+    fn api(&self, name: &str) -> anyhow::Result<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.api.as_str())
+            .ok_or_else(|| anyhow!("no node named {name}"))
+    }
+}
+
+/// A step of the demo that failed, named for the exit message.
+#[derive(Debug, thiserror::Error)]
+#[error("demo step \"{step}\" failed: {source:#}")]
+struct StepFailed {
+    step: &'static str,
+    source: anyhow::Error,
+}
+
+async fn step<T>(
+    name: &'static str,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, StepFailed> {
+    eprintln!("==> {name}");
+    fut.await
+        .map_err(|source| StepFailed { step: name, source })
+}
+
+/// Runs `agora demo`.
+pub(super) fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(demo(args, global))
+}
+
+async fn demo(args: &DemoArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let (work, temporary) = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (d.clone(), false)
+        }
+        None => (fresh_dir()?, true),
+    };
+    let exe = std::env::current_exe().context("finding the agora binary")?;
+    let mut net = Network::default();
+    let outcome = journey(&exe, &work, &mut net, args.once).await;
+    let code = match outcome {
+        Ok(()) if args.once => {
+            println!("demo: every step succeeded");
+            ExitCode::SUCCESS
+        }
+        Ok(()) => {
+            println!();
+            println!("The network keeps running; try the CLI against the gateway, e.g.");
+            println!(
+                "  agora offers --node {}",
+                net.api("gateway").unwrap_or("?")
+            );
+            println!(
+                "Press Ctrl-C to stop every node (files in {}).",
+                work.display()
+            );
+            wait_for_signal().await?;
+            ExitCode::SUCCESS
+        }
+        Err(failed) => {
+            eprintln!("{failed}");
+            eprintln!("logs: {}/*.log", work.display());
+            ExitCode::from(super::EXIT_ERROR)
+        }
+    };
+    net.stop().await;
+    if temporary && code == ExitCode::SUCCESS {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(code)
+}
+
+async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Result<(), StepFailed> {
+    let issuer = step("make an attestation issuer for this run", async {
+        let key = work.join("issuer.key");
+        cli(exe, &["id", "new", "--out", path(&key)?]).await?;
+        let id = cli(exe, &["id", "show", "--key", path(&key)?]).await?;
+        let id = id["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("`agora id show` printed no id"))?
+            .to_owned();
+        // Every node trusts this run's issuer, and nothing else: no built-in trust root.
+        let config = format!(
+            "[trust]\nmax_chain_len = 2\n\n[[trust.root]]\nid = \"{id}\"\nname = \"demo issuer\"\n"
+        );
+        std::fs::write(work.join("node.toml"), config).context("writing node.toml")?;
+        Ok(id)
+    })
+    .await?;
+    let config = work.join("node.toml");
+    let config_arg = |mut args: Vec<String>| {
+        args.push("--config".into());
+        args.push(config.to_string_lossy().into_owned());
+        args
+    };
+    step("start the bootstrap node", async {
+        let boot = start_node(
+            exe,
+            work,
+            "bootstrap",
+            &config_arg(vec!["--kad-server".into(), "true".into()]),
+        )
+        .await?;
+        net.nodes.push(boot);
+        Ok(())
+    })
+    .await?;
+    let bootstrap = net
+        .nodes
+        .first()
+        .and_then(|n| n.tcp.clone())
+        .ok_or_else(|| StepFailed {
+            step: "start the bootstrap node",
+            source: anyhow!("it reported no TCP listen address"),
+        })?;
+    for (name, region, price) in [
+        ("provider-1", "eu-west", "120"),
+        ("provider-2", "us-east", "80"),
+    ] {
+        step("start a provider", async {
+            let args: Vec<String> = [
+                "--bootstrap",
+                &bootstrap,
+                "--role",
+                "provider",
+                "--runtime",
+                "sandbox",
+                "--region",
+                region,
+                "--vcpu",
+                "2",
+                "--memory-mib",
+                "2048",
+                "--price-vcpu",
+                price,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            net.nodes
+                .push(start_node(exe, work, name, &config_arg(args)).await?);
+            Ok(())
+        })
+        .await?;
+    }
+    step("start the gateway", async {
+        let args = vec![
+            "--bootstrap".to_owned(),
+            bootstrap.clone(),
+            "--role".to_owned(),
+            "gateway".to_owned(),
+        ];
+        let gw = start_node(exe, work, "gateway", &config_arg(args)).await?;
+        net.nodes.insert(0, gw);
+        Ok(())
+    })
+    .await?;
+    println!("Local Agora network (work dir {}):", work.display());
+    for node in &net.nodes {
+        println!("  {:<11} {}   {}", node.name, node.api, node.id);
+    }
+    let gateway = net.nodes.first().map(|n| n.api.clone()).unwrap_or_default();
+    step("see both providers' offers at the gateway", async {
+        wait_offers(&gateway, 2).await
+    })
+    .await?;
+    let agent_key = work.join("agent.key");
+    step(
+        "sign up an agent with an attestation from the issuer",
+        async {
+            let key = path(&agent_key)?;
+            cli(exe, &["id", "new", "--out", key]).await?;
+            let agent = cli(exe, &["id", "show", "--key", key]).await?;
+            let agent = agent["id"].as_str().unwrap_or_default().to_owned();
+            let cred = work.join("agent.cred");
+            cli(
+                exe,
+                &[
+                    "attest",
+                    "issue",
+                    "--issuer-key",
+                    path(&work.join("issuer.key"))?,
+                    "--subject",
+                    &agent,
+                    "--tier",
+                    "standard",
+                    "--expires",
+                    "24h",
+                    "--spending-limit",
+                    "100",
+                    "--model",
+                    "demo-agent",
+                    "--out",
+                    path(&cred)?,
+                ],
+            )
+            .await?;
+            let account = cli(
+                exe,
+                &[
+                    "agent",
+                    "signup",
+                    "--node",
+                    &gateway,
+                    "--key",
+                    key,
+                    "--credential",
+                    path(&cred)?,
+                    "--name",
+                    "demo-agent",
+                ],
+            )
+            .await?;
+            println!(
+                "agent {agent} signed up at the gateway (issuer {issuer}): {}",
+                account["account"]["tier"]["name"]
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let lease = step(
+        "run a workload on a provider chosen through the gateway",
+        async {
+            let lease = cli(
+                exe,
+                &[
+                    "agent",
+                    "run",
+                    "--node",
+                    &gateway,
+                    "--key",
+                    path(&agent_key)?,
+                    "--lifetime",
+                    "10m",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo hello from an Agora sandbox; uname -a",
+                ],
+            )
+            .await?;
+            let lease = &lease["lease"];
+            let id = lease["lease"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the gateway answered without a lease id: {lease}"))?
+                .to_owned();
+            println!(
+                "lease {id} granted by {} at {} µcr/s",
+                lease["provider"].as_str().unwrap_or("?"),
+                lease["price_per_sec"]
+            );
+            Ok(id)
+        },
+    )
+    .await?;
+    step(
+        "see the workload end and its provider-signed receipt",
+        async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                // The gateway asks the provider for the lease's fresh, signed state.
+                let view: Value = client
+                    .get(format!("{gateway}/v1/leases/{lease}"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if !view["ended"].is_null() {
+                    println!("lease ended: {}", view["ended"]);
+                    println!("final receipt, signed by the provider: {}", view["receipt"]);
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("the lease has not ended after 15 s: {view}");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        },
+    )
+    .await?;
+    let _ = once;
+    Ok(())
+}
+
+fn path(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
+}
+
+/// Runs `agora --json ARGS` and returns its JSON output.
+async fn cli(exe: &Path, args: &[&str]) -> anyhow::Result<Value> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(exe)
+            .arg("--json")
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| anyhow!("`agora {}` took over 30 s", args.join(" ")))?
+    .with_context(|| format!("running agora {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`agora {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("null");
+    serde_json::from_str(last)
+        .with_context(|| format!("`agora {}` printed {last:?}", args.join(" ")))
+}
+
+fn fresh_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("agora-demo-{:012x}", rand::random::<u64>() >> 16));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Starts `agora node start` for `name` and waits for its `started` line.
+async fn start_node(
+    exe: &Path,
+    work: &Path,
+    name: &'static str,
+    extra: &[String],
+) -> anyhow::Result<NodeChild> {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = std::fs::File::create(work.join(format!("{name}.log")))
+        .with_context(|| format!("creating {name}.log"))?;
+    let mut child = Command::new(exe)
+        .args(["--json", "--log", "info", "node", "start", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--http", "127.0.0.1:0"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawning {}", exe.display()))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+        .await
+        .map_err(|_| anyhow!("{name} did not start within {START_TIMEOUT:?} (see {name}.log)"))?
+        .with_context(|| format!("reading {name}'s output"))?
+        .ok_or_else(|| anyhow!("{name} exited at start (see {name}.log)"))?;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let started: Value =
+        serde_json::from_str(&first).with_context(|| format!("{name} printed {first:?}"))?;
+    let http = started["http"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{name}'s start line has no http address"))?;
+    let tcp = started["listen_addrs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("/tcp/"))
+        .map(str::to_owned);
+    Ok(NodeChild {
+        name,
+        child,
+        api: format!("http://{http}"),
+        tcp,
+        id: started["id"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+async fn wait_offers(api: &str, want: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let deadline = tokio::time::Instant::now() + OFFERS_TIMEOUT;
+    loop {
+        let count = match client.get(format!("{api}/v1/offers")).send().await {
+            Ok(resp) => resp
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["count"].as_u64())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if usize::try_from(count).unwrap_or(0) >= want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the gateway sees {count} offers after {OFFERS_TIMEOUT:?}, expected {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

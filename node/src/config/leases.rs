@@ -1,0 +1,91 @@
+//! Lease settings (`[leases]`): how a provider meters leases and how a gateway relays them.
+//!
+//! ```toml
+//! [leases]
+//! receipt_interval = "60s"    # a provider signs a usage receipt per lease this often
+//! provider_timeout = "10s"    # a gateway waits this long for one provider, then fails over
+//! retention = "1h"            # ended leases stay queryable this long
+//! ```
+
+use core::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, duration};
+
+/// `[leases]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSection {
+    /// A running lease gets a signed usage receipt this often (and a final one at its end).
+    #[serde(default = "default_receipt_interval", with = "duration")]
+    pub receipt_interval: Duration,
+    /// How long a gateway waits for one provider's answer before trying the next candidate.
+    #[serde(default = "default_provider_timeout", with = "duration")]
+    pub provider_timeout: Duration,
+    /// How long an ended lease (its final receipt) stays queryable.
+    #[serde(default = "default_retention", with = "duration")]
+    pub retention: Duration,
+}
+
+fn default_receipt_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_provider_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for LeaseSection {
+    fn default() -> Self {
+        Self {
+            receipt_interval: default_receipt_interval(),
+            provider_timeout: default_provider_timeout(),
+            retention: default_retention(),
+        }
+    }
+}
+
+impl LeaseSection {
+    pub(super) fn validate(
+        &self,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let bounds = [
+            (
+                "leases.receipt_interval",
+                self.receipt_interval,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            ),
+            (
+                "leases.provider_timeout",
+                self.provider_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(120),
+            ),
+            (
+                "leases.retention",
+                self.retention,
+                Duration::from_secs(1),
+                Duration::from_secs(30 * 24 * 3600),
+            ),
+        ];
+        for (field, value, min, max) in bounds {
+            if value < min || value > max {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{} is not between {} and {}",
+                        humantime::format_duration(value),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

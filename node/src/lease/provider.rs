@@ -1,0 +1,816 @@
+//! The provider's side of leases: admission, quota, workloads, grants and receipts.
+//!
+//! ```text
+//! Propose ─▶ judge(signup record) ─▶ Admission::request ─▶ QuotaBook::lock ─▶ quota_answer
+//!        ─▶ record (starting) ─▶ Supervisor::launch ─▶ sign LeaseGrant + Capability ─▶ record (running)
+//!                                      └─ failure: abort, release quota, refusal `unavailable`
+//! Operate(Extend) ─▶ check_op ─▶ extension ─▶ QuotaBook::grow ─▶ extended ─▶ re-signed grant
+//! Operate(Stop)   ─▶ check_op ─▶ Supervisor::stop(stopped_by_agent) ─▶ end ─▶ settle ─▶ final receipt
+//! tick (1 s)      ─▶ workloads that ended, leases that expired ─▶ end ─▶ settle ─▶ final receipt
+//!                 ─▶ usage samples (5 s) ─▶ periodic receipts ─▶ forget ended leases after retention
+//! ```
+//!
+//! [`Provider`] drives the sans-IO [`Admission`] and [`QuotaBook`] (behind one short mutex,
+//! never held across an await) and the [`Supervisor`]. Every change to a lease is written
+//! with the agent's quota account in one batch, so a restarted provider restores both
+//! ([`Provider::open`]); a lease found still `starting` after a restart never got its grant,
+//! so its workload is stopped and its quota returned.
+//!
+//! Streamed operations (exec, logs, files) are not answered here: their handler calls
+//! [`Provider::authorize`] to check the agent's signed operation and get the workload.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agora_attest::Identity;
+use agora_protocol::admission::{ActiveLease, Admission, AdmissionConfig, Decision, Standing};
+use agora_protocol::lease::{
+    Capability, LeaseAnswer, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRefusal, Op,
+    Refusal, RefusalCode,
+};
+use agora_protocol::lease_rpc::{self as rpc, LeaseStatus};
+use agora_protocol::quota::{QuotaAnswer, QuotaBook};
+use agora_protocol::signup::SignupRecord;
+use agora_protocol::workload::TerminationReason;
+use agora_protocol::{AgoraId, Offer, Signed, Timestamp};
+use tracing::{debug, info, warn};
+
+use super::meter;
+use super::record::{self, Phase, ProviderLease, RecordError, Usage};
+use crate::runtime::WorkloadId;
+use crate::runtime::supervisor::{Supervisor, SupervisorError};
+use crate::store::{Store, WriteBatch};
+
+/// Judges an agent's signup record at a time: its standing here, or why it has none.
+pub type Judge =
+    Arc<dyn Fn(&Signed<SignupRecord>, Timestamp) -> Result<Standing, Refusal> + Send + Sync>;
+
+/// How often usage is sampled from the runtime.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Metering and retention settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// A running lease gets a signed receipt this often.
+    pub receipt_interval: Duration,
+    /// An ended lease stays queryable this long.
+    pub retention: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            receipt_interval: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The workload id of a lease: `l-` and the first 16 bytes of the lease id in hex.
+pub fn workload_id(lease: &LeaseId) -> WorkloadId {
+    let hex: String = lease
+        .0
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Invariant: "l-" + 32 lowercase hex digits is a valid workload id.
+    WorkloadId::try_from(format!("l-{hex}")).unwrap_or_else(|_| WorkloadId::random())
+}
+
+/// A checked operation on a running lease: what a streamed operation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// The lease (its tier caps file sizes).
+    pub lease: ActiveLease,
+    /// The workload running it.
+    pub workload: WorkloadId,
+}
+
+struct State {
+    admission: Admission,
+    quota: QuotaBook,
+    leases: BTreeMap<LeaseId, ProviderLease>,
+    endpoints: Vec<String>,
+    /// Workloads of leases that never got their grant (found after a restart).
+    orphans: Vec<WorkloadId>,
+    /// Leases restored from the store, and when: the nonces of operations on them before
+    /// the restart are forgotten, so operations signed before it are refused as stale.
+    restored: std::collections::BTreeSet<LeaseId>,
+    opened_at: Timestamp,
+}
+
+/// The provider's lease service.
+pub struct Provider {
+    identity: Arc<Identity>,
+    store: Arc<dyn Store>,
+    supervisor: Arc<Supervisor>,
+    judge: Judge,
+    settings: Settings,
+    state: Mutex<State>,
+    metrics: crate::metrics::NodeMetrics,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.identity.agora_id())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn refusal(code: RefusalCode, detail: impl Into<String>) -> Refusal {
+    Refusal::new(code, detail)
+}
+
+impl Provider {
+    /// A provider service restoring the leases and quota accounts in `store` at `now`.
+    ///
+    /// # Errors
+    /// [`RecordError`] when the store fails or holds a corrupt record.
+    pub fn open(
+        identity: Arc<Identity>,
+        store: Arc<dyn Store>,
+        supervisor: Arc<Supervisor>,
+        admission: AdmissionConfig,
+        judge: Judge,
+        settings: Settings,
+        now: Timestamp,
+    ) -> Result<Self, RecordError> {
+        let mut state = State {
+            admission: Admission::new(identity.agora_id(), admission),
+            quota: QuotaBook::new(),
+            leases: BTreeMap::new(),
+            endpoints: Vec::new(),
+            orphans: Vec::new(),
+            restored: std::collections::BTreeSet::new(),
+            opened_at: now,
+        };
+        for (agent, account) in record::load_accounts(store.as_ref())? {
+            state.quota.restore(agent, account);
+        }
+        let mut batch = WriteBatch::new();
+        let mut touched = Vec::new();
+        for lease in record::load_provider(store.as_ref())? {
+            let id = lease.active.lease;
+            match lease.phase {
+                Phase::Starting => {
+                    // Crashed mid-launch: the agent never got a grant. Undo it.
+                    warn!(lease = %id, "lease never granted before a restart; aborting it");
+                    state.quota.settle(&lease.active.agent, &id, 0);
+                    state.orphans.push(lease.workload.clone());
+                    record::delete_provider(&mut batch, &id);
+                    touched.push(lease.active.agent);
+                }
+                Phase::Running => {
+                    state.admission.restore(lease.active.clone());
+                    state.restored.insert(id);
+                    state.leases.insert(id, lease);
+                }
+                Phase::Ended { .. } => {
+                    state.leases.insert(id, lease);
+                }
+            }
+        }
+        for agent in touched {
+            record::put_account(&mut batch, &agent, state.quota.account(&agent));
+        }
+        store.write(batch).map_err(RecordError::from)?;
+        let running = state
+            .leases
+            .values()
+            .filter(|l| l.phase == Phase::Running)
+            .count();
+        if running > 0 {
+            info!(leases = running, "leases restored");
+        }
+        Ok(Self {
+            identity,
+            store,
+            supervisor,
+            judge,
+            settings,
+            state: Mutex::new(state),
+            metrics: crate::metrics::NodeMetrics::default(),
+        })
+    }
+
+    /// Counts outcomes in `metrics` (`agora_leases_total{role="provider"}`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::NodeMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// This provider's id.
+    pub fn id(&self) -> AgoraId {
+        self.identity.agora_id()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records an offer this provider signed: requests may name it (admission honours the
+    /// latest few) and grants list its tunnel endpoints.
+    pub fn offer_published(&self, offer: &Signed<Offer>) {
+        let mut st = self.state();
+        st.endpoints.clone_from(&offer.body().tunnel_endpoints);
+        st.admission.offer_published(offer.clone());
+    }
+
+    /// Writes a lease's record (or its removal) and its agent's quota account, atomically.
+    fn persist(&self, st: &State, lease: &LeaseId, agent: &AgoraId) {
+        let mut batch = WriteBatch::new();
+        match st.leases.get(lease) {
+            Some(l) => record::put_provider(&mut batch, l),
+            None => record::delete_provider(&mut batch, lease),
+        }
+        record::put_account(&mut batch, agent, st.quota.account(agent));
+        if let Err(e) = self.store.write(batch) {
+            warn!(lease = %lease, error = %e, "cannot store lease state");
+        }
+    }
+
+    /// Answers one request from a gateway.
+    pub async fn handle(&self, request: &rpc::Request, now: Timestamp) -> rpc::Response {
+        match request {
+            rpc::Request::Propose(p) => self.propose(p, now).await,
+            rpc::Request::Operate(op) => self.operate(op, now).await,
+            rpc::Request::Query(id) => self.query(id),
+        }
+    }
+
+    fn refuse(
+        &self,
+        request: LeaseId,
+        agent: AgoraId,
+        r: Refusal,
+        now: Timestamp,
+    ) -> rpc::Response {
+        debug!(lease = %request, code = %r.code, detail = %r.detail, "lease refused");
+        self.metrics.lease("provider", r.code.as_str());
+        let signed = Signed::sign(
+            LeaseRefusal {
+                request,
+                agent,
+                provider: self.id(),
+                refusal: r.clone(),
+                at: now,
+            },
+            self.identity.as_ref(),
+        );
+        match signed {
+            Ok(s) => rpc::Response::Answer(LeaseAnswer::Refused(s)),
+            Err(_) => rpc::Response::Refused(r),
+        }
+    }
+
+    /// Judges a lease proposal; on admission, launches the workload and signs the grant.
+    pub async fn propose(&self, proposal: &LeaseProposal, now: Timestamp) -> rpc::Response {
+        let req = proposal.request.body();
+        let id = proposal.request.digest();
+        let active = match self.admit(proposal, now) {
+            Ok(a) => a,
+            Err(r) => return self.refuse(id, req.agent, r, now),
+        };
+        let workload = workload_id(&id);
+        let launched = self
+            .supervisor
+            .launch(workload.clone(), req.isolation, req.spec.clone(), now)
+            .await;
+        if let Err(e) = launched {
+            let code = match &e {
+                SupervisorError::NoRuntime(_) => RefusalCode::Unsupported,
+                SupervisorError::Runtime(r) if r.is_client_error() => RefusalCode::Unsupported,
+                _ => RefusalCode::Unavailable,
+            };
+            warn!(lease = %id, error = %e, "workload could not start; lease aborted");
+            self.abort(&id, &req.agent, now);
+            return self.refuse(
+                id,
+                req.agent,
+                refusal(code, format!("the workload could not start: {e}")),
+                now,
+            );
+        }
+        match self.grant(&active) {
+            Ok(grant) => {
+                self.metrics.lease("provider", "granted");
+                info!(lease = %id, agent = %req.agent, workload = %workload, price = active.price_per_sec, "lease granted");
+                rpc::Response::Answer(LeaseAnswer::Granted(grant))
+            }
+            Err(r) => {
+                let _ = self
+                    .supervisor
+                    .stop(
+                        &workload,
+                        TerminationReason::RuntimeError {
+                            detail: r.detail.clone(),
+                        },
+                        now,
+                    )
+                    .await;
+                self.abort(&id, &req.agent, now);
+                self.refuse(id, req.agent, r, now)
+            }
+        }
+    }
+
+    /// Standing, admission and quota: the lease is recorded as starting, capacity and quota
+    /// held.
+    fn admit(&self, proposal: &LeaseProposal, now: Timestamp) -> Result<ActiveLease, Refusal> {
+        let req = proposal.request.body();
+        let id = proposal.request.digest();
+        let standing = (self.judge)(&req.signup, now)?;
+        let mut st = self.state();
+        if st.leases.contains_key(&id) {
+            return Err(refusal(
+                RefusalCode::Replay,
+                format!("request {id} was seen before"),
+            ));
+        }
+        let q = match st.admission.request(proposal, &standing, now) {
+            Decision::Refused(r) => return Err(r),
+            Decision::NeedQuota(q) => q,
+        };
+        let answer = st.quota.lock(&q);
+        let active = st.admission.quota_answer(&q.lease, answer, now)?;
+        st.leases.insert(
+            id,
+            ProviderLease {
+                active: active.clone(),
+                workload: workload_id(&id),
+                phase: Phase::Starting,
+                grant: None,
+                receipt: None,
+                usage: Usage {
+                    sampled_at: active.starts_at,
+                    ..Usage::default()
+                },
+            },
+        );
+        self.persist(&st, &id, &req.agent);
+        Ok(active)
+    }
+
+    fn abort(&self, id: &LeaseId, agent: &AgoraId, now: Timestamp) {
+        let mut st = self.state();
+        st.admission.abort(id, now);
+        st.quota.settle(agent, id, 0);
+        st.leases.remove(id);
+        self.persist(&st, id, agent);
+    }
+
+    fn sign_grant(
+        &self,
+        active: &ActiveLease,
+        endpoints: Vec<String>,
+    ) -> Result<Signed<LeaseGrant>, Refusal> {
+        let provider = self.id();
+        let sign_err = |e: agora_protocol::EncodeError| {
+            refusal(
+                RefusalCode::Unavailable,
+                format!("cannot sign the grant: {e}"),
+            )
+        };
+        let token = Signed::sign(
+            Capability {
+                lease: active.lease,
+                agent: active.agent,
+                provider,
+                ports: active.ports.clone(),
+                expires_at: active.expires_at,
+            },
+            self.identity.as_ref(),
+        )
+        .map_err(sign_err)?;
+        Signed::sign(
+            LeaseGrant {
+                lease: active.lease,
+                agent: active.agent,
+                provider,
+                price_per_sec: active.price_per_sec,
+                reserved_micro: active.reserved_micro,
+                starts_at: active.starts_at,
+                expires_at: active.expires_at,
+                tunnel_endpoints: endpoints,
+                token,
+            },
+            self.identity.as_ref(),
+        )
+        .map_err(sign_err)
+    }
+
+    /// Signs the grant of a launched lease and records it as running.
+    fn grant(&self, active: &ActiveLease) -> Result<Signed<LeaseGrant>, Refusal> {
+        let mut st = self.state();
+        let endpoints = st.endpoints.clone();
+        // The lease may have been extended while it launched (not possible before a grant,
+        // but the record is the truth): sign what the record holds.
+        let current = st
+            .leases
+            .get(&active.lease)
+            .map_or_else(|| active.clone(), |l| l.active.clone());
+        let grant = self.sign_grant(&current, endpoints)?;
+        if let Some(l) = st.leases.get_mut(&active.lease) {
+            l.grant = Some(grant.clone());
+            if l.phase == Phase::Starting {
+                l.phase = Phase::Running;
+            }
+        }
+        self.persist(&st, &active.lease, &active.agent);
+        Ok(grant)
+    }
+
+    /// Checks an agent's operation on a lease that runs: signature owner, freshness, replay
+    /// (see [`Admission::check_op`]).
+    fn check_running(
+        &self,
+        st: &mut State,
+        op: &Signed<LeaseOp>,
+        now: Timestamp,
+    ) -> Result<Authorized, Refusal> {
+        let body = op.body();
+        match st.leases.get(&body.lease).map(|l| &l.phase) {
+            Some(Phase::Ended { .. }) => {
+                return Err(refusal(
+                    RefusalCode::Ended,
+                    format!("lease {} has ended", body.lease),
+                ));
+            }
+            Some(Phase::Starting) => {
+                return Err(refusal(
+                    RefusalCode::Unavailable,
+                    "the lease is still starting",
+                ));
+            }
+            _ => {}
+        }
+        if st.restored.contains(&body.lease) && body.issued_at < st.opened_at {
+            // Its nonce may have been used before the restart: it cannot be told from a replay.
+            return Err(refusal(
+                RefusalCode::Stale,
+                format!(
+                    "signed at {}, before the provider restarted at {}; sign it again",
+                    body.issued_at, st.opened_at
+                ),
+            ));
+        }
+        let lease = st.admission.check_op(op, now)?.clone();
+        let workload = st
+            .leases
+            .get(&body.lease)
+            .map_or_else(|| workload_id(&body.lease), |l| l.workload.clone());
+        Ok(Authorized { lease, workload })
+    }
+
+    /// Checks an agent-signed operation on a running lease and names its workload: what a
+    /// streamed operation (exec, logs, files) runs before touching the workload. The
+    /// operation's nonce is consumed.
+    ///
+    /// # Errors
+    /// The [`Refusal`] to send back (unknown lease, ended, not the agent's, stale, replayed).
+    pub fn authorize(&self, op: &Signed<LeaseOp>, now: Timestamp) -> Result<Authorized, Refusal> {
+        let mut st = self.state();
+        self.check_running(&mut st, op, now)
+    }
+
+    /// For an operation on an ended lease: whether it is the agent's (status and stop of an
+    /// ended lease answer its final state).
+    fn ended_lease_of(&self, st: &State, op: &LeaseOp) -> Option<Result<(), Refusal>> {
+        let l = st.leases.get(&op.lease)?;
+        if !matches!(l.phase, Phase::Ended { .. }) {
+            return None;
+        }
+        Some(if op.provider != self.id() {
+            Err(refusal(
+                RefusalCode::Invalid,
+                "the operation names another provider",
+            ))
+        } else if l.active.agent != op.agent {
+            Err(refusal(RefusalCode::Unauthorized, "not the lease's agent"))
+        } else {
+            Ok(())
+        })
+    }
+
+    /// Performs an agent-signed operation that answers at once (status, extend, stop).
+    pub async fn operate(&self, op: &Signed<LeaseOp>, now: Timestamp) -> rpc::Response {
+        let body = op.body();
+        let result = match &body.op {
+            Op::Status => self.status_op(op, now),
+            Op::Extend { secs } => self.extend(op, *secs, now),
+            Op::Stop => self.stop(op, now).await,
+            Op::Exec { .. } | Op::Logs { .. } | Op::PutFiles { .. } | Op::GetFiles { .. } => {
+                Err(refusal(
+                    RefusalCode::Unsupported,
+                    "exec, logs and files are streamed operations, not answered here",
+                ))
+            }
+        };
+        match result {
+            Ok(status) => rpc::Response::Status(Box::new(status)),
+            Err(r) => {
+                debug!(lease = %body.lease, code = %r.code, "operation refused");
+                rpc::Response::Refused(r)
+            }
+        }
+    }
+
+    fn status_op(&self, op: &Signed<LeaseOp>, now: Timestamp) -> Result<LeaseStatus, Refusal> {
+        let mut st = self.state();
+        match self.ended_lease_of(&st, op.body()) {
+            Some(r) => r?,
+            None => {
+                self.check_running(&mut st, op, now)?;
+            }
+        }
+        status_of(&st, &op.body().lease)
+    }
+
+    fn extend(
+        &self,
+        op: &Signed<LeaseOp>,
+        secs: u64,
+        now: Timestamp,
+    ) -> Result<LeaseStatus, Refusal> {
+        let mut st = self.state();
+        let auth = self.check_running(&mut st, op, now)?;
+        let id = auth.lease.lease;
+        let (extra, expires_at) = st.admission.extension(&id, secs)?;
+        let limit = auth.lease.tier.spending_limit_micro();
+        if let QuotaAnswer::Denied(r) =
+            st.quota
+                .grow(&auth.lease.agent, &id, extra, limit, expires_at)
+        {
+            return Err(r);
+        }
+        let active = st
+            .admission
+            .extended(&id, extra, expires_at)
+            .cloned()
+            .ok_or_else(|| refusal(RefusalCode::UnknownLease, "the lease ended meanwhile"))?;
+        let grant = self.sign_grant(&active, st.endpoints.clone())?;
+        if let Err(e) = self.supervisor.extend(&auth.workload, active.expires_at) {
+            warn!(lease = %id, error = %e, "cannot extend the workload's lifetime");
+        }
+        if let Some(l) = st.leases.get_mut(&id) {
+            l.active = active.clone();
+            l.grant = Some(grant);
+        }
+        self.persist(&st, &id, &active.agent);
+        info!(lease = %id, secs, expires_at = %active.expires_at, "lease extended");
+        status_of(&st, &id)
+    }
+
+    async fn stop(&self, op: &Signed<LeaseOp>, now: Timestamp) -> Result<LeaseStatus, Refusal> {
+        let id = op.body().lease;
+        {
+            let mut st = self.state();
+            if let Some(r) = self.ended_lease_of(&st, op.body()) {
+                r?;
+                return status_of(&st, &id);
+            }
+            self.check_running(&mut st, op, now)?;
+        }
+        self.finish(&id, TerminationReason::StoppedByAgent, now)
+            .await;
+        status_of(&self.state(), &id)
+    }
+
+    /// The state of a lease (read-only).
+    pub fn query(&self, id: &LeaseId) -> rpc::Response {
+        match status_of(&self.state(), id) {
+            Ok(s) => rpc::Response::Status(Box::new(s)),
+            Err(r) => rpc::Response::Refused(r),
+        }
+    }
+
+    /// Samples a running workload's statistics into its lease's usage.
+    async fn sample(&self, id: &LeaseId, now: Timestamp) {
+        let Some((workload, isolation)) = self
+            .state()
+            .leases
+            .get(id)
+            .map(|l| (l.workload.clone(), l.active.isolation))
+        else {
+            return;
+        };
+        let Ok(runtime) = self.supervisor.runtime(isolation) else {
+            return;
+        };
+        let Ok(stats) = runtime.stats(&workload).await else {
+            return;
+        };
+        if let Some(l) = self.state().leases.get_mut(id) {
+            meter::sample(&mut l.usage, &stats, now);
+        }
+    }
+
+    /// Ends a lease: stops its workload (if it still runs) for `reason`, frees its capacity,
+    /// settles its quota with what it cost and signs the final receipt.
+    async fn finish(&self, id: &LeaseId, reason: TerminationReason, now: Timestamp) {
+        let workload = match self.state().leases.get(id) {
+            Some(l) if l.phase == Phase::Running => l.workload.clone(),
+            _ => return,
+        };
+        self.sample(id, now).await;
+        let reason = match self.supervisor.stop(&workload, reason.clone(), now).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(lease = %id, error = %e, "workload already gone");
+                reason
+            }
+        };
+        let mut st = self.state();
+        let provider = self.id();
+        let Some(l) = st.leases.get(id) else {
+            return;
+        };
+        if l.phase != Phase::Running {
+            return;
+        }
+        let agent = l.active.agent;
+        let cost = l.active.cost_until(now);
+        st.admission.end(id, now);
+        let settled = st.quota.settle(&agent, id, cost);
+        if let Some(l) = st.leases.get_mut(id) {
+            let body = meter::receipt(l, provider, now, Some(reason.clone()));
+            match Signed::sign(body, self.identity.as_ref()) {
+                Ok(r) => l.receipt = Some(r),
+                Err(e) => warn!(lease = %id, error = %e, "cannot sign the final receipt"),
+            }
+            l.phase = Phase::Ended {
+                reason: reason.clone(),
+                at: now,
+            };
+        }
+        self.persist(&st, id, &agent);
+        info!(
+            lease = %id,
+            reason = reason.code(),
+            charged = settled.map_or(0, |s| s.charged_micro),
+            "lease ended"
+        );
+    }
+
+    /// One pass of housekeeping at `now`; see the module docs. Call it every second.
+    pub async fn tick(&self, now: Timestamp) {
+        let orphans = std::mem::take(&mut self.state().orphans);
+        for w in orphans {
+            let reason = TerminationReason::RuntimeError {
+                detail: "the lease was never granted (provider restarted)".into(),
+            };
+            if let Err(e) = self.supervisor.stop(&w, reason, now).await {
+                debug!(workload = %w, error = %e, "orphaned lease workload already gone");
+            }
+        }
+        // Workloads that ended by themselves (or were reaped: idle, lifetime).
+        let running: Vec<(LeaseId, WorkloadId)> = self
+            .state()
+            .leases
+            .values()
+            .filter(|l| l.phase == Phase::Running)
+            .map(|l| (l.active.lease, l.workload.clone()))
+            .collect();
+        for (id, workload) in &running {
+            let ended = match self.supervisor.record(workload) {
+                Some(r) => r.ended.map(|(reason, _)| reason),
+                None => Some(TerminationReason::RuntimeError {
+                    detail: "the workload's record is gone".into(),
+                }),
+            };
+            if let Some(reason) = ended {
+                self.finish(id, reason, now).await;
+            }
+        }
+        let expired = self.state().admission.tick(now);
+        for id in expired {
+            self.finish(&id, TerminationReason::LifetimeExpired, now)
+                .await;
+        }
+        let lapsed = self.state().quota.expire(now);
+        if !lapsed.is_empty() {
+            let st = self.state();
+            for (agent, lease) in &lapsed {
+                debug!(lease = %lease, "quota lock lapsed");
+                self.persist(&st, lease, agent);
+            }
+        }
+        self.meter(now).await;
+        self.forget_ended(now);
+    }
+
+    /// Samples usage and signs the periodic receipts that are due.
+    async fn meter(&self, now: Timestamp) {
+        let due: Vec<LeaseId> = self
+            .state()
+            .leases
+            .values()
+            .filter(|l| {
+                l.phase == Phase::Running
+                    && (now.saturating_duration_since(l.usage.sampled_at) >= SAMPLE_INTERVAL
+                        || meter::next_receipt_at(l, self.settings.receipt_interval) <= now)
+            })
+            .map(|l| l.active.lease)
+            .collect();
+        for id in due {
+            self.sample(&id, now).await;
+            let mut st = self.state();
+            let provider = self.id();
+            let Some(l) = st.leases.get_mut(&id) else {
+                continue;
+            };
+            if l.phase != Phase::Running
+                || meter::next_receipt_at(l, self.settings.receipt_interval) > now
+            {
+                continue;
+            }
+            let body = meter::receipt(l, provider, now, None);
+            match Signed::sign(body, self.identity.as_ref()) {
+                Ok(r) => {
+                    debug!(lease = %id, seq = r.body().seq, "usage receipt signed");
+                    l.receipt = Some(r);
+                }
+                Err(e) => warn!(lease = %id, error = %e, "cannot sign a receipt"),
+            }
+            let agent = l.active.agent;
+            self.persist(&st, &id, &agent);
+        }
+    }
+
+    fn forget_ended(&self, now: Timestamp) {
+        let retention = self.settings.retention;
+        let mut st = self.state();
+        let old: Vec<(LeaseId, AgoraId)> = st
+            .leases
+            .values()
+            .filter(|l| match &l.phase {
+                Phase::Ended { at, .. } => now.saturating_duration_since(*at) >= retention,
+                _ => false,
+            })
+            .map(|l| (l.active.lease, l.active.agent))
+            .collect();
+        for (id, agent) in old {
+            st.leases.remove(&id);
+            self.persist(&st, &id, &agent);
+        }
+    }
+
+    /// Runs [`Provider::tick`] every `period` until `shutdown` fires.
+    pub async fn run(
+        self: Arc<Self>,
+        period: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => self.tick(crate::clock::now()).await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Leases this provider holds (running and recently ended), for listings.
+    pub fn leases(&self) -> Vec<ProviderLease> {
+        self.state().leases.values().cloned().collect()
+    }
+
+    /// One lease.
+    pub fn lease(&self, id: &LeaseId) -> Option<ProviderLease> {
+        self.state().leases.get(id).cloned()
+    }
+
+    /// The quota account of `agent` on this provider.
+    pub fn account(&self, agent: &AgoraId) -> Option<agora_protocol::quota::Account> {
+        self.state().quota.account(agent).cloned()
+    }
+}
+
+fn status_of(st: &State, id: &LeaseId) -> Result<LeaseStatus, Refusal> {
+    let l = st
+        .leases
+        .get(id)
+        .ok_or_else(|| refusal(RefusalCode::UnknownLease, format!("no lease {id} here")))?;
+    let grant = l
+        .grant
+        .clone()
+        .ok_or_else(|| refusal(RefusalCode::Unavailable, "the lease is still starting"))?;
+    Ok(LeaseStatus {
+        lease: *id,
+        state: l.state(),
+        grant,
+        receipt: l.receipt.clone(),
+    })
+}
+
+#[cfg(test)]
+#[path = "provider_tests.rs"]
+mod tests;

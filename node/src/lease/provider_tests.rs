@@ -1,0 +1,620 @@
+//! The provider's lease service over a [`MemStore`] and a fake runtime: grants, refusals,
+//! metering, extension, stop, expiry, launch failure and restart.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use agora_protocol::Digest;
+use agora_protocol::challenge::Challenge;
+use agora_protocol::lease::{Candidate, LeaseRequest, NONCE_LEN};
+use agora_protocol::lease_rpc::LeaseState;
+use agora_protocol::offer::{ImageRef, Isolation};
+use agora_protocol::signup::{ProofOfWork, TierLimits};
+use agora_protocol::workload::WorkloadSpec;
+use futures::stream::BoxStream;
+
+use super::*;
+use crate::runtime::supervisor::SupervisorConfig;
+use crate::runtime::{
+    ByteStream, ExecRequest, ExecSession, OutputChunk, Runtime, RuntimeError, Stats, WorkloadInfo,
+    WorkloadState,
+};
+use crate::store::MemStore;
+
+/// A runtime that only keeps states: workloads "run" until stopped or told to exit.
+#[derive(Default)]
+struct Fake {
+    workloads: Mutex<BTreeMap<WorkloadId, WorkloadState>>,
+    fail_create: AtomicBool,
+}
+
+impl Fake {
+    fn table(&self) -> MutexGuard<'_, BTreeMap<WorkloadId, WorkloadState>> {
+        self.workloads.lock().unwrap()
+    }
+
+    fn exit(&self, id: &WorkloadId, code: i32) {
+        self.table().insert(
+            id.clone(),
+            WorkloadState::Ended(TerminationReason::Exited { code }),
+        );
+    }
+
+    fn state_of(&self, id: &WorkloadId) -> Option<WorkloadState> {
+        self.table().get(id).cloned()
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for Fake {
+    fn isolation(&self) -> Isolation {
+        Isolation::Sandbox
+    }
+    async fn images(&self) -> Result<Vec<ImageRef>, RuntimeError> {
+        Ok(vec![ImageRef {
+            name: "busybox".into(),
+            digest: Digest::of(b"busybox"),
+        }])
+    }
+    async fn import_image(
+        &self,
+        _: &std::path::Path,
+        _: &Digest,
+        _: u64,
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Unsupported("fake".into()))
+    }
+    async fn create(&self, id: &WorkloadId, _: &WorkloadSpec) -> Result<(), RuntimeError> {
+        if self.fail_create.load(Ordering::SeqCst) {
+            return Err(RuntimeError::host(
+                "create",
+                std::io::Error::other("no cgroup for you"),
+            ));
+        }
+        self.table().insert(id.clone(), WorkloadState::Created);
+        Ok(())
+    }
+    async fn start(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
+        self.table().insert(id.clone(), WorkloadState::Running);
+        Ok(())
+    }
+    async fn exec(&self, _: &WorkloadId, _: ExecRequest) -> Result<ExecSession, RuntimeError> {
+        Err(RuntimeError::Unsupported("fake".into()))
+    }
+    async fn logs(
+        &self,
+        _: &WorkloadId,
+        _: bool,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, RuntimeError> {
+        Err(RuntimeError::Unsupported("fake".into()))
+    }
+    async fn stats(&self, id: &WorkloadId) -> Result<Stats, RuntimeError> {
+        match self.state_of(id) {
+            Some(WorkloadState::Running) => Ok(Stats {
+                cpu_nanos: 1_500_000_000,
+                memory_bytes: 64 << 20,
+                net_tx_bytes: 1000,
+                ..Stats::default()
+            }),
+            _ => Err(RuntimeError::NotFound(id.clone())),
+        }
+    }
+    async fn state(&self, id: &WorkloadId) -> Result<WorkloadState, RuntimeError> {
+        self.state_of(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.clone()))
+    }
+    async fn stop(
+        &self,
+        id: &WorkloadId,
+        reason: TerminationReason,
+        _: Duration,
+    ) -> Result<TerminationReason, RuntimeError> {
+        let mut t = self.table();
+        match t.get(id) {
+            Some(WorkloadState::Ended(r)) => Ok(r.clone()),
+            Some(_) => {
+                t.insert(id.clone(), WorkloadState::Ended(reason.clone()));
+                Ok(reason)
+            }
+            None => Err(RuntimeError::NotFound(id.clone())),
+        }
+    }
+    async fn remove(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
+        self.table().remove(id);
+        Ok(())
+    }
+    async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
+        Ok(self
+            .table()
+            .iter()
+            .map(|(id, state)| WorkloadInfo {
+                id: id.clone(),
+                state: state.clone(),
+            })
+            .collect())
+    }
+    async fn connect(
+        &self,
+        _: &WorkloadId,
+        port: u16,
+    ) -> Result<Box<dyn ByteStream>, RuntimeError> {
+        Err(RuntimeError::Connect {
+            port,
+            reason: "fake".into(),
+        })
+    }
+}
+
+const AGENT: u8 = 1;
+const PROVIDER: u8 = 2;
+const STRANGER: u8 = 7;
+
+fn key(seed: u8) -> Identity {
+    Identity::from_secret_bytes(&[seed; 32])
+}
+
+fn id(seed: u8) -> AgoraId {
+    key(seed).agora_id()
+}
+
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_unix_secs(1_800_000_000 + secs)
+}
+
+fn offer() -> Signed<Offer> {
+    Signed::sign(Offer::example(id(PROVIDER), 1, t(0)), &key(PROVIDER)).unwrap()
+}
+
+struct Harness {
+    store: Arc<dyn Store>,
+    fake: Arc<Fake>,
+    supervisor: Arc<Supervisor>,
+    provider: Provider,
+}
+
+/// Trusts everyone with the contained tier, except [`STRANGER`].
+fn judge() -> Judge {
+    Arc::new(|record: &Signed<SignupRecord>, _now| {
+        let agent = record.body().agent;
+        if agent == id(STRANGER) {
+            return Err(refusal(RefusalCode::Untrusted, "unknown issuer"));
+        }
+        Ok(Standing {
+            agent,
+            tier: TierLimits::contained(),
+            owner: None,
+        })
+    })
+}
+
+fn open(store: Arc<dyn Store>, fake: Arc<Fake>) -> Harness {
+    let runtime: Arc<dyn Runtime> = fake.clone();
+    let supervisor = Arc::new(
+        Supervisor::new(store.clone(), vec![runtime], SupervisorConfig::default()).unwrap(),
+    );
+    let provider = Provider::open(
+        Arc::new(key(PROVIDER)),
+        store.clone(),
+        supervisor.clone(),
+        AdmissionConfig::default(),
+        judge(),
+        Settings {
+            receipt_interval: Duration::from_secs(60),
+            retention: Duration::from_secs(600),
+        },
+        t(13),
+    )
+    .unwrap();
+    provider.offer_published(&offer());
+    Harness {
+        store,
+        fake,
+        supervisor,
+        provider,
+    }
+}
+
+fn harness() -> Harness {
+    open(Arc::new(MemStore::new()), Arc::new(Fake::default()))
+}
+
+fn signup(agent: u8) -> Signed<SignupRecord> {
+    Signed::sign(
+        SignupRecord {
+            agent: id(agent),
+            challenge: Challenge {
+                verifier: id(3),
+                nonce: [5; 32],
+                issued_at: t(0),
+            },
+            credential: None,
+            pow: ProofOfWork::NONE,
+            name: None,
+        },
+        &key(agent),
+    )
+    .unwrap()
+}
+
+fn proposal(agent: u8, nonce: u8, edit: impl FnOnce(&mut LeaseRequest)) -> LeaseProposal {
+    let mut r = LeaseRequest {
+        agent: id(agent),
+        candidates: vec![Candidate {
+            provider: id(PROVIDER),
+            offer: offer().digest(),
+        }],
+        isolation: Isolation::Sandbox,
+        spec: WorkloadSpec::example(Digest::of(b"busybox"), &["sleep", "1000"]),
+        max_price_per_sec: 100,
+        nonce: [nonce; NONCE_LEN],
+        issued_at: t(10),
+        signup: signup(agent),
+        delegation: None,
+    };
+    edit(&mut r);
+    LeaseProposal {
+        request: Signed::sign(r, &key(agent)).unwrap(),
+        approval: None,
+    }
+}
+
+fn op(signer: u8, lease: LeaseId, what: Op, nonce: u8, at: Timestamp) -> Signed<LeaseOp> {
+    Signed::sign(
+        LeaseOp {
+            agent: id(signer),
+            provider: id(PROVIDER),
+            lease,
+            op: what,
+            nonce: [nonce; NONCE_LEN],
+            issued_at: at,
+            delegation: None,
+        },
+        &key(signer),
+    )
+    .unwrap()
+}
+
+fn granted(r: rpc::Response) -> Signed<LeaseGrant> {
+    match r {
+        rpc::Response::Answer(LeaseAnswer::Granted(g)) => g,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+fn refused(r: rpc::Response) -> RefusalCode {
+    match r {
+        rpc::Response::Answer(LeaseAnswer::Refused(r)) => {
+            assert_eq!(r.signer(), id(PROVIDER), "refusals are the provider's");
+            r.body().refusal.code
+        }
+        rpc::Response::Refused(r) => r.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn status(r: rpc::Response) -> LeaseStatus {
+    match r {
+        rpc::Response::Status(s) => *s,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lease_is_granted_metered_extended_and_stopped() {
+    let h = harness();
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    let grant = granted(h.provider.propose(&p, t(11)).await);
+    let g = grant.body();
+    assert_eq!(grant.signer(), id(PROVIDER));
+    assert_eq!((g.lease, g.agent), (lease, id(AGENT)));
+    assert_eq!(g.token.body().expires_at, g.expires_at);
+    assert_eq!(g.expires_at, t(11 + 3600));
+    let workload = workload_id(&lease);
+    assert_eq!(h.fake.state_of(&workload), Some(WorkloadState::Running));
+    let locked = h.provider.account(&id(AGENT)).unwrap().locked_micro();
+    assert_eq!(locked, g.price_per_sec * 3600);
+    // The same request again is a replay.
+    assert_eq!(
+        refused(h.provider.propose(&p, t(12)).await),
+        RefusalCode::Replay
+    );
+
+    // A minute later: usage sampled and a first receipt signed.
+    h.provider.tick(t(72)).await;
+    let s = status(h.provider.query(&lease));
+    let r = s.receipt.expect("a periodic receipt");
+    assert_eq!(r.signer(), id(PROVIDER));
+    assert_eq!(r.body().seq, 0);
+    assert_eq!(r.body().cpu_ms, 1500);
+    assert!(r.body().memory_mib_secs > 0);
+    assert_eq!(r.body().total_micro, g.price_per_sec * 61);
+    assert!(r.body().ended.is_none());
+
+    // Extend by 10 minutes: a re-signed grant, a longer workload, a bigger lock.
+    let s = status(
+        h.provider
+            .operate(&op(AGENT, lease, Op::Extend { secs: 600 }, 1, t(80)), t(80))
+            .await,
+    );
+    assert_eq!(s.grant.body().expires_at, t(11 + 4200));
+    assert_eq!(s.grant.body().token.body().expires_at, t(11 + 4200));
+    assert_eq!(
+        h.supervisor.record(&workload).unwrap().expires_at,
+        t(11 + 4200)
+    );
+    assert_eq!(
+        h.provider.account(&id(AGENT)).unwrap().locked_micro(),
+        g.price_per_sec * 4200
+    );
+    // The same signed operation again is a replay.
+    assert_eq!(
+        refused(
+            h.provider
+                .operate(&op(AGENT, lease, Op::Extend { secs: 600 }, 1, t(80)), t(81))
+                .await
+        ),
+        RefusalCode::Replay
+    );
+
+    // Stop: the workload ends for the agent, the quota is charged what it cost.
+    let s = status(
+        h.provider
+            .operate(&op(AGENT, lease, Op::Stop, 2, t(100)), t(100))
+            .await,
+    );
+    assert_eq!(
+        s.state,
+        LeaseState::Ended {
+            reason: TerminationReason::StoppedByAgent,
+            at: t(100)
+        }
+    );
+    let last = s.receipt.expect("a final receipt");
+    assert_eq!(last.body().seq, 1);
+    assert_eq!(last.body().ended, Some(TerminationReason::StoppedByAgent));
+    assert_eq!(last.body().total_micro, g.price_per_sec * 89);
+    assert_eq!(
+        h.fake.state_of(&workload),
+        Some(WorkloadState::Ended(TerminationReason::StoppedByAgent))
+    );
+    let account = h.provider.account(&id(AGENT)).unwrap();
+    assert_eq!(account.locked_micro(), 0);
+    assert_eq!(account.spent_micro, g.price_per_sec * 89);
+    // Stopping again answers the final state; extending is refused.
+    let again = status(
+        h.provider
+            .operate(&op(AGENT, lease, Op::Stop, 3, t(101)), t(101))
+            .await,
+    );
+    assert_eq!(again.receipt, Some(last));
+    assert_eq!(
+        refused(
+            h.provider
+                .operate(&op(AGENT, lease, Op::Extend { secs: 5 }, 4, t(102)), t(102))
+                .await
+        ),
+        RefusalCode::Ended
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_signed_and_hold_nothing() {
+    let h = harness();
+    let cases = [
+        (proposal(STRANGER, 1, |_| {}), RefusalCode::Untrusted),
+        (
+            proposal(AGENT, 2, |r| {
+                r.candidates[0].offer = Digest::of(b"not an offer")
+            }),
+            RefusalCode::OfferMismatch,
+        ),
+        (
+            proposal(AGENT, 3, |r| r.spec.resources.memory_mib = 64 * 1024),
+            RefusalCode::TierLimit,
+        ),
+        (
+            proposal(AGENT, 4, |r| r.issued_at = t(11 + 3600)),
+            RefusalCode::Stale,
+        ),
+        (
+            proposal(AGENT, 5, |r| r.max_price_per_sec = 1),
+            RefusalCode::Price,
+        ),
+    ];
+    for (p, code) in cases {
+        assert_eq!(refused(h.provider.propose(&p, t(11)).await), code);
+    }
+    assert!(h.provider.account(&id(AGENT)).is_none());
+    assert!(h.provider.leases().is_empty());
+    assert!(h.fake.table().is_empty(), "nothing was launched");
+}
+
+#[tokio::test]
+async fn a_launch_failure_aborts_and_returns_the_quota() {
+    let h = harness();
+    h.fake.fail_create.store(true, Ordering::SeqCst);
+    let p = proposal(AGENT, 1, |_| {});
+    assert_eq!(
+        refused(h.provider.propose(&p, t(11)).await),
+        RefusalCode::Unavailable
+    );
+    let account = h.provider.account(&id(AGENT)).unwrap_or_default();
+    assert_eq!((account.locked_micro(), account.spent_micro), (0, 0));
+    assert!(h.provider.lease(&p.request.digest()).is_none());
+    // Nothing is held: the next request is granted.
+    h.fake.fail_create.store(false, Ordering::SeqCst);
+    let next = proposal(AGENT, 2, |_| {});
+    granted(h.provider.propose(&next, t(12)).await);
+}
+
+#[tokio::test]
+async fn a_workload_that_exits_ends_its_lease_with_its_reason() {
+    let h = harness();
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    let g = granted(h.provider.propose(&p, t(11)).await);
+    h.fake.exit(&workload_id(&lease), 3);
+    h.supervisor.tick(t(20)).await;
+    h.provider.tick(t(20)).await;
+    let s = status(h.provider.query(&lease));
+    assert!(matches!(
+        s.state,
+        LeaseState::Ended {
+            reason: TerminationReason::Exited { code: 3 },
+            ..
+        }
+    ));
+    let r = s.receipt.unwrap();
+    assert_eq!(r.body().ended, Some(TerminationReason::Exited { code: 3 }));
+    assert_eq!(r.body().total_micro, g.body().price_per_sec * 9);
+    assert_eq!(
+        h.provider.account(&id(AGENT)).unwrap().spent_micro,
+        g.body().price_per_sec * 9
+    );
+    // Ended leases are forgotten after the retention.
+    h.provider.tick(t(20 + 600)).await;
+    assert!(matches!(
+        h.provider.query(&lease),
+        rpc::Response::Refused(Refusal {
+            code: RefusalCode::UnknownLease,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_lease_ends_at_its_expiry_charged_in_full() {
+    let h = harness();
+    let p = proposal(AGENT, 1, |r| r.spec.lifetime_secs = 30);
+    let lease = p.request.digest();
+    let g = granted(h.provider.propose(&p, t(11)).await);
+    h.provider.tick(t(41)).await;
+    let s = status(h.provider.query(&lease));
+    assert!(matches!(
+        s.state,
+        LeaseState::Ended {
+            reason: TerminationReason::LifetimeExpired,
+            ..
+        }
+    ));
+    assert_eq!(
+        s.receipt.unwrap().body().total_micro,
+        g.body().reserved_micro
+    );
+    assert_eq!(h.provider.account(&id(AGENT)).unwrap().locked_micro(), 0);
+}
+
+#[tokio::test]
+async fn operations_by_anyone_but_the_agent_are_refused() {
+    let h = harness();
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    granted(h.provider.propose(&p, t(11)).await);
+    // Another agent signing for itself: not the lease's agent.
+    let foreign = op(STRANGER, lease, Op::Stop, 1, t(12));
+    assert_eq!(
+        refused(h.provider.operate(&foreign, t(12)).await),
+        RefusalCode::Unauthorized
+    );
+    // An unknown lease; a stale operation.
+    let unknown = op(AGENT, Digest::of(b"nope"), Op::Status, 2, t(12));
+    assert_eq!(
+        refused(h.provider.operate(&unknown, t(12)).await),
+        RefusalCode::UnknownLease
+    );
+    let stale = op(AGENT, lease, Op::Stop, 3, t(12));
+    assert_eq!(
+        refused(h.provider.operate(&stale, t(12 + 3600)).await),
+        RefusalCode::Stale
+    );
+    // Streamed operations are not answered here, but authorize() checks them.
+    let exec = op(
+        AGENT,
+        lease,
+        Op::Exec {
+            command: vec!["true".into()],
+            stdin: false,
+            tty: false,
+        },
+        4,
+        t(13),
+    );
+    assert_eq!(
+        refused(h.provider.operate(&exec, t(13)).await),
+        RefusalCode::Unsupported
+    );
+    let exec = op(AGENT, lease, Op::Logs { follow: false }, 5, t(13));
+    let auth = h.provider.authorize(&exec, t(13)).unwrap();
+    assert_eq!(auth.workload, workload_id(&lease));
+    assert_eq!(
+        h.provider.authorize(&exec, t(13)).unwrap_err().code,
+        RefusalCode::Replay
+    );
+    assert_eq!(
+        status(h.provider.query(&lease)).state,
+        LeaseState::Running,
+        "refused operations changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_provider_restores_leases_and_locks() {
+    let h = harness();
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    let g = granted(h.provider.propose(&p, t(11)).await);
+    // A lease caught mid-launch by the crash (never granted).
+    let half = proposal(AGENT, 2, |_| {});
+    h.provider.admit(&half, t(12)).unwrap();
+    let half_workload = workload_id(&half.request.digest());
+    h.supervisor
+        .launch(
+            half_workload.clone(),
+            Isolation::Sandbox,
+            half.request.body().spec.clone(),
+            t(12),
+        )
+        .await
+        .unwrap();
+    let locked_before = h.provider.account(&id(AGENT)).unwrap().locked_micro();
+    assert_eq!(locked_before, 2 * g.body().reserved_micro);
+
+    let Harness { store, fake, .. } = h;
+    let h = open(store, fake);
+    assert_eq!(status(h.provider.query(&lease)).grant, g);
+    assert_eq!(
+        h.provider.account(&id(AGENT)).unwrap().locked_micro(),
+        g.body().reserved_micro,
+        "the half-started lease's quota came back"
+    );
+    // An operation signed before the restart may have been performed already: refused.
+    assert_eq!(
+        refused(
+            h.provider
+                .operate(&op(AGENT, lease, Op::Extend { secs: 60 }, 8, t(12)), t(13))
+                .await
+        ),
+        RefusalCode::Stale
+    );
+    // The replayed request is still known; the running lease answers operations.
+    assert_eq!(
+        refused(h.provider.propose(&p, t(13)).await),
+        RefusalCode::Replay
+    );
+    h.provider.tick(t(14)).await;
+    assert!(matches!(
+        h.fake.state_of(&half_workload),
+        Some(WorkloadState::Ended(_))
+    ));
+    let s = status(
+        h.provider
+            .operate(&op(AGENT, lease, Op::Stop, 9, t(15)), t(15))
+            .await,
+    );
+    assert!(matches!(s.state, LeaseState::Ended { .. }));
+    assert_eq!(
+        h.provider.account(&id(AGENT)).unwrap().spent_micro,
+        g.body().price_per_sec * 4
+    );
+}

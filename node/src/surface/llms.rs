@@ -1,0 +1,277 @@
+//! `GET /llms.txt`: a concise guide for language models, generated from the registry behind
+//! a short hand-written preamble.
+//!
+//! The journey (sign up, find offers, run, exec, logs, stop) lists only the steps this node
+//! serves, so the guide never promises an operation that is not there.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::errors::CATALOG;
+use super::{Auth, Group, Operation, find, operations};
+
+const PREAMBLE: &str = "\
+# Agora
+
+> Agora is a peer-to-peer compute marketplace. Providers sell spare capacity (sandboxes, \
+containers, microVMs); AI agents rent it for workloads, through any node they can reach. \
+Every node serves the same HTTP API, the same MCP tools, and this guide.
+
+- Identity: an agent is an ed25519 key (`agora id new`); its id is `agora1…`. Operations that \
+act for an agent (signup, run, exec, logs, extend, stop) carry the agent's own signature, made \
+locally with its key, so no node can act in its name. Reading offers needs no key.
+- Money: prices are integers in micro-credits (1 credit = 1,000,000 µcr) per second.
+- Trust: every offer carries `signed`, the provider's signed offer (base64url); verify it \
+rather than trusting the node that relayed it.
+- Errors: `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}`; branch on `code`, show `message`.
+";
+
+/// The journey, in order: (operation name, what the step is for).
+const JOURNEY: &[(&str, &str)] = &[
+    (
+        "signup",
+        "Sign up once: your key, optional attestations, a signed challenge",
+    ),
+    (
+        "list_offers",
+        "Find an offer: filter by runtime, image, CPU, memory, price, region",
+    ),
+    (
+        "run",
+        "Run a workload on offers you chose (`quote` lists candidates for constraints)",
+    ),
+    ("exec", "Run a command inside it"),
+    ("logs", "Read its output"),
+    ("stop", "Stop it and get the usage receipt"),
+];
+
+/// The whole text.
+pub fn text() -> String {
+    let mut out = String::from(PREAMBLE);
+    out.push_str("\n## Journey\n\n");
+    for (i, (name, what)) in JOURNEY.iter().enumerate() {
+        let n = i + 1;
+        match find(name) {
+            Some(op) => {
+                let _ = writeln!(
+                    out,
+                    "{n}. {what}: `{}` ({} {}).",
+                    op.name,
+                    op.method.as_str(),
+                    op.path
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{n}. {what}: `{name}` (not served by this node version)."
+                );
+            }
+        }
+    }
+
+    let signing: Vec<String> = operations()
+        .iter()
+        .filter(|op| op.tool && op.sign.is_some())
+        .map(|op| format!("`{}`", op.name))
+        .collect();
+    let by_cli: Vec<String> = operations()
+        .iter()
+        .filter(|op| op.tool && op.auth == Auth::Agent && op.sign.is_none())
+        .map(|op| format!("`{}`", op.name))
+        .collect();
+    let _ = write!(
+        out,
+        "\n## MCP\n\n- Beside the agent, over stdio: `agora mcp --node http://NODE:PORT [--key \
+         FILE]`. Read-only tools need no key. With `--key`, the tools that act for the agent \
+         sign locally (the signup record is read from `FILE.signup`): {}.{}\n",
+        if signing.is_empty() {
+            "none yet".to_owned()
+        } else {
+            signing.join(", ")
+        },
+        if by_cli.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Not yet MCP tools beside the agent (use the `agora agent` CLI): {}.",
+                by_cli.join(", ")
+            )
+        }
+    );
+    out.push_str(
+        "\
+- On any node, streamable HTTP (stateless): `POST /mcp`. It serves the read-only tools; tools \
+that act for an agent answer `delegation_required` there (they will act only under a \
+delegation the agent signed).\n\
+- Tool names are the operation names below; tool arguments are the operation's parameters as \
+one JSON object; results are the JSON the HTTP API returns.\n\
+\n## HTTP\n\n\
+- OpenAPI 3.1: `GET /openapi.json` (generated from the same definitions as this guide).\n",
+    );
+
+    for group in Group::ALL {
+        let ops: Vec<&Operation> = operations().iter().filter(|op| op.group == group).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        let _ = write!(out, "\n## {}\n\n{}\n\n", title(group), group.about());
+        for op in ops {
+            operation(&mut out, op);
+        }
+    }
+
+    out.push_str("\n## Error codes\n\n");
+    for e in CATALOG {
+        let status = e
+            .status
+            .map_or_else(|| "MCP".to_owned(), |s| format!("HTTP {s}"));
+        let _ = writeln!(out, "- `{}` ({status}): {}", e.code, e.meaning);
+    }
+    out
+}
+
+fn title(group: Group) -> &'static str {
+    match group {
+        Group::Node => "Node",
+        Group::Market => "Market",
+        Group::Agent => "Agent",
+        Group::Leases => "Leases",
+        Group::Meta => "Meta",
+    }
+}
+
+fn operation(out: &mut String, op: &Operation) {
+    let tool = if op.tool {
+        format!("tool `{}`", op.name)
+    } else {
+        "HTTP only".to_owned()
+    };
+    let key = match (op.auth, op.sign) {
+        (Auth::Agent, Some(_)) => ", signed by the agent",
+        (Auth::Agent, None) => ", signed by the agent: `agora agent` CLI",
+        (Auth::None, _) => "",
+    };
+    let _ = writeln!(
+        out,
+        "### `{}`: {} {} ({tool}{key})\n\n{}.",
+        op.name,
+        op.method.as_str(),
+        op.path,
+        op.summary
+    );
+    if !op.description.is_empty() {
+        let _ = writeln!(out, "{}", op.description);
+    }
+    if let Some(input) = op.input {
+        let mut g = super::generator("/$defs");
+        let schema = Value::from((input.schema.inline)(&mut g));
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(props) = schema.get("properties").and_then(Value::as_object)
+            && !props.is_empty()
+            && op.tool
+        {
+            out.push_str("\nArguments:\n");
+            for (name, prop) in props {
+                let req = if required.contains(&name.as_str()) {
+                    ", required"
+                } else {
+                    ""
+                };
+                let doc = prop
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .replace('\n', " ");
+                let _ = writeln!(out, "- `{name}` ({}{req}): {doc}", kind(prop, &g));
+            }
+        }
+    }
+    let errors = op.all_errors();
+    if !errors.is_empty() {
+        let codes: Vec<String> = errors.iter().map(|e| format!("`{}`", e.code)).collect();
+        let _ = writeln!(out, "\nErrors: {}.", codes.join(", "));
+    }
+    out.push('\n');
+}
+
+/// A short name for a property's type (`string`, `integer`, `sandbox|docker|microvm`, …).
+fn kind(prop: &Value, g: &schemars::SchemaGenerator) -> String {
+    if let Some(r) = prop.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        return g
+            .definitions()
+            .get(name)
+            .map_or_else(|| name.to_owned(), |def| kind(def, g));
+    }
+    if let Some(values) = prop.get("enum").and_then(Value::as_array) {
+        let names: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+        return names.join("|");
+    }
+    if let Some(alts) = prop
+        .get("anyOf")
+        .or_else(|| prop.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        let alts: Vec<&Value> = alts
+            .iter()
+            .filter(|a| a.get("type").is_none_or(|t| t != "null"))
+            .collect();
+        // An enum with documented variants: one constant per alternative.
+        let consts: Vec<&str> = alts
+            .iter()
+            .filter_map(|a| a.get("const").and_then(Value::as_str))
+            .collect();
+        if !consts.is_empty() && consts.len() == alts.len() {
+            return consts.join("|");
+        }
+        let kinds: Vec<String> = alts.iter().map(|a| kind(a, g)).collect();
+        return kinds.join(" or ");
+    }
+    match prop.get("type") {
+        Some(Value::String(t)) if t == "array" => {
+            let item = prop
+                .get("items")
+                .map_or_else(|| "any".to_owned(), |i| kind(i, g));
+            format!("list of {item}")
+        }
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(ts)) => {
+            let names: Vec<&str> = ts
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect();
+            names.join(" or ")
+        }
+        _ => "any".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guide_names_every_tool_and_error_code() {
+        let t = text();
+        assert!(t.starts_with("# Agora\n"));
+        for op in operations() {
+            assert!(t.contains(&format!("`{}`", op.name)), "{} missing", op.name);
+        }
+        for e in CATALOG {
+            assert!(t.contains(&format!("`{}`", e.code)), "{} missing", e.code);
+        }
+        assert!(t.contains("agora mcp --node"));
+        assert!(t.contains("POST /mcp"));
+        // The list_offers arguments, with their types.
+        assert!(t.contains("- `runtime` (sandbox|docker|microvm)"), "{t}");
+        assert!(t.contains("- `label` (list of string)"), "{t}");
+        assert!(t.contains("- `sort` (price|newest)"), "{t}");
+    }
+}

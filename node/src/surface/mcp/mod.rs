@@ -1,0 +1,431 @@
+//! MCP tools derived from the registry, served with `rmcp` (the official Rust SDK).
+//!
+//! One [`Server`] serves both transports:
+//!
+//! - **stdio, beside the agent** (`agora mcp --node URL [--key FILE]`): tools call the node's
+//!   HTTP API ([`RemoteNode`]). Read-only tools need no key. With a key, the tools that act for
+//!   the agent are listed too and build their requests with the operation's
+//!   [`SignFn`](super::SignFn), signing locally.
+//! - **streamable HTTP at `/mcp` on the node** ([`service`]): stateless, JSON answers; tools
+//!   call the node's router in process ([`InProcess`]). Tools that act for an agent are listed
+//!   (their description says so) and answer `delegation_required`: a node will act for an
+//!   agent only under a delegation the agent signed.
+//!
+//! Tool results are the API's JSON as structured content (and as text); API errors become
+//! tool errors (`isError: true`) carrying the same `{"error":{"code","message"}}`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Map, Value};
+
+use super::errors::{
+    BAD_ARGUMENTS, BAD_REPLY, DELEGATION_REQUIRED, ErrorBody, KEY_REQUIRED, NODE_UNREACHABLE,
+    NOT_A_TOOL_YET,
+};
+use super::{Auth, Operation, Output, operations};
+
+mod backend;
+
+pub use backend::{
+    Backend, HttpCall, HttpReply, InProcess, MAX_REPLY_BYTES, NodeRead, RemoteNode, http_call,
+};
+
+/// The agent's key for tools that act for it (`agora mcp --key FILE`).
+pub struct AgentKey {
+    /// The agent's identity.
+    pub identity: agora_attest::Identity,
+    /// The key file.
+    pub path: PathBuf,
+    /// The signup record saved beside the key (`FILE.signup`), if the agent signed up.
+    pub signup: Option<String>,
+}
+
+impl std::fmt::Debug for AgentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentKey")
+            .field("id", &self.identity.agora_id())
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentKey {
+    /// Loads the key file at `path` and, if present, the signup record at `path.signup`.
+    ///
+    /// # Errors
+    /// When the key file cannot be loaded, or the signup record exists but cannot be read.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let identity = agora_attest::keyfile::load(path)
+            .map_err(|e| format!("loading the key file {}: {e}", path.display()))?;
+        let mut signup_path = path.as_os_str().to_owned();
+        signup_path.push(".signup");
+        let signup_path = PathBuf::from(signup_path);
+        let signup = match std::fs::read_to_string(&signup_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("reading {}: {e}", signup_path.display())),
+        };
+        Ok(Self {
+            identity,
+            path: path.to_owned(),
+            signup,
+        })
+    }
+}
+
+/// Where the server runs, which decides what tools that act for an agent do.
+#[derive(Debug)]
+enum Place {
+    /// Beside the agent, perhaps with its key.
+    Local(Option<Box<AgentKey>>),
+    /// On a node (`/mcp`): no agent key here.
+    Node,
+}
+
+/// An MCP server whose tools are the registry's operations.
+#[derive(Debug)]
+pub struct Server<B> {
+    backend: Arc<B>,
+    place: Arc<Place>,
+    ops: &'static [Operation],
+}
+
+impl<B> Clone for Server<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            place: Arc::clone(&self.place),
+            ops: self.ops,
+        }
+    }
+}
+
+impl<B: Backend> Server<B> {
+    /// A server beside the agent (stdio), calling `backend`, signing with `key` if given.
+    pub fn local(backend: B, key: Option<AgentKey>) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            place: Arc::new(Place::Local(key.map(Box::new))),
+            ops: operations(),
+        }
+    }
+
+    /// A server on the node itself (`/mcp`).
+    pub fn on_node(backend: B) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            place: Arc::new(Place::Node),
+            ops: operations(),
+        }
+    }
+
+    /// The same server over other operations (tests).
+    #[cfg(test)]
+    fn with_operations(mut self, ops: &'static [Operation]) -> Self {
+        self.ops = ops;
+        self
+    }
+
+    /// The operations served as tools here.
+    pub fn tool_operations(&self) -> impl Iterator<Item = &'static Operation> + '_ {
+        self.ops.iter().filter(move |op| {
+            op.tool
+                && match (&*self.place, op.auth) {
+                    (_, Auth::None) | (Place::Node, Auth::Agent) => true,
+                    (Place::Local(key), Auth::Agent) => key.is_some() && op.sign.is_some(),
+                }
+        })
+    }
+
+    fn has_key(&self) -> bool {
+        matches!(&*self.place, Place::Local(Some(_)))
+    }
+
+    /// The MCP tool for `op`.
+    pub fn tool(&self, op: &Operation) -> Tool {
+        let mut description = format!("{}. {}", op.summary, op.description);
+        if op.auth == Auth::Agent {
+            description.push_str(match &*self.place {
+                Place::Local(_) => " Acts for the agent: signed locally with its key.",
+                Place::Node => {
+                    " Acts for an agent: at this endpoint only under a delegation the agent \
+                     signed (scoped to operations, capped in spend, expiring); until that is \
+                     supported it answers `delegation_required`. Run `agora mcp --node URL --key \
+                     FILE` beside the agent instead."
+                }
+            });
+        }
+        let mut tool = Tool::new(op.name, description.trim_end().to_owned(), input_schema(op))
+            .with_title(op.summary)
+            .with_annotations(
+                ToolAnnotations::with_title(op.summary)
+                    .read_only(op.read_only())
+                    .destructive(op.method == super::Method::Delete)
+                    .idempotent(op.method != super::Method::Post)
+                    .open_world(true),
+            );
+        if let Some(schema) = output_schema(op) {
+            tool = tool.with_raw_output_schema(Arc::new(schema));
+        }
+        tool
+    }
+
+    /// Runs the tool `name` with `args` for the client at `origin` (when known): the tool's
+    /// result, or a tool error with a code.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: Map<String, Value>,
+        origin: Option<SocketAddr>,
+    ) -> CallToolResult {
+        let Some(op) = self.tool_operations().find(|op| op.name == name) else {
+            let known = self.ops.iter().find(|op| op.tool && op.name == name);
+            return if known.is_some_and(|op| op.sign.is_none()) && self.has_key() {
+                failure(&ErrorBody::new(
+                    NOT_A_TOOL_YET.code,
+                    format!("`{name}` is not an MCP tool yet: use the `agora agent` CLI"),
+                ))
+            } else if known.is_some() {
+                failure(&ErrorBody::new(
+                    KEY_REQUIRED.code,
+                    format!("`{name}` acts for the agent: start `agora mcp` with --key FILE"),
+                ))
+            } else {
+                failure(&ErrorBody::new(
+                    BAD_ARGUMENTS.code,
+                    format!("no tool `{name}`"),
+                ))
+            };
+        };
+        if let Some(input) = op.input
+            && let Err(why) = (input.check)(Value::Object(args.clone()))
+        {
+            return failure(&ErrorBody::new(
+                BAD_ARGUMENTS.code,
+                format!("`{name}` arguments: {why}"),
+            ));
+        }
+        let call = match (op.auth, &*self.place, op.sign) {
+            (Auth::None, _, _) => http_call(op, &args),
+            (Auth::Agent, Place::Node, _) => Err(ErrorBody::new(
+                DELEGATION_REQUIRED.code,
+                format!(
+                    "`{name}` acts for an agent; this node's MCP endpoint does so only under a \
+                     delegation the agent signed, which it does not accept yet: run `agora mcp \
+                     --node URL --key FILE` beside the agent"
+                ),
+            )),
+            (Auth::Agent, Place::Local(Some(key)), Some(sign)) => {
+                sign(super::SignContext {
+                    key,
+                    args: &args,
+                    node: &*self.backend,
+                })
+                .await
+            }
+            (Auth::Agent, Place::Local(Some(_)), None) => Err(ErrorBody::new(
+                NOT_A_TOOL_YET.code,
+                format!("`{name}` is not an MCP tool yet: use the `agora agent` CLI"),
+            )),
+            (Auth::Agent, Place::Local(None), _) => Err(ErrorBody::new(
+                KEY_REQUIRED.code,
+                format!("`{name}` acts for the agent: start `agora mcp` with --key FILE"),
+            )),
+        };
+        let call = match call {
+            Ok(call) => call,
+            Err(body) => return failure(&body),
+        };
+        tracing::debug!(tool = name, path = %call.path, "tool call");
+        match self.backend.send(call, origin).await {
+            Ok(reply) => result(op, reply),
+            Err(why) => failure(&ErrorBody::new(NODE_UNREACHABLE.code, why)),
+        }
+    }
+}
+
+/// The tool's result for a node's reply.
+fn result(op: &Operation, reply: HttpReply) -> CallToolResult {
+    let ok = (200..300).contains(&reply.status);
+    let json = reply.content_type.starts_with("application/json");
+    if !json {
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        if ok {
+            return CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]);
+        }
+        return failure(&ErrorBody::new(
+            BAD_REPLY.code,
+            format!(
+                "HTTP {}: {}",
+                reply.status,
+                text.chars().take(500).collect::<String>()
+            ),
+        ));
+    }
+    let value: Value = match serde_json::from_slice(&reply.body) {
+        Ok(v) => v,
+        Err(e) => {
+            return failure(&ErrorBody::new(
+                BAD_REPLY.code,
+                format!("HTTP {}: the answer is not JSON: {e}", reply.status),
+            ));
+        }
+    };
+    if ok {
+        match value {
+            Value::Object(_) if matches!(op.output, Output::Json(_)) => {
+                CallToolResult::structured(value)
+            }
+            other => {
+                CallToolResult::success(vec![rmcp::model::ContentBlock::text(other.to_string())])
+            }
+        }
+    } else if serde_json::from_value::<ErrorBody>(value.clone()).is_ok() {
+        CallToolResult::structured_error(value)
+    } else {
+        failure(&ErrorBody::new(
+            BAD_REPLY.code,
+            format!("HTTP {}: {value}", reply.status),
+        ))
+    }
+}
+
+fn failure(body: &ErrorBody) -> CallToolResult {
+    CallToolResult::structured_error(serde_json::to_value(body).unwrap_or(Value::Null))
+}
+
+/// A root JSON Schema (definitions under `$defs`) for the tool's arguments: always an
+/// object.
+pub fn input_schema(op: &Operation) -> JsonObject {
+    let Some(input) = op.input else {
+        let mut empty = Map::new();
+        empty.insert("type".into(), "object".into());
+        empty.insert("properties".into(), Value::Object(Map::new()));
+        empty.insert("additionalProperties".into(), false.into());
+        return empty;
+    };
+    root(input.schema.inline)
+}
+
+/// A root JSON Schema for the tool's structured result, when it is a JSON object.
+pub fn output_schema(op: &Operation) -> Option<JsonObject> {
+    match op.output {
+        Output::Json(t) => {
+            let schema = root(t.inline);
+            (schema.get("type").and_then(Value::as_str) == Some("object")).then_some(schema)
+        }
+        _ => None,
+    }
+}
+
+fn root(inline: fn(&mut schemars::SchemaGenerator) -> schemars::Schema) -> JsonObject {
+    let mut g = super::generator("/$defs");
+    let schema = Value::from(inline(&mut g));
+    let mut map = match schema {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let defs = g.take_definitions(true);
+    if !defs.is_empty() {
+        map.insert("$defs".into(), Value::Object(defs));
+    }
+    map
+}
+
+impl<B: Backend> ServerHandler for Server<B> {
+    fn get_info(&self) -> ServerConfig {
+        let instructions = match &*self.place {
+            Place::Local(Some(key)) => format!(
+                "Agora: a peer-to-peer compute marketplace. Find offers with `list_offers`, then \
+                 act as agent {} (requests are signed locally). Prices are micro-credits per \
+                 second. Errors carry a stable `code`.",
+                key.identity.agora_id()
+            ),
+            Place::Local(None) => "Agora: a peer-to-peer compute marketplace. Find offers with \
+                 `list_offers` (read-only; start `agora mcp` with --key FILE to act as an \
+                 agent). Prices are micro-credits per second. Errors carry a stable `code`."
+                .to_owned(),
+            Place::Node => "Agora: a peer-to-peer compute marketplace. This node's MCP \
+                 endpoint serves the read-only tools (`list_offers`, `get_offer`, \
+                 `node_info`, …); tools that act for an agent need a delegation the agent \
+                 signed. Prices are micro-credits per second. Errors carry a stable `code`."
+                .to_owned(),
+        };
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("agora", env!("CARGO_PKG_VERSION")).with_title("Agora"),
+            )
+            .with_instructions(instructions)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self.tool_operations().map(|op| self.tool(op)).collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        // Over streamable HTTP, rmcp hands us the HTTP request's parts; the node's server
+        // records the peer address there.
+        let origin = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>())
+            .map(|c| c.0);
+        Ok(self.call(&request.name, args, origin).await.into())
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tool_operations()
+            .find(|op| op.name == name)
+            .map(|op| self.tool(op))
+    }
+}
+
+/// The streamable HTTP service for `/mcp` on the node: stateless, JSON answers, tools calling
+/// `api` (the node's router without `/mcp`) in process.
+pub fn service(
+    api: axum::Router,
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    Server<InProcess>,
+    rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let server = Server::on_node(InProcess::new(api));
+    // Stateless and JSON: no per-client state on a public node. Any Host is accepted: the
+    // endpoint serves what the plain HTTP API serves to anyone, and acting for an agent will
+    // rest on the agent's signed delegation, not on where a request came from.
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(64 * 1024);
+    StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(Default::default()),
+        config,
+    )
+}
+
+#[cfg(test)]
+mod tests;

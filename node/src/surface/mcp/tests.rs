@@ -1,0 +1,266 @@
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::*;
+use crate::surface::types::{GetOfferInput, ListOffersInput};
+use crate::surface::{Group, find};
+
+/// Records calls and answers each with the next canned reply.
+#[derive(Default)]
+struct Fake {
+    calls: Mutex<Vec<HttpCall>>,
+    reply: Mutex<Option<Result<HttpReply, String>>>,
+}
+
+impl Fake {
+    fn answering(status: u16, content_type: &str, body: &str) -> Self {
+        let fake = Self::default();
+        *fake.reply.lock().unwrap() = Some(Ok(HttpReply {
+            status,
+            content_type: content_type.into(),
+            body: body.as_bytes().to_vec(),
+        }));
+        fake
+    }
+}
+
+impl Backend for Fake {
+    async fn send(
+        &self,
+        call: HttpCall,
+        _origin: Option<std::net::SocketAddr>,
+    ) -> Result<HttpReply, String> {
+        self.calls.lock().unwrap().push(call);
+        self.reply
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Err("connection refused".into()))
+    }
+}
+
+fn args(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn code(r: &CallToolResult) -> String {
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    r.structured_content.as_ref().unwrap()["error"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn sign_for_test(
+    cx: crate::surface::SignContext<'_>,
+) -> futures::future::BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        // A sign function may read from the node first (here: anything, to show it can).
+        let seen = cx.node.get("/v1/node").await.map(|r| r.status).unwrap_or(0);
+        let mut body = cx.args.clone();
+        body.insert(
+            "agent".into(),
+            cx.key.identity.agora_id().to_string().into(),
+        );
+        body.insert("read_first".into(), seen.into());
+        Ok(HttpCall {
+            method: crate::surface::Method::Post,
+            path: "/v1/test".into(),
+            body: Some(serde_json::to_vec(&body).unwrap()),
+        })
+    })
+}
+
+/// The real registry plus one operation that acts for an agent.
+fn ops_with_agent_tool() -> &'static [Operation] {
+    let mut ops = operations().to_vec();
+    ops.push(
+        Operation::post("act", "/v1/test", Group::Leases)
+            .summary("Act for the agent")
+            .input::<ListOffersInput>()
+            .output::<crate::surface::types::Health>()
+            .agent_signed(sign_for_test),
+    );
+    Box::leak(ops.into_boxed_slice())
+}
+
+fn key() -> AgentKey {
+    let mut rng = rand::rng();
+    AgentKey {
+        identity: agora_attest::Identity::generate(&mut rng),
+        path: "/nonexistent".into(),
+        signup: None,
+    }
+}
+
+#[test]
+fn tools_are_the_registry_operations_with_object_schemas() {
+    let server = Server::local(Fake::default(), None);
+    let names: Vec<&str> = server.tool_operations().map(|op| op.name).collect();
+    assert_eq!(
+        names,
+        [
+            "node_info",
+            "list_peers",
+            "list_offers",
+            "get_offer",
+            "get_account",
+            "quote",
+            "list_leases",
+            "get_lease"
+        ]
+    );
+    // Tools that act for the agent are tools beside it only once they can sign there.
+    let keyed = Server::local(Fake::default(), Some(key()));
+    assert!(keyed.tool_operations().all(|op| op.name != "run"));
+    let on_node = Server::on_node(Fake::default());
+    assert!(on_node.tool_operations().any(|op| op.name == "run"));
+    let tool = server.tool(find("list_offers").unwrap());
+    assert_eq!(tool.name, "list_offers");
+    assert_eq!(tool.input_schema["type"], "object");
+    assert!(tool.input_schema["properties"]["runtime"].is_object());
+    assert!(tool.input_schema["$defs"]["Isolation"].is_object());
+    let out = tool.output_schema.as_ref().unwrap();
+    assert_eq!(out["type"], "object");
+    assert!(out["$defs"]["OfferView"].is_object());
+    assert_eq!(
+        tool.annotations.as_ref().unwrap().read_only_hint,
+        Some(true)
+    );
+    // No arguments is still an object schema.
+    let info = server.tool(find("node_info").unwrap());
+    assert_eq!(info.input_schema["type"], "object");
+}
+
+#[tokio::test]
+async fn a_read_only_tool_calls_the_api_and_returns_its_json() {
+    let server = Server::local(
+        Fake::answering(
+            200,
+            "application/json",
+            r#"{"count":0,"offers":[],"at":"x"}"#,
+        ),
+        None,
+    );
+    let r = server
+        .call(
+            "list_offers",
+            args(json!({"runtime": "sandbox", "limit": 5})),
+            None,
+        )
+        .await;
+    assert_eq!(r.is_error, Some(false));
+    assert_eq!(r.structured_content.unwrap()["count"], 0);
+    let calls = server.backend.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/v1/offers?limit=5&runtime=sandbox");
+}
+
+#[tokio::test]
+async fn api_errors_become_tool_errors_with_their_code() {
+    let server = Server::local(
+        Fake::answering(
+            404,
+            "application/json",
+            r#"{"error":{"code":"no_offer","message":"none"}}"#,
+        ),
+        None,
+    );
+    let id = agora_attest::Identity::generate(&mut rand::rng()).agora_id();
+    let r = server
+        .call(
+            "get_offer",
+            args(json!({ "provider": id.to_string() })),
+            None,
+        )
+        .await;
+    assert_eq!(code(&r), "no_offer");
+    // Transport failures and bad arguments have their own codes; bad arguments never reach
+    // the node.
+    let down = Server::local(Fake::default(), None);
+    assert_eq!(
+        code(&down.call("node_info", Map::new(), None).await),
+        "node_unreachable"
+    );
+    assert_eq!(
+        code(
+            &down
+                .call("list_offers", args(json!({"runtime": "vm"})), None)
+                .await
+        ),
+        "bad_arguments"
+    );
+    assert_eq!(
+        code(
+            &down
+                .call("list_offers", args(json!({"colour": "blue"})), None)
+                .await
+        ),
+        "bad_arguments"
+    );
+    assert_eq!(
+        code(&down.call("no_such_tool", Map::new(), None).await),
+        "bad_arguments"
+    );
+    assert_eq!(down.backend.calls.lock().unwrap().len(), 1);
+    let _ = GetOfferInput { provider: id };
+}
+
+#[tokio::test]
+async fn agent_tools_need_a_key_beside_the_agent_and_a_delegation_on_a_node() {
+    let ops = ops_with_agent_tool();
+    // Without a key the tool is not listed, and calling it says why.
+    let keyless = Server::local(Fake::default(), None).with_operations(ops);
+    assert!(keyless.tool_operations().all(|op| op.name != "act"));
+    assert_eq!(
+        code(&keyless.call("act", Map::new(), None).await),
+        "key_required"
+    );
+    // With a key it is listed and signs locally.
+    let k = key();
+    let id = k.identity.agora_id().to_string();
+    let keyed = Server::local(
+        Fake::answering(200, "application/json", r#"{"status":"ok"}"#),
+        Some(k),
+    )
+    .with_operations(ops);
+    assert!(keyed.tool_operations().any(|op| op.name == "act"));
+    let r = keyed.call("act", args(json!({"limit": 1})), None).await;
+    assert_eq!(r.is_error, Some(false), "{r:?}");
+    let calls = keyed.backend.calls.lock().unwrap().clone();
+    let body: Value = serde_json::from_slice(calls[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["agent"], id);
+    assert_eq!(body["read_first"], 200);
+    assert_eq!(calls.len(), 2, "one read, then the signed call");
+    assert_eq!(calls[0].path, "/v1/node");
+    // On a node it is listed, says it needs a delegation, and answers delegation_required.
+    let node = Server::on_node(Fake::default()).with_operations(ops);
+    let tool = node.tool(ops.iter().find(|o| o.name == "act").unwrap());
+    assert!(tool.description.unwrap().contains("delegation"));
+    assert_eq!(
+        code(&node.call("act", Map::new(), None).await),
+        "delegation_required"
+    );
+    assert!(node.backend.calls.lock().unwrap().is_empty());
+}
+
+#[test]
+fn agent_key_loads_with_its_signup_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.key");
+    let identity = agora_attest::Identity::generate(&mut rand::rng());
+    agora_attest::keyfile::save(&path, &identity).unwrap();
+    let k = AgentKey::load(&path).unwrap();
+    assert_eq!(k.identity.agora_id(), identity.agora_id());
+    assert_eq!(k.signup, None);
+    std::fs::write(dir.path().join("agent.key.signup"), "AQ-record\n").unwrap();
+    assert_eq!(
+        AgentKey::load(&path).unwrap().signup.as_deref(),
+        Some("AQ-record\n")
+    );
+    // The key never shows in Debug output; a missing file is a clear error.
+    assert!(!format!("{k:?}").contains("secret"));
+    let err = AgentKey::load(&dir.path().join("none.key")).unwrap_err();
+    assert!(err.contains("none.key"), "{err}");
+}

@@ -1,0 +1,222 @@
+//! Input and output types of the surface's operations that have no home in a handler.
+//!
+//! Where a handler parses its input by hand (for error messages that name the bad
+//! parameter), the type here is the *contract* it parses: the documents and MCP tools are
+//! generated from it, and tests check that every value it allows the handler accepts.
+
+use agora_protocol::offer::Isolation;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// No arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    /// `ok` while the node runs.
+    pub status: String,
+}
+
+/// The order of offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OfferSortKey {
+    /// Cheapest first (price of the requested resources, or one vCPU and 1 GiB).
+    Price,
+    /// Most recently issued first.
+    Newest,
+}
+
+/// `GET /v1/offers` arguments: every filter is optional and they combine with AND.
+///
+/// This is the contract `http::offers::OfferQuery::parse` implements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListOffersInput {
+    /// Only providers offering this runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Isolation>,
+    /// Only providers that can start this image (its name, e.g. `busybox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), pattern(r"^\S(.*\S)?$"))]
+    pub image: Option<String>,
+    /// At least this many free vCPUs (fractions allowed, e.g. 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4096))]
+    pub min_cpu: Option<f64>,
+    /// At least this much free memory, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_memory_mib: Option<u64>,
+    /// At most this price, micro-credits per second, for `min_cpu` and `min_memory_mib` (or
+    /// one vCPU and 1 GiB when they are not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
+    /// Only this region (e.g. `eu-west`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), pattern(r"^\S(.*\S)?$"))]
+    pub region: Option<String>,
+    /// Only providers accepting this tier (e.g. `contained`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), pattern(r"^\S(.*\S)?$"))]
+    pub tier: Option<String>,
+    /// Only providers with these labels, each `key=value` (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(pattern(r"^[A-Za-z0-9_.:/-]{1,64}=[A-Za-z0-9_.:/-]{1,128}$"))
+    )]
+    pub label: Vec<String>,
+    /// Order: `price` (default) or `newest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<OfferSortKey>,
+    /// Most offers returned (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/offers/{provider}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetOfferInput {
+    /// The provider's Agora id (`agora1…`).
+    pub provider: agora_protocol::AgoraId,
+}
+
+/// What an MCP client sends to `/mcp`: a JSON-RPC 2.0 message (see the MCP specification).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JsonRpcMessage {
+    /// Always `2.0`.
+    pub jsonrpc: String,
+    /// The method (`initialize`, `tools/list`, `tools/call`, …), absent in responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request id, absent in notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<serde_json::Value>,
+    /// Parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+}
+
+/// The OpenAPI document (a JSON object; see the OpenAPI 3.1 specification).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OpenApiDocument {
+    /// The OpenAPI version, `3.1.0`.
+    pub openapi: String,
+}
+
+/// Any JSON object (answers whose schema is not yet typed: see the operation's description).
+pub type AnyObject = serde_json::Map<String, serde_json::Value>;
+
+/// `POST /v1/signup` body (the contract `http::signup::SignupBody` implements).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupInput {
+    /// base64url of the agent's `Signed<SignupRecord>` wire bytes (answering a fresh
+    /// challenge from `GET /v1/signup/challenge`).
+    #[schemars(length(min = 1, max = 8192))]
+    pub record: String,
+}
+
+/// `GET /v1/accounts/{agent}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInput {
+    /// The agent's Agora id.
+    pub agent: agora_protocol::AgoraId,
+}
+
+/// `POST /v1/leases/quote` body: what the agent wants (the contract
+/// `http::leases::QuoteRequest` implements; nothing is reserved).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteInput {
+    /// Runtime (default `sandbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Isolation>,
+    /// Image name (default `busybox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub image: Option<String>,
+    /// Only offers pinning the image to this digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<agora_protocol::signed::Digest>,
+    /// vCPU in thousandths (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub vcpu_milli: Option<u32>,
+    /// Memory, MiB (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub memory_mib: Option<u64>,
+    /// Writable disk, MiB (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mib: Option<u64>,
+    /// Lifetime, seconds (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<u64>,
+    /// Most micro-credits per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price_per_sec: Option<u64>,
+    /// Only this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub region: Option<String>,
+    /// Only providers serving this tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub tier: Option<String>,
+    /// Most offers returned (1 to 100, default 8: what one lease request may list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+}
+
+/// `POST /v1/leases` body (the contract `http::leases::CreateLease` implements).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// The agent's signed `LeaseRequest`, base64url (`agora agent run` builds it).
+    pub request: String,
+    /// The owner's signed `Approval`, base64url, when above the spending limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+}
+
+/// `GET /v1/leases` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListLeasesInput {
+    /// Whose leases: the agent's Agora id.
+    pub agent: agora_protocol::AgoraId,
+    /// Most leases (1 to 500, default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/leases/{id}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseInput {
+    /// The lease id: 64 hex digits (the SHA-256 of the signed lease request).
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+}
+
+/// `POST /v1/leases/{id}/extend` and `DELETE /v1/leases/{id}` arguments (the contract
+/// `http::leases::OpBody` implements, plus the id in the path).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseOpInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The agent's signed `LeaseOp` for this lease, base64url (`agora agent extend|stop`
+    /// builds it).
+    pub op: String,
+}

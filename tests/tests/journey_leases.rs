@@ -1,0 +1,686 @@
+//! Leases negotiated point to point and controlled through any peer, with real `agora`
+//! processes on 127.0.0.1: an agent signs up at gateway A and gets a lease at provider C
+//! (the embedded sandbox) through A; the workload's exit is visible through A; `agora agent
+//! run|ps|extend|stop` work end to end with the provider's signatures checked; the final
+//! receipt is signed and the quota charged. Forged, tampered, replayed, stale, over-tier and
+//! unknown-offer requests are refused with stable codes; a killed provider is failed over;
+//! a restarted provider keeps its lease.
+//!
+//! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips these tests.
+
+// Test code: failing loudly is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agora_attest::{Identity, keyfile};
+use agora_protocol::lease::{Candidate, LeaseGrant, LeaseRequest, NONCE_LEN, UsageReceipt};
+use agora_protocol::offer::Isolation;
+use agora_protocol::signup::SignupRecord;
+use agora_protocol::workload::WorkloadSpec;
+use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind, Timestamp};
+use agora_tests::node::{NodeProc, wait_for};
+use agora_tests::{agora, stderr, stdout};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn skip() -> bool {
+    if std::env::var_os("AGORA_SKIP_SANDBOX").is_some() {
+        eprintln!("skipped: AGORA_SKIP_SANDBOX is set");
+        return true;
+    }
+    false
+}
+
+/// A provider (and gateway) on the sandbox runtime, receipts every 2 s.
+fn provider(dir: &Path, bootstrap: &str) -> NodeProc {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = { vcpu = 100, memory_gib = 10 }\n\n[leases]\nreceipt_interval = \"2s\"\n",
+    )
+    .unwrap();
+    NodeProc::start(
+        dir,
+        &[
+            "--config".to_owned(),
+            config.display().to_string(),
+            "--bootstrap".to_owned(),
+            bootstrap.to_owned(),
+        ],
+    )
+}
+
+/// A gateway (and bootstrap) that waits 3 s per provider before failing over: a provider
+/// killed behind a QUIC connection gives no signal, so only the timeout tells.
+fn gateway(dir: &Path) -> NodeProc {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n",
+    )
+    .unwrap();
+    NodeProc::start(dir, &["--config".to_owned(), config.display().to_string()])
+}
+
+/// What the providers' sandboxes leave once their nodes are killed (workloads outlive a
+/// node by design, and ended ones keep their scratch mount and cgroup for the retention):
+/// unmounted and removed on drop. Declare it before the nodes, so it drops after them.
+struct Leftovers {
+    root: PathBuf,
+    cgroup_parents: Vec<String>,
+}
+
+impl Leftovers {
+    fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            cgroup_parents: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, node: &NodeProc) {
+        self.cgroup_parents
+            .push(agora_node::daemon::workloads::default_cgroup_parent(
+                &node.id.parse().unwrap(),
+            ));
+    }
+}
+
+fn remove_cgroup(dir: &Path) {
+    // A workload a failed test left running.
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for c in children.flatten() {
+            if c.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&c.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let root = self.root.display().to_string();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", p])
+                .status();
+        }
+        let controllers: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for parent in &self.cgroup_parents {
+            remove_cgroup(&Path::new("/sys/fs/cgroup").join(parent));
+            for c in &controllers {
+                remove_cgroup(&c.join(parent));
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request with a JSON body; the status and JSON answer.
+fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn b64<T>(m: &Signed<T>) -> String {
+    URL_SAFE_NO_PAD.encode(m.as_bytes())
+}
+
+fn decode<T: SignedKind>(text: &str) -> Signed<T> {
+    Signed::decode(&URL_SAFE_NO_PAD.decode(text).unwrap(), &Ed25519).unwrap()
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp::from_unix_millis(u64::try_from(ms).unwrap())
+}
+
+/// An agent signed up at `node` with `agora agent signup`.
+struct Agent {
+    home: PathBuf,
+    key: PathBuf,
+    identity: Identity,
+    signup: Signed<SignupRecord>,
+}
+
+impl Agent {
+    fn sign_up(home: &Path, node: &NodeProc) -> Self {
+        std::fs::create_dir_all(home).unwrap();
+        let key = home.join("agent.key");
+        let out = agora(home)
+            .args(["--json", "agent", "signup", "--node"])
+            .arg(format!("http://{}", node.http))
+            .arg("--key")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "signup: {}", stderr(&out));
+        let identity = keyfile::load(&key).unwrap();
+        let record = std::fs::read_to_string(home.join("agent.key.signup")).unwrap();
+        Self {
+            home: home.to_owned(),
+            key,
+            identity,
+            signup: decode(record.trim()),
+        }
+    }
+
+    fn id(&self) -> AgoraId {
+        self.identity.agora_id()
+    }
+
+    /// `agora --json agent ARGS… --node N --key K`.
+    fn cli(&self, node: &NodeProc, args: &[&str]) -> (bool, Value, String) {
+        let (sub, rest) = args.split_first().unwrap();
+        let (before, after) = match rest.iter().position(|a| *a == "--") {
+            Some(i) => rest.split_at(i),
+            None => (rest, &[][..]),
+        };
+        let out = agora(&self.home)
+            .args(["--json", "agent", sub])
+            .args(before)
+            .arg("--node")
+            .arg(format!("http://{}", node.http))
+            .arg("--key")
+            .arg(&self.key)
+            .args(after)
+            .output()
+            .unwrap();
+        let v = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+        (out.status.success(), v, stderr(&out))
+    }
+
+    fn request(
+        &self,
+        candidates: Vec<Candidate>,
+        busybox: Digest,
+        command: &[&str],
+        edit: impl FnOnce(&mut LeaseRequest),
+    ) -> Signed<LeaseRequest> {
+        let mut spec = WorkloadSpec::example(busybox, command);
+        spec.lifetime_secs = 300;
+        let mut r = LeaseRequest {
+            agent: self.id(),
+            candidates,
+            isolation: Isolation::Sandbox,
+            spec,
+            max_price_per_sec: 1000,
+            nonce: rand::random::<[u8; NONCE_LEN]>(),
+            issued_at: now(),
+            signup: self.signup.clone(),
+            delegation: None,
+        };
+        edit(&mut r);
+        Signed::sign(r, &self.identity).unwrap()
+    }
+}
+
+/// The current offer of `provider` as `node` quotes it: (offer digest, busybox digest).
+fn quoted(node: &NodeProc, provider: &str) -> (Digest, Digest) {
+    let found = wait_for(WAIT, || {
+        let (status, v) = send(node.http, "POST", "/v1/leases/quote", Some(&json!({})));
+        assert_eq!(status, 200, "{v}");
+        v["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["provider"] == provider)
+            .map(|o| {
+                (
+                    o["offer"].as_str().unwrap().parse().unwrap(),
+                    o["image"]["digest"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no offer of {provider} quoted at {}; provider runtimes: {}",
+            node.id,
+            send(node.http, "GET", "/v1/node", None).1["runtimes"]
+        )
+    })
+}
+
+fn create(node: &NodeProc, request: &Signed<LeaseRequest>) -> (u16, Value) {
+    send(
+        node.http,
+        "POST",
+        "/v1/leases",
+        Some(&json!({ "request": b64(request) })),
+    )
+}
+
+fn lease_view(node: &NodeProc, lease: &str) -> Value {
+    let (status, v) = send(node.http, "GET", &format!("/v1/leases/{lease}"), None);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// Waits until the lease (seen through `node`) has ended; its view.
+fn ended(node: &NodeProc, lease: &str) -> Value {
+    wait_for(WAIT, || {
+        let v = lease_view(node, lease);
+        (v["state"] == "ended").then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "lease {lease} did not end; view: {}",
+            lease_view(node, lease)
+        )
+    })
+}
+
+#[test]
+fn an_agent_leases_through_a_gateway_and_controls_it_there() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let a = gateway(&tmp.path().join("a"));
+    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    leftovers.add(&c);
+    let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
+    let (offer, busybox) = quoted(&a, &c.id);
+    let at_c = |offer| {
+        vec![Candidate {
+            provider: c.id.parse().unwrap(),
+            offer,
+        }]
+    };
+
+    // 1. A workload that exits by itself: its exit code is visible through A.
+    let (ok, run, err) = agent.cli(&a, &["run", "--lifetime", "5m", "--", "sh", "-c", "exit 3"]);
+    assert!(ok, "agent run: {err}");
+    assert_eq!(run["verified"], true);
+    assert_eq!(run["lease"]["provider"], c.id.as_str());
+    let first = run["lease"]["lease"].as_str().unwrap().to_owned();
+    let v = ended(&a, &first);
+    assert_eq!(v["ended"]["reason"], "exited", "{v}");
+    assert_eq!(v["ended"]["detail"]["exited"]["code"], 3, "{v}");
+    assert_eq!(v["receipt"]["ended"], "exited", "a final receipt: {v}");
+
+    // 2. A long one: receipts while it runs, extend and stop through A with the CLI.
+    let (ok, run, err) = agent.cli(&a, &["run", "--lifetime", "2m", "--", "sleep", "100"]);
+    assert!(ok, "agent run: {err}");
+    let second = run["lease"]["lease"].as_str().unwrap().to_owned();
+    let grant: Signed<LeaseGrant> = decode(run["lease"]["grant"].as_str().unwrap());
+    assert_eq!(grant.signer().to_string(), c.id);
+    let receipt = wait_for(WAIT, || {
+        let v = lease_view(&a, &second);
+        (v["receipt"]["seq"].as_u64() >= Some(1)).then_some(v)
+    })
+    .expect("periodic receipts every 2 s");
+    assert_eq!(receipt["state"], "running");
+    assert_eq!(receipt["fresh"], true, "A asked C");
+    let (ok, ps, err) = agent.cli(&a, &["ps"]);
+    assert!(ok, "agent ps: {err}");
+    let listed: Vec<&str> = ps["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["lease"].as_str())
+        .collect();
+    assert!(
+        listed.contains(&first.as_str()) && listed.contains(&second.as_str()),
+        "{ps}"
+    );
+
+    let (ok, ext, err) = agent.cli(&a, &["extend", &second[..12], "600"]);
+    assert!(ok, "agent extend: {err}");
+    assert_eq!(ext["verified"], true);
+    let extended: Signed<LeaseGrant> = decode(ext["lease"]["grant"].as_str().unwrap());
+    assert_eq!(
+        extended.body().expires_at,
+        grant
+            .body()
+            .expires_at
+            .saturating_add(Duration::from_secs(600))
+    );
+
+    // Only the agent may operate its lease: another agent's signed stop is refused.
+    let other = Agent::sign_up(&tmp.path().join("other"), &a);
+    let foreign = Signed::sign(
+        agora_protocol::lease::LeaseOp {
+            agent: other.id(),
+            provider: c.id.parse().unwrap(),
+            lease: second.parse().unwrap(),
+            op: agora_protocol::lease::Op::Stop,
+            nonce: [7; NONCE_LEN],
+            issued_at: now(),
+            delegation: None,
+        },
+        &other.identity,
+    )
+    .unwrap();
+    let (status, v) = send(
+        a.http,
+        "DELETE",
+        &format!("/v1/leases/{second}"),
+        Some(&json!({ "op": b64(&foreign) })),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("unauthorized")),
+        "{v}"
+    );
+
+    let (ok, stop, err) = agent.cli(&a, &["stop", &second]);
+    assert!(ok, "agent stop: {err}");
+    assert_eq!(stop["verified"], true);
+    assert_eq!(stop["lease"]["state"], "ended");
+    assert_eq!(stop["lease"]["ended"]["reason"], "stopped_by_agent");
+    let last: Signed<UsageReceipt> = decode(stop["lease"]["receipt"]["signed"].as_str().unwrap());
+    assert_eq!(last.signer().to_string(), c.id, "the final receipt is C's");
+    assert_eq!(
+        last.body().ended,
+        Some(agora_protocol::workload::TerminationReason::StoppedByAgent)
+    );
+    assert!(last.body().total_micro > 0);
+
+    // The quota at C is charged what the two leases cost, and nothing stays locked.
+    let first_total = lease_view(&a, &first)["receipt"]["total_micro"]
+        .as_u64()
+        .unwrap();
+    let (_, at_c_list) = send(
+        c.http,
+        "GET",
+        &format!("/v1/leases?agent={}", agent.id()),
+        None,
+    );
+    assert_eq!(
+        at_c_list["quota"]["spent_micro"].as_u64(),
+        Some(first_total + last.body().total_micro),
+        "{at_c_list}"
+    );
+    assert_eq!(at_c_list["quota"]["locked_micro"], 0);
+
+    // 3. Bad input: a clear code, and nothing lost.
+    // A request naming the agent but signed by the gateway's (here: another) key.
+    let forged = forge(&agent, &other.identity, at_c(offer), busybox);
+    let (status, v) = send(
+        a.http,
+        "POST",
+        "/v1/leases",
+        Some(&json!({ "request": forged })),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_signature")),
+        "{v}"
+    );
+    // A tampered request.
+    let good = agent.request(at_c(offer), busybox, &["true"], |_| {});
+    let mut bytes = good.as_bytes().to_vec();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    let (status, v) = send(
+        a.http,
+        "POST",
+        "/v1/leases",
+        Some(&json!({ "request": URL_SAFE_NO_PAD.encode(&bytes) })),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        matches!(
+            v["error"]["code"].as_str(),
+            Some("bad_signature" | "malformed_request")
+        ),
+        "{v}"
+    );
+    // A replayed request: granted once, refused as a replay after.
+    let started = std::time::Instant::now();
+    let (status, v) = create(&a, &good);
+    assert_eq!(status, 201, "{v}");
+    eprintln!(
+        "lease through A granted by C in {} ms (C's part: {} ms)",
+        started.elapsed().as_millis(),
+        v["attempts"][0]["elapsed_ms"]
+    );
+    let (status, again) = create(&a, &good);
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("replay")),
+        "{again}"
+    );
+    // An unknown offer: nothing matches, and the answer says why, offer by offer.
+    let (status, v) = create(
+        &a,
+        &agent.request(
+            at_c(Digest::of(b"no such offer")),
+            busybox,
+            &["true"],
+            |_| {},
+        ),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("no_match")),
+        "{v}"
+    );
+    assert_eq!(v["attempts"][0]["code"], "offer_mismatch", "{v}");
+    assert!(v["attempts"][0]["signed_refusal"].is_string());
+    // Over the contained tier: refused for the agent (no failover).
+    let (status, v) = create(
+        &a,
+        &agent.request(at_c(offer), busybox, &["true"], |r| {
+            r.spec.resources.memory_mib = 1536;
+        }),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("tier_limit")),
+        "{v}"
+    );
+    // A stale request.
+    let (status, v) = create(
+        &a,
+        &agent.request(at_c(offer), busybox, &["true"], |r| {
+            r.issued_at = now().saturating_sub(Duration::from_secs(3600));
+        }),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("stale")),
+        "{v}"
+    );
+    // Malformed bodies.
+    for body in [
+        json!({}),
+        json!({ "request": 5 }),
+        json!({ "request": "x", "extra": 1 }),
+    ] {
+        let (status, v) = send(a.http, "POST", "/v1/leases", Some(&body));
+        assert_eq!(status, 400, "{body}: {v}");
+    }
+    // Outcomes are counted on both sides.
+    let (_, metrics) = agora_tests::node::http_get_text(a.http, "/metrics");
+    for line in [
+        r#"agora_leases_total{role="gateway",result="granted"}"#,
+        r#"agora_leases_total{role="gateway",result="no_match"}"#,
+        r#"agora_leases_total{role="gateway",result="stale"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing at A:\n{metrics}");
+    }
+    let (_, metrics) = agora_tests::node::http_get_text(c.http, "/metrics");
+    assert!(
+        metrics.contains(r#"agora_leases_total{role="provider",result="offer_mismatch"} 1"#),
+        "{metrics}"
+    );
+    let (status, v) = send(a.http, "GET", "/v1/leases/nothex", None);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_lease_id"))
+    );
+    let unknown = Digest::of(b"unknown lease");
+    let (status, _) = send(a.http, "GET", &format!("/v1/leases/{unknown}"), None);
+    assert_eq!(status, 404);
+}
+
+/// A request naming `agent` as its author but signed by `forger`: built by hand, since
+/// `Signed::sign` refuses to sign for another author.
+fn forge(agent: &Agent, forger: &Identity, candidates: Vec<Candidate>, busybox: Digest) -> String {
+    let body = agent
+        .request(candidates, busybox, &["true"], |_| {})
+        .body()
+        .clone();
+    let payload = agora_protocol::codec::encode(&body, LeaseRequest::MAX_PAYLOAD_BYTES).unwrap();
+    let signer = forger.agora_id();
+    let input = agora_protocol::signed::signing_input::<LeaseRequest>(&signer, &payload);
+    let sig = agora_protocol::Signer::sign(forger, &input);
+    let mut wire = vec![agora_protocol::signed::FORMAT_VERSION];
+    wire.extend_from_slice(signer.as_bytes());
+    let mut len = u32::try_from(payload.len()).unwrap();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            wire.push(byte);
+            break;
+        }
+        wire.push(byte | 0x80);
+    }
+    wire.extend_from_slice(&payload);
+    wire.extend_from_slice(&sig.0);
+    URL_SAFE_NO_PAD.encode(wire)
+}
+
+#[test]
+fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let a = gateway(&tmp.path().join("a"));
+    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    let d = provider(&tmp.path().join("d"), &a.tcp_addr());
+    leftovers.add(&c);
+    leftovers.add(&d);
+    let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
+    let (c_offer, busybox) = quoted(&a, &c.id);
+    let (d_offer, _) = quoted(&a, &d.id);
+    let candidates = vec![
+        Candidate {
+            provider: c.id.parse().unwrap(),
+            offer: c_offer,
+        },
+        Candidate {
+            provider: d.id.parse().unwrap(),
+            offer: d_offer,
+        },
+    ];
+
+    // C vanishes (SIGKILL: no withdrawal), its offer still in A's book: the request naming
+    // C first is granted by D, and the answer says what happened with C.
+    let c_dir = c.dir.clone();
+    drop(c);
+    let request = agent.request(candidates, busybox, &["sleep", "100"], |r| {
+        r.spec.lifetime_secs = 120;
+    });
+    let (status, v) = create(&a, &request);
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["lease"]["provider"], d.id.as_str(), "{v}");
+    let attempts = v["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{v}");
+    assert!(
+        matches!(
+            attempts[0]["outcome"].as_str(),
+            Some("unreachable" | "timeout")
+        ),
+        "{v}"
+    );
+    assert_eq!(attempts[1]["outcome"], "granted");
+    eprintln!(
+        "failover: {} after {} ms, granted by D in {} ms",
+        attempts[0]["outcome"], attempts[0]["elapsed_ms"], attempts[1]["elapsed_ms"]
+    );
+    let lease = v["lease"]["lease"].as_str().unwrap().to_owned();
+    assert_eq!(lease, request.digest().to_string());
+
+    // D restarts: the lease is still there, still running, and can be stopped.
+    let d_dir = d.dir.clone();
+    assert!(d.stop(), "D exits cleanly");
+    let d = provider(&d_dir, &a.tcp_addr());
+    let v = wait_for(WAIT, || {
+        let v = lease_view(&a, &lease);
+        (v["fresh"] == true).then_some(v)
+    })
+    .expect("A reaches the restarted D");
+    assert_eq!(v["state"], "running", "{v}");
+    let (ok, stop, err) = agent.cli(&a, &["stop", &lease]);
+    assert!(ok, "agent stop after restart: {err}\nD's log:\n{}", d.log());
+    assert_eq!(stop["lease"]["ended"]["reason"], "stopped_by_agent");
+    assert_eq!(stop["verified"], true);
+    drop(c_dir);
+}
