@@ -10,6 +10,9 @@ use anyhow::{Context as _, bail};
 /// The node asked when neither `--node` nor `AGORA_NODE` says otherwise.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:8080";
 
+/// How long one call may take unless the caller says otherwise.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Talks to one node.
 pub struct NodeClient {
     base: String,
@@ -29,7 +32,7 @@ impl NodeClient {
             .build()
             .context("starting the async runtime")?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
+            .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
@@ -47,33 +50,20 @@ impl NodeClient {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        let url = format!("{}{path}", self.base);
-        self.runtime.block_on(async {
-            let resp = self
-                .http
-                .post(&url)
-                .json(body)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the node at {}", self.base))?;
-            let status = resp.status();
-            let body: serde_json::Value = resp
-                .json()
-                .await
-                .with_context(|| format!("{url}: the answer is not JSON"))?;
-            if !status.is_success() {
-                return Err(ApiFailure {
-                    status: status.as_u16(),
-                    code: body["error"]["code"].as_str().unwrap_or("error").to_owned(),
-                    message: body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("request failed")
-                        .to_owned(),
-                }
-                .into());
+        let (status, body) =
+            self.request_json(reqwest::Method::POST, path, Some(body), REQUEST_TIMEOUT)?;
+        if !(200..300).contains(&status) {
+            return Err(ApiFailure {
+                status,
+                code: body["error"]["code"].as_str().unwrap_or("error").to_owned(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed")
+                    .to_owned(),
             }
-            Ok(body)
-        })
+            .into());
+        }
+        Ok(body)
     }
 
     /// Sends `body` (if any) as JSON with `method` to `path` and returns the status and the

@@ -15,10 +15,11 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::lease::{
-    CALL_TIMEOUT, b64, find_lease, load_agent, print_lease, sign_op, verify_grant, verify_receipt,
+    CALL_TIMEOUT, b64, find_lease, load_agent, print_lease, report_failure, sign_op, verify_grant,
+    verify_receipt,
 };
 use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
-use crate::cli::{EXIT_REJECTED, GlobalArgs, print_json};
+use crate::cli::{GlobalArgs, print_json};
 
 #[derive(Debug, Args)]
 pub(crate) struct ExtendArgs {
@@ -101,20 +102,7 @@ fn operate(
         CALL_TIMEOUT.min(Duration::from_secs(60)),
     )?;
     if status != 200 {
-        if global.json {
-            print_json(&body)?;
-        } else {
-            eprintln!(
-                "error: {}: {}",
-                body["error"]["code"].as_str().unwrap_or("error"),
-                body["error"]["message"].as_str().unwrap_or("refused")
-            );
-        }
-        return Ok(ExitCode::from(if (400..500).contains(&status) {
-            EXIT_REJECTED
-        } else {
-            crate::cli::EXIT_ERROR
-        }));
+        return report_failure(status, &body, global.json, "refused");
     }
     let view: &Value = &body["lease"];
     let grant = verify_grant(view, &id, &me)?;

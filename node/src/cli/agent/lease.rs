@@ -166,6 +166,41 @@ pub(crate) fn find_lease(
 }
 
 /// A spinner on stderr while waiting (only on a terminal, never with `--json`).
+/// Reports a node's error answer (`status`, `body`) the way every agent command does: the
+/// body itself with `--json`, else its code and message and, for a lease request, each
+/// provider's answer; returns the exit code (3 for a refusal, 1 otherwise).
+pub(crate) fn report_failure(
+    status: u16,
+    body: &Value,
+    json: bool,
+    fallback: &str,
+) -> anyhow::Result<std::process::ExitCode> {
+    if json {
+        crate::cli::print_json(body)?;
+    } else {
+        eprintln!(
+            "error: {}: {}",
+            body["error"]["code"].as_str().unwrap_or("error"),
+            body["error"]["message"].as_str().unwrap_or(fallback)
+        );
+        for a in body["attempts"].as_array().into_iter().flatten() {
+            eprintln!(
+                "  {} {}: {}",
+                a["provider"].as_str().unwrap_or("-"),
+                a["code"].as_str().or(a["outcome"].as_str()).unwrap_or("-"),
+                a["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(std::process::ExitCode::from(
+        if (400..500).contains(&status) {
+            crate::cli::EXIT_REJECTED
+        } else {
+            crate::cli::EXIT_ERROR
+        },
+    ))
+}
+
 pub(crate) fn spinner(json: bool, message: &str) -> Option<indicatif::ProgressBar> {
     (!json && std::io::stderr().is_terminal()).then(|| {
         let s = indicatif::ProgressBar::new_spinner();

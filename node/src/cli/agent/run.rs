@@ -19,7 +19,9 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::lease::{CALL_TIMEOUT, b64, load_agent, nonce, print_lease, spinner, verify_grant};
+use super::lease::{
+    CALL_TIMEOUT, b64, load_agent, nonce, print_lease, report_failure, spinner, verify_grant,
+};
 use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
 use crate::cli::{EXIT_REJECTED, GlobalArgs, print_json};
 
@@ -234,30 +236,7 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
     }
     let (status, body) = answer?;
     if status != 201 {
-        if global.json {
-            print_json(&body)?;
-        } else {
-            eprintln!(
-                "error: {}: {}",
-                body["error"]["code"].as_str().unwrap_or("error"),
-                body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("the lease was refused")
-            );
-            for a in body["attempts"].as_array().into_iter().flatten() {
-                eprintln!(
-                    "  {} {}: {}",
-                    a["provider"].as_str().unwrap_or("-"),
-                    a["code"].as_str().or(a["outcome"].as_str()).unwrap_or("-"),
-                    a["detail"].as_str().unwrap_or("")
-                );
-            }
-        }
-        return Ok(ExitCode::from(if (400..500).contains(&status) {
-            EXIT_REJECTED
-        } else {
-            crate::cli::EXIT_ERROR
-        }));
+        return report_failure(status, &body, global.json, "the lease was refused");
     }
     let view = &body["lease"];
     let grant = verify_grant(view, &lease, &agent.identity.agora_id())?;
