@@ -16,6 +16,23 @@ use crate::http::offers::{OfferList, OfferView};
 use crate::http::{NodeInfo, PeerList};
 
 /// Prometheus' text exposition (what `/metrics` answers).
+/// What an agent-signed operation relayed to a lease's provider (extend, stop) may answer.
+const LEASE_OP_ERRORS: &[ErrorCode] = &[
+    MALFORMED_BODY,
+    MALFORMED_OP,
+    BAD_SIGNATURE,
+    BAD_LEASE_ID,
+    LEASE_MISMATCH,
+    WRONG_OP,
+    UNKNOWN_LEASE,
+    ENDED,
+    UNAUTHORIZED,
+    STALE,
+    REPLAY,
+    UNREACHABLE,
+    TIMEOUT,
+];
+
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub(super) fn all() -> Vec<Operation> {
@@ -180,42 +197,14 @@ pub(super) fn all() -> Vec<Operation> {
             )
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
-            .errors(&[
-                MALFORMED_BODY,
-                MALFORMED_OP,
-                BAD_SIGNATURE,
-                BAD_LEASE_ID,
-                LEASE_MISMATCH,
-                WRONG_OP,
-                UNKNOWN_LEASE,
-                ENDED,
-                UNAUTHORIZED,
-                STALE,
-                REPLAY,
-                UNREACHABLE,
-                TIMEOUT,
-            ])
+            .errors(LEASE_OP_ERRORS)
             .agent_signed_by_cli(),
         Operation::delete("stop", "/v1/leases/{id}", Group::Leases)
             .summary("Stop a lease: an agent-signed operation; answers the final signed receipt")
             .describe("`agora agent stop` signs the operation.")
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
-            .errors(&[
-                MALFORMED_BODY,
-                MALFORMED_OP,
-                BAD_SIGNATURE,
-                BAD_LEASE_ID,
-                LEASE_MISMATCH,
-                WRONG_OP,
-                UNKNOWN_LEASE,
-                ENDED,
-                UNAUTHORIZED,
-                STALE,
-                REPLAY,
-                UNREACHABLE,
-                TIMEOUT,
-            ])
+            .errors(LEASE_OP_ERRORS)
             .agent_signed_by_cli(),
         // The surface itself.
         Operation::get("openapi", "/openapi.json", Group::Meta)
