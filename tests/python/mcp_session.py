@@ -1,11 +1,13 @@
 """Drives Agora's MCP server with the official Python MCP SDK (an independent client).
 
-Usage: python mcp_session.py stdio AGORA_BIN NODE_URL MODE
+Usage: python mcp_session.py stdio AGORA_BIN NODE_URL MODE [KEY_FILE]
        python mcp_session.py http  MCP_URL MODE
 MODE is `legacy` (the initialize handshake) or `auto` (server/discover, else initialize).
 
 Completes a session (initialize, list tools, call `list_offers`, call `get_offer` with a bad
-id) and prints one JSON line with what it saw; exits non-zero on any failure.
+id) and prints one JSON line with what it saw; exits non-zero on any failure. With a key
+file (an agent that signed up), `agora mcp --key` signs beside the agent and the session
+also runs a workload: `run`, `exec`, `logs`, `stop`.
 """
 
 import asyncio
@@ -16,7 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 
-async def session(server, mode):
+async def session(server, mode, keyed):
     seen = {}
     async with Client(server, mode=mode, read_timeout_seconds=30) as client:
         seen["protocol_version"] = client.protocol_version
@@ -54,6 +56,27 @@ async def session(server, mode):
         result = await client.call_tool("node_info", {})
         assert not result.is_error, result
         seen["node_id"] = result.structured_content["id"]
+
+        if keyed:
+            result = await client.call_tool(
+                "run", {"command": ["sh", "-c", "echo hello from mcp; sleep 60"], "lifetime_secs": 120}
+            )
+            assert not result.is_error, result
+            lease = result.structured_content["lease"]["lease"]
+            seen["run_provider"] = result.structured_content["lease"]["provider"]
+            result = await client.call_tool("exec", {"id": lease, "command": ["sh", "-c", "echo $((6*7)); exit 5"]})
+            assert not result.is_error, result
+            seen["exec"] = result.structured_content
+            for _ in range(50):
+                result = await client.call_tool("logs", {"id": lease})
+                assert not result.is_error, result
+                if result.structured_content["stdout"]:
+                    break
+                await asyncio.sleep(0.1)
+            seen["logs"] = result.structured_content
+            result = await client.call_tool("stop", {"id": lease})
+            assert not result.is_error, result
+            seen["stopped"] = result.structured_content["lease"]["state"]
     return seen
 
 
@@ -61,15 +84,16 @@ def main():
     kind = sys.argv[1]
     if kind == "stdio":
         agora, node, mode = sys.argv[2], sys.argv[3], sys.argv[4]
-        server = StdioServerParameters(
-            command=agora,
-            args=["--log", "debug", "mcp", "--node", node],
-        )
+        args = ["--log", "debug", "mcp", "--node", node]
+        if len(sys.argv) > 5:
+            args += ["--key", sys.argv[5]]
+        server = StdioServerParameters(command=agora, args=args)
     elif kind == "http":
         server, mode = sys.argv[2], sys.argv[3]
     else:
         raise SystemExit(f"unknown transport {kind}")
-    seen = asyncio.run(session(server, mode))
+    keyed = kind == "stdio" and len(sys.argv) > 5
+    seen = asyncio.run(session(server, mode, keyed))
     print(json.dumps(seen), flush=True)
 
 

@@ -45,11 +45,16 @@ fn skip() -> bool {
 
 /// A provider (and gateway) on the sandbox runtime, receipts every 2 s.
 fn provider(dir: &Path, bootstrap: &str) -> NodeProc {
+    provider_with(dir, bootstrap, "")
+}
+
+/// [`provider`] with more configuration (whole sections) appended.
+fn provider_with(dir: &Path, bootstrap: &str, extra: &str) -> NodeProc {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
-        "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = { vcpu = 100, memory_gib = 10 }\n\n[leases]\nreceipt_interval = \"2s\"\n",
+        format!("roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"),
     )
     .unwrap();
     NodeProc::start(
@@ -66,11 +71,16 @@ fn provider(dir: &Path, bootstrap: &str) -> NodeProc {
 /// A gateway (and bootstrap) that waits 3 s per provider before failing over: a provider
 /// killed behind a QUIC connection gives no signal, so only the timeout tells.
 fn gateway(dir: &Path) -> NodeProc {
+    gateway_with(dir, "")
+}
+
+/// [`gateway`] with more configuration (whole sections) appended.
+fn gateway_with(dir: &Path, extra: &str) -> NodeProc {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
-        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n",
+        format!("roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n{extra}"),
     )
     .unwrap();
     NodeProc::start(dir, &["--config".to_owned(), config.display().to_string()])
@@ -215,6 +225,11 @@ struct Agent {
 
 impl Agent {
     fn sign_up(home: &Path, node: &NodeProc) -> Self {
+        Self::sign_up_with(home, node, &[])
+    }
+
+    /// Signs up with more `agent signup` arguments (e.g. `--credential FILE`).
+    fn sign_up_with(home: &Path, node: &NodeProc, extra: &[&str]) -> Self {
         std::fs::create_dir_all(home).unwrap();
         let key = home.join("agent.key");
         let out = agora(home)
@@ -222,6 +237,7 @@ impl Agent {
             .arg(format!("http://{}", node.http))
             .arg("--key")
             .arg(&key)
+            .args(extra)
             .output()
             .unwrap();
         assert!(out.status.success(), "signup: {}", stderr(&out));
@@ -241,23 +257,7 @@ impl Agent {
 
     /// `agora --json agent ARGS… --node N --key K`.
     fn cli(&self, node: &NodeProc, args: &[&str]) -> (bool, Value, String) {
-        let (sub, rest) = args.split_first().unwrap();
-        let (before, after) = match rest.iter().position(|a| *a == "--") {
-            Some(i) => rest.split_at(i),
-            None => (rest, &[][..]),
-        };
-        let out = agora(&self.home)
-            .args(["--json", "agent", sub])
-            .args(before)
-            .arg("--node")
-            .arg(format!("http://{}", node.http))
-            .arg("--key")
-            .arg(&self.key)
-            .args(after)
-            .output()
-            .unwrap();
-        let v = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
-        (out.status.success(), v, stderr(&out))
+        cli_with_input(self, node, args, None)
     }
 
     fn request(
@@ -683,4 +683,446 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
     assert_eq!(stop["lease"]["ended"]["reason"], "stopped_by_agent");
     assert_eq!(stop["verified"], true);
     drop(c_dir);
+}
+
+/// `agora --json agent ARGS… --node N --key K` with `input` (if any) on its standard input;
+/// (success, the JSON it printed, stderr).
+fn cli_with_input(
+    agent: &Agent,
+    node: &NodeProc,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> (bool, Value, String) {
+    use std::process::Stdio;
+    let (sub, rest) = args.split_first().unwrap();
+    let (before, after) = match rest.iter().position(|a| *a == "--") {
+        Some(i) => rest.split_at(i),
+        None => (rest, &[][..]),
+    };
+    let mut child = agora(&agent.home)
+        .args(["--json", "agent", sub])
+        .args(before)
+        .arg("--node")
+        .arg(format!("http://{}", node.http))
+        .arg("--key")
+        .arg(&agent.key)
+        .args(after)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.unwrap_or_default().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let v = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+    (out.status.success(), v, stderr(&out))
+}
+
+/// The agent's signed operation on `lease` at `provider`, base64url.
+fn signed_op(agent: &Agent, provider: &str, lease: &str, op: agora_protocol::lease::Op) -> String {
+    b64(&Signed::sign(
+        agora_protocol::lease::LeaseOp {
+            agent: agent.id(),
+            provider: provider.parse().unwrap(),
+            lease: lease.parse().unwrap(),
+            op,
+            nonce: rand::random::<[u8; NONCE_LEN]>(),
+            issued_at: now(),
+            delegation: None,
+        },
+        &agent.identity,
+    )
+    .unwrap())
+}
+
+#[test]
+fn exec_logs_and_files_stream_through_any_node() {
+    use agora_protocol::lease::Op;
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let a = gateway(&tmp.path().join("a"));
+    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    leftovers.add(&c);
+    let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
+    quoted(&a, &c.id);
+    let (ok, run, err) = agent.cli(
+        &a,
+        &[
+            "run",
+            "--lifetime",
+            "5m",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 200",
+        ],
+    );
+    assert!(ok, "agent run: {err}");
+    let lease = run["lease"]["lease"].as_str().unwrap().to_owned();
+
+    // Exec through A (over a libp2p stream to C): output on both streams and the exit code.
+    let (ok, out, err) = agent.cli(
+        &a,
+        &[
+            "exec",
+            &lease,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
+    assert!(!ok, "exit code 7 is a failure: {err}");
+    assert_eq!(out["exit_code"], 7, "{out} {err}");
+    assert_eq!(out["stdout"], "out\n");
+    assert_eq!(out["stderr"], "err\n");
+    // Standard input, larger than any buffer on the way, comes back whole.
+    let input: Vec<u8> = (0..600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (ok, out, err) = cli_with_input(
+        &agent,
+        &a,
+        &["exec", &lease, "-i", "--", "cat"],
+        Some(&input[..]),
+    );
+    assert!(ok, "exec -i cat: {err}");
+    assert_eq!(out["exit_code"], 0);
+    assert_eq!(out["stdout"].as_str().unwrap().as_bytes(), &input[..]);
+    // Through the provider's own API (no network between gateway and provider).
+    let (ok, out, err) = agent.cli(&c, &["exec", &lease, "--", "echo", "local"]);
+    assert!(ok, "exec at C: {err}");
+    assert_eq!(out["stdout"], "local\n");
+
+    // Logs: the workload's own output so far.
+    let logs = agora(&agent.home)
+        .args(["--json", "agent", "logs", &lease, "--node"])
+        .arg(format!("http://{}", a.http))
+        .arg("--key")
+        .arg(&agent.key)
+        .output()
+        .unwrap();
+    assert!(logs.status.success(), "agent logs: {}", stderr(&logs));
+    let lines: Vec<Value> = stdout(&logs)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "stdout" && l["text"] == "started\n"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["type"], "end");
+
+    // Files: a directory up, read inside, and down again, byte for byte.
+    let up = tmp.path().join("up");
+    std::fs::create_dir_all(up.join("sub")).unwrap();
+    std::fs::write(up.join("a.txt"), "hello files\n").unwrap();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(up.join("sub/blob.bin"), &blob).unwrap();
+    let (ok, put, err) = agent.cli(
+        &a,
+        &[
+            "files",
+            "put",
+            &lease,
+            up.to_str().unwrap(),
+            "--to",
+            "/tmp/in",
+        ],
+    );
+    assert!(ok, "files put: {err}");
+    assert!(put["bytes"].as_u64().unwrap() > 300_000, "{put}");
+    let (ok, out, err) = agent.cli(&a, &["exec", &lease, "--", "cat", "/tmp/in/up/a.txt"]);
+    assert!(ok, "{err}");
+    assert_eq!(out["stdout"], "hello files\n");
+    let down = tmp.path().join("down");
+    let (ok, got, err) = agent.cli(
+        &a,
+        &[
+            "files",
+            "get",
+            &lease,
+            "/tmp/in/up",
+            "--to",
+            down.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "files get: {err} {got}");
+    assert_eq!(std::fs::read(down.join("up/sub/blob.bin")).unwrap(), blob);
+    assert_eq!(
+        std::fs::read_to_string(down.join("up/a.txt")).unwrap(),
+        "hello files\n"
+    );
+
+    // Refusals: clear codes, before anything runs.
+    let other = Agent::sign_up(&tmp.path().join("other"), &a);
+    let exec_op = |who: &Agent| {
+        signed_op(
+            who,
+            &c.id,
+            &lease,
+            Op::Exec {
+                command: vec!["true".into()],
+                stdin: false,
+                tty: false,
+            },
+        )
+    };
+    let path = format!("/v1/leases/{lease}/exec");
+    let (status, v) = send(
+        a.http,
+        "POST",
+        &path,
+        Some(&json!({ "op": exec_op(&other) })),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("unauthorized")),
+        "another agent's exec: {v}"
+    );
+    let mut tampered = URL_SAFE_NO_PAD.decode(exec_op(&agent)).unwrap();
+    let i = tampered.len() - 70;
+    tampered[i] ^= 1;
+    let (status, v) = send(
+        a.http,
+        "POST",
+        &path,
+        Some(&json!({ "op": URL_SAFE_NO_PAD.encode(&tampered) })),
+    );
+    assert_eq!(status, 400, "a tampered exec: {v}");
+    let once = exec_op(&agent);
+    let (status, _) = send(a.http, "POST", &path, Some(&json!({ "op": once })));
+    assert_eq!(status, 200);
+    let (status, v) = send(a.http, "POST", &path, Some(&json!({ "op": once })));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("replay")),
+        "a replayed exec: {v}"
+    );
+    let (status, v) = send(
+        a.http,
+        "POST",
+        &path,
+        Some(&json!({ "op": exec_op(&agent), "stdin": "x" })),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("wrong_op")),
+        "input for an exec signed without stdin: {v}"
+    );
+    let missing = signed_op(
+        &agent,
+        &c.id,
+        &lease,
+        Op::GetFiles {
+            path: "/tmp/nothing-here".into(),
+        },
+    );
+    let (status, v) = send(
+        a.http,
+        "GET",
+        &format!("/v1/leases/{lease}/files?op={missing}"),
+        None,
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{v}"
+    );
+    // A relative path cannot even be signed: the agent's CLI says so.
+    let (ok, _, err) = agent.cli(&a, &["files", "get", &lease, "tmp/in"]);
+    assert!(!ok && err.contains("absolute"), "{err}");
+
+    // After the lease ends, its workload takes no more commands.
+    let (ok, _, err) = agent.cli(&a, &["stop", &lease]);
+    assert!(ok, "{err}");
+    let (status, v) = send(
+        a.http,
+        "POST",
+        &path,
+        Some(&json!({ "op": exec_op(&agent) })),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("ended")),
+        "exec on an ended lease: {v}"
+    );
+}
+
+/// Accepts one HTTP request on `listener` (the owner's webhook) and returns its JSON body.
+fn webhook_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<Value> {
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                        .unwrap();
+                    return serde_json::from_str(&body[..len]).unwrap();
+                }
+            }
+            assert!(n > 0, "the webhook request was cut short");
+        }
+    })
+}
+
+#[test]
+fn a_lease_over_the_spending_limit_waits_for_its_owner() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let home = tmp.path().join("agent");
+    std::fs::create_dir_all(&home).unwrap();
+    let issuer = Identity::generate(&mut rand::rng());
+    let owner = Identity::generate(&mut rand::rng());
+    let stranger = Identity::generate(&mut rand::rng());
+    let agent_id = Identity::generate(&mut rand::rng());
+    let (issuer_key, owner_key, stranger_key) = (
+        home.join("issuer.key"),
+        home.join("owner.key"),
+        home.join("stranger.key"),
+    );
+    keyfile::save(&issuer_key, &issuer).unwrap();
+    keyfile::save(&owner_key, &owner).unwrap();
+    keyfile::save(&stranger_key, &stranger).unwrap();
+    keyfile::save(&home.join("agent.key"), &agent_id).unwrap();
+    // No credits without approval; the owner approves the rest.
+    let out = agora(&home)
+        .args(["attest", "issue", "--issuer-key"])
+        .arg(&issuer_key)
+        .args(["--subject", &agent_id.agora_id().to_string()])
+        .args([
+            "--tier",
+            "standard",
+            "--expires",
+            "1h",
+            "--spending-limit",
+            "0",
+        ])
+        .args(["--owner", &owner.agora_id().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "attest issue: {}", stderr(&out));
+    let cred = home.join("agent.cred");
+    std::fs::write(&cred, stdout(&out)).unwrap();
+
+    let trust = format!(
+        "\n[trust]\n\n[[trust.root]]\nid = \"{}\"\nname = \"test issuer\"\n",
+        issuer.agora_id()
+    );
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/approvals", hook.local_addr().unwrap());
+    let hooked = webhook_once(hook);
+    let a = gateway_with(
+        &tmp.path().join("a"),
+        &format!("{trust}\n[approvals]\ntimeout = \"6s\"\nwebhook = \"{hook_url}\"\n"),
+    );
+    let c = provider_with(&tmp.path().join("c"), &a.tcp_addr(), &trust);
+    leftovers.add(&c);
+    let agent = Agent::sign_up_with(&home, &a, &["--credential", cred.to_str().unwrap()]);
+    quoted(&a, &c.id);
+
+    // 1. `agent run` waits while the owner approves; then it has its lease.
+    let runner = agora(&home)
+        .args(["--json", "agent", "run", "--node"])
+        .arg(format!("http://{}", a.http))
+        .arg("--key")
+        .arg(&agent.key)
+        .args(["--lifetime", "2m", "--", "sleep", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = wait_for(WAIT, || {
+        let out = agora(&home)
+            .args(["--json", "approvals", "list", "--owner-key"])
+            .arg(&owner_key)
+            .arg("--node")
+            .arg(format!("http://{}", a.http))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_str(&stdout(&out)).ok()?;
+        v["approvals"].as_array()?.first().cloned()
+    })
+    .expect("the request waits for the owner");
+    let id = waiting["id"].as_str().unwrap().to_owned();
+    assert_eq!(waiting["owner"], owner.agora_id().to_string().as_str());
+    assert_eq!(waiting["agent"], agent.id().to_string().as_str());
+    assert_eq!(waiting["state"], "pending");
+    // The owner's webhook heard of it.
+    let event = hooked.join().unwrap();
+    assert_eq!(event["event"], "approval_requested");
+    assert_eq!(event["approval"]["id"], id.as_str());
+
+    // Another key's approval is refused, and the request still waits.
+    let approve = |key: &Path, id: &str| {
+        agora(&home)
+            .args(["--json", "approve", id, "--owner-key"])
+            .arg(key)
+            .arg("--node")
+            .arg(format!("http://{}", a.http))
+            .output()
+            .unwrap()
+    };
+    let out = approve(&stranger_key, &id);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["error"]["code"], "approval_invalid", "{v}");
+    let out = approve(&owner_key, &id[..10]);
+    assert!(
+        out.status.success(),
+        "approve: {} {}",
+        stderr(&out),
+        stdout(&out)
+    );
+    let done = runner.wait_with_output().unwrap();
+    assert!(done.status.success(), "agent run: {}", stderr(&done));
+    let run: Value = serde_json::from_str(&stdout(&done)).unwrap();
+    assert_eq!(run["verified"], true, "{run}");
+    assert_eq!(run["lease"]["lease"], id.as_str());
+    assert_eq!(run["lease"]["provider"], c.id.as_str());
+    let (status, v) = send(a.http, "GET", &format!("/v1/approvals/{id}"), None);
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("approved")),
+        "{v}"
+    );
+
+    // 2. Unanswered, a request expires with reason approval_timeout.
+    let (ok, pending, err) = agent.cli(&a, &["run", "--no-wait", "--lifetime", "2m", "--", "true"]);
+    assert!(!ok, "--no-wait exits 4 while the request waits: {err}");
+    let late = pending["approval"]["id"].as_str().unwrap().to_owned();
+    let expired = wait_for(Duration::from_secs(20), || {
+        let (_, v) = send(a.http, "GET", &format!("/v1/approvals/{late}"), None);
+        (v["state"] == "expired").then_some(v)
+    })
+    .expect("the request expires after 6 s");
+    assert_eq!(expired["reason"], "approval_timeout");
+    let out = approve(&owner_key, &late);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["error"]["code"], "approval_timeout", "{v}");
 }

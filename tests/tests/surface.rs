@@ -239,6 +239,15 @@ fn independent_mcp_client_over_stdio_and_http() {
     let script = scripts_dir().join("mcp_session.py");
     let agora = agora_bin().display().to_string();
     let mcp_url = format!("{}/mcp", base(&node));
+    // An agent that signed up: `agora mcp --key` signs its tools beside it.
+    let key = tmp.path().join("agent.key");
+    let out = Command::new(agora_bin())
+        .args(["--json", "agent", "signup", "--node", &base(&node), "--key"])
+        .arg(&key)
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "signup: {}", stderr(&out));
     for mode in ["legacy", "auto"] {
         for transport in ["stdio", "http"] {
             let mut cmd = Command::new(&python);
@@ -248,7 +257,12 @@ fn independent_mcp_client_over_stdio_and_http() {
             } else {
                 cmd.arg(&mcp_url);
             }
-            cmd.arg(mode).env("HOME", tmp.path()).env_remove("RUST_LOG");
+            cmd.arg(mode);
+            let with_key = transport == "stdio" && mode == "auto";
+            if with_key {
+                cmd.arg(&key);
+            }
+            cmd.env("HOME", tmp.path()).env_remove("RUST_LOG");
             let out = output_within(&mut cmd, Duration::from_secs(90));
             assert!(
                 out.status.success(),
@@ -277,6 +291,17 @@ fn independent_mcp_client_over_stdio_and_http() {
             if mode == "auto" {
                 // The current protocol revision, without the initialize handshake.
                 assert_eq!(seen["protocol_version"], "2026-07-28", "{what}");
+            }
+            if with_key {
+                // The agent's journey through tools signed beside it.
+                assert_eq!(seen["run_provider"], node.id, "{what}");
+                assert_eq!(seen["exec"]["exit_code"], 5, "{what}");
+                assert_eq!(seen["exec"]["stdout"], "42\n", "{what}");
+                assert_eq!(seen["logs"]["stdout"], "hello from mcp\n", "{what}");
+                assert_eq!(seen["logs"]["ended"], true, "{what}");
+                assert_eq!(seen["stopped"], "ended", "{what}");
+            } else {
+                assert!(seen.get("run_provider").is_none(), "{what}");
             }
         }
     }

@@ -8,8 +8,11 @@
 //!   proof of work, accounts.
 //! - [`account`]: the [`Account`] kept in the store's `accounts` column.
 //! - [`source`]: token buckets per source address and prefix.
+//! - [`request`]: building what an agent signs (lease requests from a quote, operations),
+//!   for the CLI and the MCP tools that sign beside the agent.
 
 pub mod account;
+pub mod request;
 pub mod signup;
 pub mod source;
 pub mod standing;

@@ -319,7 +319,7 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
                     "--",
                     "sh",
                     "-c",
-                    "echo hello from an Agora sandbox; uname -a",
+                    "echo hello from an Agora sandbox; uname -sm; exec sleep 600",
                 ],
             )
             .await?;
@@ -337,36 +337,85 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
         },
     )
     .await?;
+    let key_text = agent_key.to_string_lossy().into_owned();
+    let key = key_text.as_str();
+    step("read the workload's output through the gateway", async {
+        let lines = cli_lines(
+            exe,
+            &["agent", "logs", &lease, "--node", &gateway, "--key", key],
+        )
+        .await?;
+        let text: String = lines
+            .iter()
+            .filter(|l| l["type"] == "stdout")
+            .filter_map(|l| l["text"].as_str())
+            .collect();
+        print_output(&text);
+        if !lines.iter().any(|l| l["type"] == "stdout") {
+            bail!("the workload printed nothing");
+        }
+        Ok(())
+    })
+    .await?;
     step(
-        "see the workload end and its provider-signed receipt",
+        "run a command inside it (exec, relayed over libp2p)",
         async {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-            loop {
-                // The gateway asks the provider for the lease's fresh, signed state.
-                let view: Value = client
-                    .get(format!("{gateway}/v1/leases/{lease}"))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                if !view["ended"].is_null() {
-                    println!("lease ended: {}", view["ended"]);
-                    println!("final receipt, signed by the provider: {}", view["receipt"]);
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    bail!("the lease has not ended after 15 s: {view}");
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+            let out = cli(
+                exe,
+                &[
+                    "agent",
+                    "exec",
+                    &lease,
+                    "--node",
+                    &gateway,
+                    "--key",
+                    key,
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo \"6 x 7 = $((6 * 7))\"; ls /tmp | wc -l",
+                ],
+            )
+            .await?;
+            print_output(out["stdout"].as_str().unwrap_or(""));
+            if out["exit_code"] != 0 {
+                bail!("exec exited with {}", out["exit_code"]);
             }
+            Ok(())
         },
     )
     .await?;
-    let _ = once;
+    step(
+        "stop it and check the provider-signed final receipt",
+        async {
+            let out = cli(
+                exe,
+                &["agent", "stop", &lease, "--node", &gateway, "--key", key],
+            )
+            .await?;
+            let view = &out["lease"];
+            if out["verified"] != true || view["receipt"].is_null() {
+                bail!("no verified final receipt: {out}");
+            }
+            println!("lease ended: {}", view["ended"]);
+            println!("final receipt, signed by the provider: {}", view["receipt"]);
+            Ok(())
+        },
+    )
+    .await?;
+    if !once {
+        println!(
+            "\ntry it yourself (the agent's key is {key}):\n  agora agent run --node {gateway} --key {key} -- sh -c 'echo hi; sleep 300'\n  agora agent exec LEASE --node {gateway} --key {key} -- uname -a\n  agora agent logs LEASE --node {gateway} --key {key}"
+        );
+    }
     Ok(())
+}
+
+/// A workload's output, each line marked as such.
+fn print_output(text: &str) {
+    for line in text.lines() {
+        println!("  | {line}");
+    }
 }
 
 fn path(p: &Path) -> anyhow::Result<&str> {
@@ -374,8 +423,32 @@ fn path(p: &Path) -> anyhow::Result<&str> {
         .ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
 }
 
-/// Runs `agora --json ARGS` and returns its JSON output.
+/// Runs `agora --json ARGS` and returns its JSON output (the last line).
 async fn cli(exe: &Path, args: &[&str]) -> anyhow::Result<Value> {
+    let text = cli_text(exe, args).await?;
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("null");
+    serde_json::from_str(last)
+        .with_context(|| format!("`agora {}` printed {last:?}", args.join(" ")))
+}
+
+/// Runs `agora --json ARGS` and returns every line it printed, as JSON (NDJSON output).
+async fn cli_lines(exe: &Path, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+    let text = cli_text(exe, args).await?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .with_context(|| format!("`agora {}` printed {l:?}", args.join(" ")))
+        })
+        .collect()
+}
+
+/// Runs `agora --json ARGS` and returns what it printed; a failure names the command.
+async fn cli_text(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         Command::new(exe)
@@ -397,14 +470,7 @@ async fn cli(exe: &Path, args: &[&str]) -> anyhow::Result<Value> {
             String::from_utf8_lossy(&out.stdout).trim()
         );
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("null");
-    serde_json::from_str(last)
-        .with_context(|| format!("`agora {}` printed {last:?}", args.join(" ")))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn fresh_dir() -> anyhow::Result<PathBuf> {

@@ -18,6 +18,9 @@ pub struct NodeClient {
     base: String,
     runtime: tokio::runtime::Runtime,
     http: reqwest::Client,
+    /// For streamed answers (exec, logs, files): no overall timeout, since output may come
+    /// for as long as the lease runs; connecting still times out.
+    streaming: reqwest::Client,
 }
 
 impl NodeClient {
@@ -36,10 +39,15 @@ impl NodeClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
         Ok(Self {
             base,
             runtime,
             http,
+            streaming,
         })
     }
 
@@ -91,6 +99,24 @@ impl NodeClient {
                 .await
                 .with_context(|| format!("{url}: the answer is not JSON"))?;
             Ok((status, body))
+        })
+    }
+
+    /// Sends the request `build` makes (from the streaming client and the full URL of
+    /// `path`) and hands the answer to `handle` as it streams in.
+    pub fn stream<T>(
+        &self,
+        path: &str,
+        build: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+        handle: impl AsyncFnOnce(reqwest::Response) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let resp = build(&self.streaming, &url)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the node at {}", self.base))?;
+            handle(resp).await
         })
     }
 

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod agent;
+mod approvals;
 mod attest;
 mod demo;
 mod http_client;
@@ -82,6 +83,12 @@ enum Command {
     /// Act as an agent: sign up at a node.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// As an agent's owner: approve a lease request waiting above the agent's spending
+    /// limit.
+    Approve(approvals::ApproveArgs),
+    /// As an agent's owner: list or watch the lease requests waiting for your approval.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
 }
 
 /// Sets up `tracing` to stderr; a bad filter falls back to `warn` with a notice.
@@ -113,6 +120,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mcp(args) => mcp::run(&args, &cli.global),
         Command::Demo(args) => demo::run(&args, &cli.global),
         Command::Agent(cmd) => agent::run(cmd, &cli.global),
+        Command::Approve(args) => approvals::approve(&args, &cli.global),
+        Command::Approvals(cmd) => approvals::run(&cmd, &cli.global),
     }
 }
 

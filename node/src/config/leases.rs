@@ -89,3 +89,65 @@ impl LeaseSection {
         Ok(())
     }
 }
+
+/// `[approvals]`: lease requests that wait at a gateway for their owner's approval.
+///
+/// ```toml
+/// [approvals]
+/// timeout = "10m"                              # unanswered requests expire (approval_timeout)
+/// webhook = "http://127.0.0.1:9000/approvals"  # POSTed each new waiting request (optional)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSection {
+    /// How long a request waits for its owner before it expires.
+    #[serde(default = "default_approval_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// An http(s) URL the gateway POSTs each new waiting request to, as JSON.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+fn default_approval_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for ApprovalSection {
+    fn default() -> Self {
+        Self {
+            timeout: default_approval_timeout(),
+            webhook: None,
+        }
+    }
+}
+
+impl ApprovalSection {
+    pub(super) fn validate(
+        &self,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if self.timeout < Duration::from_secs(1)
+            || self.timeout > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(invalid(
+                "approvals.timeout",
+                format!(
+                    "{} is not between 1s and 7days",
+                    humantime::format_duration(self.timeout)
+                ),
+            ));
+        }
+        if let Some(url) = &self.webhook {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() <= 2048
+                && reqwest::Url::parse(url).is_ok();
+            if !ok {
+                return Err(invalid(
+                    "approvals.webhook",
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -52,6 +52,9 @@
 //!
 //! [leases]                  # see config::LeaseSection
 //! receipt_interval = "60s"
+//!
+//! [approvals]               # see config::ApprovalSection
+//! timeout = "10m"
 //! ```
 
 use core::time::Duration;
@@ -69,7 +72,7 @@ mod leases;
 mod runtime;
 mod signup;
 
-pub use leases::LeaseSection;
+pub use leases::{ApprovalSection, LeaseSection};
 pub use runtime::{ImageConfig, RuntimeSection};
 pub use signup::{
     AnyPorts, EgressPorts, SMTP_PORTS, SignupSection, TierConfig, builtin_tiers, parse_rate,
@@ -154,6 +157,9 @@ pub struct NodeConfig {
     /// Lease metering (providers) and relaying (gateways).
     #[serde(default)]
     pub leases: LeaseSection,
+    /// Requests waiting at a gateway for their owner's approval.
+    #[serde(default)]
+    pub approvals: ApprovalSection,
 }
 
 /// Peer-to-peer settings (`[network]`).
@@ -369,6 +375,7 @@ impl Default for NodeConfig {
             signup: SignupSection::default(),
             tiers: BTreeMap::new(),
             leases: LeaseSection::default(),
+            approvals: ApprovalSection::default(),
         }
     }
 }
@@ -489,6 +496,7 @@ impl NodeConfig {
         self.network.validate(&invalid)?;
         self.runtime.validate(&invalid)?;
         self.leases.validate(&invalid)?;
+        self.approvals.validate(&invalid)?;
         self.signup.validate(&invalid)?;
         self.tier_limits()
             .map_err(|(field, reason)| invalid(&field, reason))?;

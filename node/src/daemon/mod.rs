@@ -183,7 +183,8 @@ impl RunningNode {
             kad_server: config.network.kad_server.unwrap_or(true),
             ..NetConfig::default()
         };
-        let swarm = net::build_swarm(&identity, &net_config, &mut registry)?;
+        let mut swarm = net::build_swarm(&identity, &net_config, &mut registry)?;
+        let streams = swarm.behaviour_mut().stream.new_control();
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
         let shared = Arc::new(Shared::new(
             identity.agora_id(),
@@ -234,13 +235,17 @@ impl RunningNode {
             net_loop
         };
         let net_task = tokio::spawn(net_loop.run().instrument(info_span!("net")));
-        let gateway = Arc::new(crate::lease::Gateway::new(
-            identity.agora_id(),
-            store_dyn.clone(),
-            net_tx.clone(),
-            config.leases.provider_timeout,
-            shared.metrics.clone(),
-        ));
+        let gateway = Arc::new(
+            crate::lease::Gateway::new(
+                identity.agora_id(),
+                store_dyn.clone(),
+                net_tx.clone(),
+                config.leases.provider_timeout,
+                shared.metrics.clone(),
+            )
+            .with_approvals(config.approvals.timeout, config.approvals.webhook.clone()),
+        );
+        gateway.set_streams(streams.clone());
         shared.set_gateway(gateway.clone());
 
         let mut tasks = Vec::new();
@@ -283,6 +288,20 @@ impl RunningNode {
                     runtimes.supervisor.clone(),
                 )?;
                 gateway.set_local(leases.clone());
+                match streams.clone().accept(net::LEASE_STREAM_PROTOCOL) {
+                    Ok(incoming) => {
+                        use futures::StreamExt as _;
+                        use tokio_util::compat::FuturesAsyncReadCompatExt as _;
+                        tasks.push(tokio::spawn(
+                            crate::lease::streams::serve(
+                                incoming.map(|(_, s)| s.compat()),
+                                leases.clone(),
+                            )
+                            .instrument(info_span!("lease-streams")),
+                        ));
+                    }
+                    Err(e) => warn!(error = %e, "cannot serve streamed lease operations"),
+                }
                 tasks.push(tokio::spawn(
                     crate::lease::serve(lease_in_rx, leases.clone())
                         .instrument(info_span!("leases")),

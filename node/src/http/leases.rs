@@ -58,7 +58,7 @@ fn b64<T>(m: &Signed<T>) -> String {
 }
 
 /// Decodes a base64url signed message of kind `T` (signature verified).
-fn decode_signed<T: SignedKind>(
+pub(super) fn decode_signed<T: SignedKind>(
     text: &str,
     malformed: &'static str,
     what: &str,
@@ -72,7 +72,7 @@ fn decode_signed<T: SignedKind>(
     })
 }
 
-fn gateway(shared: &Shared) -> Result<&Arc<Gateway>, ApiError> {
+pub(super) fn gateway(shared: &Shared) -> Result<&Arc<Gateway>, ApiError> {
     shared.gateway().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -82,7 +82,7 @@ fn gateway(shared: &Shared) -> Result<&Arc<Gateway>, ApiError> {
     })
 }
 
-fn parse_lease(id: &str) -> Result<LeaseId, ApiError> {
+pub(super) fn parse_lease(id: &str) -> Result<LeaseId, ApiError> {
     id.parse::<Digest>().map_err(|_| {
         ApiError::bad_request(
             "bad_lease_id",
@@ -274,7 +274,7 @@ pub struct CreateLease {
     pub approval: Option<String>,
 }
 
-fn refusal_status(code: RefusalCode) -> StatusCode {
+pub(super) fn refusal_status(code: RefusalCode) -> StatusCode {
     match code {
         RefusalCode::Untrusted | RefusalCode::Unauthorized => StatusCode::FORBIDDEN,
         RefusalCode::UnknownLease => StatusCode::NOT_FOUND,
@@ -297,11 +297,47 @@ pub async fn create(
         .transpose()?;
     let gateway = gateway(&shared)?;
     let req = request.body().clone();
+    let original = request.clone();
     let outcome = gateway.propose(LeaseProposal { request, approval }).await;
+    // Over its spending limit, with an owner named: the request waits for the owner.
+    if let Proposed::Stopped { refusal, attempts } = &outcome
+        && refusal.body().refusal.code == RefusalCode::ApprovalRequired
+    {
+        match gateway
+            .approvals()
+            .park(original, refusal.clone(), clock::now())
+        {
+            Ok(pending) => {
+                let attempts: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({
+                        "approval": crate::lease::approvals::ApprovalView::of(&pending, clock::now()),
+                        "attempts": attempts,
+                    })),
+                )
+                    .into_response());
+            }
+            Err(crate::lease::approvals::ApprovalError::NoOwner) => {}
+            Err(e) => {
+                let status = if matches!(e, crate::lease::approvals::ApprovalError::Full(_)) {
+                    StatusCode::TOO_MANY_REQUESTS
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                return Err(ApiError::new(status, e.code(), e.to_string()));
+            }
+        }
+    }
+    Ok(answer(outcome, &req))
+}
+
+/// The answer to a relayed lease request: 201 with the lease, or why not.
+pub(super) fn answer(outcome: Proposed, req: &LeaseRequest) -> Response {
     let now = clock::now();
-    Ok(match outcome {
+    match outcome {
         Proposed::Granted { grant, attempts } => {
-            let view = LeaseView::new(&grant, &LeaseState::Running, None, now).with_request(&req);
+            let view = LeaseView::new(&grant, &LeaseState::Running, None, now).with_request(req);
             let attempts: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
             (
                 StatusCode::CREATED,
@@ -343,7 +379,7 @@ pub async fn create(
             )
                 .into_response()
         }
-    })
+    }
 }
 
 /// `GET /v1/leases` query.
@@ -488,14 +524,17 @@ async fn relay(
             r.code.as_str(),
             r.detail,
         )),
-        Err(e) => {
-            let status = match e {
-                CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            Err(ApiError::new(status, e.code(), e.to_string()))
-        }
+        Err(e) => Err(call_error(&e)),
     }
+}
+
+/// A provider that gave no usable answer, as an API error (502, or 504 on a timeout).
+pub(super) fn call_error(e: &CallError) -> ApiError {
+    let status = match e {
+        CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, e.code(), e.to_string())
 }
 
 /// `POST /v1/leases/{id}/extend` with `{"op": "<signed Extend>"}`.

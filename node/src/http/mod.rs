@@ -16,6 +16,13 @@
 //! | `GET /v1/leases/{id}` | one lease, refreshed from its provider |
 //! | `POST /v1/leases/{id}/extend` | `{"op": "<signed LeaseOp>"}` relayed to the provider |
 //! | `DELETE /v1/leases/{id}` | `{"op": "<signed LeaseOp>"}` (stop) relayed to the provider |
+//! | `POST /v1/leases/{id}/exec` | `{"op", "stdin"?}` → the command's output and exit code, NDJSON (see [`streams`]) |
+//! | `GET /v1/leases/{id}/logs?op=` | the workload's output, NDJSON; follows when the signed op says so |
+//! | `PUT /v1/leases/{id}/files?op=` | a tar stream unpacked in the workload |
+//! | `GET /v1/leases/{id}/files?op=` | a file or directory of the workload as a tar stream |
+//! | `GET /v1/approvals?owner=ID` | lease requests waiting for their owner (see [`approvals`]) |
+//! | `GET /v1/approvals/{id}` | one waiting request and where it is |
+//! | `POST /v1/approvals/{id}` | `{"approval": "<signed Approval>"}` → the request relayed again with it |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /openapi.json` | this API as an OpenAPI 3.1 document |
 //! | `GET /llms.txt` | a concise guide for language models |
@@ -44,10 +51,12 @@ use crate::clock;
 use crate::daemon::Shared;
 
 pub mod accounts;
+pub mod approvals;
 pub mod json;
 pub mod leases;
 pub mod offers;
 pub mod signup;
+pub mod streams;
 
 /// An API error: status, stable code, message.
 #[derive(Debug)]
@@ -129,6 +138,24 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/leases/quote", post(leases::quote))
         .route("/v1/leases/{id}", get(leases::one).delete(leases::stop))
         .route("/v1/leases/{id}/extend", post(leases::extend))
+        .route(
+            "/v1/leases/{id}/exec",
+            post(streams::exec).layer(axum::extract::DefaultBodyLimit::max(
+                streams::MAX_EXEC_BODY_BYTES,
+            )),
+        )
+        .route("/v1/leases/{id}/logs", get(streams::logs))
+        .route(
+            "/v1/leases/{id}/files",
+            get(streams::get_files).put(streams::put_files),
+        )
+        .route("/v1/approvals", get(approvals::list))
+        .route(
+            "/v1/approvals/{id}",
+            get(approvals::one).post(approvals::approve).layer(
+                axum::extract::DefaultBodyLimit::max(approvals::MAX_BODY_BYTES),
+            ),
+        )
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(crate::surface::http::openapi))
         .route("/llms.txt", get(crate::surface::http::llms))

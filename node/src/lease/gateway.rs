@@ -34,6 +34,9 @@ use super::record::{self, GatewayLease, RecordError};
 use crate::daemon::network::{LeaseCall, NetCommand};
 use crate::store::Store;
 
+mod stream;
+pub use stream::OpStream;
+
 /// Why a call to a provider gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -139,7 +142,10 @@ pub enum Proposed {
 pub struct Gateway {
     store: Arc<dyn Store>,
     net: mpsc::Sender<NetCommand>,
+    /// Opens libp2p streams for streamed operations ([`Gateway::open_stream`]).
+    streams: OnceLock<std::sync::Mutex<libp2p_stream::Control>>,
     local: OnceLock<Arc<Provider>>,
+    approvals: super::approvals::Approvals,
     id: AgoraId,
     timeout: Duration,
     metrics: crate::metrics::NodeMetrics,
@@ -177,13 +183,37 @@ impl Gateway {
         metrics: crate::metrics::NodeMetrics,
     ) -> Self {
         Self {
-            store,
+            store: store.clone(),
             net,
+            streams: OnceLock::new(),
             local: OnceLock::new(),
+            approvals: super::approvals::Approvals::new(
+                store,
+                crate::config::ApprovalSection::default().timeout,
+                None,
+            ),
             id,
             timeout,
             metrics,
         }
+    }
+
+    /// Requests wait for their owner's approval up to `timeout`; each new one is POSTed to
+    /// `webhook`, if any.
+    #[must_use]
+    pub fn with_approvals(mut self, timeout: Duration, webhook: Option<String>) -> Self {
+        self.approvals = super::approvals::Approvals::new(self.store.clone(), timeout, webhook);
+        self
+    }
+
+    /// The requests waiting here for their owner's approval.
+    pub fn approvals(&self) -> &super::approvals::Approvals {
+        &self.approvals
+    }
+
+    /// Opens operation streams to providers with `control` (the swarm's stream behaviour).
+    pub fn set_streams(&self, control: libp2p_stream::Control) {
+        let _ = self.streams.set(std::sync::Mutex::new(control));
     }
 
     /// Serves requests naming this node with its own provider, without the network.

@@ -13,6 +13,9 @@
 //!   restart.
 //! - [`gateway`]: [`Gateway`], what any node does for agents: relays a signed request to the
 //!   providers it names with failover, relays operations, remembers what it relayed.
+//! - [`streams`]: the provider's side of streamed operations (exec, logs, files) on
+//!   `/agora/lease-stream/1`; [`framed`] carries their frames over any byte stream.
+//! - [`approvals`]: requests waiting at the gateway for their owner's signed approval.
 //! - [`meter`]: usage sampling and receipts.
 //! - [`record`]: what is stored in the `leases` and `locks` columns.
 //! - [`serve`]: answers the lease requests the network hands in.
@@ -26,12 +29,15 @@ use tracing::debug;
 
 use crate::daemon::network::InboundLease;
 
+pub mod approvals;
+pub mod framed;
 pub mod gateway;
 pub mod meter;
 pub mod provider;
 pub mod record;
+pub mod streams;
 
-pub use gateway::{Gateway, Proposed};
+pub use gateway::{Gateway, OpStream, Proposed};
 pub use provider::{Authorized, Provider};
 
 /// Most inbound lease requests handled at once.

@@ -480,6 +480,29 @@ impl Provider {
         self.check_running(&mut st, op, now)
     }
 
+    /// The runtime running `workload`, for a streamed operation already authorized.
+    ///
+    /// # Errors
+    /// The [`Refusal`] to send back when the workload is gone.
+    pub fn runtime_of(
+        &self,
+        workload: &WorkloadId,
+    ) -> Result<Arc<dyn crate::runtime::Runtime>, Refusal> {
+        let record = self
+            .supervisor
+            .record(workload)
+            .ok_or_else(|| refusal(RefusalCode::Ended, "the lease's workload is gone"))?;
+        self.supervisor
+            .runtime(record.isolation)
+            .cloned()
+            .map_err(|e| refusal(RefusalCode::Unavailable, e.to_string()))
+    }
+
+    /// Counts a streamed operation's traffic as the workload's activity (idle timeout).
+    pub fn touch(&self, workload: &WorkloadId, now: Timestamp) {
+        self.supervisor.touch(workload, now);
+    }
+
     /// For an operation on an ended lease: whether it is the agent's (status and stop of an
     /// ended lease answer its final state).
     fn ended_lease_of(&self, st: &State, op: &LeaseOp) -> Option<Result<(), Refusal>> {

@@ -6,7 +6,8 @@
 //!   [`KAD_PROTOCOL`]), gossipsub with strict signing, our own validation and peer scoring,
 //!   and request-response for point-to-point messages: offer sync ([`SYNC_PROTOCOL`]) and
 //!   leases ([`LEASE_PROTOCOL`]: proposals, operations and status between a gateway and a
-//!   provider, never over gossip).
+//!   provider, never over gossip), and raw streams for streamed lease operations
+//!   ([`LEASE_STREAM_PROTOCOL`]: exec, logs, files).
 //! - [`scoring`]: gossipsub score parameters and the application-specific penalties.
 //!
 //! The event loop that drives the swarm lives in [`crate::daemon`]; this module only builds.
@@ -38,6 +39,10 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/offer-sync
 /// Point-to-point leases: a gateway's proposals, operations and status queries to a
 /// provider (see [`agora_protocol::lease_rpc`]).
 pub const LEASE_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/lease/1");
+
+/// Streamed lease operations (exec, logs, files): one libp2p stream per operation, framed
+/// as [`agora_protocol::frames`], opened by the gateway with the agent's signed operation.
+pub const LEASE_STREAM_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/lease-stream/1");
 
 /// Largest gossipsub frame. Our own messages are far smaller (validation refuses anything
 /// over [`agora_protocol::gossip::MAX_GOSSIP_BYTES`]); the frame also carries control
@@ -102,6 +107,8 @@ mod behaviour {
         pub sync: request_response::Behaviour<FrameCodec>,
         /// Point-to-point leases (gateway ⇄ provider).
         pub lease: request_response::Behaviour<FrameCodec>,
+        /// Raw streams for streamed lease operations ([`super::LEASE_STREAM_PROTOCOL`]).
+        pub stream: libp2p_stream::Behaviour,
     }
 }
 
@@ -221,6 +228,7 @@ pub fn build_swarm(
         gossipsub,
         sync,
         lease,
+        stream: libp2p_stream::Behaviour::new(),
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

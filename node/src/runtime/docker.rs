@@ -49,6 +49,17 @@
 //! (SMTP, host, private and link-local ranges, metadata, allow-lists) to these bridges and to
 //! each workload's address, which [`DockerRuntime::address`] reports.
 //!
+//! # Files
+//! [`Runtime::put_files`] and [`Runtime::get_files`] run the image's `tar` in an exec
+//! ([`super::files`]), like the sandbox, rather than the engine's archive API
+//! (`PUT`/`GET /containers/{id}/archive`, i.e. `docker cp`). That API cannot serve these
+//! containers: it refuses any upload into a container whose root filesystem is read-only
+//! ("container rootfs is marked read-only", also for paths on a tmpfs), and it reads the
+//! container's layers from the daemon's side, so it never sees the tmpfs on `/tmp`, the one
+//! writable place (moby/moby#22020): a download there returns the empty image directory.
+//! Inside the container tar sees exactly what the workload sees, runs as its user, and any
+//! symlink it planted resolves inside the container.
+//!
 //! # Termination reasons
 //! The engine cannot relabel a container after create, so reasons this node decided (stopped
 //! by agent, lifetime expired, …) are kept in memory until the workload is removed. A
@@ -739,5 +750,27 @@ impl Runtime for DockerRuntime {
         .map_err(|e| refuse(format!("{ip}:{port}: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(Box::new(stream))
+    }
+
+    // Through the image's `tar` in an exec, not the engine's archive API (see "Files" in the
+    // module docs): that API refuses every upload to a read-only root filesystem, and reads
+    // the image layer under `/tmp` instead of the workload's tmpfs.
+    #[tracing::instrument(level = "debug", skip_all, fields(workload = %id))]
+    async fn put_files(
+        &self,
+        id: &WorkloadId,
+        path: &str,
+        tar: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<u64, RuntimeError> {
+        super::files::put_via_exec(self, id, path, tar).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(workload = %id))]
+    async fn get_files(
+        &self,
+        id: &WorkloadId,
+        path: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, RuntimeError> {
+        super::files::get_via_exec(self, id, path).await
     }
 }

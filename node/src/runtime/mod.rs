@@ -12,11 +12,13 @@
 //!
 //! The trait is shaped so a microVM runtime fits later: `create` may take seconds, exec and
 //! logs are streams (a serial channel works), and [`Runtime::connect`] hands back any byte
-//! stream, not necessarily TCP.
+//! stream, not necessarily TCP. Files go in and out as tar streams ([`Runtime::put_files`],
+//! [`Runtime::get_files`]); [`files`] implements both over any runtime's `exec`.
 
 pub mod cgroup;
 pub mod command;
 pub mod docker;
+pub mod files;
 pub mod host;
 pub mod images;
 pub mod netpolicy;
@@ -249,6 +251,16 @@ pub enum RuntimeError {
     /// The Docker engine refused or failed.
     #[error("docker: {0}")]
     Docker(String),
+    /// A path inside a workload that is not acceptable (see [`files::check_path`]).
+    #[error("bad path {0}")]
+    BadPath(String),
+    /// Nothing exists at this path inside the workload.
+    #[error("no such file or directory in the workload: {0}")]
+    NoSuchPath(String),
+    /// Copying files in or out failed inside the workload: a malformed archive, a
+    /// destination that is not a writable directory, a full disk, an image without `tar`.
+    #[error("file transfer: {0}")]
+    FileTransfer(String),
 }
 
 impl RuntimeError {
@@ -273,6 +285,9 @@ impl RuntimeError {
                 | Self::ImageNotFound(_)
                 | Self::BadImage(_)
                 | Self::Connect { .. }
+                | Self::BadPath(_)
+                | Self::NoSuchPath(_)
+                | Self::FileTransfer(_)
         )
     }
 }
@@ -349,6 +364,44 @@ pub trait Runtime: Send + Sync {
         id: &WorkloadId,
         port: u16,
     ) -> Result<Box<dyn ByteStream>, RuntimeError>;
+
+    /// Unpacks the tar stream `tar` into directory `path` inside the workload (created if
+    /// missing). Returns the number of tar bytes consumed.
+    ///
+    /// The archive is streamed, never held whole in memory; the caller bounds its size (it
+    /// counts what it hands over). The default runs the image's `tar` inside the running
+    /// workload through [`Runtime::exec`] ([`files::put_via_exec`]).
+    ///
+    /// # Errors
+    /// [`RuntimeError::BadPath`] for a path [`files::check_path`] refuses;
+    /// [`RuntimeError::FileTransfer`] when unpacking fails inside the workload (with tar's
+    /// words); [`RuntimeError::Host`] when reading `tar` fails; as [`Runtime::exec`].
+    async fn put_files(
+        &self,
+        id: &WorkloadId,
+        path: &str,
+        tar: Box<dyn AsyncRead + Send + Unpin>,
+    ) -> Result<u64, RuntimeError> {
+        files::put_via_exec(self, id, path, tar).await
+    }
+
+    /// A tar stream of `path` (a file or a directory, recursively) inside the workload.
+    ///
+    /// A failure after the first bytes ends the stream with an [`std::io::Error`] instead of
+    /// a clean end, so a truncated archive is never taken for a complete one. The default
+    /// runs the image's `tar` inside the running workload ([`files::get_via_exec`]).
+    ///
+    /// # Errors
+    /// [`RuntimeError::BadPath`] for a path [`files::check_path`] refuses;
+    /// [`RuntimeError::NoSuchPath`] when nothing is there; [`RuntimeError::FileTransfer`]
+    /// when tar fails before its first entry; as [`Runtime::exec`].
+    async fn get_files(
+        &self,
+        id: &WorkloadId,
+        path: &str,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, RuntimeError> {
+        files::get_via_exec(self, id, path).await
+    }
 }
 
 #[cfg(test)]

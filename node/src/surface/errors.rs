@@ -305,6 +305,18 @@ pub const APPROVAL_INVALID: ErrorCode = ErrorCode {
     status: Some(409),
     meaning: "the approval does not verify or does not match",
 };
+/// `unknown_approval`.
+pub const UNKNOWN_APPROVAL: ErrorCode = ErrorCode {
+    code: "unknown_approval",
+    status: Some(404),
+    meaning: "no lease request waits for approval under that id at this node",
+};
+/// `not_pending`.
+pub const NOT_PENDING: ErrorCode = ErrorCode {
+    code: "not_pending",
+    status: Some(409),
+    meaning: "the request was already approved or refused",
+};
 /// `approval_timeout`.
 pub const APPROVAL_TIMEOUT: ErrorCode = ErrorCode {
     code: "approval_timeout",
@@ -442,6 +454,8 @@ pub const CATALOG: &[ErrorCode] = &[
     APPROVAL_REQUIRED,
     APPROVAL_INVALID,
     APPROVAL_TIMEOUT,
+    UNKNOWN_APPROVAL,
+    NOT_PENDING,
     UNKNOWN_LEASE,
     ENDED,
     CAPACITY,

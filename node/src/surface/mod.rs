@@ -36,6 +36,7 @@ pub mod llms;
 pub mod mcp;
 pub mod openapi;
 mod operations;
+pub mod sign;
 pub mod types;
 
 pub use errors::{ErrorBody, ErrorCode};
@@ -241,6 +242,13 @@ pub struct Operation {
     pub ok_status: u16,
     /// Whether MCP serves it as a tool.
     pub tool: bool,
+    /// When the request body is raw bytes of this content type (a file upload): the
+    /// arguments then go in the query.
+    pub raw_body: Option<&'static str>,
+    /// For an agent-signed operation: the MCP tool's arguments, when they differ from the
+    /// HTTP input (the tool takes what the agent wants; its [`SignFn`] builds the signed
+    /// request from them).
+    pub tool_input: Option<Input>,
 }
 
 fn check_as<T: DeserializeOwned>(value: serde_json::Value) -> Result<(), String> {
@@ -266,6 +274,8 @@ impl Operation {
             safe: method == Method::Get,
             ok_status: 200,
             tool: true,
+            raw_body: None,
+            tool_input: None,
         }
     }
 
@@ -331,6 +341,15 @@ impl Operation {
         self
     }
 
+    /// It answers with a byte stream of `content_type` (e.g. a tar archive).
+    pub fn bytes(mut self, content_type: &'static str) -> Self {
+        self.output = Output::Stream {
+            content_type,
+            item: None,
+        };
+        self
+    }
+
     /// The error codes it may return.
     pub fn errors(mut self, errors: &'static [ErrorCode]) -> Self {
         self.errors = errors;
@@ -345,12 +364,40 @@ impl Operation {
         self
     }
 
+    /// It needs the agent's signature; as an MCP tool beside the agent it takes a `T` and
+    /// `sign` builds the signed HTTP request from it with the agent's key.
+    pub fn agent_signed_as<T: JsonSchema + DeserializeOwned>(mut self, sign: SignFn) -> Self {
+        self.auth = Auth::Agent;
+        self.sign = Some(sign);
+        self.tool_input = Some(Input {
+            schema: TypeSchema::of::<T>(),
+            check: check_as::<T>,
+        });
+        self
+    }
+
+    /// The MCP tool's arguments: [`Operation::tool_input`], else the HTTP input.
+    pub fn tool_args(&self) -> Option<Input> {
+        self.tool_input.or(self.input)
+    }
+
     /// It needs the agent's signature, made by the `agora agent` CLI; beside the agent it is
     /// not an MCP tool until it gets a [`SignFn`] (see [`Operation::agent_signed`]).
     pub fn agent_signed_by_cli(mut self) -> Self {
         self.auth = Auth::Agent;
         self.sign = None;
         self
+    }
+
+    /// Its request body is raw bytes of `content_type`; its arguments go in the query.
+    pub fn raw_body(mut self, content_type: &'static str) -> Self {
+        self.raw_body = Some(content_type);
+        self
+    }
+
+    /// Whether its arguments (other than path parameters) go in the query string.
+    pub fn args_in_query(&self) -> bool {
+        self.method.args_in_query() || self.raw_body.is_some()
     }
 
     /// It answers `201 Created` on success.
@@ -378,7 +425,7 @@ impl Operation {
 
     /// Whether it takes a JSON body (POST, PUT, DELETE with arguments).
     pub fn has_body(&self) -> bool {
-        self.input.is_some() && !self.method.args_in_query() && self.group != Group::Meta
+        self.input.is_some() && !self.args_in_query() && self.group != Group::Meta
     }
 
     /// Every error code it may return: its own, and for a JSON body those of reading one

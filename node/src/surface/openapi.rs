@@ -80,6 +80,14 @@ fn operation(op: &Operation, g: &mut SchemaGenerator, error_ref: &Value) -> Valu
             "requestBody".into(),
             json!({ "required": true, "content": { "application/json": { "schema": body } } }),
         );
+    } else if let Some(content_type) = op.raw_body {
+        out.insert(
+            "requestBody".into(),
+            json!({
+                "required": true,
+                "content": { content_type: { "schema": { "type": "string", "format": "binary" } } },
+            }),
+        );
     }
     out.insert("responses".into(), responses(op, g, error_ref));
     out.insert(
@@ -119,7 +127,7 @@ fn arguments(op: &Operation, g: &mut SchemaGenerator) -> (Vec<Value>, Option<Val
     let mut body_required = Vec::new();
     for (name, prop) in &props {
         let in_path = path_params.contains(&name.as_str());
-        if in_path || op.method.args_in_query() {
+        if in_path || op.args_in_query() {
             let (description, schema) = without_description(non_null(prop.clone()));
             let mut p = Map::new();
             p.insert("name".into(), name.clone().into());
@@ -140,7 +148,7 @@ fn arguments(op: &Operation, g: &mut SchemaGenerator) -> (Vec<Value>, Option<Val
             }
         }
     }
-    let body = if op.method.args_in_query() || (body_props.is_empty() && !props.is_empty()) {
+    let body = if op.args_in_query() || (body_props.is_empty() && !props.is_empty()) {
         None
     } else if path_params.is_empty() {
         Some(Value::from((input.schema.reference)(g)))

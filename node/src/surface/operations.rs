@@ -8,10 +8,12 @@
 
 use super::errors::*;
 use super::types::{
-    AccountInput, AnyObject, GetOfferInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput,
-    ListLeasesInput, ListOffersInput, NoInput, OpenApiDocument, QuoteInput, RunInput, SignupInput,
+    AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, FilesInput, FilesPut,
+    GetOfferInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput, ListApprovalsInput,
+    ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuoteInput, RunInput,
+    SignupInput, StreamEvent,
 };
-use super::{Group, Operation};
+use super::{Group, Operation, sign};
 use crate::http::offers::{OfferList, OfferView};
 use crate::http::{NodeInfo, PeerList};
 
@@ -31,6 +33,27 @@ const LEASE_OP_ERRORS: &[ErrorCode] = &[
     REPLAY,
     UNREACHABLE,
     TIMEOUT,
+];
+
+/// What a streamed operation (exec, logs, files) may answer before its stream starts.
+const STREAM_OP_ERRORS: &[ErrorCode] = &[
+    MALFORMED_BODY,
+    MALFORMED_OP,
+    BAD_SIGNATURE,
+    BAD_LEASE_ID,
+    LEASE_MISMATCH,
+    WRONG_OP,
+    UNKNOWN_LEASE,
+    ENDED,
+    UNAUTHORIZED,
+    STALE,
+    REPLAY,
+    INVALID,
+    TIER_LIMIT,
+    UNAVAILABLE,
+    UNREACHABLE,
+    TIMEOUT,
+    BAD_ANSWER,
 ];
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -173,7 +196,7 @@ pub(super) fn all() -> Vec<Operation> {
                 APPROVAL_INVALID,
                 UNAVAILABLE,
             ])
-            .agent_signed_by_cli(),
+            .agent_signed_as::<sign::RunToolInput>(sign::run),
         Operation::get("list_leases", "/v1/leases", Group::Leases)
             .summary("List an agent's leases known to this node")
             .describe(
@@ -198,14 +221,105 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
             .errors(LEASE_OP_ERRORS)
-            .agent_signed_by_cli(),
+            .agent_signed_as::<sign::ExtendToolInput>(sign::extend),
         Operation::delete("stop", "/v1/leases/{id}", Group::Leases)
             .summary("Stop a lease: an agent-signed operation; answers the final signed receipt")
             .describe("`agora agent stop` signs the operation.")
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
             .errors(LEASE_OP_ERRORS)
+            .agent_signed_as::<sign::LeaseToolInput>(sign::stop),
+        Operation::post("exec", "/v1/leases/{id}/exec", Group::Leases)
+            .summary("Run a command in a lease's workload: an agent-signed operation")
+            .describe(
+                "Streams NDJSON: `stdout`/`stderr` lines (`text`, or `base64` for bytes that are \
+                 not UTF-8), then `{\"type\":\"exit\",\"code\":N}`, or `error` when it broke \
+                 off. Input goes in `stdin` (the signed operation must say `stdin: true`). \
+                 `agora agent exec` signs the operation.",
+            )
+            .input::<ExecInput>()
+            .stream::<StreamEvent>("application/x-ndjson")
+            .errors(STREAM_OP_ERRORS)
+            .agent_signed_as::<sign::ExecToolInput>(sign::exec),
+        Operation::get("logs", "/v1/leases/{id}/logs", Group::Leases)
+            .summary("Read a lease's workload output: an agent-signed operation")
+            .describe(
+                "Streams NDJSON: `stdout`/`stderr` lines, then `{\"type\":\"end\"}`. With \
+                 `follow` in the signed operation it keeps streaming until the workload ends. \
+                 `agora agent logs` signs the operation.",
+            )
+            .input::<LogsInput>()
+            .stream::<StreamEvent>("application/x-ndjson")
+            .errors(STREAM_OP_ERRORS)
+            .agent_signed_as::<sign::LeaseToolInput>(sign::logs),
+        Operation::put("put_files", "/v1/leases/{id}/files", Group::Leases)
+            .summary("Upload files into a lease's workload: a tar stream, agent-signed")
+            .describe(
+                "The body is a tar stream (any content type; `application/x-tar` by custom), unpacked under the directory the signed operation \
+                 names (created if missing); capped by the agent's tier (`tier_limit`). \
+                 `agora agent files put` signs the operation and packs the files.",
+            )
+            .input::<FilesInput>()
+            .raw_body("application/octet-stream")
+            .output::<FilesPut>()
+            .errors(STREAM_OP_ERRORS)
             .agent_signed_by_cli(),
+        Operation::get("get_files", "/v1/leases/{id}/files", Group::Leases)
+            .summary("Download a file or directory of a lease's workload as a tar stream")
+            .describe(
+                "Answers `application/x-tar`; a transfer that breaks off midway is cut short, \
+                 never ended cleanly. Capped by the agent's tier. `agora agent files get` signs \
+                 the operation and unpacks the files.",
+            )
+            .input::<FilesInput>()
+            .bytes("application/x-tar")
+            .errors(STREAM_OP_ERRORS)
+            .agent_signed_by_cli(),
+        // Owners' approvals of spending above an agent's limit.
+        Operation::get("list_approvals", "/v1/approvals", Group::Leases)
+            .summary("List lease requests waiting for their owner's approval")
+            .describe(
+                "Requests over their agent's spending limit whose attestation names an owner \
+                 wait here (the lease request answered 202 with `approval`). Each shows the \
+                 owner, the most it can cost, what it runs and `request`, the agent's signed \
+                 request. Answered and expired ones stay listed for an hour. `agora approvals \
+                 watch --owner-key FILE` follows them.",
+            )
+            .input::<ListApprovalsInput>()
+            .output::<AnyObject>()
+            .errors(&[BAD_QUERY, STORE]),
+        Operation::get("get_approval", "/v1/approvals/{id}", Group::Leases)
+            .summary("Get a waiting lease request and where it is")
+            .describe(
+                "`state` is `pending`, `approved` (with `lease`), `refused` (with `reason`) or \
+                 `expired` (`reason: approval_timeout`): what an agent polls after a 202.",
+            )
+            .input::<ApprovalInput>()
+            .output::<AnyObject>()
+            .errors(&[BAD_LEASE_ID, UNKNOWN_APPROVAL, STORE]),
+        Operation::post("approve", "/v1/approvals/{id}", Group::Leases)
+            .summary("Approve a waiting lease request: the owner's signed approval")
+            .describe(
+                "The node relays the request again with the approval; answers like a lease \
+                 request (201 with the lease). `agora approve ID --owner-key FILE` signs it.",
+            )
+            .input::<ApproveInput>()
+            .output::<AnyObject>()
+            .creates()
+            .errors(&[
+                MALFORMED_BODY,
+                MALFORMED_APPROVAL,
+                BAD_SIGNATURE,
+                BAD_LEASE_ID,
+                UNKNOWN_APPROVAL,
+                NOT_PENDING,
+                APPROVAL_TIMEOUT,
+                APPROVAL_INVALID,
+                NO_MATCH,
+                UNTRUSTED,
+                QUOTA,
+                STORE,
+            ]),
         // The surface itself.
         Operation::get("openapi", "/openapi.json", Group::Meta)
             .summary("This API as an OpenAPI 3.1 document")

@@ -220,3 +220,147 @@ pub struct LeaseOpInput {
     /// builds it).
     pub op: String,
 }
+
+/// `POST /v1/leases/{id}/exec` arguments (the contract `http::streams::ExecBody`
+/// implements, plus the id in the path).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The agent's signed `LeaseOp` (`exec`: command, stdin, tty), base64url (`agora agent
+    /// exec` builds it).
+    pub op: String,
+    /// Standard input as text (the signed operation must say `stdin: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Standard input as base64, instead of `stdin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_base64: Option<String>,
+}
+
+/// `GET /v1/leases/{id}/logs` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The agent's signed `LeaseOp` (`logs`), base64url (`agora agent logs` builds it).
+    pub op: String,
+    /// Must match the signed operation's `follow` when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<bool>,
+}
+
+/// `PUT` and `GET /v1/leases/{id}/files` arguments (the body of a PUT is the tar stream).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The agent's signed `LeaseOp` (`put_files` or `get_files`, naming the path),
+    /// base64url (`agora agent files` builds it).
+    pub op: String,
+    /// Must match the signed operation's path when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// What kind of line of an exec or logs stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamEventType {
+    /// Standard output bytes.
+    Stdout,
+    /// Standard error bytes.
+    Stderr,
+    /// The command ended (exec's last line).
+    Exit,
+    /// The output ended (logs' last line).
+    End,
+    /// The operation failed midway (last line).
+    Error,
+}
+
+/// One line of an exec or logs answer (NDJSON).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StreamEvent {
+    /// What the line says.
+    #[serde(rename = "type")]
+    pub kind: StreamEventType,
+    /// Output as text (when it is UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Output as base64 (when it is not UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+    /// `exit`: the exit code (128 + n when killed by signal n); `error`: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<serde_json::Value>,
+    /// `error`: what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `PUT /v1/leases/{id}/files` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FilesPut {
+    /// The lease.
+    pub lease: String,
+    /// Where the archive was unpacked.
+    pub path: String,
+    /// Bytes of the archive.
+    pub bytes: u64,
+}
+
+/// `GET /v1/approvals` arguments: filters that combine with AND.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListApprovalsInput {
+    /// Only requests this owner must approve (an Agora id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Only this agent's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Only requests in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ApprovalStateName>,
+}
+
+/// Where a waiting request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStateName {
+    /// Waiting for the owner.
+    Pending,
+    /// Approved, and the lease granted.
+    Approved,
+    /// Approved, but no provider granted it.
+    Refused,
+    /// Nobody approved in time (`approval_timeout`).
+    Expired,
+}
+
+/// `GET /v1/approvals/{id}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalInput {
+    /// The waiting request's id (its lease id): 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+}
+
+/// `POST /v1/approvals/{id}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveInput {
+    /// The waiting request's id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The owner's signed `Approval`, base64url (`agora approve` builds it).
+    pub approval: String,
+}

@@ -10,7 +10,10 @@ mod control;
 mod lease;
 mod ps;
 mod run;
+mod session;
 mod signup;
+
+pub(crate) use lease::report_failure;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AgentCommand {
@@ -20,6 +23,12 @@ pub(super) enum AgentCommand {
     /// Run a workload: quote, sign one lease request listing the best offers, send it
     /// through the node (which fails over along them), check the provider's signed grant.
     Run(Box<run::RunArgs>),
+    /// Run a command in a lease's workload: prints its output and exits with its code.
+    Exec(session::ExecArgs),
+    /// Print a lease's workload output (`-f` to follow it until the workload ends).
+    Logs(session::LogsArgs),
+    /// Copy files into (`put`) or out of (`get`) a lease's workload, as tar streams.
+    Files(session::FilesArgs),
     /// List your leases as the node knows them.
     Ps(ps::PsArgs),
     /// Lengthen a lease (signed by you, relayed to its provider).
@@ -32,6 +41,9 @@ pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<Exit
     match cmd {
         AgentCommand::Signup(args) => signup::run(&args, global),
         AgentCommand::Run(args) => run::run(&args, global),
+        AgentCommand::Exec(args) => session::exec(&args, global),
+        AgentCommand::Logs(args) => session::logs(&args, global),
+        AgentCommand::Files(args) => session::files(&args, global),
         AgentCommand::Ps(args) => ps::run(&args, global),
         AgentCommand::Extend(args) => control::extend(&args, global),
         AgentCommand::Stop(args) => control::stop(&args, global),

@@ -4,23 +4,19 @@
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agora_protocol::lease::{Candidate, LeaseRequest, MAX_CANDIDATES};
+use agora_node::agent::request::{PlanError, RunPlan};
+use agora_protocol::lease::MAX_CANDIDATES;
 use agora_protocol::offer::Isolation;
-use agora_protocol::workload::{
-    ImageSource, NetworkRequest, PortSpec, Resources, Transport, WorkloadSpec,
-};
-use agora_protocol::{Digest, Signed};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::lease::{
-    CALL_TIMEOUT, b64, load_agent, nonce, print_lease, report_failure, spinner, verify_grant,
+    CALL_TIMEOUT, b64, load_agent, print_lease, report_failure, spinner, verify_grant,
 };
 use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
 use crate::cli::{EXIT_REJECTED, GlobalArgs, print_json};
@@ -30,6 +26,10 @@ pub(crate) struct RunArgs {
     /// Any node's HTTP API (it relays to the provider).
     #[arg(long, env = "AGORA_NODE", default_value = DEFAULT_NODE)]
     node: String,
+    /// Above the spending limit, do not wait for the owner's approval: print the waiting
+    /// request and exit 4.
+    #[arg(long)]
+    no_wait: bool,
     /// The agent's key file (its signup record is FILE.signup).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
@@ -119,103 +119,39 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
     }
     let agent = load_agent(args.key.as_deref())?;
     let client = NodeClient::new(&args.node)?;
-    let lifetime_secs = args.lifetime.as_secs().max(1);
-    let mut quote = json!({
-        "runtime": args.runtime.as_str(),
-        "image": args.image,
-        "vcpu_milli": args.cpu,
-        "memory_mib": args.memory,
-        "disk_mib": args.disk,
-        "lifetime_secs": lifetime_secs,
-        "limit": MAX_CANDIDATES,
-    });
-    if let Some(p) = args.max_price {
-        quote["max_price_per_sec"] = json!(p);
-    }
-    if let Some(r) = &args.region {
-        quote["region"] = json!(r);
-    }
-    let offers = client
-        .post_json("/v1/leases/quote", &quote)
-        .context("asking the node for matching offers")?;
-    let offers = offers["offers"].as_array().cloned().unwrap_or_default();
-    let Some(first) = offers.first() else {
-        eprintln!("error: no offer matches (runtime, image, resources, lifetime, price, region)");
-        return Ok(ExitCode::from(EXIT_REJECTED));
-    };
-    // One spec names one image digest: keep the offers pinning the best offer's.
-    let digest: Digest = first["image"]["digest"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .context("the quote's image has no digest")?;
-    let chosen: Vec<&Value> = offers
-        .iter()
-        .filter(|o| o["image"]["digest"].as_str() == Some(&digest.to_string()))
-        .take(args.candidates)
-        .collect();
-    let mut candidates = Vec::new();
-    for o in &chosen {
-        candidates.push(Candidate {
-            provider: o["provider"]
-                .as_str()
-                .and_then(|p| p.parse().ok())
-                .context("the quote names a provider that is not an Agora id")?,
-            offer: o["offer"]
-                .as_str()
-                .and_then(|d| d.parse().ok())
-                .context("the quote names an offer that is not a digest")?,
-        });
-    }
-    let max_price = args.max_price.unwrap_or_else(|| {
-        chosen
-            .iter()
-            .filter_map(|o| o["price_per_sec"].as_u64())
-            .max()
-            .unwrap_or(0)
-    });
-    let spec = WorkloadSpec {
-        image: ImageSource::Named {
-            name: args.image.clone(),
-            digest,
-        },
+    let plan = RunPlan {
+        runtime: args.runtime,
+        image: args.image.clone(),
+        vcpu_milli: args.cpu,
+        memory_mib: args.memory,
+        disk_mib: args.disk,
+        pids: args.pids,
+        lifetime_secs: args.lifetime.as_secs().max(1),
         command: args.command.clone(),
-        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-        workdir: None,
-        resources: Resources {
-            vcpu_milli: args.cpu,
-            memory_mib: args.memory,
-            disk_mib: args.disk,
-            pids: args.pids,
-        },
-        lifetime_secs,
-        ports: args
-            .ports
-            .iter()
-            .map(|&port| PortSpec {
-                port,
-                transport: Transport::Tcp,
-            })
-            .collect(),
-        network: NetworkRequest {
-            enabled: args.egress || !args.ports.is_empty(),
-            egress: args.egress,
-        },
+        env: args.env.iter().cloned().collect(),
+        ports: args.ports.clone(),
+        egress: args.egress,
+        max_price_per_sec: args.max_price,
+        region: args.region.clone(),
+        candidates: args.candidates,
     };
-    let request = Signed::sign(
-        LeaseRequest {
-            agent: agent.identity.agora_id(),
-            candidates: candidates.clone(),
-            isolation: args.runtime,
-            spec,
-            max_price_per_sec: max_price,
-            nonce: nonce(),
-            issued_at: crate::cli::now()?,
-            signup: agent.signup.clone(),
-            delegation: None,
-        },
+    let quote = client
+        .post_json("/v1/leases/quote", &plan.quote_body())
+        .context("asking the node for matching offers")?;
+    let request = match plan.request(
+        &quote,
         &agent.identity,
-    )
-    .context("cannot sign the lease request")?;
+        agent.signup.clone(),
+        crate::cli::now()?,
+    ) {
+        Ok(r) => r,
+        Err(PlanError::NoOffer) => {
+            eprintln!("error: {}", PlanError::NoOffer);
+            return Ok(ExitCode::from(EXIT_REJECTED));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let candidates = request.body().candidates.clone();
     let lease = request.digest();
     let progress = spinner(
         global.json,
@@ -234,7 +170,19 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    let (status, body) = answer?;
+    let (mut status, mut body) = answer?;
+    if status == 202 {
+        // Over the spending limit: the request waits at the node for the owner's approval.
+        if args.no_wait {
+            if global.json {
+                print_json(&body)?;
+            } else {
+                print_waiting(&body["approval"]);
+            }
+            return Ok(ExitCode::from(EXIT_PENDING));
+        }
+        (status, body) = wait_for_approval(&client, &body["approval"], global.json)?;
+    }
     if status != 201 {
         return report_failure(status, &body, global.json, "the lease was refused");
     }
@@ -255,6 +203,84 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
         println!("verified  the grant is signed by the provider");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of `run --no-wait` when the request waits for its owner's approval.
+const EXIT_PENDING: u8 = 4;
+
+fn print_waiting(approval: &Value) {
+    println!(
+        "waiting   for the owner {} to approve request {} (up to {} µcr, until {})",
+        approval["owner"].as_str().unwrap_or("?"),
+        approval["id"].as_str().unwrap_or("?"),
+        approval["max_cost_micro"],
+        approval["expires_at"].as_str().unwrap_or("?")
+    );
+    println!(
+        "          the owner runs: agora approve {} --owner-key OWNER.key --node …",
+        approval["id"].as_str().unwrap_or("?")
+    );
+}
+
+/// Polls a waiting request until the owner answers or it expires; the lease's answer
+/// (201 and the lease), or an error answer naming why not.
+fn wait_for_approval(
+    client: &NodeClient,
+    approval: &Value,
+    json_out: bool,
+) -> anyhow::Result<(u16, Value)> {
+    let id = approval["id"]
+        .as_str()
+        .context("the node's 202 names no waiting request")?
+        .to_owned();
+    if !json_out {
+        print_waiting(approval);
+    }
+    let progress = spinner(json_out, "waiting for the owner's approval…");
+    let result = loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let (status, now) = client.request_json(
+            reqwest::Method::GET,
+            &format!("/v1/approvals/{id}"),
+            None,
+            Duration::from_secs(10),
+        )?;
+        if status != 200 {
+            break (status, now);
+        }
+        match now["state"].as_str() {
+            Some("pending") => continue,
+            Some("approved") => {
+                let lease = now["lease"].as_str().unwrap_or(&id).to_owned();
+                let (status, view) = client.request_json(
+                    reqwest::Method::GET,
+                    &format!("/v1/leases/{lease}"),
+                    None,
+                    Duration::from_secs(10),
+                )?;
+                break if status == 200 {
+                    (201, json!({ "lease": view, "approval": now }))
+                } else {
+                    (status, view)
+                };
+            }
+            _ => {
+                let code = now["reason"].as_str().unwrap_or("refused").to_owned();
+                let message = now["detail"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("the request was {}", now["state"]));
+                break (
+                    409,
+                    json!({ "error": { "code": code, "message": message }, "approval": now }),
+                );
+            }
+        }
+    };
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    Ok(result)
 }
 
 #[cfg(test)]

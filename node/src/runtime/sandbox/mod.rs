@@ -809,6 +809,31 @@ impl Runtime for SandboxRuntime {
         let stream = connect_in_netns(init, port).await?;
         Ok(Box::new(stream))
     }
+
+    // Files go through the workload's own `tar`, run by `exec`: it then works in the
+    // sandbox's namespaces (its user namespace, its mount view of a read-only root and its
+    // scratch `/tmp`), under its seccomp filter and cgroup, with no capabilities on the host.
+    // Every path, and every symlink the workload planted in its scratch, resolves inside that
+    // view, so nothing a workload does can make the node write or read outside it. Unpacking
+    // on the host into `scratch/` instead would follow such links with the node's privileges
+    // (the `docker cp` symlink race, CVE-2018-15664), and the extraction would not count
+    // against the workload's CPU and memory.
+    async fn put_files(
+        &self,
+        id: &WorkloadId,
+        path: &str,
+        tar: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<u64, RuntimeError> {
+        super::files::put_via_exec(self, id, path, tar).await
+    }
+
+    async fn get_files(
+        &self,
+        id: &WorkloadId,
+        path: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, RuntimeError> {
+        super::files::get_via_exec(self, id, path).await
+    }
 }
 
 /// Connects to `127.0.0.1:port` inside the network namespace of process `init`.

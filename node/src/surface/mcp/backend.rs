@@ -56,6 +56,13 @@ pub trait NodeRead: Send + Sync {
         &'a self,
         path: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<HttpReply, String>>;
+
+    /// `POST path` with a JSON body that changes nothing at the node (a quote).
+    fn post<'a>(
+        &'a self,
+        path: &'a str,
+        body: Vec<u8>,
+    ) -> futures::future::BoxFuture<'a, Result<HttpReply, String>>;
 }
 
 impl<B: Backend> NodeRead for B {
@@ -68,6 +75,21 @@ impl<B: Backend> NodeRead for B {
                 method: Method::Get,
                 path: path.to_owned(),
                 body: None,
+            },
+            None,
+        ))
+    }
+
+    fn post<'a>(
+        &'a self,
+        path: &'a str,
+        body: Vec<u8>,
+    ) -> futures::future::BoxFuture<'a, Result<HttpReply, String>> {
+        Box::pin(self.send(
+            HttpCall {
+                method: Method::Post,
+                path: path.to_owned(),
+                body: Some(body),
             },
             None,
         ))
@@ -106,7 +128,7 @@ pub fn http_call(op: &Operation, args: &Map<String, Value>) -> Result<HttpCall, 
         .filter(|(k, v)| !params.contains(&k.as_str()) && !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if op.method.args_in_query() {
+    if op.args_in_query() {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (k, v) in &rest {
             match v {

@@ -206,7 +206,7 @@ impl<B: Backend> Server<B> {
                 ))
             };
         };
-        if let Some(input) = op.input
+        if let Some(input) = op.tool_args()
             && let Err(why) = (input.check)(Value::Object(args.clone()))
         {
             return failure(&ErrorBody::new(
@@ -257,6 +257,9 @@ impl<B: Backend> Server<B> {
 fn result(op: &Operation, reply: HttpReply) -> CallToolResult {
     let ok = (200..300).contains(&reply.status);
     let json = reply.content_type.starts_with("application/json");
+    if ok && reply.content_type.starts_with("application/x-ndjson") {
+        return CallToolResult::structured(summarise_events(&reply.body));
+    }
     if !json {
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         if ok {
@@ -299,6 +302,62 @@ fn result(op: &Operation, reply: HttpReply) -> CallToolResult {
     }
 }
 
+/// An exec or logs stream (NDJSON events) as one result: the output of each stream, then
+/// how it ended (`exit_code`, `ended`, or `error`). A reply cut at the size bound says so.
+fn summarise_events(body: &[u8]) -> Value {
+    use base64::Engine as _;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut out = Map::new();
+    let mut ended = false;
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(event) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        let bytes = match (event.get("text"), event.get("base64")) {
+            (Some(Value::String(t)), _) => t.as_bytes().to_vec(),
+            (_, Some(Value::String(b))) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        match event.get("type").and_then(Value::as_str) {
+            Some("stdout") => stdout.extend(bytes),
+            Some("stderr") => stderr.extend(bytes),
+            Some("exit") => {
+                out.insert(
+                    "exit_code".into(),
+                    event.get("code").cloned().unwrap_or(Value::Null),
+                );
+                ended = true;
+            }
+            Some("end") => {
+                out.insert("ended".into(), true.into());
+                ended = true;
+            }
+            Some("error") => {
+                out.insert(
+                    "error".into(),
+                    serde_json::json!({ "code": event.get("code"), "message": event.get("message") }),
+                );
+                ended = true;
+            }
+            _ => {}
+        }
+    }
+    out.insert(
+        "stdout".into(),
+        String::from_utf8_lossy(&stdout).into_owned().into(),
+    );
+    out.insert(
+        "stderr".into(),
+        String::from_utf8_lossy(&stderr).into_owned().into(),
+    );
+    if !ended {
+        out.insert("truncated".into(), true.into());
+    }
+    Value::Object(out)
+}
+
 fn failure(body: &ErrorBody) -> CallToolResult {
     CallToolResult::structured_error(serde_json::to_value(body).unwrap_or(Value::Null))
 }
@@ -306,7 +365,7 @@ fn failure(body: &ErrorBody) -> CallToolResult {
 /// A root JSON Schema (definitions under `$defs`) for the tool's arguments: always an
 /// object.
 pub fn input_schema(op: &Operation) -> JsonObject {
-    let Some(input) = op.input else {
+    let Some(input) = op.tool_args() else {
         let mut empty = Map::new();
         empty.insert("type".into(), "object".into());
         empty.insert("properties".into(), Value::Object(Map::new()));

@@ -108,12 +108,25 @@ fn tools_are_the_registry_operations_with_object_schemas() {
             "get_account",
             "quote",
             "list_leases",
-            "get_lease"
+            "get_lease",
+            "list_approvals",
+            "get_approval",
+            "approve"
         ]
     );
-    // Tools that act for the agent are tools beside it only once they can sign there.
+    // Tools that act for the agent are tools beside it once they can sign there; their
+    // arguments are what the agent wants (the signed operation is built for it).
     let keyed = Server::local(Fake::default(), Some(key()));
-    assert!(keyed.tool_operations().all(|op| op.name != "run"));
+    let signed: Vec<&str> = keyed
+        .tool_operations()
+        .filter(|op| op.sign.is_some())
+        .map(|op| op.name)
+        .collect();
+    assert_eq!(signed, ["run", "extend", "stop", "exec", "logs"]);
+    let run = keyed.tool(find("run").unwrap());
+    assert!(run.input_schema["properties"]["command"].is_object());
+    assert!(run.input_schema["properties"].get("request").is_none());
+    assert!(keyed.tool_operations().all(|op| op.name != "put_files"));
     let on_node = Server::on_node(Fake::default());
     assert!(on_node.tool_operations().any(|op| op.name == "run"));
     let tool = server.tool(find("list_offers").unwrap());

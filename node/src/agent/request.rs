@@ -1,0 +1,306 @@
+//! Building what an agent signs, from what it wants: the lease request for a workload (from
+//! a node's quote) and operations on its leases. Shared by the `agora agent` CLI and the
+//! MCP tools of `agora mcp --key`, which sign locally with the agent's key.
+
+use std::collections::BTreeMap;
+
+use agora_attest::Identity;
+use agora_protocol::lease::{
+    Candidate, LeaseId, LeaseOp, LeaseRequest, MAX_CANDIDATES, NONCE_LEN, Op,
+};
+use agora_protocol::offer::Isolation;
+use agora_protocol::signup::SignupRecord;
+use agora_protocol::workload::{
+    ImageSource, NetworkRequest, PortSpec, Resources, Transport, WorkloadSpec,
+};
+use agora_protocol::{AgoraId, Digest, Signed, Timestamp};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::json;
+
+/// Why a request could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// No offer matched.
+    #[error("no offer matches (runtime, image, resources, lifetime, price, region)")]
+    NoOffer,
+    /// The node's quote is not what the API describes.
+    #[error("the node's quote is malformed: {0}")]
+    BadQuote(&'static str),
+    /// The request breaks a protocol bound (a field is named).
+    #[error("cannot sign: {0}")]
+    Sign(#[from] agora_protocol::codec::EncodeError),
+    /// An argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the agent wants to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    /// Runtime.
+    pub runtime: Isolation,
+    /// Image name, as offers list it.
+    pub image: String,
+    /// vCPU, thousandths.
+    pub vcpu_milli: u32,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Writable disk, MiB.
+    pub disk_mib: u64,
+    /// Most processes.
+    pub pids: u32,
+    /// Lifetime, seconds.
+    pub lifetime_secs: u64,
+    /// Program and arguments (empty: the image's default).
+    pub command: Vec<String>,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// TCP ports the workload serves.
+    pub ports: Vec<u16>,
+    /// Outbound connections.
+    pub egress: bool,
+    /// Most micro-credits per second (default: the dearest offer listed).
+    pub max_price_per_sec: Option<u64>,
+    /// Only this region.
+    pub region: Option<String>,
+    /// How many offers to name, best first.
+    pub candidates: usize,
+}
+
+impl Default for RunPlan {
+    fn default() -> Self {
+        Self {
+            runtime: Isolation::Sandbox,
+            image: "busybox".into(),
+            vcpu_milli: 500,
+            memory_mib: 256,
+            disk_mib: 64,
+            pids: 128,
+            lifetime_secs: 3600,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            ports: Vec::new(),
+            egress: false,
+            max_price_per_sec: None,
+            region: None,
+            candidates: 3,
+        }
+    }
+}
+
+/// A fresh random nonce.
+pub fn nonce() -> [u8; NONCE_LEN] {
+    rand::random()
+}
+
+impl RunPlan {
+    /// The body of `POST /v1/leases/quote` for this plan.
+    pub fn quote_body(&self) -> Value {
+        let mut quote = serde_json::Map::new();
+        quote.insert("runtime".into(), self.runtime.as_str().into());
+        quote.insert("image".into(), self.image.clone().into());
+        quote.insert("vcpu_milli".into(), self.vcpu_milli.into());
+        quote.insert("memory_mib".into(), self.memory_mib.into());
+        quote.insert("disk_mib".into(), self.disk_mib.into());
+        quote.insert("lifetime_secs".into(), self.lifetime_secs.into());
+        quote.insert("limit".into(), MAX_CANDIDATES.into());
+        if let Some(p) = self.max_price_per_sec {
+            quote.insert("max_price_per_sec".into(), p.into());
+        }
+        if let Some(r) = &self.region {
+            quote.insert("region".into(), r.clone().into());
+        }
+        Value::Object(quote)
+    }
+
+    /// The candidates (the best offers pinning the same image digest as the best one), the
+    /// digest, and the price cap, from a node's quote.
+    ///
+    /// # Errors
+    /// [`PlanError::NoOffer`], [`PlanError::BadQuote`], [`PlanError::Invalid`].
+    pub fn choose(&self, quote: &Value) -> Result<(Vec<Candidate>, Digest, u64), PlanError> {
+        if !(1..=MAX_CANDIDATES).contains(&self.candidates) {
+            return Err(PlanError::Invalid(format!(
+                "candidates must be 1 to {MAX_CANDIDATES}"
+            )));
+        }
+        let offers = quote
+            .get("offers")
+            .and_then(Value::as_array)
+            .ok_or(PlanError::BadQuote("no `offers` list"))?;
+        let first = offers.first().ok_or(PlanError::NoOffer)?;
+        // One spec names one image digest: keep the offers pinning the best offer's.
+        let digest_text = first
+            .pointer("/image/digest")
+            .and_then(Value::as_str)
+            .ok_or(PlanError::BadQuote("an offer's image has no digest"))?;
+        let digest: Digest = digest_text
+            .parse()
+            .map_err(|_| PlanError::BadQuote("an image digest is not 64 hex digits"))?;
+        let chosen: Vec<&Value> = offers
+            .iter()
+            .filter(|o| o.pointer("/image/digest").and_then(Value::as_str) == Some(digest_text))
+            .take(self.candidates)
+            .collect();
+        let mut candidates = Vec::with_capacity(chosen.len());
+        for o in &chosen {
+            candidates.push(Candidate {
+                provider: o
+                    .get("provider")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.parse().ok())
+                    .ok_or(PlanError::BadQuote("a provider is not an Agora id"))?,
+                offer: o
+                    .get("offer")
+                    .and_then(Value::as_str)
+                    .and_then(|d| d.parse().ok())
+                    .ok_or(PlanError::BadQuote("an offer is not a digest"))?,
+            });
+        }
+        let max_price = self.max_price_per_sec.unwrap_or_else(|| {
+            chosen
+                .iter()
+                .filter_map(|o| o.get("price_per_sec").and_then(Value::as_u64))
+                .max()
+                .unwrap_or(0)
+        });
+        Ok((candidates, digest, max_price))
+    }
+
+    /// The workload spec for image `digest`.
+    pub fn spec(&self, digest: Digest) -> WorkloadSpec {
+        WorkloadSpec {
+            image: ImageSource::Named {
+                name: self.image.clone(),
+                digest,
+            },
+            command: self.command.clone(),
+            env: self.env.clone(),
+            workdir: None,
+            resources: Resources {
+                vcpu_milli: self.vcpu_milli,
+                memory_mib: self.memory_mib,
+                disk_mib: self.disk_mib,
+                pids: self.pids,
+            },
+            lifetime_secs: self.lifetime_secs,
+            ports: self
+                .ports
+                .iter()
+                .map(|&port| PortSpec {
+                    port,
+                    transport: Transport::Tcp,
+                })
+                .collect(),
+            network: NetworkRequest {
+                enabled: self.egress || !self.ports.is_empty(),
+                egress: self.egress,
+            },
+        }
+    }
+
+    /// The agent's signed lease request from a node's quote.
+    ///
+    /// # Errors
+    /// [`PlanError`].
+    pub fn request(
+        &self,
+        quote: &Value,
+        agent: &Identity,
+        signup: Signed<SignupRecord>,
+        now: Timestamp,
+    ) -> Result<Signed<LeaseRequest>, PlanError> {
+        let (candidates, digest, max_price) = self.choose(quote)?;
+        Ok(Signed::sign(
+            LeaseRequest {
+                agent: agent.agora_id(),
+                candidates,
+                isolation: self.runtime,
+                spec: self.spec(digest),
+                max_price_per_sec: max_price,
+                nonce: nonce(),
+                issued_at: now,
+                signup,
+                delegation: None,
+            },
+            agent,
+        )?)
+    }
+}
+
+/// The agent's signed operation `op` on `lease`, held by `provider`.
+///
+/// # Errors
+/// [`PlanError::Sign`] when the operation breaks a protocol bound (a relative path, say).
+pub fn sign_op(
+    agent: &Identity,
+    provider: AgoraId,
+    lease: LeaseId,
+    op: Op,
+    now: Timestamp,
+) -> Result<Signed<LeaseOp>, PlanError> {
+    Ok(Signed::sign(
+        LeaseOp {
+            agent: agent.agora_id(),
+            provider,
+            lease,
+            op,
+            nonce: nonce(),
+            issued_at: now,
+            delegation: None,
+        },
+        agent,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn quote(digests: &[(&str, u64)]) -> Value {
+        let offers: Vec<Value> = digests
+            .iter()
+            .enumerate()
+            .map(|(i, (d, price))| {
+                json!({
+                    "provider": Identity::generate(&mut rand::rng()).agora_id().to_string(),
+                    "offer": Digest::of(&[i as u8]).to_string(),
+                    "image": { "name": "busybox", "digest": d },
+                    "price_per_sec": price,
+                })
+            })
+            .collect();
+        json!({ "offers": offers })
+    }
+
+    #[test]
+    fn candidates_pin_the_best_offers_image_and_cap_the_price() {
+        let a = Digest::of(b"a").to_string();
+        let b = Digest::of(b"b").to_string();
+        let plan = RunPlan {
+            candidates: 2,
+            ..RunPlan::default()
+        };
+        let (c, d, price) = plan
+            .choose(&quote(&[(&a, 10), (&b, 11), (&a, 30), (&a, 40)]))
+            .unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(d.to_string(), a);
+        assert_eq!(price, 30);
+        assert!(matches!(plan.choose(&quote(&[])), Err(PlanError::NoOffer)));
+        assert!(matches!(
+            plan.choose(&json!({})),
+            Err(PlanError::BadQuote(_))
+        ));
+        let none = RunPlan {
+            candidates: 0,
+            ..RunPlan::default()
+        };
+        assert!(matches!(
+            none.choose(&quote(&[(&a, 1)])),
+            Err(PlanError::Invalid(_))
+        ));
+    }
+}

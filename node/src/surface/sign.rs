@@ -1,0 +1,317 @@
+//! The MCP tools that act for the agent beside it (`agora mcp --key FILE`): each takes what
+//! the agent wants, reads what it needs from the node (a quote, the lease's provider), and
+//! builds the HTTP request with the agent's own signature ([`crate::agent::request`], the
+//! same code as the `agora agent` CLI). The node relays; the provider verifies.
+
+use std::collections::BTreeMap;
+
+use agora_protocol::lease::{LeaseId, Op};
+use agora_protocol::offer::Isolation;
+use agora_protocol::signup::SignupRecord;
+use agora_protocol::{AgoraId, Ed25519, Signed};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::errors::{BAD_ARGUMENTS, ErrorBody, KEY_REQUIRED, NO_MATCH, NODE_UNREACHABLE};
+use super::mcp::HttpCall;
+use super::{Method, SignContext};
+use crate::agent::request::{PlanError, RunPlan, sign_op};
+
+/// `run` as a tool: what to run; the tool quotes, picks offers and signs the request.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunToolInput {
+    /// Program and arguments, e.g. `["sh", "-c", "echo hi"]` (empty: the image's default).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Image name as offers list it (default `busybox`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Runtime (default `sandbox`).
+    #[serde(default)]
+    pub runtime: Option<Isolation>,
+    /// vCPU in thousandths (default 500).
+    #[serde(default)]
+    pub vcpu_milli: Option<u32>,
+    /// Memory, MiB (default 256).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Writable disk, MiB (default 64).
+    #[serde(default)]
+    pub disk_mib: Option<u64>,
+    /// Lifetime, seconds (default 3600).
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+    /// Most micro-credits per second (default: the dearest offer named).
+    #[serde(default)]
+    pub max_price_per_sec: Option<u64>,
+    /// Only offers in this region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How many offers to name, best first (1-8, default 3): the node fails over along them.
+    #[serde(default)]
+    pub candidates: Option<usize>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// TCP ports the workload serves.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Outbound connections (where tier and provider allow).
+    #[serde(default)]
+    pub egress: bool,
+}
+
+/// A tool on one of the agent's leases.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseToolInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+}
+
+/// `extend` as a tool.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendToolInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// Seconds to add.
+    #[schemars(range(min = 1))]
+    pub secs: u64,
+}
+
+/// `exec` as a tool.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecToolInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// Program and arguments, e.g. `["sh", "-c", "ls /tmp"]`.
+    pub command: Vec<String>,
+    /// Standard input for the command, as text.
+    #[serde(default)]
+    pub stdin: Option<String>,
+}
+
+fn args<T: for<'de> Deserialize<'de>>(args: &Map<String, Value>) -> Result<T, ErrorBody> {
+    serde_json::from_value(Value::Object(args.clone()))
+        .map_err(|e| ErrorBody::new(BAD_ARGUMENTS.code, e.to_string()))
+}
+
+fn b64<T>(m: &Signed<T>) -> String {
+    URL_SAFE_NO_PAD.encode(m.as_bytes())
+}
+
+fn json_body(v: &Value) -> Option<Vec<u8>> {
+    Some(v.to_string().into_bytes())
+}
+
+fn plan_error(e: &PlanError) -> ErrorBody {
+    match e {
+        PlanError::NoOffer => ErrorBody::new(NO_MATCH.code, e.to_string()),
+        _ => ErrorBody::new(BAD_ARGUMENTS.code, e.to_string()),
+    }
+}
+
+/// The agent's signup record (saved beside its key by `agora agent signup`).
+fn signup(cx: &SignContext<'_>) -> Result<Signed<SignupRecord>, ErrorBody> {
+    let text = cx.key.signup.as_deref().ok_or_else(|| {
+        ErrorBody::new(
+            KEY_REQUIRED.code,
+            format!(
+                "no signup record beside {}: run `agora agent signup --key {}` first",
+                cx.key.path.display(),
+                cx.key.path.display()
+            ),
+        )
+    })?;
+    URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| Signed::decode(&b, &Ed25519).ok())
+        .ok_or_else(|| {
+            ErrorBody::new(
+                KEY_REQUIRED.code,
+                "the saved signup record does not verify: sign up again",
+            )
+        })
+}
+
+/// A lease id argument and the provider that holds it, as the node knows it.
+async fn lease_and_provider(
+    cx: &SignContext<'_>,
+    id: &str,
+) -> Result<(LeaseId, AgoraId), ErrorBody> {
+    let lease: LeaseId = id.parse().map_err(|_| {
+        ErrorBody::new(
+            BAD_ARGUMENTS.code,
+            format!("{id:?} is not a lease id (64 hex digits)"),
+        )
+    })?;
+    let reply = cx
+        .node
+        .get(&format!("/v1/leases/{lease}"))
+        .await
+        .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+    let view: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    if reply.status != 200 {
+        if let Ok(body) = serde_json::from_value::<ErrorBody>(view.clone()) {
+            return Err(body);
+        }
+        return Err(ErrorBody::new(
+            NODE_UNREACHABLE.code,
+            format!("HTTP {} asking for the lease", reply.status),
+        ));
+    }
+    let provider = view
+        .get("provider")
+        .and_then(Value::as_str)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| {
+            ErrorBody::new(
+                NODE_UNREACHABLE.code,
+                "the node does not say which provider holds the lease",
+            )
+        })?;
+    Ok((lease, provider))
+}
+
+fn op_call(
+    cx: &SignContext<'_>,
+    lease: LeaseId,
+    provider: AgoraId,
+    op: Op,
+) -> Result<String, ErrorBody> {
+    sign_op(&cx.key.identity, provider, lease, op, crate::clock::now())
+        .map(|s| b64(&s))
+        .map_err(|e| plan_error(&e))
+}
+
+/// `run`: quote, choose the candidates, sign the lease request.
+pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: RunToolInput = args(cx.args)?;
+        let defaults = RunPlan::default();
+        let plan = RunPlan {
+            runtime: a.runtime.unwrap_or(defaults.runtime),
+            image: a.image.unwrap_or(defaults.image),
+            vcpu_milli: a.vcpu_milli.unwrap_or(defaults.vcpu_milli),
+            memory_mib: a.memory_mib.unwrap_or(defaults.memory_mib),
+            disk_mib: a.disk_mib.unwrap_or(defaults.disk_mib),
+            pids: defaults.pids,
+            lifetime_secs: a.lifetime_secs.unwrap_or(defaults.lifetime_secs),
+            command: a.command,
+            env: a.env,
+            ports: a.ports,
+            egress: a.egress,
+            max_price_per_sec: a.max_price_per_sec,
+            region: a.region,
+            candidates: a.candidates.unwrap_or(defaults.candidates),
+        };
+        let record = signup(&cx)?;
+        let reply = cx
+            .node
+            .post(
+                "/v1/leases/quote",
+                plan.quote_body().to_string().into_bytes(),
+            )
+            .await
+            .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+        let quote: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        if reply.status != 200 {
+            return Err(
+                serde_json::from_value::<ErrorBody>(quote).unwrap_or_else(|_| {
+                    ErrorBody::new(
+                        NODE_UNREACHABLE.code,
+                        format!("HTTP {} asking for a quote", reply.status),
+                    )
+                }),
+            );
+        }
+        let request = plan
+            .request(&quote, &cx.key.identity, record, crate::clock::now())
+            .map_err(|e| plan_error(&e))?;
+        Ok(HttpCall {
+            method: Method::Post,
+            path: "/v1/leases".into(),
+            body: json_body(&json!({ "request": b64(&request) })),
+        })
+    })
+}
+
+/// `exec`: the signed command (and its input).
+pub fn exec(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: ExecToolInput = args(cx.args)?;
+        let (lease, provider) = lease_and_provider(&cx, &a.id).await?;
+        let op = op_call(
+            &cx,
+            lease,
+            provider,
+            Op::Exec {
+                command: a.command,
+                stdin: a.stdin.is_some(),
+                tty: false,
+            },
+        )?;
+        let body = match a.stdin {
+            Some(input) => json!({ "op": op, "stdin": input }),
+            None => json!({ "op": op }),
+        };
+        Ok(HttpCall {
+            method: Method::Post,
+            path: format!("/v1/leases/{lease}/exec"),
+            body: json_body(&body),
+        })
+    })
+}
+
+/// `logs`: the workload's output so far (not followed: a tool call answers once).
+pub fn logs(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: LeaseToolInput = args(cx.args)?;
+        let (lease, provider) = lease_and_provider(&cx, &a.id).await?;
+        let op = op_call(&cx, lease, provider, Op::Logs { follow: false })?;
+        Ok(HttpCall {
+            method: Method::Get,
+            path: format!("/v1/leases/{lease}/logs?op={op}"),
+            body: None,
+        })
+    })
+}
+
+/// `extend`.
+pub fn extend(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: ExtendToolInput = args(cx.args)?;
+        let (lease, provider) = lease_and_provider(&cx, &a.id).await?;
+        let op = op_call(&cx, lease, provider, Op::Extend { secs: a.secs })?;
+        Ok(HttpCall {
+            method: Method::Post,
+            path: format!("/v1/leases/{lease}/extend"),
+            body: json_body(&json!({ "op": op })),
+        })
+    })
+}
+
+/// `stop`.
+pub fn stop(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: LeaseToolInput = args(cx.args)?;
+        let (lease, provider) = lease_and_provider(&cx, &a.id).await?;
+        let op = op_call(&cx, lease, provider, Op::Stop)?;
+        Ok(HttpCall {
+            method: Method::Delete,
+            path: format!("/v1/leases/{lease}"),
+            body: json_body(&json!({ "op": op })),
+        })
+    })
+}

@@ -1,0 +1,309 @@
+//! Request-to-first-output through a gateway on loopback, beside the sandbox runtime's own
+//! create-to-first-output in the same run.
+//!
+//! ```sh
+//! cargo build --release -p agora-node --bin agora
+//! AGORA_BIN=$CARGO_TARGET_DIR/release/agora cargo test --release -p agora-tests --bench journey_latency -- --bench
+//! ```
+//! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 100).
+//!
+//! Two `agora node` processes: a gateway A and a sandbox provider C (its contained tier
+//! raised to 200 concurrent leases). One sample = an agent-signed lease request POSTed to A
+//! (relayed to C over libp2p: admission, quota, launch, signed grant) and then `GET
+//! /v1/leases/{id}/logs` with a signed `follow` operation (relayed over a libp2p stream),
+//! until the first line of the workload's output arrives. Each lease is then stopped
+//! (untimed). The marketplace's overhead is the difference of the p50s.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_attest::{Identity, keyfile};
+use agora_node::runtime::Runtime;
+use agora_node::runtime::sandbox::net::SandboxNetwork;
+use agora_node::runtime::sandbox::{SandboxConfig, SandboxRuntime};
+use agora_protocol::lease::{Candidate, LeaseOp, LeaseRequest, NONCE_LEN, Op};
+use agora_protocol::offer::Isolation;
+use agora_protocol::signup::SignupRecord;
+use agora_protocol::workload::{ImageSource, WorkloadSpec};
+use agora_protocol::{AgoraId, Digest, Ed25519, Signed, Timestamp};
+use agora_tests::agora;
+use agora_tests::node::{NodeProc, wait_for};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_usize, ms, quantile, sample, spec};
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp::from_unix_millis(u64::try_from(ms).unwrap())
+}
+
+fn b64<T>(m: &Signed<T>) -> String {
+    URL_SAFE_NO_PAD.encode(m.as_bytes())
+}
+
+fn node(dir: &Path, config: &str, extra: &[String]) -> NodeProc {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("node.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec!["--config".to_owned(), path.display().to_string()];
+    args.extend_from_slice(extra);
+    NodeProc::start(dir, &args)
+}
+
+/// What every sample needs.
+struct Setup {
+    http: reqwest::Client,
+    gateway: String,
+    agent: Identity,
+    signup: Signed<SignupRecord>,
+    provider: AgoraId,
+    candidates: Vec<Candidate>,
+    spec: WorkloadSpec,
+}
+
+impl Setup {
+    fn op(&self, lease: Digest, op: Op) -> String {
+        b64(&Signed::sign(
+            LeaseOp {
+                agent: self.agent.agora_id(),
+                provider: self.provider,
+                lease,
+                op,
+                nonce: rand::random::<[u8; NONCE_LEN]>(),
+                issued_at: now(),
+                delegation: None,
+            },
+            &self.agent,
+        )
+        .unwrap())
+    }
+
+    /// Request → grant → first output line through the gateway; then stops the lease.
+    async fn sample(&self) -> Duration {
+        let request = Signed::sign(
+            LeaseRequest {
+                agent: self.agent.agora_id(),
+                candidates: self.candidates.clone(),
+                isolation: Isolation::Sandbox,
+                spec: self.spec.clone(),
+                max_price_per_sec: 1_000_000,
+                nonce: rand::random::<[u8; NONCE_LEN]>(),
+                issued_at: now(),
+                signup: self.signup.clone(),
+                delegation: None,
+            },
+            &self.agent,
+        )
+        .unwrap();
+        let lease = request.digest();
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(format!("{}/v1/leases", self.gateway))
+            .json(&json!({ "request": b64(&request) }))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert_eq!(status, 201, "{}", resp.text().await.unwrap_or_default());
+        let logs = self
+            .http
+            .get(format!("{}/v1/leases/{lease}/logs", self.gateway))
+            .query(&[("op", self.op(lease, Op::Logs { follow: true }))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(logs.status(), 200);
+        let mut body = logs.bytes_stream();
+        let mut seen = Vec::new();
+        let first = loop {
+            let chunk = body.next().await.expect("output before the end").unwrap();
+            seen.extend_from_slice(&chunk);
+            if seen.windows(17).any(|w| w == b"{\"type\":\"stdout\",") {
+                break started.elapsed();
+            }
+        };
+        drop(body);
+        let stop = self
+            .http
+            .delete(format!("{}/v1/leases/{lease}", self.gateway))
+            .json(&json!({ "op": self.op(lease, Op::Stop) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            stop.status(),
+            200,
+            "{}",
+            stop.text().await.unwrap_or_default()
+        );
+        first
+    }
+}
+
+async fn series(
+    name: &str,
+    runs: usize,
+    concurrent: usize,
+    one: impl Fn() -> futures::future::BoxFuture<'static, Duration>,
+) -> [String; 6] {
+    let bar = indicatif::ProgressBar::new(runs as u64);
+    bar.set_message(name.to_owned());
+    one().await; // warm-up
+    let mut seq = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        seq.push(one().await);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    seq.sort();
+    let conc_started = Instant::now();
+    let mut conc: Vec<Duration> = futures::future::join_all((0..concurrent).map(|_| one())).await;
+    let wall = conc_started.elapsed();
+    conc.sort();
+    [
+        name.to_owned(),
+        ms(quantile(&seq, 0.5)),
+        ms(quantile(&seq, 0.95)),
+        ms(quantile(&conc, 0.5)),
+        ms(quantile(&conc, 0.95)),
+        ms(wall),
+    ]
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("journey_latency: benchmark skipped (run it with cargo bench)");
+        return;
+    }
+    let runs = env_usize("AGORA_BENCH_RUNS", 100).max(1);
+    let concurrent = env_usize("AGORA_BENCH_CONCURRENT", 100).max(1);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The runtime alone, in process.
+    let sandbox = SandboxRuntime::open(SandboxConfig {
+        state_dir: tmp.path().join("sandbox"),
+        cgroup_parent: format!("agora-bench-{:06x}", rand::random::<u32>() & 0xff_ffff),
+        network: SandboxNetwork::default(),
+    })
+    .await
+    .expect("the sandbox runtime (root, bubblewrap, busybox-static)");
+    let busybox = sandbox.images_store().by_name("busybox").unwrap();
+    let mut workload = spec(ImageSource::Named {
+        name: "busybox".into(),
+        digest: busybox,
+    });
+    workload.resources.vcpu_milli = 100;
+    workload.resources.memory_mib = 32;
+    let runtime: Arc<dyn Runtime> = Arc::new(sandbox);
+    let runtime_row = {
+        let (runtime, workload) = (runtime.clone(), workload.clone());
+        series("sandbox runtime alone", runs, concurrent, move || {
+            let (runtime, workload) = (runtime.clone(), workload.clone());
+            Box::pin(async move { sample(&runtime, &workload).await })
+        })
+        .await
+    };
+
+    // The marketplace: gateway A, provider C.
+    let a = node(
+        &tmp.path().join("a"),
+        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[signup]\npow_bits = 8\n",
+        &[],
+    );
+    let c = node(
+        &tmp.path().join("c"),
+        "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = { vcpu = 1, memory_gib = 1 }\n\n[signup]\npow_bits = 8\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n",
+        &["--bootstrap".to_owned(), a.tcp_addr()],
+    );
+    let home = tmp.path().join("agent");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = home.join("agent.key");
+    let out = agora(&home)
+        .args(["--json", "agent", "signup", "--node"])
+        .arg(format!("http://{}", a.http))
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = std::fs::read_to_string(home.join("agent.key.signup")).unwrap();
+    let signup: Signed<SignupRecord> =
+        Signed::decode(&URL_SAFE_NO_PAD.decode(record.trim()).unwrap(), &Ed25519).unwrap();
+    let quote = wait_for(Duration::from_secs(60), || {
+        let (status, v) = agora_tests::node::http_get(a.http, "/v1/offers");
+        (status == 200 && v["count"].as_u64() >= Some(1)).then_some(())
+    });
+    assert!(quote.is_some(), "C's offer reached A");
+    let http = reqwest::Client::new();
+    let q: Value = http
+        .post(format!("http://{}/v1/leases/quote", a.http))
+        .json(&json!({ "vcpu_milli": 100, "memory_mib": 32, "disk_mib": 16, "lifetime_secs": 60 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offer = &q["offers"][0];
+    let provider: AgoraId = offer["provider"].as_str().unwrap().parse().unwrap();
+    let digest: Digest = offer["image"]["digest"].as_str().unwrap().parse().unwrap();
+    workload.image = ImageSource::Named {
+        name: "busybox".into(),
+        digest,
+    };
+    let setup = Arc::new(Setup {
+        http,
+        gateway: format!("http://{}", a.http),
+        agent: keyfile::load(&key).unwrap(),
+        signup,
+        provider,
+        candidates: vec![Candidate {
+            provider,
+            offer: offer["offer"].as_str().unwrap().parse().unwrap(),
+        }],
+        spec: workload,
+    });
+    let market_row = {
+        let setup = setup.clone();
+        series("through a gateway", runs, concurrent, move || {
+            let setup = setup.clone();
+            Box::pin(async move { setup.sample().await })
+        })
+        .await
+    };
+
+    println!(
+        "\n| path | p50 ms | p95 ms | p50 of {concurrent} at once | p95 of {concurrent} at once | wall of {concurrent} at once |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in [&runtime_row, &market_row] {
+        println!("| {} |", row.join(" | "));
+    }
+    let overhead = market_row[1].parse::<f64>().unwrap() - runtime_row[1].parse::<f64>().unwrap();
+    println!("\nmarketplace overhead at p50: {overhead:.1} ms ({runs} sequential samples each)");
+    drop(c);
+    drop(a);
+}
