@@ -134,9 +134,18 @@ impl Setup {
         let mut body = logs.bytes_stream();
         let mut seen = Vec::new();
         let first = loop {
-            let chunk = body.next().await.expect("output before the end").unwrap();
+            let chunk = body
+                .next()
+                .await
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no output before the end: {}",
+                        String::from_utf8_lossy(&seen)
+                    )
+                })
+                .unwrap();
             seen.extend_from_slice(&chunk);
-            if seen.windows(17).any(|w| w == b"{\"type\":\"stdout\",") {
+            if seen.windows(15).any(|w| w == b"\"type\":\"stdout\"") {
                 break started.elapsed();
             }
         };
@@ -211,6 +220,9 @@ async fn main() {
         name: "busybox".into(),
         digest: busybox,
     });
+    // A service that prints, then stays up (so the lease is still running when its logs are
+    // asked for, even at 100 at once); the same command on both paths.
+    workload.command = vec!["sh".into(), "-c".into(), "echo ready; exec sleep 60".into()];
     workload.resources.vcpu_milli = 100;
     workload.resources.memory_mib = 32;
     let runtime: Arc<dyn Runtime> = Arc::new(sandbox);

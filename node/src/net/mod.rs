@@ -44,6 +44,9 @@ pub const LEASE_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/lease/1")
 /// as [`agora_protocol::frames`], opened by the gateway with the agent's signed operation.
 pub const LEASE_STREAM_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/lease-stream/1");
 
+/// Most lease request-response exchanges in flight on one connection, each way.
+pub const MAX_LEASE_STREAMS: usize = 256;
+
 /// Largest gossipsub frame. Our own messages are far smaller (validation refuses anything
 /// over [`agora_protocol::gossip::MAX_GOSSIP_BYTES`]); the frame also carries control
 /// messages (IHAVE lists), which need the headroom.
@@ -216,9 +219,11 @@ pub fn build_swarm(
             max_response: agora_protocol::lease_rpc::MAX_RESPONSE_BYTES,
         },
         [(LEASE_PROTOCOL, request_response::ProtocolSupport::Full)],
+        // A gateway relays many agents' requests over one connection to a provider (100 at
+        // once in the journey benchmark); the provider's lease service bounds the work.
         request_response::Config::default()
             .with_request_timeout(config.lease_timeout)
-            .with_max_concurrent_streams(64),
+            .with_max_concurrent_streams(MAX_LEASE_STREAMS),
     );
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(limits),
