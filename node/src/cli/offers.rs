@@ -12,7 +12,7 @@ use super::http_client::{DEFAULT_NODE, NodeClient};
 use super::{GlobalArgs, print_json};
 
 #[derive(Debug, Args)]
-pub(super) struct OffersArgs {
+pub(crate) struct OffersArgs {
     /// Only providers offering this runtime (sandbox, docker, microvm).
     #[arg(long)]
     runtime: Option<Isolation>,
@@ -83,7 +83,7 @@ impl OffersArgs {
     }
 }
 
-pub(super) fn run(args: &OffersArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &OffersArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let client = NodeClient::new(&args.node)?;
     let body = client.get_json("/v1/offers", &args.query())?;
     if global.json {

@@ -20,6 +20,8 @@ pub(super) enum AgentCommand {
     /// Sign up at a node: one signed call with your key (and attestation, if any); prints
     /// your account and saves the signup record beside the key as FILE.signup.
     Signup(signup::SignupArgs),
+    /// List the offers a node sees (the same as `agora offers`).
+    Offers(Box<crate::cli::offers::OffersArgs>),
     /// Run a workload: quote, sign one lease request listing the best offers, send it
     /// through the node (which fails over along them), check the provider's signed grant.
     Run(Box<run::RunArgs>),
@@ -40,6 +42,7 @@ pub(super) enum AgentCommand {
 pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Signup(args) => signup::run(&args, global),
+        AgentCommand::Offers(args) => crate::cli::offers::run(&args, global),
         AgentCommand::Run(args) => run::run(&args, global),
         AgentCommand::Exec(args) => session::exec(&args, global),
         AgentCommand::Logs(args) => session::logs(&args, global),
