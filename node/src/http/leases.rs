@@ -487,6 +487,30 @@ pub struct OpBody {
     pub op: String,
 }
 
+/// Checks a signed operation against the lease in the path and the kind of endpoint.
+pub(super) fn checked_op(
+    id: &str,
+    text: &str,
+    want: fn(&Op) -> bool,
+    what: &str,
+) -> Result<Signed<LeaseOp>, ApiError> {
+    let id = parse_lease(id)?;
+    let op: Signed<LeaseOp> = decode_signed(text, "malformed_op", "op")?;
+    if op.body().lease != id {
+        return Err(ApiError::bad_request(
+            "lease_mismatch",
+            format!("the operation is for lease {}, not {id}", op.body().lease),
+        ));
+    }
+    if !want(&op.body().op) {
+        return Err(ApiError::bad_request(
+            "wrong_op",
+            format!("this endpoint takes a signed {what} operation"),
+        ));
+    }
+    Ok(op)
+}
+
 async fn relay(
     shared: &Shared,
     id: &str,
@@ -494,15 +518,9 @@ async fn relay(
     want: fn(&Op) -> bool,
     what: &str,
 ) -> Result<Response, ApiError> {
-    let id = parse_lease(id)?;
-    let op: Signed<LeaseOp> = decode_signed(&body.op, "malformed_op", "op")?;
-    if op.body().lease != id {
-        return Err(ApiError::bad_request(
-            "lease_mismatch",
-            format!("the operation is for lease {}, not {id}", op.body().lease),
-        ));
-    }
-    if !want(&op.body().op) || !is_relayed(&op.body().op) {
+    let op = checked_op(id, &body.op, want, what)?;
+    let id = op.body().lease;
+    if !is_relayed(&op.body().op) {
         return Err(ApiError::bad_request(
             "wrong_op",
             format!("this endpoint takes a signed {what} operation"),

@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use super::ApiError;
 use super::json::JsonBody;
-use super::leases::{call_error, decode_signed, gateway, parse_lease, refusal_status};
+use super::leases::{call_error, checked_op, gateway, refusal_status};
 use crate::daemon::Shared;
 use crate::lease::OpStream;
 use crate::lease::framed::{FrameReader, FramedError};
@@ -51,30 +51,6 @@ pub const MAX_EXEC_BODY_BYTES: usize = 1536 * 1024;
 const BODY_QUEUE: usize = 16;
 
 type BodyTx = mpsc::Sender<Result<Bytes, std::io::Error>>;
-
-/// Checks a signed operation against the lease in the path and the kind of endpoint.
-fn checked_op(
-    id: &str,
-    text: &str,
-    want: fn(&Op) -> bool,
-    what: &str,
-) -> Result<Signed<LeaseOp>, ApiError> {
-    let id = parse_lease(id)?;
-    let op: Signed<LeaseOp> = decode_signed(text, "malformed_op", "op")?;
-    if op.body().lease != id {
-        return Err(ApiError::bad_request(
-            "lease_mismatch",
-            format!("the operation is for lease {}, not {id}", op.body().lease),
-        ));
-    }
-    if !want(&op.body().op) {
-        return Err(ApiError::bad_request(
-            "wrong_op",
-            format!("this endpoint takes a signed {what} operation"),
-        ));
-    }
-    Ok(op)
-}
 
 /// Opens the operation at its provider: the accepted stream, or the refusal as an error.
 async fn open(shared: &Shared, op: &Signed<LeaseOp>) -> Result<OpStream, ApiError> {

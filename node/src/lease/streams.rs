@@ -345,11 +345,9 @@ where
             match events.recv().await {
                 Some(ExecEvent::Output(chunk)) => {
                     activity.seen();
-                    let make = match chunk.stream {
-                        OutputStream::Stdout => StreamFrame::Stdout,
-                        OutputStream::Stderr => StreamFrame::Stderr,
-                    };
-                    writer.send_chunks(&chunk.data, make).await?;
+                    writer
+                        .send_chunks(&chunk.data, output_frame(chunk.stream))
+                        .await?;
                 }
                 Some(ExecEvent::Exit(code)) => {
                     writer.send(&StreamFrame::Exit(code)).await?;
@@ -399,11 +397,9 @@ where
         if follow {
             activity.seen();
         }
-        let make = match chunk.stream {
-            OutputStream::Stdout => StreamFrame::Stdout,
-            OutputStream::Stderr => StreamFrame::Stderr,
-        };
-        writer.send_chunks(&chunk.data, make).await?;
+        writer
+            .send_chunks(&chunk.data, output_frame(chunk.stream))
+            .await?;
     }
     writer.send(&StreamFrame::End).await?;
     writer.close().await?;
@@ -558,6 +554,14 @@ where
                 buf.get(..n).unwrap_or_default().to_vec(),
             ))
             .await?;
+    }
+}
+
+/// The data frame that carries output of `stream`.
+fn output_frame(stream: OutputStream) -> fn(Vec<u8>) -> StreamFrame {
+    match stream {
+        OutputStream::Stdout => StreamFrame::Stdout,
+        OutputStream::Stderr => StreamFrame::Stderr,
     }
 }
 

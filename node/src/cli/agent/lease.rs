@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_attest::{Identity, keyfile};
-use agora_protocol::lease::{LeaseGrant, LeaseId, LeaseOp, NONCE_LEN, Op, UsageReceipt};
+use agora_protocol::lease::{LeaseGrant, LeaseId, LeaseOp, Op, UsageReceipt};
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind};
 use anyhow::{Context as _, bail};
@@ -71,31 +71,16 @@ pub(crate) fn b64<T>(m: &Signed<T>) -> String {
     URL_SAFE_NO_PAD.encode(m.as_bytes())
 }
 
-/// Fresh random nonce bytes.
-pub(crate) fn nonce() -> [u8; NONCE_LEN] {
-    rand::random()
-}
-
-/// Signs an operation on `lease` (held by `provider`).
+/// Signs an operation on `lease` (held by `provider`), as the MCP tools do
+/// ([`agora_node::agent::request::sign_op`]).
 pub(crate) fn sign_op(
     agent: &Agent,
     provider: AgoraId,
     lease: LeaseId,
     op: Op,
 ) -> anyhow::Result<Signed<LeaseOp>> {
-    Signed::sign(
-        LeaseOp {
-            agent: agent.identity.agora_id(),
-            provider,
-            lease,
-            op,
-            nonce: nonce(),
-            issued_at: crate::cli::now()?,
-            delegation: None,
-        },
-        &agent.identity,
-    )
-    .context("cannot sign the operation")
+    agora_node::agent::request::sign_op(&agent.identity, provider, lease, op, crate::cli::now()?)
+        .context("cannot sign the operation")
 }
 
 /// Checks a lease view's signed grant: the provider's signature, for this lease and agent.
