@@ -92,6 +92,14 @@ fn errors_name_the_field() {
             "runtime.docker.egress_subnet",
         ),
         ("[runtime.docker]\nnodes = \"x\"", "nodes"),
+        ("[approvals]\ntimeout = \"0s\"", "approvals.timeout"),
+        ("[approvals]\ntimeout = \"30days\"", "approvals.timeout"),
+        (
+            "[approvals]\nwebhook = \"ftp://host/x\"",
+            "approvals.webhook",
+        ),
+        ("[approvals]\nwebhook = \"http://\"", "approvals.webhook"),
+        ("[approvals]\nhook = \"http://127.0.0.1/\"", "hook"),
     ];
     for (text, field) in cases {
         let err = parse(text).unwrap_err().to_string();
@@ -363,4 +371,16 @@ fn rates_parse() {
     for bad in ["", "10", "x/min", "10/", "0/s", "2000/s", "1/2d"] {
         assert!(parse_rate(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn approvals_take_a_timeout_and_an_http_webhook() {
+    let c =
+        parse("[approvals]\ntimeout = \"5s\"\nwebhook = \"http://127.0.0.1:9000/x\"\n").unwrap();
+    assert_eq!(c.approvals.timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.approvals.webhook.as_deref(),
+        Some("http://127.0.0.1:9000/x")
+    );
+    assert_eq!(parse("").unwrap().approvals, ApprovalSection::default());
 }
