@@ -41,6 +41,7 @@ pub const MAX_ENDPOINTS: usize = 8;
 pub type LeaseId = Digest;
 
 /// Kinds of operation a delegation may allow and a [`LeaseOp`] performs.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {

@@ -1,13 +1,15 @@
 """Drives Agora's MCP server with the official Python MCP SDK (an independent client).
 
 Usage: python mcp_session.py stdio AGORA_BIN NODE_URL MODE [KEY_FILE]
-       python mcp_session.py http  MCP_URL MODE
+       python mcp_session.py http  MCP_URL MODE [TOKEN]
 MODE is `legacy` (the initialize handshake) or `auto` (server/discover, else initialize).
 
 Completes a session (initialize, list tools, call `list_offers`, call `get_offer` with a bad
 id) and prints one JSON line with what it saw; exits non-zero on any failure. With a key
-file (an agent that signed up), `agora mcp --key` signs beside the agent and the session
-also runs a workload: `run`, `exec`, `logs`, `stop`.
+file (an agent that signed up), `agora mcp --key` signs beside the agent; with a token (from
+`agora agent token`), the node's `/mcp` acts for the agent under its delegation: either way
+the session also runs a workload: `run`, `exec`, `logs`, `stop`. Without either, `run`
+must fail with `delegation_required` over http.
 """
 
 import asyncio
@@ -16,6 +18,8 @@ import sys
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 
 async def session(server, mode, keyed):
@@ -57,6 +61,11 @@ async def session(server, mode, keyed):
         assert not result.is_error, result
         seen["node_id"] = result.structured_content["id"]
 
+        if not keyed and "run" in by_name:
+            result = await client.call_tool("run", {"command": ["true"]})
+            assert result.is_error, result
+            seen["run_without_token"] = result.structured_content["error"]["code"]
+
         if keyed:
             result = await client.call_tool(
                 "run", {"command": ["sh", "-c", "echo hello from mcp; sleep 60"], "lifetime_secs": 120}
@@ -90,9 +99,12 @@ def main():
         server = StdioServerParameters(command=agora, args=args)
     elif kind == "http":
         server, mode = sys.argv[2], sys.argv[3]
+        if len(sys.argv) > 4:
+            headers = {"Authorization": f"Bearer {sys.argv[4]}"}
+            server = streamable_http_client(server, http_client=create_mcp_http_client(headers=headers))
     else:
         raise SystemExit(f"unknown transport {kind}")
-    keyed = kind == "stdio" and len(sys.argv) > 5
+    keyed = len(sys.argv) > (5 if kind == "stdio" else 4)
     seen = asyncio.run(session(server, mode, keyed))
     print(json.dumps(seen), flush=True)
 

@@ -210,16 +210,56 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
 ///
 /// # Panics
 /// When the connection fails or the answer is not HTTP.
-#[allow(clippy::expect_used)]
 pub fn http_get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_text(addr, "GET", path, &[], None, Duration::from_secs(15))
+}
+
+/// One HTTP/1.1 request with `headers` and a JSON body (if any), waiting up to 90 s for the
+/// answer: its status and JSON body (`Null` if it is not JSON).
+///
+/// # Panics
+/// When the connection fails or the answer is not HTTP.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let body = body.map(Value::to_string);
+    let (status, text) = http_text(
+        addr,
+        method,
+        path,
+        headers,
+        body.as_deref(),
+        Duration::from_secs(90),
+    );
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[allow(clippy::expect_used)]
+fn http_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    write!(s, "{head}\r\n{}", body.unwrap_or_default()).expect("request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("response");
     let text = String::from_utf8_lossy(&raw).into_owned();

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agora_tests::node::{NodeProc, http_get, http_get_text, wait_for};
+use agora_tests::node::{NodeProc, http_get, http_get_text, http_json, wait_for};
 use agora_tests::python::{python_venv, scripts_dir};
 use agora_tests::{agora_bin, stderr, stdout};
 use serde_json::Value;
@@ -227,7 +227,10 @@ fn mcp_stdio_carries_only_json_rpc() {
 }
 
 /// The official Python MCP SDK completes sessions with `agora mcp` (stdio) and with the
-/// node's `/mcp` (streamable HTTP), in the handshake era and the current protocol.
+/// node's `/mcp` (streamable HTTP), in the handshake era and the current protocol; in the
+/// current one it runs a workload both ways: signed beside the agent, and by the node under
+/// the agent's token (`agora agent token`), whose absence `/mcp` answers with
+/// `delegation_required`.
 #[test]
 fn independent_mcp_client_over_stdio_and_http() {
     let Some(venv) = python_venv("independent_mcp_client_over_stdio_and_http") else {
@@ -241,13 +244,18 @@ fn independent_mcp_client_over_stdio_and_http() {
     let mcp_url = format!("{}/mcp", base(&node));
     // An agent that signed up: `agora mcp --key` signs its tools beside it.
     let key = tmp.path().join("agent.key");
-    let out = Command::new(agora_bin())
-        .args(["--json", "agent", "signup", "--node", &base(&node), "--key"])
-        .arg(&key)
-        .env("HOME", tmp.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "signup: {}", stderr(&out));
+    let agent = |command: &str| {
+        let out = Command::new(agora_bin())
+            .args(["--json", "agent", command, "--node", &base(&node), "--key"])
+            .arg(&key)
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()
+    };
+    agent("signup");
+    let mut tokens = Vec::new();
     for mode in ["legacy", "auto"] {
         for transport in ["stdio", "http"] {
             let mut cmd = Command::new(&python);
@@ -258,9 +266,16 @@ fn independent_mcp_client_over_stdio_and_http() {
                 cmd.arg(&mcp_url);
             }
             cmd.arg(mode);
-            let with_key = transport == "stdio" && mode == "auto";
-            if with_key {
+            // In the current protocol the agent acts: beside it with its key (stdio), or
+            // through the node's `/mcp` under a token for a delegation it signed (http).
+            let with_key = mode == "auto";
+            if with_key && transport == "stdio" {
                 cmd.arg(&key);
+            } else if with_key {
+                let token = agent("token");
+                assert_eq!(token["node"], node.id);
+                tokens.push(token["token"].as_str().unwrap().to_owned());
+                cmd.arg(&tokens[0]);
             }
             cmd.env("HOME", tmp.path()).env_remove("RUST_LOG");
             let out = output_within(&mut cmd, Duration::from_secs(90));
@@ -303,8 +318,25 @@ fn independent_mcp_client_over_stdio_and_http() {
             } else {
                 assert!(seen.get("run_provider").is_none(), "{what}");
             }
+            if transport == "http" && !with_key {
+                assert_eq!(seen["run_without_token"], "delegation_required", "{what}");
+            }
         }
     }
+    // The token says what it stands for, works at this node only, and ends when revoked.
+    let bearer = format!("Bearer {}", tokens[0]);
+    let auth = [("Authorization", bearer.as_str())];
+    let (status, view) = http_json(node.http, "GET", "/v1/tokens/self", &auth, None);
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["node"], node.id);
+    assert!(view.get("token").is_none(), "{view}");
+    let (status, _) = http_json(node.http, "DELETE", "/v1/tokens/self", &auth, None);
+    assert_eq!(status, 204);
+    let (status, err) = http_json(node.http, "GET", "/v1/tokens/self", &auth, None);
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("bad_token"))
+    );
 }
 
 /// `/openapi.json` passes openapi-spec-validator, and a bounded schemathesis run against the

@@ -8,6 +8,8 @@
 //!   proof of work, accounts.
 //! - [`account`]: the [`Account`] kept in the store's `accounts` column.
 //! - [`source`]: token buckets per source address and prefix.
+//! - [`tokens`]: short bearer tokens that authenticate an agent to this node only, each
+//!   backed by a delegation the agent signed to the node (under which `/mcp` acts for it).
 //! - [`request`]: building what an agent signs (lease requests from a quote, operations),
 //!   for the CLI and the MCP tools that sign beside the agent.
 
@@ -16,7 +18,9 @@ pub mod request;
 pub mod signup;
 pub mod source;
 pub mod standing;
+pub mod tokens;
 
 pub use account::Account;
 pub use signup::{IssuedChallenge, SignupError, SignupService};
 pub use standing::{SignupPolicy, Standing, StandingError, judge};
+pub use tokens::{Session, TokenError, Tokens};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use agora_attest::Identity;
 use agora_protocol::lease::{
-    Candidate, LeaseId, LeaseOp, LeaseRequest, MAX_CANDIDATES, NONCE_LEN, Op,
+    Candidate, Delegation, LeaseId, LeaseOp, LeaseRequest, MAX_CANDIDATES, NONCE_LEN, Op,
 };
 use agora_protocol::offer::Isolation;
 use agora_protocol::signup::SignupRecord;
@@ -33,6 +33,55 @@ pub enum PlanError {
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Who signs what an agent asks: the agent with its own key, or a delegate (a node's `/mcp`
+/// endpoint, a helper) with its key under a delegation the agent signed, which travels with
+/// every request so the provider checks the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Author<'a> {
+    key: &'a Identity,
+    delegation: Option<&'a Signed<Delegation>>,
+}
+
+impl<'a> Author<'a> {
+    /// The agent itself.
+    pub fn agent(key: &'a Identity) -> Self {
+        Self {
+            key,
+            delegation: None,
+        }
+    }
+
+    /// `key`, acting for the agent that signed `delegation` (whose delegate `key` must be:
+    /// the provider refuses anything else).
+    pub fn delegate(key: &'a Identity, delegation: &'a Signed<Delegation>) -> Self {
+        Self {
+            key,
+            delegation: Some(delegation),
+        }
+    }
+
+    /// The agent the requests are for.
+    pub fn agent_id(&self) -> AgoraId {
+        self.delegation
+            .map_or_else(|| self.key.agora_id(), |d| d.body().agent)
+    }
+
+    /// The key that signs (the agent's own, or its delegate's).
+    pub fn signer(&self) -> AgoraId {
+        self.key.agora_id()
+    }
+
+    fn delegation(&self) -> Option<Signed<Delegation>> {
+        self.delegation.cloned()
+    }
+}
+
+impl<'a> From<&'a Identity> for Author<'a> {
+    fn from(key: &'a Identity) -> Self {
+        Self::agent(key)
+    }
 }
 
 /// What the agent wants to run.
@@ -200,21 +249,22 @@ impl RunPlan {
         }
     }
 
-    /// The agent's signed lease request from a node's quote.
+    /// The signed lease request (the agent's, or its delegate's) from a node's quote.
     ///
     /// # Errors
     /// [`PlanError`].
-    pub fn request(
+    pub fn request<'a>(
         &self,
         quote: &Value,
-        agent: &Identity,
+        author: impl Into<Author<'a>>,
         signup: Signed<SignupRecord>,
         now: Timestamp,
     ) -> Result<Signed<LeaseRequest>, PlanError> {
+        let author = author.into();
         let (candidates, digest, max_price) = self.choose(quote)?;
         Ok(Signed::sign(
             LeaseRequest {
-                agent: agent.agora_id(),
+                agent: author.agent_id(),
                 candidates,
                 isolation: self.runtime,
                 spec: self.spec(digest),
@@ -222,35 +272,36 @@ impl RunPlan {
                 nonce: nonce(),
                 issued_at: now,
                 signup,
-                delegation: None,
+                delegation: author.delegation(),
             },
-            agent,
+            author.key,
         )?)
     }
 }
 
-/// The agent's signed operation `op` on `lease`, held by `provider`.
+/// The signed operation `op` on `lease`, held by `provider`.
 ///
 /// # Errors
 /// [`PlanError::Sign`] when the operation breaks a protocol bound (a relative path, say).
-pub fn sign_op(
-    agent: &Identity,
+pub fn sign_op<'a>(
+    author: impl Into<Author<'a>>,
     provider: AgoraId,
     lease: LeaseId,
     op: Op,
     now: Timestamp,
 ) -> Result<Signed<LeaseOp>, PlanError> {
+    let author = author.into();
     Ok(Signed::sign(
         LeaseOp {
-            agent: agent.agora_id(),
+            agent: author.agent_id(),
             provider,
             lease,
             op,
             nonce: nonce(),
             issued_at: now,
-            delegation: None,
+            delegation: author.delegation(),
         },
-        agent,
+        author.key,
     )?)
 }
 

@@ -187,8 +187,7 @@ impl RunningNode {
         let streams = swarm.behaviour_mut().stream.new_control();
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
         let shared = Arc::new(Shared::new(
-            identity.agora_id(),
-            identity.peer_id(),
+            identity.clone(),
             config.clone(),
             now,
             registry,

@@ -59,6 +59,9 @@ pub struct Shared {
     pub registry: Registry,
     /// Agora's own counters.
     pub metrics: NodeMetrics,
+    /// Tokens this node handed to agents (each under a delegation to this node).
+    pub tokens: Arc<crate::agent::Tokens>,
+    identity: Arc<agora_attest::Identity>,
     market: Mutex<Market>,
     status: RwLock<Arc<NetStatus>>,
     runtimes: std::sync::OnceLock<RuntimeReport>,
@@ -87,8 +90,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Bundles the parts.
     pub fn new(
-        id: AgoraId,
-        peer_id: libp2p::PeerId,
+        identity: Arc<agora_attest::Identity>,
         config: NodeConfig,
         started_at: Timestamp,
         registry: Registry,
@@ -96,8 +98,10 @@ impl Shared {
         market: Market,
     ) -> Self {
         Self {
-            id,
-            peer_id,
+            id: identity.agora_id(),
+            peer_id: identity.peer_id(),
+            tokens: Arc::new(crate::agent::Tokens::new(identity.agora_id())),
+            identity,
             config,
             started_at,
             registry,
@@ -109,6 +113,11 @@ impl Shared {
             signup: std::sync::OnceLock::new(),
             gateway: std::sync::OnceLock::new(),
         }
+    }
+
+    /// This node's key: it signs as the delegate of agents that handed it a token.
+    pub fn identity(&self) -> &Arc<agora_attest::Identity> {
+        &self.identity
     }
 
     /// Records the provider's runtimes and supervisor (once, at start).

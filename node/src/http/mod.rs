@@ -10,6 +10,8 @@
 //! | `GET /v1/signup/challenge` | a fresh signup challenge and the proof of work required |
 //! | `POST /v1/signup` | `{"record": "<base64url>"}` → the agent's account and signup record |
 //! | `GET /v1/accounts/{agent}` | an agent's account at this node |
+//! | `POST /v1/tokens` | `{"delegation", "signup"?}` → a bearer token for this node only (see [`tokens`]) |
+//! | `GET`/`DELETE /v1/tokens/self` | what the request's bearer token stands for; revoke it |
 //! | `POST /v1/leases` | `{"request": "<signed LeaseRequest>"}` → relayed to its candidates (see [`leases`]) |
 //! | `POST /v1/leases/quote` | constraints → ranked matching offers (candidates for a request) |
 //! | `GET /v1/leases?agent=ID` | an agent's leases relayed or run here |
@@ -26,7 +28,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /openapi.json` | this API as an OpenAPI 3.1 document |
 //! | `GET /llms.txt` | a concise guide for language models |
-//! | `POST /mcp` | MCP over streamable HTTP (read-only tools) |
+//! | `POST /mcp` | MCP over streamable HTTP (read-only tools; the agent's tools under a token) |
 //!
 //! Every route is also an operation in [`crate::surface`]'s registry, which the OpenAPI
 //! document, `/llms.txt` and the MCP tools are generated from; a test fails when the two
@@ -57,6 +59,7 @@ pub mod leases;
 pub mod offers;
 pub mod signup;
 pub mod streams;
+pub mod tokens;
 
 /// An API error: status, stable code, message.
 #[derive(Debug)]
@@ -116,6 +119,10 @@ impl IntoResponse for ApiError {
 
 /// The router over the node's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
+    let delegate = crate::surface::mcp::Delegate {
+        identity: shared.identity().clone(),
+        tokens: shared.tokens.clone(),
+    };
     let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/node", get(node_info))
@@ -129,6 +136,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(signup::MAX_BODY_BYTES)),
         )
         .route("/v1/accounts/{agent}", get(accounts::one))
+        .route(
+            "/v1/tokens",
+            post(tokens::issue).layer(axum::extract::DefaultBodyLimit::max(
+                signup::MAX_BODY_BYTES + 1024,
+            )),
+        )
+        .route("/v1/tokens/self", get(tokens::show).delete(tokens::revoke))
         .route(
             "/v1/leases",
             get(leases::list)
@@ -164,7 +178,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared);
     // MCP tools call the API in process; `/mcp` itself is not among what they can call.
     api.clone()
-        .route_service("/mcp", crate::surface::mcp::service(api))
+        .route_service("/mcp", crate::surface::mcp::service(api, delegate))
 }
 
 async fn healthz() -> Json<crate::surface::types::Health> {

@@ -62,7 +62,8 @@ pub const DELEGATION_REQUIRED: ErrorCode = ErrorCode {
     code: "delegation_required",
     status: None,
     meaning: "at /mcp, the tool acts for an agent only under a delegation the agent signed \
-              (scoped, spend-capped, expiring); until then use `agora mcp --key FILE` beside the agent",
+              (scoped, spend-capped, expiring): exchange one at `POST /v1/tokens` and send the \
+              token as `Authorization: Bearer`, or use `agora mcp --key FILE` beside the agent",
 };
 /// MCP (stdio): the node's HTTP API did not answer.
 pub const NODE_UNREACHABLE: ErrorCode = ErrorCode {
@@ -403,6 +404,61 @@ pub const BAD_QUOTE: ErrorCode = ErrorCode {
     meaning: "the quote asks for the impossible (limit not 1 to 100, no image, zero vCPU or memory)",
 };
 
+/// `malformed_delegation`.
+pub const MALFORMED_DELEGATION: ErrorCode = ErrorCode {
+    code: "malformed_delegation",
+    status: Some(400),
+    meaning: "the delegation is not base64url of a signed delegation, or its signature does not verify",
+};
+/// `delegation_wrong_node`.
+pub const DELEGATION_WRONG_NODE: ErrorCode = ErrorCode {
+    code: "delegation_wrong_node",
+    status: Some(400),
+    meaning: "the delegation names another key as delegate: sign one to this node's id (`GET /v1/node`)",
+};
+/// `delegation_expired`.
+pub const DELEGATION_EXPIRED: ErrorCode = ErrorCode {
+    code: "delegation_expired",
+    status: Some(400),
+    meaning: "the delegation is not valid now (issued in the future, or expired)",
+};
+/// `delegation_reused`.
+pub const DELEGATION_REUSED: ErrorCode = ErrorCode {
+    code: "delegation_reused",
+    status: Some(409),
+    meaning: "the delegation was already exchanged for a token; each buys one: sign a new one",
+};
+/// `signup_required`.
+pub const SIGNUP_REQUIRED: ErrorCode = ErrorCode {
+    code: "signup_required",
+    status: Some(400),
+    meaning: "no signup record: send `signup` (the record from signing up elsewhere) or sign up at this node first",
+};
+/// `signup_mismatch`.
+pub const SIGNUP_MISMATCH: ErrorCode = ErrorCode {
+    code: "signup_mismatch",
+    status: Some(400),
+    meaning: "the signup record is another agent's than the delegation's",
+};
+/// `tokens_exhausted`.
+pub const TOKENS_EXHAUSTED: ErrorCode = ErrorCode {
+    code: "tokens_exhausted",
+    status: Some(503),
+    meaning: "too many live tokens, on this node or for this agent: revoke one or wait",
+};
+/// `bad_token`.
+pub const BAD_TOKEN: ErrorCode = ErrorCode {
+    code: "bad_token",
+    status: Some(401),
+    meaning: "no `Authorization: Bearer agt_…` token, or an unknown, revoked or expired one (tokens work only at the node that issued them)",
+};
+/// `token_scope`.
+pub const TOKEN_SCOPE: ErrorCode = ErrorCode {
+    code: "token_scope",
+    status: None,
+    meaning: "the token's delegation does not allow this operation now; sign a delegation that does",
+};
+
 /// Every code, in the order documents list them.
 pub const CATALOG: &[ErrorCode] = &[
     BAD_QUERY,
@@ -437,6 +493,15 @@ pub const CATALOG: &[ErrorCode] = &[
     UNKNOWN_ACCOUNT,
     BAD_AGENT,
     BAD_QUOTE,
+    MALFORMED_DELEGATION,
+    DELEGATION_WRONG_NODE,
+    DELEGATION_EXPIRED,
+    DELEGATION_REUSED,
+    SIGNUP_REQUIRED,
+    SIGNUP_MISMATCH,
+    TOKENS_EXHAUSTED,
+    BAD_TOKEN,
+    TOKEN_SCOPE,
     MALFORMED_REQUEST,
     MALFORMED_APPROVAL,
     MALFORMED_OP,

@@ -102,9 +102,13 @@ pub fn text() -> String {
     );
     out.push_str(
         "\
-- On any node, streamable HTTP (stateless): `POST /mcp`. It serves the read-only tools; tools \
-that act for an agent answer `delegation_required` there (they will act only under a \
-delegation the agent signed).\n\
+- On any node, streamable HTTP (stateless): `POST /mcp`. It serves the read-only tools to \
+anyone. The tools that act for an agent work there under a token of that node: the agent \
+signs a delegation naming the node (`GET /v1/node`'s `id`) as delegate, with the operations \
+it allows, a spend cap and an expiry, and exchanges it at `POST /v1/tokens` (or runs `agora \
+agent token --node URL --key FILE`); send the token as `Authorization: Bearer agt_…`. The \
+node then signs as the delegate and providers check the chain. Without a token they answer \
+`delegation_required`.\n\
 - Tool names are the operation names below; tool arguments are the operation's parameters as \
 one JSON object; results are the JSON the HTTP API returns.\n\
 \n## HTTP\n\n\

@@ -182,6 +182,8 @@ pub enum Output {
         /// One item.
         item: Option<TypeSchema>,
     },
+    /// Nothing (204 No Content).
+    Empty,
 }
 
 /// An operation's arguments: their schema and a check that a JSON object is one.
@@ -202,8 +204,11 @@ pub type SignFn =
 
 /// What a [`SignFn`] works with.
 pub struct SignContext<'a> {
-    /// The agent's key (and its signup record).
-    pub key: &'a mcp::AgentKey,
+    /// Who signs: the agent with its key (beside it), or this node as the delegate of an
+    /// agent that handed it a token (`/mcp`).
+    pub author: crate::agent::request::Author<'a>,
+    /// The agent's signup record for lease requests, or why there is none.
+    pub signup: Result<agora_protocol::Signed<agora_protocol::signup::SignupRecord>, ErrorBody>,
     /// The tool's arguments, already checked against the input type.
     pub args: &'a serde_json::Map<String, serde_json::Value>,
     /// The node, for reads the request depends on.
@@ -409,6 +414,13 @@ impl Operation {
     /// It changes nothing although it is not a GET (e.g. a quote).
     pub fn reads_only(mut self) -> Self {
         self.safe = true;
+        self
+    }
+
+    /// It answers 204 with no body.
+    pub fn no_content(mut self) -> Self {
+        self.output = Output::Empty;
+        self.ok_status = 204;
         self
     }
 

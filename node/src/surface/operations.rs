@@ -11,10 +11,11 @@ use super::types::{
     AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, FilesInput, FilesPut,
     GetOfferInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput, ListApprovalsInput,
     ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuoteInput, RunInput,
-    SignupInput, StreamEvent,
+    SignupInput, StreamEvent, TokenInput,
 };
 use super::{Group, Operation, sign};
 use crate::http::offers::{OfferList, OfferView};
+use crate::http::tokens::TokenView;
 use crate::http::{NodeInfo, PeerList};
 
 /// Prometheus' text exposition (what `/metrics` answers).
@@ -157,6 +158,51 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<AccountInput>()
             .output::<AnyObject>()
             .errors(&[BAD_AGENT, UNKNOWN_ACCOUNT, UNAVAILABLE]),
+        // Tokens: this node acting for an agent under its delegation.
+        Operation::post("create_token", "/v1/tokens", Group::Agent)
+            .summary("Exchange a delegation to this node for a bearer token")
+            .describe(
+                "The agent signs a delegation naming this node (`GET /v1/node`'s `id`) as \
+                 delegate: which operations, a spend cap per lease, an expiry. Each delegation \
+                 buys one token, which works at this node only, for at most a day, until the \
+                 delegation ends or it is revoked. Send it as `Authorization: Bearer agt_…` to \
+                 `/mcp`, whose tools then act for the agent (the node signs as delegate; \
+                 providers check the chain and scope). `agora agent token` does it all.",
+            )
+            .input::<TokenInput>()
+            .output::<TokenView>()
+            .creates()
+            .errors(&[
+                MALFORMED_BODY,
+                BODY_TOO_LARGE,
+                UNSUPPORTED_MEDIA_TYPE,
+                MALFORMED_DELEGATION,
+                INVALID_RECORD,
+                DELEGATION_WRONG_NODE,
+                DELEGATION_EXPIRED,
+                DELEGATION_REUSED,
+                SIGNUP_REQUIRED,
+                SIGNUP_MISMATCH,
+                TOKENS_EXHAUSTED,
+                UNAVAILABLE,
+                STORE,
+            ])
+            .agent_signed_by_cli()
+            .not_a_tool(),
+        Operation::get("get_token", "/v1/tokens/self", Group::Agent)
+            .summary("What the request's bearer token stands for")
+            .describe("The agent, the operations and spend cap it allowed, when it ends.")
+            .input::<NoInput>()
+            .output::<TokenView>()
+            .errors(&[BAD_TOKEN])
+            .not_a_tool(),
+        Operation::delete("revoke_token", "/v1/tokens/self", Group::Agent)
+            .summary("Revoke the request's bearer token at once")
+            .describe("The token stops working at this node at once.")
+            .input::<NoInput>()
+            .no_content()
+            .errors(&[BAD_TOKEN])
+            .not_a_tool(),
         // Leases. Answers are described in README ("Agents: leases").
         Operation::post("quote", "/v1/leases/quote", Group::Leases)
             .summary("Quote: the offers that would run a workload, cheapest first")
@@ -208,7 +254,14 @@ pub(super) fn all() -> Vec<Operation> {
             .errors(&[BAD_QUERY, STORE]),
         Operation::get("get_lease", "/v1/leases/{id}", Group::Leases)
             .summary("Get a lease: state, grant and latest signed receipt")
-            .describe("Refreshed from the provider when it answers (`fresh`).")
+            .describe(
+                "Refreshed from the provider when it answers (`fresh`). When it does not, \
+                 `provider_contact` says so (`reachable: false`, `unreachable_since`, `error`); \
+                 after `[leases] provider_lost_after` (or past the lease's expiry) the lease \
+                 shows `state: ended` with `ended.reason: provider_lost` and \
+                 `ended.source: gateway` (this node's unsigned verdict; the provider's last \
+                 signed receipt stays). A provider that answers again wins.",
+            )
             .input::<LeaseInput>()
             .output::<AnyObject>()
             .errors(&[BAD_LEASE_ID, UNKNOWN_LEASE, STORE]),
@@ -335,9 +388,10 @@ pub(super) fn all() -> Vec<Operation> {
             .summary("The MCP endpoint (streamable HTTP)")
             .describe(
                 "Model Context Protocol over streamable HTTP, stateless: POST one JSON-RPC \
-                 message, get the answer as JSON. Serves the read-only tools; tools that act for \
-                 an agent answer `delegation_required` here (use `agora mcp --key FILE` beside \
-                 the agent instead).",
+                 message, get the answer as JSON. Serves the read-only tools; with \
+                 `Authorization: Bearer` (a token from `POST /v1/tokens`) the tools that act for \
+                 the agent too, within its delegation; without one they answer \
+                 `delegation_required`.",
             )
             .input::<JsonRpcMessage>()
             .output::<JsonRpcMessage>()

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use agora_protocol::lease::{LeaseId, Op};
+use agora_protocol::lease::{LeaseId, Op, OpKind};
 use agora_protocol::offer::Isolation;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::{AgoraId, Ed25519, Signed};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::errors::{BAD_ARGUMENTS, ErrorBody, KEY_REQUIRED, NO_MATCH, NODE_UNREACHABLE};
-use super::mcp::HttpCall;
+use super::mcp::{AgentKey, HttpCall};
 use super::{Method, SignContext};
 use crate::agent::request::{PlanError, RunPlan, sign_op};
 
@@ -121,15 +121,18 @@ fn plan_error(e: &PlanError) -> ErrorBody {
     }
 }
 
-/// The agent's signup record (saved beside its key by `agora agent signup`).
-fn signup(cx: &SignContext<'_>) -> Result<Signed<SignupRecord>, ErrorBody> {
-    let text = cx.key.signup.as_deref().ok_or_else(|| {
+/// The agent's signup record saved beside its key (`FILE.signup`, by `agora agent signup`).
+///
+/// # Errors
+/// `key_required` when there is none or it does not verify.
+pub fn saved_signup(key: &AgentKey) -> Result<Signed<SignupRecord>, ErrorBody> {
+    let text = key.signup.as_deref().ok_or_else(|| {
         ErrorBody::new(
             KEY_REQUIRED.code,
             format!(
                 "no signup record beside {}: run `agora agent signup --key {}` first",
-                cx.key.path.display(),
-                cx.key.path.display()
+                key.path.display(),
+                key.path.display()
             ),
         )
     })?;
@@ -143,6 +146,19 @@ fn signup(cx: &SignContext<'_>) -> Result<Signed<SignupRecord>, ErrorBody> {
                 "the saved signup record does not verify: sign up again",
             )
         })
+}
+
+/// The kind of operation a tool performs, as delegations scope them.
+pub fn op_kind(tool: &str) -> Option<OpKind> {
+    Some(match tool {
+        "run" => OpKind::Lease,
+        "exec" => OpKind::Exec,
+        "logs" => OpKind::Logs,
+        "put_files" | "get_files" => OpKind::Files,
+        "extend" => OpKind::Extend,
+        "stop" => OpKind::Stop,
+        _ => return None,
+    })
 }
 
 /// A lease id argument and the provider that holds it, as the node knows it.
@@ -190,7 +206,7 @@ fn op_call(
     provider: AgoraId,
     op: Op,
 ) -> Result<String, ErrorBody> {
-    sign_op(&cx.key.identity, provider, lease, op, crate::clock::now())
+    sign_op(cx.author, provider, lease, op, crate::clock::now())
         .map(|s| b64(&s))
         .map_err(|e| plan_error(&e))
 }
@@ -216,7 +232,7 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
             region: a.region,
             candidates: a.candidates.unwrap_or(defaults.candidates),
         };
-        let record = signup(&cx)?;
+        let record = cx.signup.clone()?;
         let reply = cx
             .node
             .post(
@@ -237,7 +253,7 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
             );
         }
         let request = plan
-            .request(&quote, &cx.key.identity, record, crate::clock::now())
+            .request(&quote, cx.author, record, crate::clock::now())
             .map_err(|e| plan_error(&e))?;
         Ok(HttpCall {
             method: Method::Post,

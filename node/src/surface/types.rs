@@ -122,6 +122,20 @@ pub struct SignupInput {
     pub record: String,
 }
 
+/// `POST /v1/tokens` body (the contract `http::tokens::TokenBody` implements).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    /// base64url of the agent's `Signed<Delegation>` naming this node (`GET /v1/node`'s
+    /// `id`) as delegate: the operations it may do, a spend cap, an expiry.
+    #[schemars(length(min = 1, max = 1024))]
+    pub delegation: String,
+    /// base64url of the agent's `Signed<SignupRecord>`; optional when it signed up here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub signup: Option<String>,
+}
+
 /// `GET /v1/accounts/{agent}` arguments.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

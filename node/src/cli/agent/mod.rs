@@ -12,6 +12,7 @@ mod ps;
 mod run;
 mod session;
 mod signup;
+mod token;
 
 pub(crate) use lease::report_failure;
 
@@ -37,6 +38,9 @@ pub(super) enum AgentCommand {
     Extend(control::ExtendArgs),
     /// End a lease now; prints the provider's final signed receipt.
     Stop(control::StopArgs),
+    /// Hand one node a delegation (what it may do for you, a spend cap, an expiry) for a
+    /// bearer token that works there only; its `/mcp` endpoint then acts for you.
+    Token(token::TokenArgs),
 }
 
 pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -50,5 +54,6 @@ pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<Exit
         AgentCommand::Ps(args) => ps::run(&args, global),
         AgentCommand::Extend(args) => control::extend(&args, global),
         AgentCommand::Stop(args) => control::stop(&args, global),
+        AgentCommand::Token(args) => token::run(&args, global),
     }
 }

@@ -7,9 +7,11 @@
 //!   the agent are listed too and build their requests with the operation's
 //!   [`SignFn`](super::SignFn), signing locally.
 //! - **streamable HTTP at `/mcp` on the node** ([`service`]): stateless, JSON answers; tools
-//!   call the node's router in process ([`InProcess`]). Tools that act for an agent are listed
-//!   (their description says so) and answer `delegation_required`: a node will act for an
-//!   agent only under a delegation the agent signed.
+//!   call the node's router in process ([`InProcess`]). Tools that act for an agent do so
+//!   only for a client holding one of this node's tokens (`Authorization: Bearer`), which
+//!   stands for a delegation the agent signed to this node: the node signs as the delegate
+//!   with its own key and attaches the delegation, and providers check the chain and scope.
+//!   Without a token they answer `delegation_required`.
 //!
 //! Tool results are the API's JSON as structured content (and as text); API errors become
 //! tool errors (`isError: true`) carrying the same `{"error":{"code","message"}}`.
@@ -29,7 +31,7 @@ use serde_json::{Map, Value};
 
 use super::errors::{
     BAD_ARGUMENTS, BAD_REPLY, DELEGATION_REQUIRED, ErrorBody, KEY_REQUIRED, NODE_UNREACHABLE,
-    NOT_A_TOOL_YET,
+    NOT_A_TOOL_YET, TOKEN_SCOPE,
 };
 use super::{Auth, Operation, Output, operations};
 
@@ -82,13 +84,23 @@ impl AgentKey {
     }
 }
 
+/// The node's side of `/mcp`: its key, to sign as the delegate of agents that exchanged a
+/// delegation for one of its tokens, and those tokens.
+#[derive(Debug, Clone)]
+pub struct Delegate {
+    /// The node's key.
+    pub identity: Arc<agora_attest::Identity>,
+    /// The tokens it issued.
+    pub tokens: Arc<crate::agent::Tokens>,
+}
+
 /// Where the server runs, which decides what tools that act for an agent do.
 #[derive(Debug)]
 enum Place {
     /// Beside the agent, perhaps with its key.
     Local(Option<Box<AgentKey>>),
-    /// On a node (`/mcp`): no agent key here.
-    Node,
+    /// On a node (`/mcp`): acting for an agent only under its token's delegation.
+    Node(Delegate),
 }
 
 /// An MCP server whose tools are the registry's operations.
@@ -119,11 +131,11 @@ impl<B: Backend> Server<B> {
         }
     }
 
-    /// A server on the node itself (`/mcp`).
-    pub fn on_node(backend: B) -> Self {
+    /// A server on the node itself (`/mcp`), acting for agents as `delegate`.
+    pub fn on_node(backend: B, delegate: Delegate) -> Self {
         Self {
             backend: Arc::new(backend),
-            place: Arc::new(Place::Node),
+            place: Arc::new(Place::Node(delegate)),
             ops: operations(),
         }
     }
@@ -140,7 +152,8 @@ impl<B: Backend> Server<B> {
         self.ops.iter().filter(move |op| {
             op.tool
                 && match (&*self.place, op.auth) {
-                    (_, Auth::None) | (Place::Node, Auth::Agent) => true,
+                    (_, Auth::None) => true,
+                    (Place::Node(_), Auth::Agent) => op.sign.is_some(),
                     (Place::Local(key), Auth::Agent) => key.is_some() && op.sign.is_some(),
                 }
         })
@@ -156,11 +169,11 @@ impl<B: Backend> Server<B> {
         if op.auth == Auth::Agent {
             description.push_str(match &*self.place {
                 Place::Local(_) => " Acts for the agent: signed locally with its key.",
-                Place::Node => {
+                Place::Node(_) => {
                     " Acts for an agent: at this endpoint only under a delegation the agent \
-                     signed (scoped to operations, capped in spend, expiring); until that is \
-                     supported it answers `delegation_required`. Run `agora mcp --node URL --key \
-                     FILE` beside the agent instead."
+                     signed to this node (scoped to operations, capped in spend, expiring), \
+                     exchanged at `POST /v1/tokens` for a token sent as `Authorization: Bearer`; \
+                     without one it answers `delegation_required`."
                 }
             });
         }
@@ -179,13 +192,15 @@ impl<B: Backend> Server<B> {
         tool
     }
 
-    /// Runs the tool `name` with `args` for the client at `origin` (when known): the tool's
-    /// result, or a tool error with a code.
+    /// Runs the tool `name` with `args` for the client at `origin` (when known), holding
+    /// `token` (a bearer token of this node, at `/mcp`): the tool's result, or a tool error
+    /// with a code.
     pub async fn call(
         &self,
         name: &str,
         args: Map<String, Value>,
         origin: Option<SocketAddr>,
+        token: Option<&str>,
     ) -> CallToolResult {
         let Some(op) = self.tool_operations().find(|op| op.name == name) else {
             let known = self.ops.iter().find(|op| op.tool && op.name == name);
@@ -216,23 +231,33 @@ impl<B: Backend> Server<B> {
         }
         let call = match (op.auth, &*self.place, op.sign) {
             (Auth::None, _, _) => http_call(op, &args),
-            (Auth::Agent, Place::Node, _) => Err(ErrorBody::new(
-                DELEGATION_REQUIRED.code,
-                format!(
-                    "`{name}` acts for an agent; this node's MCP endpoint does so only under a \
-                     delegation the agent signed, which it does not accept yet: run `agora mcp \
-                     --node URL --key FILE` beside the agent"
-                ),
-            )),
+            (Auth::Agent, Place::Node(delegate), Some(sign)) => {
+                match delegated(delegate, name, token) {
+                    Ok(session) => {
+                        sign(super::SignContext {
+                            author: crate::agent::request::Author::delegate(
+                                &delegate.identity,
+                                &session.delegation,
+                            ),
+                            signup: Ok((*session.signup).clone()),
+                            args: &args,
+                            node: &*self.backend,
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             (Auth::Agent, Place::Local(Some(key)), Some(sign)) => {
                 sign(super::SignContext {
-                    key,
+                    author: crate::agent::request::Author::agent(&key.identity),
+                    signup: super::sign::saved_signup(key),
                     args: &args,
                     node: &*self.backend,
                 })
                 .await
             }
-            (Auth::Agent, Place::Local(Some(_)), None) => Err(ErrorBody::new(
+            (Auth::Agent, Place::Local(Some(_)) | Place::Node(_), None) => Err(ErrorBody::new(
                 NOT_A_TOOL_YET.code,
                 format!("`{name}` is not an MCP tool yet: use the `agora agent` CLI"),
             )),
@@ -250,6 +275,40 @@ impl<B: Backend> Server<B> {
             Ok(reply) => result(op, reply),
             Err(why) => failure(&ErrorBody::new(NODE_UNREACHABLE.code, why)),
         }
+    }
+}
+
+/// The session behind `token` when it allows the tool `name` now.
+fn delegated(
+    delegate: &Delegate,
+    name: &str,
+    token: Option<&str>,
+) -> Result<crate::agent::Session, ErrorBody> {
+    let Some(token) = token else {
+        return Err(ErrorBody::new(
+            DELEGATION_REQUIRED.code,
+            format!(
+                "`{name}` acts for an agent; this node does so only under a delegation the \
+                 agent signed to it: exchange one at POST /v1/tokens and send the token as \
+                 `Authorization: Bearer`, or run `agora mcp --node URL --key FILE` beside the \
+                 agent"
+            ),
+        ));
+    };
+    let now = crate::clock::now();
+    let session = delegate
+        .tokens
+        .find(token, now)
+        .map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
+    match super::sign::op_kind(name) {
+        Some(kind) if session.allows(kind, now) => Ok(session),
+        kind => Err(ErrorBody::new(
+            TOKEN_SCOPE.code,
+            format!(
+                "the token's delegation does not allow `{name}` ({}) now",
+                kind.map_or_else(|| "an unscoped tool".to_owned(), |k| format!("{k:?}"))
+            ),
+        )),
     }
 }
 
@@ -413,10 +472,12 @@ impl<B: Backend> ServerHandler for Server<B> {
                  `list_offers` (read-only; start `agora mcp` with --key FILE to act as an \
                  agent). Prices are micro-credits per second. Errors carry a stable `code`."
                 .to_owned(),
-            Place::Node => "Agora: a peer-to-peer compute marketplace. This node's MCP \
+            Place::Node(_) => "Agora: a peer-to-peer compute marketplace. This node's MCP \
                  endpoint serves the read-only tools (`list_offers`, `get_offer`, \
-                 `node_info`, …); tools that act for an agent need a delegation the agent \
-                 signed. Prices are micro-credits per second. Errors carry a stable `code`."
+                 `node_info`, …) to anyone; the tools that act for an agent need its token \
+                 (`Authorization: Bearer`, from POST /v1/tokens with a delegation the agent \
+                 signed to this node). Prices are micro-credits per second. Errors carry a \
+                 stable `code`."
                 .to_owned(),
         };
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -442,13 +503,16 @@ impl<B: Backend> ServerHandler for Server<B> {
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
         // Over streamable HTTP, rmcp hands us the HTTP request's parts; the node's server
-        // records the peer address there.
-        let origin = context
-            .extensions
-            .get::<axum::http::request::Parts>()
+        // records the peer address there, and the client's token is in its headers.
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        let origin = parts
             .and_then(|p| p.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>())
             .map(|c| c.0);
-        Ok(self.call(&request.name, args, origin).await.into())
+        let token = parts
+            .and_then(|p| p.headers.get(axum::http::header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::agent::tokens::bearer);
+        Ok(self.call(&request.name, args, origin, token).await.into())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -462,6 +526,7 @@ impl<B: Backend> ServerHandler for Server<B> {
 /// `api` (the node's router without `/mcp`) in process.
 pub fn service(
     api: axum::Router,
+    delegate: Delegate,
 ) -> rmcp::transport::streamable_http_server::StreamableHttpService<
     Server<InProcess>,
     rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
@@ -469,10 +534,10 @@ pub fn service(
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
-    let server = Server::on_node(InProcess::new(api));
+    let server = Server::on_node(InProcess::new(api), delegate);
     // Stateless and JSON: no per-client state on a public node. Any Host is accepted: the
-    // endpoint serves what the plain HTTP API serves to anyone, and acting for an agent will
-    // rest on the agent's signed delegation, not on where a request came from.
+    // endpoint serves what the plain HTTP API serves to anyone, and acting for an agent rests
+    // on the agent's signed delegation (behind its token), not on where a request came from.
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)

@@ -59,10 +59,8 @@ fn sign_for_test(
         // A sign function may read from the node first (here: anything, to show it can).
         let seen = cx.node.get("/v1/node").await.map(|r| r.status).unwrap_or(0);
         let mut body = cx.args.clone();
-        body.insert(
-            "agent".into(),
-            cx.key.identity.agora_id().to_string().into(),
-        );
+        body.insert("agent".into(), cx.author.agent_id().to_string().into());
+        body.insert("signer".into(), cx.author.signer().to_string().into());
         body.insert("read_first".into(), seen.into());
         Ok(HttpCall {
             method: crate::surface::Method::Post,
@@ -83,6 +81,14 @@ fn ops_with_agent_tool() -> &'static [Operation] {
             .agent_signed(sign_for_test),
     );
     Box::leak(ops.into_boxed_slice())
+}
+
+fn delegate() -> Delegate {
+    let identity = Arc::new(agora_attest::Identity::generate(&mut rand::rng()));
+    Delegate {
+        tokens: Arc::new(crate::agent::Tokens::new(identity.agora_id())),
+        identity,
+    }
 }
 
 fn key() -> AgentKey {
@@ -127,8 +133,9 @@ fn tools_are_the_registry_operations_with_object_schemas() {
     assert!(run.input_schema["properties"]["command"].is_object());
     assert!(run.input_schema["properties"].get("request").is_none());
     assert!(keyed.tool_operations().all(|op| op.name != "put_files"));
-    let on_node = Server::on_node(Fake::default());
+    let on_node = Server::on_node(Fake::default(), delegate());
     assert!(on_node.tool_operations().any(|op| op.name == "run"));
+    assert!(on_node.tool_operations().all(|op| op.name != "signup"));
     let tool = server.tool(find("list_offers").unwrap());
     assert_eq!(tool.name, "list_offers");
     assert_eq!(tool.input_schema["type"], "object");
@@ -161,6 +168,7 @@ async fn a_read_only_tool_calls_the_api_and_returns_its_json() {
             "list_offers",
             args(json!({"runtime": "sandbox", "limit": 5})),
             None,
+            None,
         )
         .await;
     assert_eq!(r.is_error, Some(false));
@@ -186,6 +194,7 @@ async fn api_errors_become_tool_errors_with_their_code() {
             "get_offer",
             args(json!({ "provider": id.to_string() })),
             None,
+            None,
         )
         .await;
     assert_eq!(code(&r), "no_offer");
@@ -193,13 +202,13 @@ async fn api_errors_become_tool_errors_with_their_code() {
     // the node.
     let down = Server::local(Fake::default(), None);
     assert_eq!(
-        code(&down.call("node_info", Map::new(), None).await),
+        code(&down.call("node_info", Map::new(), None, None).await),
         "node_unreachable"
     );
     assert_eq!(
         code(
             &down
-                .call("list_offers", args(json!({"runtime": "vm"})), None)
+                .call("list_offers", args(json!({"runtime": "vm"})), None, None)
                 .await
         ),
         "bad_arguments"
@@ -207,13 +216,13 @@ async fn api_errors_become_tool_errors_with_their_code() {
     assert_eq!(
         code(
             &down
-                .call("list_offers", args(json!({"colour": "blue"})), None)
+                .call("list_offers", args(json!({"colour": "blue"})), None, None)
                 .await
         ),
         "bad_arguments"
     );
     assert_eq!(
-        code(&down.call("no_such_tool", Map::new(), None).await),
+        code(&down.call("no_such_tool", Map::new(), None, None).await),
         "bad_arguments"
     );
     assert_eq!(down.backend.calls.lock().unwrap().len(), 1);
@@ -227,7 +236,7 @@ async fn agent_tools_need_a_key_beside_the_agent_and_a_delegation_on_a_node() {
     let keyless = Server::local(Fake::default(), None).with_operations(ops);
     assert!(keyless.tool_operations().all(|op| op.name != "act"));
     assert_eq!(
-        code(&keyless.call("act", Map::new(), None).await),
+        code(&keyless.call("act", Map::new(), None, None).await),
         "key_required"
     );
     // With a key it is listed and signs locally.
@@ -239,7 +248,9 @@ async fn agent_tools_need_a_key_beside_the_agent_and_a_delegation_on_a_node() {
     )
     .with_operations(ops);
     assert!(keyed.tool_operations().any(|op| op.name == "act"));
-    let r = keyed.call("act", args(json!({"limit": 1})), None).await;
+    let r = keyed
+        .call("act", args(json!({"limit": 1})), None, None)
+        .await;
     assert_eq!(r.is_error, Some(false), "{r:?}");
     let calls = keyed.backend.calls.lock().unwrap().clone();
     let body: Value = serde_json::from_slice(calls[1].body.as_deref().unwrap()).unwrap();
@@ -247,15 +258,85 @@ async fn agent_tools_need_a_key_beside_the_agent_and_a_delegation_on_a_node() {
     assert_eq!(body["read_first"], 200);
     assert_eq!(calls.len(), 2, "one read, then the signed call");
     assert_eq!(calls[0].path, "/v1/node");
-    // On a node it is listed, says it needs a delegation, and answers delegation_required.
-    let node = Server::on_node(Fake::default()).with_operations(ops);
+    assert!(node_without_token_says_delegation_required(ops).await);
+}
+
+async fn node_without_token_says_delegation_required(ops: &'static [Operation]) -> bool {
+    let node = Server::on_node(Fake::default(), delegate()).with_operations(ops);
     let tool = node.tool(ops.iter().find(|o| o.name == "act").unwrap());
     assert!(tool.description.unwrap().contains("delegation"));
     assert_eq!(
-        code(&node.call("act", Map::new(), None).await),
+        code(&node.call("act", Map::new(), None, None).await),
         "delegation_required"
     );
+    node.backend.calls.lock().unwrap().is_empty()
+}
+
+#[tokio::test]
+async fn on_a_node_agent_tools_act_only_under_a_token_and_within_its_delegation() {
+    use agora_protocol::lease::{Delegation, OpKind};
+    let ops: &'static [Operation] = Box::leak(
+        vec![
+            Operation::post("exec", "/v1/test", Group::Leases)
+                .summary("Act for the agent")
+                .input::<ListOffersInput>()
+                .output::<crate::surface::types::Health>()
+                .agent_signed(sign_for_test),
+        ]
+        .into_boxed_slice(),
+    );
+    let d = delegate();
+    let node_id = d.identity.agora_id();
+    let node = Server::on_node(
+        Fake::answering(200, "application/json", r#"{"status":"ok"}"#),
+        d.clone(),
+    )
+    .with_operations(ops);
+    let agent = agora_attest::Identity::generate(&mut rand::rng());
+    let now = crate::clock::now();
+    let token_for = |ops: Vec<OpKind>| {
+        let delegation = agora_protocol::Signed::sign(
+            Delegation {
+                agent: agent.agora_id(),
+                delegate: node_id,
+                ops,
+                spend_cap_credits: 5,
+                issued_at: now.saturating_sub(std::time::Duration::from_secs(1)),
+                expires_at: now.saturating_add(std::time::Duration::from_secs(600)),
+            },
+            &agent,
+        )
+        .unwrap();
+        let signup = crate::agent::tokens::signup_record(&agent, node_id);
+        d.tokens
+            .issue(delegation, signup, now, &mut rand::rng())
+            .unwrap()
+            .token
+    };
+    assert_eq!(
+        code(
+            &node
+                .call("exec", Map::new(), None, Some("agt_unknown"))
+                .await
+        ),
+        "bad_token"
+    );
+    let logs_only = token_for(vec![OpKind::Logs]);
+    assert_eq!(
+        code(&node.call("exec", Map::new(), None, Some(&logs_only)).await),
+        "token_scope"
+    );
     assert!(node.backend.calls.lock().unwrap().is_empty());
+    // Under a token that allows it, the node signs as the delegate, for the agent.
+    let token = token_for(vec![OpKind::Exec]);
+    let r = node
+        .call("exec", args(json!({"limit": 1})), None, Some(&token))
+        .await;
+    assert_eq!(r.is_error, Some(false), "{r:?}");
+    let calls = node.backend.calls.lock().unwrap().clone();
+    let body: Value = serde_json::from_slice(calls[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["agent"], agent.agora_id().to_string());
+    assert_eq!(body["signer"], node_id.to_string());
 }
 
 #[test]
