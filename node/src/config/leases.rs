@@ -5,6 +5,8 @@
 //! receipt_interval = "60s"    # a provider signs a usage receipt per lease this often
 //! provider_timeout = "10s"    # a gateway waits this long for one provider, then fails over
 //! retention = "1h"            # ended leases stay queryable this long
+//! provider_lost_after = "2m"  # a gateway records a lease `provider_lost` after its provider
+//!                             # has not answered this long (or past the lease's expiry)
 //! ```
 
 use core::time::Duration;
@@ -26,6 +28,10 @@ pub struct LeaseSection {
     /// How long an ended lease (its final receipt) stays queryable.
     #[serde(default = "default_retention", with = "duration")]
     pub retention: Duration,
+    /// How long the provider of a relayed running lease may leave refreshes unanswered
+    /// before the gateway records the lease as ended with reason `provider_lost`.
+    #[serde(default = "default_provider_lost_after", with = "duration")]
+    pub provider_lost_after: Duration,
 }
 
 fn default_receipt_interval() -> Duration {
@@ -37,6 +43,9 @@ fn default_provider_timeout() -> Duration {
 fn default_retention() -> Duration {
     Duration::from_secs(3600)
 }
+fn default_provider_lost_after() -> Duration {
+    Duration::from_secs(120)
+}
 
 impl Default for LeaseSection {
     fn default() -> Self {
@@ -44,6 +53,7 @@ impl Default for LeaseSection {
             receipt_interval: default_receipt_interval(),
             provider_timeout: default_provider_timeout(),
             retention: default_retention(),
+            provider_lost_after: default_provider_lost_after(),
         }
     }
 }
@@ -71,6 +81,12 @@ impl LeaseSection {
                 self.retention,
                 Duration::from_secs(1),
                 Duration::from_secs(30 * 24 * 3600),
+            ),
+            (
+                "leases.provider_lost_after",
+                self.provider_lost_after,
+                Duration::from_secs(1),
+                Duration::from_secs(7 * 24 * 3600),
             ),
         ];
         for (field, value, min, max) in bounds {

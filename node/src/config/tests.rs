@@ -100,6 +100,18 @@ fn errors_name_the_field() {
         ),
         ("[approvals]\nwebhook = \"http://\"", "approvals.webhook"),
         ("[approvals]\nhook = \"http://127.0.0.1/\"", "hook"),
+        (
+            "[leases]\nprovider_lost_after = \"0s\"",
+            "leases.provider_lost_after",
+        ),
+        (
+            "[leases]\nprovider_lost_after = \"30days\"",
+            "leases.provider_lost_after",
+        ),
+        (
+            "[leases]\nprovider_lost_after = \"soon\"",
+            "provider_lost_after",
+        ),
     ];
     for (text, field) in cases {
         let err = parse(text).unwrap_err().to_string();
@@ -383,4 +395,14 @@ fn approvals_take_a_timeout_and_an_http_webhook() {
         Some("http://127.0.0.1:9000/x")
     );
     assert_eq!(parse("").unwrap().approvals, ApprovalSection::default());
+}
+
+#[test]
+fn leases_take_a_provider_lost_after() {
+    let c = parse("[leases]\nprovider_lost_after = \"3s\"\n").unwrap();
+    assert_eq!(c.leases.provider_lost_after, Duration::from_secs(3));
+    assert_eq!(
+        parse("").unwrap().leases.provider_lost_after,
+        Duration::from_secs(120)
+    );
 }

@@ -242,7 +242,8 @@ impl RunningNode {
                 config.leases.provider_timeout,
                 shared.metrics.clone(),
             )
-            .with_approvals(config.approvals.timeout, config.approvals.webhook.clone()),
+            .with_approvals(config.approvals.timeout, config.approvals.webhook.clone())
+            .with_provider_lost_after(config.leases.provider_lost_after),
         );
         gateway.set_streams(streams.clone());
         shared.set_gateway(gateway.clone());

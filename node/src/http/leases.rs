@@ -15,6 +15,11 @@
 //! | refused for the agent itself | 403 / 409 | the refusal code (`untrusted`, `stale`, `quota`, …) |
 //! | operation refused | 403 / 404 / 409 | the refusal code (`unauthorized`, `unknown_lease`, `ended`, …) |
 //! | provider unreachable | 502 / 504 | `unreachable`, `bad_answer` / `timeout` |
+//!
+//! A lease view says whether its provider answers (`provider_contact`) and who says it
+//! ended (`ended.source`): `provider` for the reasons it signed, `gateway` for
+//! `provider_lost`, this node's verdict on a provider silent longer than
+//! `[leases] provider_lost_after` (see [`crate::lease::gateway::contact`]).
 
 use core::time::Duration;
 use std::sync::Arc;
@@ -42,6 +47,7 @@ use super::ApiError;
 use super::json::JsonBody;
 use crate::clock;
 use crate::daemon::Shared;
+use crate::lease::gateway::contact::{Contact, PROVIDER_LOST};
 use crate::lease::gateway::{AttemptView, CallError, Proposed, is_relayed};
 use crate::lease::record::{GatewayLease, ProviderLease};
 use crate::lease::{Gateway, Provider};
@@ -137,12 +143,57 @@ impl From<&Signed<UsageReceipt>> for ReceiptView {
 /// How a lease ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndedView {
-    /// Stable code (`exited`, `stopped_by_agent`, `lifetime_expired`, …).
+    /// Stable code (`exited`, `stopped_by_agent`, `lifetime_expired`, …, or
+    /// `provider_lost`).
     pub reason: &'static str,
-    /// The full reason (exit code, detail).
-    pub detail: TerminationReason,
-    /// When (RFC 3339).
+    /// Who says so: `provider` (it signed the reason; its final receipt carries it) or
+    /// `gateway` (this node's own, unsigned observation: `provider_lost`).
+    pub source: &'static str,
+    /// The full reason as the provider signed it (exit code, detail); null for
+    /// `provider_lost`.
+    pub detail: Option<TerminationReason>,
+    /// When (RFC 3339): the provider's end, or when this node gave the lease up.
     pub at: String,
+}
+
+/// Whether the lease's provider answers this node about it (this node's observation,
+/// unsigned).
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactView {
+    /// Whether it answered the last time it was asked.
+    pub reachable: bool,
+    /// Since when it has not answered (RFC 3339), while unreachable.
+    pub unreachable_since: Option<String>,
+    /// Why the last attempt failed (`unreachable`, `timeout`, `bad_answer`), while
+    /// unreachable.
+    pub error: Option<String>,
+    /// When it last answered about the lease (RFC 3339).
+    pub last_heard_at: String,
+}
+
+impl ContactView {
+    /// A provider that answered at `at`.
+    fn answered(at: Timestamp) -> Self {
+        Self {
+            reachable: true,
+            unreachable_since: None,
+            error: None,
+            last_heard_at: at.to_string(),
+        }
+    }
+
+    /// What this node recorded (`last_heard`: when the provider last answered).
+    fn of(contact: &Contact, last_heard: Timestamp) -> Self {
+        Self {
+            reachable: contact.is_reachable(),
+            unreachable_since: contact.unreachable_since.map(|t| t.to_string()),
+            error: contact
+                .last_error
+                .clone()
+                .filter(|_| !contact.is_reachable()),
+            last_heard_at: last_heard.to_string(),
+        }
+    }
 }
 
 /// A lease as the API shows it.
@@ -186,6 +237,8 @@ pub struct LeaseView {
     pub command: Option<Vec<String>>,
     /// Whether the provider answered just now (`false`: this node's last known state).
     pub fresh: bool,
+    /// Whether the provider answers this node about the lease.
+    pub provider_contact: ContactView,
 }
 
 impl LeaseView {
@@ -201,7 +254,8 @@ impl LeaseView {
             LeaseState::Running => None,
             LeaseState::Ended { reason, at } => Some(EndedView {
                 reason: reason.code(),
-                detail: reason.clone(),
+                source: "provider",
+                detail: Some(reason.clone()),
                 at: at.to_string(),
             }),
         };
@@ -230,6 +284,7 @@ impl LeaseView {
             image: None,
             command: None,
             fresh: false,
+            provider_contact: ContactView::answered(now),
         }
     }
 
@@ -241,6 +296,17 @@ impl LeaseView {
 
     fn of_gateway(r: &GatewayLease, now: Timestamp) -> Self {
         let mut v = Self::new(&r.grant, &r.state, r.receipt.as_ref(), now);
+        if let Some(at) = r.lost_at() {
+            v.state = "ended";
+            v.ended = Some(EndedView {
+                reason: PROVIDER_LOST,
+                source: "gateway",
+                detail: None,
+                at: at.to_string(),
+            });
+            v.remaining_secs = 0;
+        }
+        v.provider_contact = ContactView::of(&r.contact, r.updated_at);
         v.runtime = Some(r.isolation);
         v.image = Some(r.image.clone());
         v.command = Some(r.command.clone());
@@ -448,7 +514,8 @@ pub async fn list(
 }
 
 /// `GET /v1/leases/{id}`: this node's record, refreshed from the provider when it answers
-/// within a few seconds.
+/// within a few seconds; otherwise the record says since when it has not answered, and
+/// after `[leases] provider_lost_after` that the lease ended with `provider_lost`.
 pub async fn one(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -464,7 +531,12 @@ pub async fn one(
         let now = clock::now();
         let mut view = match fresh {
             Ok(Ok(status)) => LeaseView::of_status(&status, now),
-            _ => LeaseView::of_gateway(&record, now),
+            // The query noted whether the provider answered (and may have given the lease
+            // up): show the record as it is now.
+            _ => {
+                let latest = gateway.lease(&id).ok().flatten();
+                LeaseView::of_gateway(latest.as_ref().unwrap_or(&record), now)
+            }
         };
         view.runtime = Some(record.isolation);
         view.image = Some(record.image.clone());
@@ -755,6 +827,53 @@ mod tests {
         );
         assert_eq!(refusal_status(RefusalCode::Quota), StatusCode::CONFLICT);
         assert_eq!(refusal_status(RefusalCode::Ended), StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn a_lost_lease_shows_the_gateways_reason_beside_the_providers_receipt() {
+        use crate::lease::gateway::contact::fixtures::{at, lease};
+        let grace = Duration::from_secs(120);
+        let mut r = lease(3600);
+        let v = serde_json::to_value(LeaseView::of_gateway(&r, at(5))).unwrap();
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["provider_contact"]["reachable"], true, "{v}");
+        assert_eq!(v["provider_contact"]["last_heard_at"], at(0).to_string());
+
+        r.unanswered("timeout", at(10), grace);
+        let v = serde_json::to_value(LeaseView::of_gateway(&r, at(11))).unwrap();
+        assert_eq!(v["state"], "running", "{v}");
+        assert_eq!(v["ended"], serde_json::Value::Null);
+        assert_eq!(v["provider_contact"]["reachable"], false, "{v}");
+        assert_eq!(
+            v["provider_contact"]["unreachable_since"],
+            at(10).to_string()
+        );
+        assert_eq!(v["provider_contact"]["error"], "timeout");
+
+        r.unanswered("unreachable", at(130), grace);
+        let v = serde_json::to_value(LeaseView::of_gateway(&r, at(131))).unwrap();
+        assert_eq!(v["state"], "ended", "{v}");
+        assert_eq!(v["ended"]["reason"], "provider_lost");
+        assert_eq!(v["ended"]["source"], "gateway");
+        assert_eq!(v["ended"]["detail"], serde_json::Value::Null);
+        assert_eq!(v["ended"]["at"], at(130).to_string());
+        assert_eq!(v["remaining_secs"], 0);
+        assert_eq!(v["receipt"]["seq"], 1, "the provider's last signed receipt");
+        assert_eq!(v["receipt"]["ended"], serde_json::Value::Null);
+        assert_eq!(v["provider_contact"]["error"], "unreachable");
+    }
+
+    #[test]
+    fn provider_signed_ends_say_so() {
+        let r = crate::lease::gateway::contact::fixtures::lease(3600);
+        let end = LeaseState::Ended {
+            reason: TerminationReason::StoppedByAgent,
+            at: r.created_at,
+        };
+        let v = serde_json::to_value(LeaseView::new(&r.grant, &end, None, r.created_at)).unwrap();
+        assert_eq!(v["ended"]["reason"], "stopped_by_agent");
+        assert_eq!(v["ended"]["source"], "provider");
+        assert_eq!(v["ended"]["detail"], "stopped_by_agent");
     }
 
     #[test]

@@ -17,6 +17,12 @@
 //! {"type":"error","code":"…","message":"…"}  the operation failed midway (last line)
 //! ```
 //!
+//! An `error` line's code is the provider's refusal code, `bad_answer` for frames that make
+//! no sense, or `unreachable` when the stream broke or closed early: a provider that
+//! vanished midway (killed, cut off) ends the stream so once its connection is known lost
+//! (at once for a closed socket, within libp2p's ping timeout for a silent peer).
+//! `GET /v1/leases/{id}` then says whether it still answers (`provider_contact`).
+//!
 //! Files travel as tar streams (`application/x-tar`), both ways, capped by the agent's tier.
 
 use std::sync::Arc;

@@ -14,6 +14,23 @@
 //! A gateway adds nothing an agent must trust: every request is the agent's, every answer
 //! the provider's, both signed; it checks answers only to fail over sooner. A gateway that
 //! is also a provider answers requests naming itself directly, without the network.
+//!
+//! # A provider that vanishes
+//!
+//! `GET /v1/leases/{id}` asks the lease's provider for its signed status; relayed
+//! operations and streams reach it too. While none of these gets a usable answer the view
+//! says so (`provider_contact.reachable: false`, `unreachable_since`, `error`: `unreachable`,
+//! `timeout` or `bad_answer`). Once the provider has been unreachable for
+//! `[leases] provider_lost_after` (default 2 min), or the grant's expiry has passed without
+//! word from it, the gateway records the lease as ended with the reason code
+//! [`contact::PROVIDER_LOST`]: `ended.source` is `gateway` (this node's observation,
+//! unsigned) where provider-signed ends say `provider`, and the provider's last signed
+//! grant and receipt stay in the view. A provider that answers again wins: its signed
+//! state replaces the gateway's verdict (a lease it still runs shows running again). The
+//! rules are in [`contact`], pure and tested with the time passed in. A streamed
+//! operation (exec, logs) whose provider vanishes midway ends with the NDJSON line
+//! `{"type":"error","code":"unreachable",…}` once the connection is known lost (at once
+//! for a closed socket, within the ping timeout for a silent peer).
 
 use core::time::Duration;
 use std::sync::{Arc, OnceLock};
@@ -34,6 +51,7 @@ use super::record::{self, GatewayLease, RecordError};
 use crate::daemon::network::{LeaseCall, NetCommand};
 use crate::store::Store;
 
+pub mod contact;
 mod stream;
 pub use stream::OpStream;
 
@@ -148,6 +166,10 @@ pub struct Gateway {
     approvals: super::approvals::Approvals,
     id: AgoraId,
     timeout: Duration,
+    /// How long a provider may stay unreachable before its running leases count as lost.
+    provider_lost_after: Duration,
+    /// Serialises read-modify-write of relayed lease records (never held across an await).
+    records: std::sync::Mutex<()>,
     metrics: crate::metrics::NodeMetrics,
 }
 
@@ -194,8 +216,18 @@ impl Gateway {
             ),
             id,
             timeout,
+            provider_lost_after: crate::config::LeaseSection::default().provider_lost_after,
+            records: std::sync::Mutex::new(()),
             metrics,
         }
+    }
+
+    /// A running lease whose provider stays unreachable this long is recorded as ended with
+    /// [`contact::PROVIDER_LOST`] (see the module docs).
+    #[must_use]
+    pub fn with_provider_lost_after(mut self, after: Duration) -> Self {
+        self.provider_lost_after = after;
+        self
     }
 
     /// Requests wait for their owner's approval up to `timeout`; each new one is POSTed to
@@ -364,29 +396,78 @@ impl Gateway {
             state: LeaseState::Running,
             receipt: None,
             updated_at: crate::clock::now(),
+            contact: contact::Contact::default(),
         };
         if let Err(e) = record::put_gateway(self.store.as_ref(), &record) {
             warn!(lease = %g.lease, error = %e, "cannot record a relayed lease");
         }
     }
 
+    /// Applies `observe` to the record of a relayed lease held by `provider` (if this node
+    /// relayed it) and stores the result; logs and counts what changed.
+    fn observe(
+        &self,
+        provider: &AgoraId,
+        lease: &LeaseId,
+        observe: impl FnOnce(&mut GatewayLease) -> contact::Change,
+    ) {
+        let _guard = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut r = match record::gateway_lease(self.store.as_ref(), lease) {
+            Ok(Some(r)) if r.provider == *provider => r,
+            Ok(_) => return,
+            Err(e) => {
+                warn!(lease = %lease, error = %e, "cannot read a relayed lease");
+                return;
+            }
+        };
+        let change = observe(&mut r);
+        if let Err(e) = record::put_gateway(self.store.as_ref(), &r) {
+            warn!(lease = %lease, error = %e, "cannot update a relayed lease");
+        }
+        match change {
+            contact::Change::Unchanged => {}
+            contact::Change::Unreachable => info!(
+                lease = %lease,
+                provider = %provider,
+                error = r.contact.last_error.as_deref().unwrap_or(""),
+                "the provider of a relayed lease does not answer"
+            ),
+            contact::Change::Lost => {
+                self.metrics.lease("gateway", contact::PROVIDER_LOST);
+                warn!(
+                    lease = %lease,
+                    provider = %provider,
+                    since = %r.contact.unreachable_since.unwrap_or(r.updated_at),
+                    last_heard = %r.updated_at,
+                    "relayed lease recorded as ended: provider_lost"
+                );
+            }
+            contact::Change::Back => info!(
+                lease = %lease,
+                provider = %provider,
+                state = r.state.name(),
+                "the provider of a relayed lease answers again"
+            ),
+        }
+    }
+
     /// Updates the record of a relayed lease with a provider's fresh status.
     fn refresh(&self, status: &LeaseStatus) {
-        match record::gateway_lease(self.store.as_ref(), &status.lease) {
-            Ok(Some(mut r)) if status.grant.body().provider == r.provider => {
-                r.grant = status.grant.clone();
-                r.state = status.state.clone();
-                if status.receipt.is_some() {
-                    r.receipt.clone_from(&status.receipt);
-                }
-                r.updated_at = crate::clock::now();
-                if let Err(e) = record::put_gateway(self.store.as_ref(), &r) {
-                    warn!(lease = %status.lease, error = %e, "cannot update a relayed lease");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => warn!(lease = %status.lease, error = %e, "cannot read a relayed lease"),
-        }
+        let provider = status.grant.body().provider;
+        self.observe(&provider, &status.lease, |r| {
+            r.answered(status, crate::clock::now())
+        });
+    }
+
+    /// Notes that `provider` gave no usable answer about `lease` (see [`contact`]).
+    fn unanswered(&self, provider: &AgoraId, lease: &LeaseId, error: &CallError) {
+        let after = self.provider_lost_after;
+        self.observe(provider, lease, |r| {
+            r.unanswered(error.code(), crate::clock::now(), after)
+        });
     }
 
     /// Relays an agent's operation to the provider it names; a status answer updates this
@@ -402,8 +483,8 @@ impl Gateway {
         let lease = op.body().lease;
         let answer = self
             .call(&provider, &rpc::Request::Operate(op), self.timeout)
-            .await?;
-        self.status_answer(&provider, &lease, answer)
+            .await;
+        self.checked_status(&provider, &lease, answer)
     }
 
     /// Asks the provider of a relayed lease for its state (read-only).
@@ -418,8 +499,22 @@ impl Gateway {
     ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
         let answer = self
             .call(provider, &rpc::Request::Query(*lease), timeout)
-            .await?;
-        self.status_answer(provider, lease, answer)
+            .await;
+        self.checked_status(provider, lease, answer)
+    }
+
+    /// [`Self::status_answer`], noting a missing or unusable answer in the lease's record.
+    fn checked_status(
+        &self,
+        provider: &AgoraId,
+        lease: &LeaseId,
+        answer: Result<rpc::Response, CallError>,
+    ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
+        let checked = answer.and_then(|a| self.status_answer(provider, lease, a));
+        if let Err(e) = &checked {
+            self.unanswered(provider, lease, e);
+        }
+        checked
     }
 
     fn status_answer(
@@ -446,7 +541,10 @@ impl Gateway {
                 self.refresh(&s);
                 Ok(Ok(*s))
             }
-            rpc::Response::Refused(r) => Ok(Err(r)),
+            rpc::Response::Refused(r) => {
+                self.observe(provider, lease, |l| l.heard(crate::clock::now()));
+                Ok(Err(r))
+            }
             other => Err(unexpected(&other)),
         }
     }

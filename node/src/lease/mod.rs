@@ -12,7 +12,8 @@
 //!   grants, receipts and refusals, extends and stops leases, and restores them after a
 //!   restart.
 //! - [`gateway`]: [`Gateway`], what any node does for agents: relays a signed request to the
-//!   providers it names with failover, relays operations, remembers what it relayed.
+//!   providers it names with failover, relays operations, remembers what it relayed and
+//!   whether the provider still answers (`provider_lost`: [`gateway::contact`]).
 //! - [`streams`]: the provider's side of streamed operations (exec, logs, files) on
 //!   `/agora/lease-stream/1`; [`framed`] carries their frames over any byte stream.
 //! - [`approvals`]: requests waiting at the gateway for their owner's signed approval.

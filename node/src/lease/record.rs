@@ -3,7 +3,7 @@
 //! | Column | Key | Value (JSON) |
 //! |---|---|---|
 //! | `leases` | `provider/` + lease id (32 bytes) | [`ProviderLease`]: a lease this provider runs or ran |
-//! | `leases` | `gateway/` + lease id | [`GatewayLease`]: a lease this node relayed |
+//! | `leases` | `gateway/` + lease id | [`GatewayLease`]: a lease this node relayed (and whether its provider still answers) |
 //! | `leases` | `gateway-agent/` + agent id + lease id | empty: lists an agent's relayed leases |
 //! | `locks` | `quota/` + agent id | the agent's [`quota::Account`] on this provider |
 //!
@@ -17,6 +17,7 @@ use agora_protocol::quota;
 use agora_protocol::{AgoraId, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::gateway::contact::Contact;
 use crate::runtime::WorkloadId;
 use crate::store::{Column, Store, StoreError, WriteBatch};
 
@@ -117,6 +118,10 @@ pub struct GatewayLease {
     pub receipt: Option<agora_protocol::Signed<UsageReceipt>>,
     /// When the provider was last heard from about it.
     pub updated_at: Timestamp,
+    /// Whether the provider still answers about it, as this node observes it (unsigned;
+    /// see [`crate::lease::gateway::contact`]).
+    #[serde(default)]
+    pub contact: Contact,
 }
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {

@@ -2,7 +2,9 @@
 //! signed operation names, send the operation, and hand the caller the accepted stream.
 //!
 //! A provider this gateway has no connection to is found the way requests find it (a
-//! status query looks it up and dials), then the stream is opened again once.
+//! status query looks it up and dials), then the stream is opened again once. A provider
+//! that gives no usable answer is noted in the lease's record, as for a failed refresh
+//! ([`super::contact`]).
 
 use agora_protocol::frames::StreamFrame;
 use agora_protocol::lease::{LeaseOp, Refusal};
@@ -64,9 +66,19 @@ impl Gateway {
             writer.open(op.as_bytes()).await?;
             reader.next().await
         };
-        let first = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| CallError::Timeout(self.timeout))??;
+        let first = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(e)) => {
+                let e = CallError::from(e);
+                self.unanswered(&provider, &op.body().lease, &e);
+                return Err(e);
+            }
+            Err(_) => {
+                let e = CallError::Timeout(self.timeout);
+                self.unanswered(&provider, &op.body().lease, &e);
+                return Err(e);
+            }
+        };
         match first {
             Some(StreamFrame::Accepted) => Ok(Ok(OpStream { reader, writer })),
             Some(StreamFrame::Refused(r)) => Ok(Err(r)),
