@@ -5,7 +5,8 @@
 //! cargo build --release -p agora-node --bin agora
 //! AGORA_BIN=$CARGO_TARGET_DIR/release/agora cargo test --release -p agora-tests --bench journey_latency -- --bench
 //! ```
-//! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 100).
+//! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 100),
+//! `AGORA_BENCH_VCPU_MILLI` (the workload's vCPU share, default 100).
 //!
 //! Two `agora node` processes: a gateway A and a sandbox provider C (its contained tier
 //! raised to 200 concurrent leases). One sample = an agent-signed lease request POSTed to A
@@ -223,7 +224,8 @@ async fn main() {
     // A service that prints, then stays up (so the lease is still running when its logs are
     // asked for, even at 100 at once); the same command on both paths.
     workload.command = vec!["sh".into(), "-c".into(), "echo ready; exec sleep 60".into()];
-    workload.resources.vcpu_milli = 100;
+    workload.resources.vcpu_milli =
+        u32::try_from(env_usize("AGORA_BENCH_VCPU_MILLI", 100)).unwrap();
     workload.resources.memory_mib = 32;
     let runtime: Arc<dyn Runtime> = Arc::new(sandbox);
     let runtime_row = {

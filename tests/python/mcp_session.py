@@ -6,7 +6,7 @@ MODE is `legacy` (the initialize handshake) or `auto` (server/discover, else ini
 
 Completes a session (initialize, list tools, call `list_offers`, call `get_offer` with a bad
 id) and prints one JSON line with what it saw; exits non-zero on any failure. With a key
-file (an agent that signed up), `agora mcp --key` signs beside the agent; with a token (from
+file, `agora mcp --key` signs beside the agent (signing up with the `signup` tool first); with a token (from
 `agora agent token`), the node's `/mcp` acts for the agent under its delegation: either way
 the session also runs a workload: `run`, `exec`, `logs`, `stop`. Without either, `run`
 must fail with `delegation_required` over http.
@@ -65,6 +65,12 @@ async def session(server, mode, keyed):
             result = await client.call_tool("run", {"command": ["true"]})
             assert result.is_error, result
             seen["run_without_token"] = result.structured_content["error"]["code"]
+
+        if keyed and "signup" in by_name:
+            # A new key beside the agent: sign up through the tool first.
+            result = await client.call_tool("signup", {"name": "mcp agent"})
+            assert not result.is_error, result
+            seen["signed_up"] = result.structured_content["agent"]
 
         if keyed:
             result = await client.call_tool(

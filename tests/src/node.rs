@@ -211,7 +211,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
 /// # Panics
 /// When the connection fails or the answer is not HTTP.
 pub fn http_get_text(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_text(addr, "GET", path, &[], None, Duration::from_secs(15))
+    http_raw(addr, "GET", path, &[], None)
 }
 
 /// One HTTP/1.1 request with `headers` and a JSON body (if any), waiting up to 90 s for the
@@ -227,39 +227,41 @@ pub fn http_json(
     body: Option<&Value>,
 ) -> (u16, Value) {
     let body = body.map(Value::to_string);
-    let (status, text) = http_text(
-        addr,
-        method,
-        path,
-        headers,
-        body.as_deref(),
-        Duration::from_secs(90),
-    );
+    let mut all = headers.to_vec();
+    if body.is_some() {
+        all.push(("Content-Type", "application/json"));
+    }
+    let (status, text) = http_raw(addr, method, path, &all, body.as_deref().map(str::as_bytes));
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// One HTTP/1.1 request with exactly `headers` (plus `Host`, `Connection: close` and, with a
+/// body, `Content-Length`), waiting up to 90 s: the status and the body as text.
+///
+/// # Panics
+/// When the connection fails or the answer is not HTTP.
 #[allow(clippy::expect_used)]
-fn http_text(
+pub fn http_raw(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: Option<&str>,
-    timeout: Duration,
+    body: Option<&[u8]>,
 ) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(timeout)).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     if let Some(body) = body {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    write!(s, "{head}\r\n{}", body.unwrap_or_default()).expect("request");
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&request).expect("request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("response");
     let text = String::from_utf8_lossy(&raw).into_owned();

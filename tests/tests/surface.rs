@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agora_tests::node::{NodeProc, http_get, http_get_text, http_json, wait_for};
+use agora_tests::node::{NodeProc, http_get, http_get_text, http_json, http_raw, wait_for};
 use agora_tests::python::{python_venv, scripts_dir};
 use agora_tests::{agora_bin, stderr, stdout};
 use serde_json::Value;
@@ -226,6 +226,64 @@ fn mcp_stdio_carries_only_json_rpc() {
     );
 }
 
+/// Every operation that takes a body, as `/openapi.json` lists it, answers a malformed one
+/// (not JSON, the wrong JSON, the wrong content type) with a documented 4xx status and a
+/// JSON error carrying a code, and the node keeps serving.
+#[test]
+fn malformed_bodies_on_every_endpoint_get_documented_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = provider(&tmp.path().join("p"));
+    let (_, doc) = node.get("/openapi.json");
+    let zeros = "0".repeat(64);
+    let json_ct = ("Content-Type", "application/json");
+    let text_ct = ("Content-Type", "text/plain");
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path == "/mcp" {
+            continue; // JSON-RPC: its errors are JSON-RPC's, checked by the MCP client test.
+        }
+        let url = path
+            .replace("{id}", &zeros)
+            .replace("{provider}", &node.id)
+            .replace("{agent}", &node.id);
+        for (method, op) in item.as_object().unwrap() {
+            let Some(content) = op["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            if !content.contains_key("application/json") {
+                continue; // Raw bodies (file uploads) are checked by journey_leases.
+            }
+            let method = method.to_uppercase();
+            let bodies: [(&str, (&str, &str), &[u8]); 4] = [
+                ("not JSON", json_ct, b"{not json"),
+                ("an array", json_ct, b"[1, 2]"),
+                (
+                    "unknown fields",
+                    json_ct,
+                    br#"{"surely_not_a_field": true}"#,
+                ),
+                ("text/plain", text_ct, b"{}"),
+            ];
+            for (what, header, body) in bodies {
+                let (status, text) = http_raw(node.http, &method, &url, &[header], Some(body));
+                let at = format!("{method} {url} with {what}: {status} {text}");
+                assert!((400..500).contains(&status), "{at}");
+                let err: Value =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {at}"));
+                let code = err["error"]["code"].as_str().unwrap_or_default();
+                assert!(!code.is_empty(), "{at}");
+                assert!(
+                    op["responses"][status.to_string()].is_object(),
+                    "{at}: status not documented"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 9 * 4, "only {checked} malformed requests sent");
+    assert_eq!(node.get("/healthz").0, 200);
+}
+
 /// The official Python MCP SDK completes sessions with `agora mcp` (stdio) and with the
 /// node's `/mcp` (streamable HTTP), in the handshake era and the current protocol; in the
 /// current one it runs a workload both ways: signed beside the agent, and by the node under
@@ -270,7 +328,8 @@ fn independent_mcp_client_over_stdio_and_http() {
             // through the node's `/mcp` under a token for a delegation it signed (http).
             let with_key = mode == "auto";
             if with_key && transport == "stdio" {
-                cmd.arg(&key);
+                // A key `agora mcp` creates, signed up through its `signup` tool.
+                cmd.arg(tmp.path().join("mcp-agent.key"));
             } else if with_key {
                 let token = agent("token");
                 assert_eq!(token["node"], node.id);
@@ -317,6 +376,12 @@ fn independent_mcp_client_over_stdio_and_http() {
                 assert_eq!(seen["stopped"], "ended", "{what}");
             } else {
                 assert!(seen.get("run_provider").is_none(), "{what}");
+            }
+            if with_key && transport == "stdio" {
+                assert!(
+                    seen["signed_up"].as_str().unwrap().starts_with("agora1"),
+                    "{what}"
+                );
             }
             if transport == "http" && !with_key {
                 assert_eq!(seen["run_without_token"], "delegation_required", "{what}");

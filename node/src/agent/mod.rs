@@ -10,10 +10,12 @@
 //! - [`source`]: token buckets per source address and prefix.
 //! - [`tokens`]: short bearer tokens that authenticate an agent to this node only, each
 //!   backed by a delegation the agent signed to the node (under which `/mcp` acts for it).
+//! - [`record_file`]: the signup record kept beside the agent's key (`KEYFILE.signup`).
 //! - [`request`]: building what an agent signs (lease requests from a quote, operations),
 //!   for the CLI and the MCP tools that sign beside the agent.
 
 pub mod account;
+pub mod record_file;
 pub mod request;
 pub mod signup;
 pub mod source;

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use agora_attest::Identity;
+use agora_protocol::Credential;
 use agora_protocol::lease::{
     Candidate, Delegation, LeaseId, LeaseOp, LeaseRequest, MAX_CANDIDATES, NONCE_LEN, Op,
 };
 use agora_protocol::offer::Isolation;
-use agora_protocol::signup::SignupRecord;
+use agora_protocol::signup::{ProofOfWork, SignupRecord};
 use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, Transport, WorkloadSpec,
 };
@@ -277,6 +278,38 @@ impl RunPlan {
             author.key,
         )?)
     }
+}
+
+/// The agent's signed signup record answering the node's `issued` challenge: with its
+/// `credential` (an attested tier), or else with the proof of work the node asks for
+/// (CPU-bound: seconds at most at the bits nodes ask; run it off the async threads).
+///
+/// # Errors
+/// [`PlanError::BadQuote`] for a malformed challenge, [`PlanError::Sign`] when the record
+/// breaks a protocol bound (a name too long, say).
+pub fn signup_record(
+    agent: &Identity,
+    issued: &crate::agent::IssuedChallenge,
+    credential: Option<Credential>,
+    name: Option<String>,
+) -> Result<Signed<SignupRecord>, PlanError> {
+    let challenge = issued
+        .challenge()
+        .map_err(|_| PlanError::BadQuote("the signup challenge is malformed"))?;
+    let pow = match (&credential, issued.pow_bits) {
+        (None, bits) if bits > 0 => ProofOfWork::solve(&agent.agora_id(), &challenge, bits),
+        _ => ProofOfWork::NONE,
+    };
+    Ok(Signed::sign(
+        SignupRecord {
+            agent: agent.agora_id(),
+            challenge,
+            credential,
+            pow,
+            name,
+        },
+        agent,
+    )?)
 }
 
 /// The signed operation `op` on `lease`, held by `provider`.

@@ -20,7 +20,8 @@ pub(super) struct McpArgs {
     /// The node's HTTP API.
     #[arg(long, env = "AGORA_NODE", default_value = DEFAULT_NODE)]
     node: String,
-    /// The agent's key file: enables the tools that act for the agent (signed locally).
+    /// The agent's key file (created when missing): enables the tools that act for the
+    /// agent, signed locally (`signup` first, for a new key).
     #[arg(long)]
     key: Option<PathBuf>,
 }
@@ -30,7 +31,7 @@ pub(super) fn run(args: &McpArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCo
     let key = args
         .key
         .as_deref()
-        .map(AgentKey::load)
+        .map(|k| AgentKey::load(k, true))
         .transpose()
         .map_err(anyhow::Error::msg)?;
     if let Some(k) = &key {

@@ -16,7 +16,7 @@ use agora_protocol::offer_book::OfferBookConfig;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{Instrument as _, info, info_span, warn};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::config::{NodeConfig, ProviderConfig, Role};
 use crate::market::Market;
@@ -347,6 +347,13 @@ impl RunningNode {
                 };
                 // Connect info gives handlers the peer address (signup rate limits).
                 let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                // Streamed answers (exec, logs) send a small chunk after the headers: with
+                // Nagle's algorithm on, it waits for the client's delayed ACK (40 ms here).
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
                     .await

@@ -84,8 +84,9 @@ pub fn text() -> String {
     let _ = write!(
         out,
         "\n## MCP\n\n- Beside the agent, over stdio: `agora mcp --node http://NODE:PORT [--key \
-         FILE]`. Read-only tools need no key. With `--key`, the tools that act for the agent \
-         sign locally (the signup record is read from `FILE.signup`): {}.{}\n",
+         FILE]`. Read-only tools need no key. With `--key` (created when missing), the tools \
+         that act for the agent sign locally; a new agent calls `signup` first (its record is \
+         saved as `FILE.signup`): {}.{}\n",
         if signing.is_empty() {
             "none yet".to_owned()
         } else {

@@ -207,6 +207,8 @@ pub struct SignContext<'a> {
     /// Who signs: the agent with its key (beside it), or this node as the delegate of an
     /// agent that handed it a token (`/mcp`).
     pub author: crate::agent::request::Author<'a>,
+    /// The agent's key file beside it (`agora mcp --key`); `None` on a node.
+    pub key: Option<&'a mcp::AgentKey>,
     /// The agent's signup record for lease requests, or why there is none.
     pub signup: Result<agora_protocol::Signed<agora_protocol::signup::SignupRecord>, ErrorBody>,
     /// The tool's arguments, already checked against the input type.

@@ -151,7 +151,7 @@ pub(super) fn all() -> Vec<Operation> {
                 UNTRUSTED,
                 UNAVAILABLE,
             ])
-            .agent_signed_by_cli(),
+            .agent_signed_as::<sign::SignupToolInput>(sign::signup),
         Operation::get("get_account", "/v1/accounts/{agent}", Group::Agent)
             .summary("Get an agent's account at this node")
             .describe("The agent's tier, limits and signup record, if it signed up here.")

@@ -66,6 +66,22 @@ pub struct RunToolInput {
     pub egress: bool,
 }
 
+/// `signup` as a tool: sign up at the node with the key beside the agent.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupToolInput {
+    /// A credential about the agent's key (base64url, as `agora attest issue` writes it):
+    /// its tier and spending limit. Without one: the contained tier, after a small proof of
+    /// work.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 65536))]
+    pub credential: Option<String>,
+    /// A display name for operators (at most 64 bytes).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 64))]
+    pub name: Option<String>,
+}
+
 /// A tool on one of the agent's leases.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +142,7 @@ fn plan_error(e: &PlanError) -> ErrorBody {
 /// # Errors
 /// `key_required` when there is none or it does not verify.
 pub fn saved_signup(key: &AgentKey) -> Result<Signed<SignupRecord>, ErrorBody> {
-    let text = key.signup.as_deref().ok_or_else(|| {
+    let text = key.signup().ok_or_else(|| {
         ErrorBody::new(
             KEY_REQUIRED.code,
             format!(
@@ -209,6 +225,97 @@ fn op_call(
     sign_op(cx.author, provider, lease, op, crate::clock::now())
         .map(|s| b64(&s))
         .map_err(|e| plan_error(&e))
+}
+
+/// The error body in a node's JSON answer, or one saying what was asked.
+fn answer_error(reply: &super::mcp::HttpReply, asking: &str) -> ErrorBody {
+    serde_json::from_slice::<ErrorBody>(&reply.body).unwrap_or_else(|_| {
+        ErrorBody::new(
+            NODE_UNREACHABLE.code,
+            format!("HTTP {} {asking}", reply.status),
+        )
+    })
+}
+
+/// `signup`: the node's challenge, the proof of work (unless a credential is given), the
+/// signed record posted; the record is saved beside the key (`FILE.signup`) for the tools
+/// that follow, and the result is the agent's account as the node now serves it.
+pub fn signup(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: SignupToolInput = args(cx.args)?;
+        let key = cx.key.ok_or_else(|| {
+            ErrorBody::new(
+                KEY_REQUIRED.code,
+                "signing up needs the agent's own key: run `agora mcp --key FILE` beside it",
+            )
+        })?;
+        let credential = a
+            .credential
+            .as_deref()
+            .map(|text| {
+                agora_protocol::Credential::from_base64(text.trim())
+                    .map_err(|e| ErrorBody::new(BAD_ARGUMENTS.code, format!("credential: {e}")))
+            })
+            .transpose()?;
+        if let Some(c) = &credential
+            && c.holder() != key.identity.agora_id()
+        {
+            return Err(ErrorBody::new(
+                BAD_ARGUMENTS.code,
+                format!(
+                    "the credential is about {}, not this agent ({})",
+                    c.holder(),
+                    key.identity.agora_id()
+                ),
+            ));
+        }
+        let reply = cx
+            .node
+            .get("/v1/signup/challenge")
+            .await
+            .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+        if reply.status != 200 {
+            return Err(answer_error(&reply, "asking for a signup challenge"));
+        }
+        let issued: crate::agent::IssuedChallenge =
+            serde_json::from_slice(&reply.body).map_err(|e| {
+                ErrorBody::new(NODE_UNREACHABLE.code, format!("the node's challenge: {e}"))
+            })?;
+        // The proof of work is CPU-bound: off the async threads.
+        let identity = key.identity.clone();
+        let record = tokio::task::spawn_blocking(move || {
+            crate::agent::request::signup_record(&identity, &issued, credential, a.name)
+        })
+        .await
+        .map_err(|e| ErrorBody::new(BAD_ARGUMENTS.code, format!("signing: {e}")))?
+        .map_err(|e| plan_error(&e))?;
+        let body = json!({ "record": b64(&record) }).to_string().into_bytes();
+        let reply = cx
+            .node
+            .post("/v1/signup", body)
+            .await
+            .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+        if reply.status != 200 {
+            return Err(answer_error(&reply, "signing up"));
+        }
+        let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        let saved = answer
+            .get("signup_record")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    NODE_UNREACHABLE.code,
+                    "the node's answer has no signup_record",
+                )
+            })?;
+        key.save_signup(saved)
+            .map_err(|e| ErrorBody::new(KEY_REQUIRED.code, e))?;
+        Ok(HttpCall {
+            method: Method::Get,
+            path: format!("/v1/accounts/{}", key.identity.agora_id()),
+            body: None,
+        })
+    })
 }
 
 /// `run`: quote, choose the candidates, sign the lease request.

@@ -1,14 +1,13 @@
 //! `agora agent signup`: fetch the node's challenge, solve the proof of work when
 //! unattested, sign, post, print the account and keep the signup record.
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agora_attest::{Identity, keyfile};
 use agora_node::agent::{Account, IssuedChallenge};
-use agora_protocol::signup::{ProofOfWork, SignupRecord};
-use agora_protocol::{Challenge, Credential, Signed};
+use agora_protocol::Credential;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,12 +38,7 @@ pub(crate) struct SignupArgs {
     name: Option<String>,
 }
 
-/// Where the signup record of the key at `key` is kept: `<key>.signup`.
-pub(crate) fn record_path(key: &Path) -> PathBuf {
-    let mut p = key.as_os_str().to_owned();
-    p.push(".signup");
-    PathBuf::from(p)
-}
+pub(crate) use agora_node::agent::record_file::path_for as record_path;
 
 pub(super) fn run(args: &SignupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let key_path = match &args.key {
@@ -61,26 +55,10 @@ pub(super) fn run(args: &SignupArgs, global: &GlobalArgs) -> anyhow::Result<Exit
     let issued: IssuedChallenge =
         serde_json::from_value(client.get_json("/v1/signup/challenge", &[])?)
             .context("the node's challenge is not in the expected form")?;
-    let challenge = issued
-        .challenge()
-        .map_err(anyhow::Error::msg)
-        .context("the node's challenge is malformed")?;
-    let pow = if credential.is_none() {
-        solve(&identity, &challenge, issued.pow_bits)
-    } else {
-        ProofOfWork::NONE
-    };
-    let record = Signed::sign(
-        SignupRecord {
-            agent: identity.agora_id(),
-            challenge,
-            credential,
-            pow,
-            name: args.name.clone(),
-        },
-        &identity,
-    )
-    .context("cannot sign the signup record")?;
+    let record = with_spinner(credential.is_none().then_some(issued.pow_bits), || {
+        agora_node::agent::request::signup_record(&identity, &issued, credential, args.name.clone())
+    })
+    .context("cannot build the signup record")?;
     let body = json!({ "record": URL_SAFE_NO_PAD.encode(record.as_bytes()) });
     let answer = match client.post_json("/v1/signup", &body) {
         Ok(a) => a,
@@ -98,7 +76,8 @@ pub(super) fn run(args: &SignupArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         serde_json::from_value(answer.get("account").cloned().unwrap_or_default())
             .context("the node's account answer is not in the expected form")?;
     let saved = record_path(&key_path);
-    write_record(&saved, &account.signup_record)?;
+    agora_node::agent::record_file::save(&saved, &account.signup_record)
+        .with_context(|| format!("saving the signup record to {}", saved.display()))?;
     if global.json {
         print_json(&json!({
             "account": account,
@@ -159,39 +138,21 @@ fn read_credential(path: &Path, identity: &Identity) -> anyhow::Result<Credentia
 }
 
 /// Solves the proof of work, with a spinner when stderr is a terminal.
-fn solve(identity: &Identity, challenge: &Challenge, bits: u8) -> ProofOfWork {
-    if bits == 0 {
-        return ProofOfWork::NONE;
-    }
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(format!("solving the signup proof of work ({bits} bits)…"));
-        s.enable_steady_tick(std::time::Duration::from_millis(100));
-        s
-    });
-    let pow = ProofOfWork::solve(&identity.agora_id(), challenge, bits);
+/// Runs `f` (the proof of work, when `bits` says there is one) under a spinner on a terminal.
+fn with_spinner<T>(bits: Option<u8>, f: impl FnOnce() -> T) -> T {
+    let spinner = bits
+        .filter(|b| *b > 0 && std::io::stderr().is_terminal())
+        .map(|bits| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message(format!("solving the signup proof of work ({bits} bits)…"));
+            s.enable_steady_tick(std::time::Duration::from_millis(100));
+            s
+        });
+    let out = f();
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
-    pow
-}
-
-/// Writes the record (one base64url line) atomically: a temporary file, then a rename.
-fn write_record(path: &Path, record: &str) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(record.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("saving the signup record to {}", path.display()))
+    out
 }
 
 fn print_account(a: &Account, saved: &Path) {

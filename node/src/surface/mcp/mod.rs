@@ -47,8 +47,9 @@ pub struct AgentKey {
     pub identity: agora_attest::Identity,
     /// The key file.
     pub path: PathBuf,
-    /// The signup record saved beside the key (`FILE.signup`), if the agent signed up.
-    pub signup: Option<String>,
+    /// The signup record saved beside the key (`FILE.signup`), if the agent signed up; the
+    /// `signup` tool replaces it.
+    signup: std::sync::RwLock<Option<String>>,
 }
 
 impl std::fmt::Debug for AgentKey {
@@ -61,26 +62,55 @@ impl std::fmt::Debug for AgentKey {
 }
 
 impl AgentKey {
-    /// Loads the key file at `path` and, if present, the signup record at `path.signup`.
+    /// The key `identity`, kept at `path`, with its saved signup record, if any.
+    pub fn new(identity: agora_attest::Identity, path: PathBuf, signup: Option<String>) -> Self {
+        Self {
+            identity,
+            path,
+            signup: std::sync::RwLock::new(signup),
+        }
+    }
+
+    /// Loads the key file at `path` (creating a new key there when `create` and it is
+    /// missing) and, if present, the signup record at `path.signup`.
     ///
     /// # Errors
-    /// When the key file cannot be loaded, or the signup record exists but cannot be read.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let identity = agora_attest::keyfile::load(path)
-            .map_err(|e| format!("loading the key file {}: {e}", path.display()))?;
-        let mut signup_path = path.as_os_str().to_owned();
-        signup_path.push(".signup");
-        let signup_path = PathBuf::from(signup_path);
-        let signup = match std::fs::read_to_string(&signup_path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("reading {}: {e}", signup_path.display())),
-        };
-        Ok(Self {
-            identity,
-            path: path.to_owned(),
-            signup,
-        })
+    /// When the key file cannot be loaded or created, or the signup record exists but cannot
+    /// be read.
+    pub fn load(path: &Path, create: bool) -> Result<Self, String> {
+        let identity = if create {
+            agora_attest::keyfile::load_or_create(path, &mut rand::rng()).map(|(id, _)| id)
+        } else {
+            agora_attest::keyfile::load(path)
+        }
+        .map_err(|e| format!("loading the key file {}: {e}", path.display()))?;
+        let signup_path = crate::agent::record_file::path_for(path);
+        let signup = crate::agent::record_file::load(&signup_path)
+            .map_err(|e| format!("reading {}: {e}", signup_path.display()))?;
+        Ok(Self::new(identity, path.to_owned(), signup))
+    }
+
+    /// The saved signup record (base64url), if any.
+    pub fn signup(&self) -> Option<String> {
+        self.signup
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Saves a new signup record beside the key and uses it from now on.
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub fn save_signup(&self, record: &str) -> Result<(), String> {
+        let path = crate::agent::record_file::path_for(&self.path);
+        crate::agent::record_file::save(&path, record)
+            .map_err(|e| format!("saving the signup record to {}: {e}", path.display()))?;
+        *self
+            .signup
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record.trim().to_owned());
+        Ok(())
     }
 }
 
@@ -153,7 +183,10 @@ impl<B: Backend> Server<B> {
             op.tool
                 && match (&*self.place, op.auth) {
                     (_, Auth::None) => true,
-                    (Place::Node(_), Auth::Agent) => op.sign.is_some(),
+                    // A node acts for agents only in operations a delegation can scope.
+                    (Place::Node(_), Auth::Agent) => {
+                        op.sign.is_some() && super::sign::op_kind(op.name).is_some()
+                    }
                     (Place::Local(key), Auth::Agent) => key.is_some() && op.sign.is_some(),
                 }
         })
@@ -239,6 +272,7 @@ impl<B: Backend> Server<B> {
                                 &delegate.identity,
                                 &session.delegation,
                             ),
+                            key: None,
                             signup: Ok((*session.signup).clone()),
                             args: &args,
                             node: &*self.backend,
@@ -251,6 +285,7 @@ impl<B: Backend> Server<B> {
             (Auth::Agent, Place::Local(Some(key)), Some(sign)) => {
                 sign(super::SignContext {
                     author: crate::agent::request::Author::agent(&key.identity),
+                    key: Some(key),
                     signup: super::sign::saved_signup(key),
                     args: &args,
                     node: &*self.backend,

@@ -70,16 +70,19 @@ fn sign_for_test(
     })
 }
 
+/// An operation `name` that acts for an agent, signed by [`sign_for_test`].
+fn agent_op(name: &'static str) -> Operation {
+    Operation::post(name, "/v1/test", Group::Leases)
+        .summary("Act for the agent")
+        .input::<ListOffersInput>()
+        .output::<crate::surface::types::Health>()
+        .agent_signed(sign_for_test)
+}
+
 /// The real registry plus one operation that acts for an agent.
 fn ops_with_agent_tool() -> &'static [Operation] {
     let mut ops = operations().to_vec();
-    ops.push(
-        Operation::post("act", "/v1/test", Group::Leases)
-            .summary("Act for the agent")
-            .input::<ListOffersInput>()
-            .output::<crate::surface::types::Health>()
-            .agent_signed(sign_for_test),
-    );
+    ops.push(agent_op("act"));
     Box::leak(ops.into_boxed_slice())
 }
 
@@ -93,11 +96,11 @@ fn delegate() -> Delegate {
 
 fn key() -> AgentKey {
     let mut rng = rand::rng();
-    AgentKey {
-        identity: agora_attest::Identity::generate(&mut rng),
-        path: "/nonexistent".into(),
-        signup: None,
-    }
+    AgentKey::new(
+        agora_attest::Identity::generate(&mut rng),
+        "/nonexistent".into(),
+        None,
+    )
 }
 
 #[test]
@@ -128,7 +131,7 @@ fn tools_are_the_registry_operations_with_object_schemas() {
         .filter(|op| op.sign.is_some())
         .map(|op| op.name)
         .collect();
-    assert_eq!(signed, ["run", "extend", "stop", "exec", "logs"]);
+    assert_eq!(signed, ["signup", "run", "extend", "stop", "exec", "logs"]);
     let run = keyed.tool(find("run").unwrap());
     assert!(run.input_schema["properties"]["command"].is_object());
     assert!(run.input_schema["properties"].get("request").is_none());
@@ -258,33 +261,30 @@ async fn agent_tools_need_a_key_beside_the_agent_and_a_delegation_on_a_node() {
     assert_eq!(body["read_first"], 200);
     assert_eq!(calls.len(), 2, "one read, then the signed call");
     assert_eq!(calls[0].path, "/v1/node");
-    assert!(node_without_token_says_delegation_required(ops).await);
-}
-
-async fn node_without_token_says_delegation_required(ops: &'static [Operation]) -> bool {
-    let node = Server::on_node(Fake::default(), delegate()).with_operations(ops);
-    let tool = node.tool(ops.iter().find(|o| o.name == "act").unwrap());
-    assert!(tool.description.unwrap().contains("delegation"));
+    // On a node, a tool a delegation can scope is listed, and without a token it answers
+    // delegation_required; one no delegation names (here `act`) is not listed at all.
+    let node_ops: &'static [Operation] =
+        Box::leak(vec![agent_op("stop"), agent_op("act")].into_boxed_slice());
+    let node = Server::on_node(Fake::default(), delegate()).with_operations(node_ops);
+    let names: Vec<&str> = node.tool_operations().map(|op| op.name).collect();
+    assert_eq!(names, ["stop"]);
+    assert!(
+        node.tool(&node_ops[0])
+            .description
+            .unwrap()
+            .contains("delegation")
+    );
     assert_eq!(
-        code(&node.call("act", Map::new(), None, None).await),
+        code(&node.call("stop", Map::new(), None, None).await),
         "delegation_required"
     );
-    node.backend.calls.lock().unwrap().is_empty()
+    assert!(node.backend.calls.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn on_a_node_agent_tools_act_only_under_a_token_and_within_its_delegation() {
     use agora_protocol::lease::{Delegation, OpKind};
-    let ops: &'static [Operation] = Box::leak(
-        vec![
-            Operation::post("exec", "/v1/test", Group::Leases)
-                .summary("Act for the agent")
-                .input::<ListOffersInput>()
-                .output::<crate::surface::types::Health>()
-                .agent_signed(sign_for_test),
-        ]
-        .into_boxed_slice(),
-    );
+    let ops: &'static [Operation] = Box::leak(vec![agent_op("exec")].into_boxed_slice());
     let d = delegate();
     let node_id = d.identity.agora_id();
     let node = Server::on_node(
@@ -345,16 +345,27 @@ fn agent_key_loads_with_its_signup_record() {
     let path = dir.path().join("agent.key");
     let identity = agora_attest::Identity::generate(&mut rand::rng());
     agora_attest::keyfile::save(&path, &identity).unwrap();
-    let k = AgentKey::load(&path).unwrap();
+    let k = AgentKey::load(&path, false).unwrap();
     assert_eq!(k.identity.agora_id(), identity.agora_id());
-    assert_eq!(k.signup, None);
+    assert_eq!(k.signup(), None);
     std::fs::write(dir.path().join("agent.key.signup"), "AQ-record\n").unwrap();
     assert_eq!(
-        AgentKey::load(&path).unwrap().signup.as_deref(),
+        AgentKey::load(&path, false).unwrap().signup().as_deref(),
         Some("AQ-record\n")
     );
-    // The key never shows in Debug output; a missing file is a clear error.
+    // A new record is saved beside the key and used at once.
+    k.save_signup("BB-record").unwrap();
+    assert_eq!(k.signup().as_deref(), Some("BB-record"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("agent.key.signup")).unwrap(),
+        "BB-record\n"
+    );
+    // The key never shows in Debug output; a missing file is a clear error, unless asked
+    // to create one.
     assert!(!format!("{k:?}").contains("secret"));
-    let err = AgentKey::load(&dir.path().join("none.key")).unwrap_err();
+    let err = AgentKey::load(&dir.path().join("none.key"), false).unwrap_err();
     assert!(err.contains("none.key"), "{err}");
+    let fresh = AgentKey::load(&dir.path().join("new.key"), true).unwrap();
+    assert_eq!(fresh.signup(), None);
+    assert!(dir.path().join("new.key").exists());
 }
