@@ -4,9 +4,22 @@
 //! run|ps|extend|stop` work end to end with the provider's signatures checked; the final
 //! receipt is signed and the quota charged. Forged, tampered, replayed, stale, over-tier and
 //! unknown-offer requests are refused with stable codes; a killed provider is failed over;
-//! a restarted provider keeps its lease.
+//! a restarted provider keeps its lease. A provider killed mid-lease: a `logs` follow stream
+//! through the gateway ends with `unreachable`, the gateway's view says the provider does
+//! not answer, then (after `provider_lost_after`) that the lease ended with `provider_lost`
+//! (source `gateway`) beside the provider's last signed receipt; the provider, restarted,
+//! wins again with its own signed state.
 //!
-//! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips these tests.
+//! The agent's journey also runs with provider C on the Docker runtime: `agent run
+//! --runtime docker` of an image C offers (busybox, built locally, no registry), `logs`
+//! (and `logs --follow` until the stop), `exec` with output, exit code and standard input,
+//! `files put/get` byte for byte, `extend`, periodic receipts metered from the engine's
+//! statistics, and `stop` with C's final signed receipt.
+//!
+//! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips those tests. The
+//! Docker journey needs an engine: without one it skips, unless `AGORA_REQUIRE_DOCKER` is
+//! set (as `./scripts/test` does under CI); it removes the containers, networks, firewall
+//! rules and image it made, also when it fails.
 
 // Test code: failing loudly is the point.
 #![allow(
@@ -50,11 +63,17 @@ fn provider(dir: &Path, bootstrap: &str) -> NodeProc {
 
 /// [`provider`] with more configuration (whole sections) appended.
 fn provider_with(dir: &Path, bootstrap: &str, extra: &str) -> NodeProc {
+    provider_on(dir, bootstrap, "sandbox", extra)
+}
+
+/// A provider (and gateway) on `runtime` (`sandbox`, `docker`), receipts every 2 s, with
+/// more configuration (whole sections) appended.
+fn provider_on(dir: &Path, bootstrap: &str, runtime: &str, extra: &str) -> NodeProc {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
-        format!("roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"),
+        format!("roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"{runtime}\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"),
     )
     .unwrap();
     NodeProc::start(
@@ -250,8 +269,14 @@ impl Agent {
 
 /// The current offer of `provider` as `node` quotes it: (offer digest, busybox digest).
 fn quoted(node: &NodeProc, provider: &str) -> (Digest, Digest) {
+    quoted_on(node, provider, "sandbox")
+}
+
+/// [`quoted`] for `runtime` (`sandbox`, `docker`).
+fn quoted_on(node: &NodeProc, provider: &str, runtime: &str) -> (Digest, Digest) {
+    let quote = json!({ "runtime": runtime });
     let found = wait_for(WAIT, || {
-        let (status, v) = send(node.http, "POST", "/v1/leases/quote", Some(&json!({})));
+        let (status, v) = send(node.http, "POST", "/v1/leases/quote", Some(&quote));
         assert_eq!(status, 200, "{v}");
         v["offers"]
             .as_array()
@@ -648,6 +673,185 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
     drop(c_dir);
 }
 
+/// A GET whose NDJSON answer is read as it comes: the status (`{"http_status": N}`), then
+/// each JSON line, on the channel until the body ends.
+fn ndjson_lines(addr: SocketAddr, path: &str) -> std::sync::mpsc::Receiver<Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(s)) {
+            let Ok(line) = line else { return };
+            let value = if let Some(status) = line.strip_prefix("HTTP/1.1 ") {
+                json!({ "http_status": status.get(..3).and_then(|c| c.parse::<u16>().ok()) })
+            } else if line.trim().starts_with('{') {
+                serde_json::from_str(line.trim()).unwrap()
+            } else {
+                continue;
+            };
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_provider_that_vanishes_mid_lease_is_reported_lost_by_the_gateway() {
+    use agora_protocol::lease::Op;
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let a = gateway_with(&tmp.path().join("a"), "provider_lost_after = \"3s\"\n");
+    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    leftovers.add(&c);
+    let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
+    let (offer, busybox) = quoted(&a, &c.id);
+    let request = agent.request(
+        vec![Candidate {
+            provider: c.id.parse().unwrap(),
+            offer,
+        }],
+        busybox,
+        &["sh", "-c", "echo started; sleep 600"],
+        |_| {},
+    );
+    let (status, v) = create(&a, &request);
+    assert_eq!(status, 201, "{v}");
+    let lease = v["lease"]["lease"].as_str().unwrap().to_owned();
+
+    // C signs a receipt every 2 s; A shows the latest, with C answering.
+    let running = wait_for(WAIT, || {
+        let v = lease_view(&a, &lease);
+        (v["fresh"] == true && v["receipt"]["seq"].as_u64() >= Some(1)).then_some(v)
+    })
+    .expect("a periodic receipt through A");
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["provider_contact"]["reachable"], true, "{running}");
+
+    // The agent follows the workload's logs through A (a libp2p stream to C).
+    let follow = signed_op(&agent, &c.id, &lease, Op::Logs { follow: true });
+    let logs = ndjson_lines(a.http, &format!("/v1/leases/{lease}/logs?op={follow}"));
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &Value| l["text"].as_str().is_some_and(|t| t.contains("started")))
+    {
+        let line = logs
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("no `started` line ({e}): {seen:?}"));
+        seen.push(line);
+    }
+    assert_eq!(seen[0]["http_status"], 200, "{seen:?}");
+
+    // C vanishes mid-lease: SIGKILL, nothing signed, no withdrawal.
+    c.signal("KILL");
+
+    // The follow stream ends with a stable code, never a clean end.
+    let last = loop {
+        let line = logs
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("the logs stream did not end with an error ({e})"));
+        if matches!(line["type"].as_str(), Some("error" | "end" | "exit")) {
+            break line;
+        }
+    };
+    assert_eq!(last["type"], "error", "{last}");
+    assert_eq!(last["code"], "unreachable", "{last}");
+
+    // A first says C does not answer, the lease still as C last signed it…
+    let silent = wait_for(WAIT, || {
+        let v = lease_view(&a, &lease);
+        (v["provider_contact"]["reachable"] == false).then_some(v)
+    })
+    .expect("A notices that C does not answer");
+    assert_eq!(
+        silent["state"], "running",
+        "within provider_lost_after: {silent}"
+    );
+    assert_eq!(silent["fresh"], false);
+    assert!(
+        silent["provider_contact"]["unreachable_since"].is_string(),
+        "{silent}"
+    );
+    assert!(
+        matches!(
+            silent["provider_contact"]["error"].as_str(),
+            Some("unreachable" | "timeout")
+        ),
+        "{silent}"
+    );
+
+    // …then, after provider_lost_after (3 s), the lease ended by A's own verdict, with C's
+    // last signed receipt still there.
+    let lost = wait_for(WAIT, || {
+        let v = lease_view(&a, &lease);
+        (v["state"] == "ended").then_some(v)
+    })
+    .expect("A gives the lease up");
+    assert_eq!(lost["ended"]["reason"], "provider_lost", "{lost}");
+    assert_eq!(lost["ended"]["source"], "gateway", "{lost}");
+    assert_eq!(lost["ended"]["detail"], Value::Null, "{lost}");
+    assert_eq!(lost["remaining_secs"], 0);
+    assert_eq!(lost["provider_contact"]["reachable"], false);
+    assert_eq!(
+        lost["provider_contact"]["unreachable_since"],
+        silent["provider_contact"]["unreachable_since"],
+        "counted from the first silence"
+    );
+    let receipt: Signed<UsageReceipt> = decode(lost["receipt"]["signed"].as_str().unwrap());
+    assert_eq!(receipt.signer().to_string(), c.id, "C's own receipt");
+    assert_eq!(receipt.body().lease.to_string(), lease);
+    assert!(receipt.body().seq >= 1, "{lost}");
+    assert_eq!(receipt.body().ended, None, "C never signed an end");
+    let (status, list) = send(
+        a.http,
+        "GET",
+        &format!("/v1/leases?agent={}", agent.id()),
+        None,
+    );
+    assert_eq!(status, 200, "{list}");
+    let listed = list["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lease"] == lease.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(listed["ended"]["reason"], "provider_lost", "{listed}");
+
+    // C comes back (its workload outlived it): its signed word wins over A's verdict.
+    let c_dir = c.dir.clone();
+    drop(c);
+    let c = provider(&c_dir, &a.tcp_addr());
+    let back = wait_for(WAIT, || {
+        let v = lease_view(&a, &lease);
+        (v["fresh"] == true).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("A reaches the restarted C; C's log:\n{}", c.log()));
+    assert_eq!(back["state"], "running", "{back}");
+    assert_eq!(back["ended"], Value::Null, "{back}");
+    assert_eq!(back["provider_contact"]["reachable"], true, "{back}");
+    let (ok, stop, err) = agent.cli(&a, &["stop", &lease]);
+    assert!(
+        ok,
+        "agent stop after C's return: {err}\nC's log:\n{}",
+        c.log()
+    );
+    assert_eq!(stop["lease"]["ended"]["reason"], "stopped_by_agent");
+    assert_eq!(stop["lease"]["ended"]["source"], "provider");
+    assert_eq!(stop["verified"], true);
+}
+
 /// `agora --json agent ARGS… --node N --key K` with `input` (if any) on its standard input;
 /// (success, the JSON it printed, stderr).
 fn cli_with_input(
@@ -917,6 +1121,397 @@ fn exec_logs_and_files_stream_through_any_node() {
         (status, v["error"]["code"].as_str()),
         (409, Some("ended")),
         "exec on an ended lease: {v}"
+    );
+}
+
+/// `docker ARGS…`, which must succeed; its trimmed stdout.
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// What a Docker provider leaves on the engine: its workloads' containers (workloads outlive
+/// a killed node by design), its two workload networks with their firewall rules, and the
+/// image the test built for it. Everything is named after one random engine name
+/// (`[runtime.docker] node`, and the offer prefix), so tests never see each other's objects.
+/// Removed on drop, also when the test fails; declare it before the nodes, so it drops after
+/// them.
+struct DockerLeftovers {
+    node: String,
+    tags: Vec<String>,
+}
+
+impl DockerLeftovers {
+    fn new() -> Self {
+        Self {
+            node: format!("j{:08x}", rand::random::<u32>()),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Images tagged under this prefix are the ones the provider offers.
+    fn offer_prefix(&self) -> String {
+        format!("agora-{}/", self.node)
+    }
+
+    /// The provider's `[runtime.docker]` section.
+    fn config(&self) -> String {
+        format!(
+            "\n[runtime.docker]\nnode = \"{}\"\noffer_prefix = \"{}\"\n",
+            self.node,
+            self.offer_prefix()
+        )
+    }
+
+    /// The label filter matching the provider's containers and networks.
+    fn label(&self) -> String {
+        format!("label=agora.node={}", self.node)
+    }
+
+    /// Builds a busybox image (Debian's busybox-static with every applet linked: `sh`, `cat`,
+    /// `tar`, … as the agent's commands and `files` need) without a registry, tagged so the
+    /// provider offers it as `busybox`; its image id, which the provider advertises.
+    fn busybox(&mut self, dir: &Path) -> Digest {
+        let busybox = Path::new("/bin/busybox");
+        assert!(
+            busybox.exists(),
+            "busybox-static is missing (apt-get install busybox-static)"
+        );
+        let root = dir.join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        let list = std::process::Command::new(busybox)
+            .arg("--list")
+            .output()
+            .unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let applet = applet.trim();
+            if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
+                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+            }
+        }
+        let tar = dir.join("busybox.tar");
+        let status = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar of the busybox rootfs");
+        let tag = format!("{}busybox:latest", self.offer_prefix());
+        self.tags.push(tag.clone());
+        docker(&["import", tar.to_str().unwrap(), &tag]);
+        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+        id.strip_prefix("sha256:").unwrap().parse().unwrap()
+    }
+
+    /// The provider's containers (`running` only, or all).
+    fn containers(&self, running: bool) -> Vec<String> {
+        let label = self.label();
+        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", label.as_str()];
+        if !running {
+            args.push("-a");
+        }
+        docker(&args)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for DockerLeftovers {
+    fn drop(&mut self) {
+        let run = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| stdout(&o))
+                .unwrap_or_default()
+        };
+        let label = self.label();
+        for (list, remove) in [
+            (&["ps", "-aq", "--filter"][..], &["rm", "-f", "-v"][..]),
+            (
+                &["network", "ls", "-q", "--filter"][..],
+                &["network", "rm"][..],
+            ),
+        ] {
+            let mut args = list.to_vec();
+            args.push(label.as_str());
+            let found = run(&args);
+            let ids: Vec<&str> = found.split_whitespace().collect();
+            if !ids.is_empty() {
+                run(&[remove, &ids[..]].concat());
+            }
+        }
+        // The network policy's rules on the provider's two workload bridges.
+        for network in [
+            format!("agora-{}-wl", self.node),
+            format!("agora-{}-wl-int", self.node),
+        ] {
+            let script = agora_node::runtime::netpolicy::bridge_remove_script(&network);
+            if let Ok(mut restore) = std::process::Command::new("iptables-restore")
+                .arg("--noflush")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+            {
+                if let Some(mut stdin) = restore.stdin.take() {
+                    let _ = stdin.write_all(script.as_bytes());
+                }
+                let _ = restore.wait();
+            }
+        }
+        for tag in &self.tags {
+            run(&["rmi", "-f", tag]);
+        }
+    }
+}
+
+#[test]
+fn the_journey_runs_on_docker_too() {
+    if !agora_tests::require_docker("the_journey_runs_on_docker_too") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut engine = DockerLeftovers::new();
+    let image = engine.busybox(tmp.path());
+    let a = gateway(&tmp.path().join("a"));
+    let c = provider_on(
+        &tmp.path().join("c"),
+        &a.tcp_addr(),
+        "docker",
+        &engine.config(),
+    );
+    let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
+    let (_, offered) = quoted_on(&a, &c.id, "docker");
+    assert_eq!(offered, image, "C offers the image built here");
+    let ready = started.elapsed();
+
+    // A long-lived workload on C's Docker runtime, chosen through A.
+    let (ok, run, err) = agent.cli(
+        &a,
+        &[
+            "run",
+            "--runtime",
+            "docker",
+            "--lifetime",
+            "5m",
+            "--",
+            "sh",
+            "-c",
+            "echo started; echo warming >&2; sleep 200",
+        ],
+    );
+    assert!(ok, "agent run: {err}\nC's log:\n{}", c.log());
+    assert_eq!(run["verified"], true);
+    assert_eq!(run["lease"]["provider"], c.id.as_str());
+    let lease = run["lease"]["lease"].as_str().unwrap().to_owned();
+    let grant: Signed<LeaseGrant> = decode(run["lease"]["grant"].as_str().unwrap());
+    assert_eq!(grant.signer().to_string(), c.id);
+    assert_eq!(
+        engine.containers(true).len(),
+        1,
+        "the workload is a running container of C's"
+    );
+
+    // Logs followed from now on, until the workload ends (read after the stop below).
+    let follower = agora(&agent.home)
+        .args(["--json", "agent", "logs", &lease, "--follow", "--node"])
+        .arg(format!("http://{}", a.http))
+        .arg("--key")
+        .arg(&agent.key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Logs: the workload's own output so far, both streams.
+    let lines = wait_for(WAIT, || {
+        let logs = agora(&agent.home)
+            .args(["--json", "agent", "logs", &lease, "--node"])
+            .arg(format!("http://{}", a.http))
+            .arg("--key")
+            .arg(&agent.key)
+            .output()
+            .unwrap();
+        assert!(
+            logs.status.success(),
+            "agent logs: {} {}\nC's log:\n{}\nA's log:\n{}",
+            stderr(&logs),
+            stdout(&logs),
+            c.log(),
+            a.log()
+        );
+        let lines: Vec<Value> = stdout(&logs)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let has =
+            |kind: &str, text: &str| lines.iter().any(|l| l["type"] == kind && l["text"] == text);
+        (has("stdout", "started\n") && has("stderr", "warming\n")).then_some(lines)
+    })
+    .expect("the workload's output in its logs");
+    assert_eq!(lines.last().unwrap()["type"], "end");
+
+    // Exec: output on both streams and the exit code; standard input comes back whole.
+    let (ok, out, err) = agent.cli(
+        &a,
+        &[
+            "exec",
+            &lease,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
+    assert!(!ok, "exit code 7 is a failure: {err}");
+    assert_eq!(out["exit_code"], 7, "{out} {err}");
+    assert_eq!(out["stdout"], "out\n");
+    assert_eq!(out["stderr"], "err\n");
+    let input: Vec<u8> = (0..600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (ok, out, err) = cli_with_input(
+        &agent,
+        &a,
+        &["exec", &lease, "-i", "--", "cat"],
+        Some(&input[..]),
+    );
+    assert!(ok, "exec -i cat: {err}");
+    assert_eq!(out["exit_code"], 0);
+    assert_eq!(out["stdout"].as_str().unwrap().as_bytes(), &input[..]);
+
+    // Files: a directory up into the workload's /tmp, read inside, and down again.
+    let up = tmp.path().join("up");
+    std::fs::create_dir_all(up.join("sub")).unwrap();
+    std::fs::write(up.join("a.txt"), "hello files\n").unwrap();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(up.join("sub/blob.bin"), &blob).unwrap();
+    let (ok, put, err) = agent.cli(
+        &a,
+        &[
+            "files",
+            "put",
+            &lease,
+            up.to_str().unwrap(),
+            "--to",
+            "/tmp/in",
+        ],
+    );
+    assert!(ok, "files put: {err} {put}");
+    assert!(put["bytes"].as_u64().unwrap() > 300_000, "{put}");
+    let (ok, out, err) = agent.cli(&a, &["exec", &lease, "--", "cat", "/tmp/in/up/a.txt"]);
+    assert!(ok, "{err}");
+    assert_eq!(out["stdout"], "hello files\n");
+    let down = tmp.path().join("down");
+    let (ok, got, err) = agent.cli(
+        &a,
+        &[
+            "files",
+            "get",
+            &lease,
+            "/tmp/in/up",
+            "--to",
+            down.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "files get: {err} {got}");
+    assert_eq!(std::fs::read(down.join("up/sub/blob.bin")).unwrap(), blob);
+    assert_eq!(
+        std::fs::read_to_string(down.join("up/a.txt")).unwrap(),
+        "hello files\n"
+    );
+
+    // Extend: a grant re-signed by C, later by exactly the extension.
+    let (ok, ext, err) = agent.cli(&a, &["extend", &lease[..12], "600"]);
+    assert!(ok, "agent extend: {err}");
+    assert_eq!(ext["verified"], true);
+    let extended: Signed<LeaseGrant> = decode(ext["lease"]["grant"].as_str().unwrap());
+    assert_eq!(extended.signer().to_string(), c.id);
+    assert_eq!(
+        extended.body().expires_at,
+        grant
+            .body()
+            .expires_at
+            .saturating_add(Duration::from_secs(600))
+    );
+
+    // Receipts while it runs, metered from the engine's statistics.
+    let running = wait_for(WAIT, || {
+        let v = lease_view(&a, &lease);
+        (v["receipt"]["seq"].as_u64() >= Some(1)).then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no periodic receipt (every 2 s); the lease at A: {}\nC's log:\n{}",
+            lease_view(&a, &lease),
+            c.log()
+        )
+    });
+    assert_eq!(running["state"], "running", "{running}");
+
+    // Stop: C's final signed receipt, and the container no longer runs.
+    let (ok, stop, err) = agent.cli(&a, &["stop", &lease]);
+    assert!(ok, "agent stop: {err}\nC's log:\n{}", c.log());
+    assert_eq!(stop["verified"], true);
+    assert_eq!(stop["lease"]["state"], "ended");
+    assert_eq!(stop["lease"]["ended"]["reason"], "stopped_by_agent");
+    let last: Signed<UsageReceipt> = decode(stop["lease"]["receipt"]["signed"].as_str().unwrap());
+    assert_eq!(last.signer().to_string(), c.id, "the final receipt is C's");
+    assert_eq!(last.body().lease.to_string(), lease);
+    assert_eq!(
+        last.body().ended,
+        Some(agora_protocol::workload::TerminationReason::StoppedByAgent)
+    );
+    let body = last.body();
+    let secs = body.to.saturating_duration_since(body.from).as_secs();
+    assert!(secs >= 2 && body.seq >= 2, "{body:?}");
+    assert_eq!(body.total_micro, body.price_per_sec * secs, "{body:?}");
+    assert!(
+        body.cpu_ms > 0,
+        "the container's CPU time is metered: {body:?}"
+    );
+    assert!(engine.containers(true).is_empty(), "the container stopped");
+
+    // The followed logs ended with the workload, after its output.
+    let mut follower = follower;
+    let done = wait_for(WAIT, || follower.try_wait().unwrap());
+    if done.is_none() {
+        let _ = follower.kill();
+    }
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "agent logs --follow: {} {}\nC's log:\n{}",
+        stderr(&out),
+        stdout(&out),
+        c.log()
+    );
+    let followed: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        followed
+            .iter()
+            .any(|l| l["type"] == "stdout" && l["text"] == "started\n"),
+        "{followed:?}"
+    );
+    assert_eq!(followed.last().unwrap()["type"], "end", "{followed:?}");
+    eprintln!(
+        "docker journey: {} ms in all ({} ms to C's first offer at A)",
+        started.elapsed().as_millis(),
+        ready.as_millis()
     );
 }
 

@@ -8,6 +8,8 @@
 //!   (`idle_timeout`). Activity is CPU used inside the workload (any process, including
 //!   exec'd ones) or traffic reported through [`Supervisor::touch`] (tunnels); API calls
 //!   alone are not activity. Ended workloads keep their logs for `retention`, then go.
+//!   It leaves alone a workload whose launch is under way: recorded, but not yet known to
+//!   its runtime (a Docker create takes a while), it is not "lost".
 //! - On node start, [`Supervisor::reconcile`] compares records with what each runtime
 //!   really holds: wanted workloads still running are adopted, ones that ended meanwhile
 //!   get their reason recorded, and anything without a record (an orphan) is removed, so
@@ -15,7 +17,7 @@
 //!
 //! Time is passed in (`now`), so the reaper is tested without sleeping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +98,33 @@ pub struct Supervisor {
     runtimes: BTreeMap<Isolation, Arc<dyn Runtime>>,
     config: SupervisorConfig,
     records: Mutex<BTreeMap<WorkloadId, WorkloadRecord>>,
+    /// Workloads [`Supervisor::launch`] is creating and starting right now: recorded, but
+    /// their runtime may not know them yet, so the reaper leaves them alone.
+    launching: Mutex<BTreeSet<WorkloadId>>,
+}
+
+/// Marks a workload as launching until dropped (also when the launch is cancelled).
+struct Launching<'a> {
+    set: &'a Mutex<BTreeSet<WorkloadId>>,
+    id: WorkloadId,
+}
+
+impl<'a> Launching<'a> {
+    fn new(set: &'a Mutex<BTreeSet<WorkloadId>>, id: WorkloadId) -> Self {
+        set.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        Self { set, id }
+    }
+}
+
+impl Drop for Launching<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -129,6 +158,7 @@ impl Supervisor {
             runtimes: runtimes.into_iter().map(|r| (r.isolation(), r)).collect(),
             config,
             records: Mutex::new(records),
+            launching: Mutex::default(),
         })
     }
 
@@ -167,6 +197,14 @@ impl Supervisor {
         self.table().get(id).cloned()
     }
 
+    /// Whether [`Supervisor::launch`] is creating or starting `id` right now.
+    fn is_launching(&self, id: &WorkloadId) -> bool {
+        self.launching
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
     /// Every record, by id.
     pub fn records(&self) -> Vec<WorkloadRecord> {
         self.table().values().cloned().collect()
@@ -188,6 +226,7 @@ impl Supervisor {
         if self.table().contains_key(&id) {
             return Err(RuntimeError::AlreadyExists(id).into());
         }
+        let _launching = Launching::new(&self.launching, id.clone());
         let mut record = WorkloadRecord {
             id: id.clone(),
             isolation,
@@ -285,6 +324,10 @@ impl Supervisor {
                 {
                     tracing::warn!(workload = %id, error = %e, "cannot remove ended workload");
                 }
+                continue;
+            }
+            if self.is_launching(&id) {
+                // Its runtime may not know it yet: "not found" would be no news.
                 continue;
             }
             match runtime.state(&id).await {
@@ -438,5 +481,137 @@ impl Supervisor {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use agora_protocol::Digest;
+    use agora_protocol::offer::ImageRef;
+    use futures::stream::BoxStream;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::runtime::{ByteStream, ExecRequest, ExecSession, OutputChunk, Stats, WorkloadInfo};
+    use crate::store::MemStore;
+
+    /// A runtime whose `create` takes as long as the test wants: the workload exists (for
+    /// `state`) only once `create` returns.
+    #[derive(Default)]
+    struct Slow {
+        entered: Notify,
+        release: Notify,
+        created: AtomicBool,
+        started: AtomicBool,
+    }
+
+    fn unsupported<T>() -> Result<T, RuntimeError> {
+        Err(RuntimeError::Unsupported("slow".into()))
+    }
+
+    #[async_trait::async_trait]
+    impl Runtime for Slow {
+        fn isolation(&self) -> Isolation {
+            Isolation::Docker
+        }
+        async fn images(&self) -> Result<Vec<ImageRef>, RuntimeError> {
+            Ok(Vec::new())
+        }
+        async fn import_image(
+            &self,
+            _: &std::path::Path,
+            _: &Digest,
+            _: u64,
+        ) -> Result<(), RuntimeError> {
+            unsupported()
+        }
+        async fn create(&self, _: &WorkloadId, _: &WorkloadSpec) -> Result<(), RuntimeError> {
+            self.entered.notify_one();
+            self.release.notified().await;
+            self.created.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn start(&self, _: &WorkloadId) -> Result<(), RuntimeError> {
+            self.started.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn exec(&self, _: &WorkloadId, _: ExecRequest) -> Result<ExecSession, RuntimeError> {
+            unsupported()
+        }
+        async fn logs(
+            &self,
+            _: &WorkloadId,
+            _: bool,
+        ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, RuntimeError> {
+            unsupported()
+        }
+        async fn stats(&self, _: &WorkloadId) -> Result<Stats, RuntimeError> {
+            Ok(Stats::default())
+        }
+        async fn state(&self, id: &WorkloadId) -> Result<WorkloadState, RuntimeError> {
+            if !self.created.load(Ordering::SeqCst) {
+                return Err(RuntimeError::NotFound(id.clone()));
+            }
+            Ok(if self.started.load(Ordering::SeqCst) {
+                WorkloadState::Running
+            } else {
+                WorkloadState::Created
+            })
+        }
+        async fn stop(
+            &self,
+            _: &WorkloadId,
+            reason: TerminationReason,
+            _: Duration,
+        ) -> Result<TerminationReason, RuntimeError> {
+            Ok(reason)
+        }
+        async fn remove(&self, _: &WorkloadId) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+        async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
+            Ok(Vec::new())
+        }
+        async fn connect(
+            &self,
+            _: &WorkloadId,
+            _: u16,
+        ) -> Result<Box<dyn ByteStream>, RuntimeError> {
+            unsupported()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reaper_leaves_a_workload_being_launched_alone() {
+        let slow = Arc::new(Slow::default());
+        let runtime: Arc<dyn Runtime> = slow.clone();
+        let sup = Arc::new(
+            Supervisor::new(
+                Arc::new(MemStore::new()),
+                vec![runtime],
+                SupervisorConfig::default(),
+            )
+            .unwrap(),
+        );
+        let id = WorkloadId::random();
+        let now = Timestamp::from_unix_millis(1_000_000);
+        let spec = WorkloadSpec::example(Digest::of(b"busybox"), &["sleep", "60"]);
+        let launch = tokio::spawn({
+            let (sup, id) = (sup.clone(), id.clone());
+            async move { sup.launch(id, Isolation::Docker, spec, now).await }
+        });
+        // Recorded, its create under way and the runtime not knowing it yet: a reaper pass
+        // now must not take it for lost.
+        slow.entered.notified().await;
+        assert!(sup.record(&id).is_some());
+        assert!(sup.tick(now).await.is_empty());
+        assert_eq!(sup.record(&id).unwrap().ended, None);
+        slow.release.notify_one();
+        launch.await.unwrap().unwrap();
+        assert!(sup.tick(now).await.is_empty());
+        assert_eq!(sup.record(&id).unwrap().ended, None);
+        assert!(!sup.is_launching(&id));
     }
 }
