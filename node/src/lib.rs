@@ -26,3 +26,4 @@ pub mod net;
 pub mod runtime;
 pub mod store;
 pub mod surface;
+pub mod tunnel;

@@ -18,6 +18,7 @@ mod id;
 mod mcp;
 mod node;
 mod offers;
+mod tunnel;
 
 /// Exit code for errors (bad input, I/O).
 pub const EXIT_ERROR: u8 = 1;
@@ -89,6 +90,9 @@ enum Command {
     /// As an agent's owner: list or watch the lease requests waiting for your approval.
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
+    /// Forward local TCP ports to a lease's workload ports over the provider's QUIC tunnel
+    /// (`-L [BIND:]LOCAL:REMOTE`, repeatable); runs until interrupted.
+    Tunnel(Box<tunnel::TunnelArgs>),
 }
 
 /// Sets up `tracing` to stderr; a bad filter falls back to `warn` with a notice.
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(cmd) => agent::run(cmd, &cli.global),
         Command::Approve(args) => approvals::approve(&args, &cli.global),
         Command::Approvals(cmd) => approvals::run(&cmd, &cli.global),
+        Command::Tunnel(args) => tunnel::run(&args, &cli.global),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod network;
 pub mod peers;
 pub mod provider;
 pub mod shared;
+pub mod tunnel;
 pub mod workloads;
 
 pub use network::{NetCommand, split_peer};
@@ -288,6 +289,13 @@ impl RunningNode {
                     runtimes.supervisor.clone(),
                 )?;
                 gateway.set_local(leases.clone());
+                let tunnels = tunnel::start(
+                    &config,
+                    p,
+                    &identity,
+                    leases.clone(),
+                    stop_reaper.subscribe(),
+                );
                 match streams.clone().accept(net::LEASE_STREAM_PROTOCOL) {
                     Ok(incoming) => {
                         use futures::StreamExt as _;
@@ -311,13 +319,17 @@ impl RunningNode {
                         .run(Duration::from_secs(1), stop_reaper.subscribe())
                         .instrument(info_span!("leases")),
                 ));
-                let adv = provider::Advertiser::new(
+                let mut adv = provider::Advertiser::new(
                     identity.clone(),
                     config.clone(),
                     p.clone(),
                     store_dyn.clone(),
                     runtimes.available,
                 )?;
+                if let Some(t) = tunnels {
+                    adv.set_tunnel_endpoints(t.endpoints);
+                    tasks.push(t.task);
+                }
                 let (tx, rx) = mpsc::channel(8);
                 tasks.push(tokio::spawn(
                     run_provider(adv, shared.clone(), net_tx.clone(), rx)

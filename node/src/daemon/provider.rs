@@ -40,6 +40,8 @@ pub struct Advertiser {
     available: BTreeMap<Isolation, Vec<ImageRef>>,
     last_seq: u64,
     current: Option<Signed<Offer>>,
+    /// The QUIC tunnel endpoints offers list.
+    tunnel_endpoints: Vec<String>,
 }
 
 impl std::fmt::Debug for Advertiser {
@@ -75,6 +77,7 @@ impl Advertiser {
             available,
             last_seq,
             current: None,
+            tunnel_endpoints: Vec::new(),
         })
     }
 
@@ -108,10 +111,18 @@ impl Advertiser {
             now,
             &self.node,
             &self.available,
-            Vec::new(),
+            self.tunnel_endpoints.clone(),
         )?;
         self.current = Some(offer.clone());
         Ok(Some(offer))
+    }
+
+    /// Sets the tunnel endpoints (`ip:port`) the next offers list.
+    pub fn set_tunnel_endpoints(&mut self, endpoints: Vec<String>) {
+        if endpoints != self.tunnel_endpoints {
+            self.tunnel_endpoints = endpoints;
+            self.current = None;
+        }
     }
 
     /// Applies a new provider configuration; returns whether it changed what is sold (the

@@ -498,6 +498,16 @@ impl Provider {
             .map_err(|e| refusal(RefusalCode::Unavailable, e.to_string()))
     }
 
+    /// The workload of `lease` if it runs here and is not past its expiry at `now`: what a
+    /// tunnel stream may reach (checked again while the stream is piped).
+    pub fn live_workload(&self, lease: &LeaseId, now: Timestamp) -> Option<WorkloadId> {
+        self.state()
+            .leases
+            .get(lease)
+            .filter(|l| l.phase == Phase::Running && now < l.active.expires_at)
+            .map(|l| l.workload.clone())
+    }
+
     /// Counts a streamed operation's traffic as the workload's activity (idle timeout).
     pub fn touch(&self, workload: &WorkloadId, now: Timestamp) {
         self.supervisor.touch(workload, now);

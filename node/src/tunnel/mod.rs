@@ -1,0 +1,56 @@
+//! QUIC tunnels: an agent reaches its own workload's ports directly, authenticated end to
+//! end with raw ed25519 keys.
+//!
+//! ```text
+//! agent: agora tunnel -L 127.0.0.1:9000:8080 ─ TCP accept ─▶ client::Dialer (QUIC, ALPN
+//!   agora-tunnel/1, client cert = agent key, server key pinned to the grant's provider)
+//!   ─ one bidi stream per TCP connection: wire::Header (token + port) ─▶
+//! provider: server::Server on UDP tunnel_port ─▶ access::check ─▶ runtime.connect(port)
+//!   ─▶ pipe (both ways, half-close, bytes counted in meter::Meter per lease)
+//! ```
+//!
+//! - [`tls`]: self-signed certificates over the node's (or agent's) identity key and the
+//!   verifiers that check the handshake signature and pin keys.
+//! - [`wire`]: the stream header and the provider's answer (stable refusal codes).
+//! - [`access`]: the checks (token signed by this provider, for the client's key, lease
+//!   live, port allowed), pure.
+//! - [`pipe`]: copying both ways with backpressure and half-close.
+//! - [`meter`]: per-lease byte counters (for usage receipts).
+//! - [`server`]: the provider's endpoint; [`client`]: the agent's dialer and forwards.
+
+use std::net::SocketAddr;
+
+pub mod access;
+pub mod client;
+pub mod meter;
+pub mod pipe;
+pub mod server;
+pub mod tls;
+pub mod wire;
+
+pub use client::{Dialer, OpenError};
+pub use meter::{Meter, Traffic};
+pub use server::Server;
+pub use wire::Code;
+
+/// The ALPN protocol of tunnel connections.
+pub const ALPN: &[u8] = b"agora-tunnel/1";
+
+/// A tunnel endpoint or dialer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// TLS could not be configured.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind the tunnel endpoint on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A limit or address is invalid.
+    #[error("invalid tunnel configuration: {0}")]
+    Config(String),
+}
