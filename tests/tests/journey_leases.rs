@@ -2,8 +2,9 @@
 //! processes on 127.0.0.1: an agent signs up at gateway A and gets a lease at provider C
 //! (the embedded sandbox) through A; the workload's exit is visible through A; `agora agent
 //! run|ps|extend|stop` work end to end with the provider's signatures checked; the final
-//! receipt is signed and the quota charged. Forged, tampered, replayed, stale, over-tier and
-//! unknown-offer requests are refused with stable codes; a killed provider is failed over;
+//! receipt is signed and the quota charged. Forged, tampered, replayed, stale, over-tier,
+//! over-quota and unknown-offer requests are refused with stable codes; a killed provider
+//! is failed over;
 //! a restarted provider keeps its lease. A provider killed mid-lease: a `logs` follow stream
 //! through the gateway ends with `unreachable`, the gateway's view says the provider does
 //! not answer, then (after `provider_lost_after`) that the lease ended with `provider_lost`
@@ -528,6 +529,21 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (409, Some("tier_limit")),
+        "{v}"
+    );
+    // Over the spending limit with no owner to approve: the contained tier's 10 credits do
+    // not cover 72 h of 1 vCPU and 1 GiB at C's prices (about 28.5 credits).
+    let (status, v) = create(
+        &a,
+        &agent.request(at_c(offer), busybox, &["true"], |r| {
+            r.spec.resources.vcpu_milli = 1000;
+            r.spec.resources.memory_mib = 1024;
+            r.spec.lifetime_secs = 72 * 3600;
+        }),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("quota")),
         "{v}"
     );
     // A stale request.
