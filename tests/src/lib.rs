@@ -4,6 +4,7 @@
 //! (and if needed building) the `agora` binary, and running it with a private home.
 
 pub mod docker_net;
+pub mod leftovers;
 pub mod netns;
 pub mod node;
 pub mod python;

@@ -41,6 +41,7 @@ use agora_protocol::offer::Isolation;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::WorkloadSpec;
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind, Timestamp};
+use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, http_json, wait_for};
 use agora_tests::{agora, stderr, stdout};
 use base64::Engine as _;
@@ -106,75 +107,9 @@ fn gateway_with(dir: &Path, extra: &str) -> NodeProc {
     NodeProc::start(dir, &["--config".to_owned(), config.display().to_string()])
 }
 
-/// What the providers' sandboxes leave once their nodes are killed (workloads outlive a
-/// node by design, and ended ones keep their scratch mount and cgroup for the retention):
-/// unmounted and removed on drop. Declare it before the nodes, so it drops after them.
-struct Leftovers {
-    root: PathBuf,
-    cgroup_parents: Vec<String>,
-}
-
-impl Leftovers {
-    fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_owned(),
-            cgroup_parents: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, node: &NodeProc) {
-        self.cgroup_parents
-            .push(agora_node::daemon::workloads::default_cgroup_parent(
-                &node.id.parse().unwrap(),
-            ));
-    }
-}
-
-fn remove_cgroup(dir: &Path) {
-    // A workload a failed test left running.
-    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .split_whitespace()
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", pid])
-            .status();
-    }
-    if let Ok(children) = std::fs::read_dir(dir) {
-        for c in children.flatten() {
-            if c.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&c.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let root = self.root.display().to_string();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&root))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = std::process::Command::new("umount")
-                .args(["-l", p])
-                .status();
-        }
-        let controllers: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        for parent in &self.cgroup_parents {
-            remove_cgroup(&Path::new("/sys/fs/cgroup").join(parent));
-            for c in &controllers {
-                remove_cgroup(&c.join(parent));
-            }
-        }
-    }
+/// The cgroup parent of provider `node`'s sandboxes (for [`Leftovers::add`]).
+fn cgroup_parent(node: &NodeProc) -> String {
+    agora_node::daemon::workloads::default_cgroup_parent(&node.id.parse().unwrap())
 }
 
 /// One HTTP/1.1 request with a JSON body; the status and JSON answer.
@@ -338,7 +273,7 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
     let mut leftovers = Leftovers::new(tmp.path());
     let a = gateway(&tmp.path().join("a"));
     let c = provider(&tmp.path().join("c"), &a.tcp_addr());
-    leftovers.add(&c);
+    leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     let (offer, busybox) = quoted(&a, &c.id);
     let at_c = |offer| {
@@ -629,8 +564,8 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
     let a = gateway(&tmp.path().join("a"));
     let c = provider(&tmp.path().join("c"), &a.tcp_addr());
     let d = provider(&tmp.path().join("d"), &a.tcp_addr());
-    leftovers.add(&c);
-    leftovers.add(&d);
+    leftovers.add(cgroup_parent(&c));
+    leftovers.add(cgroup_parent(&d));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     let (c_offer, busybox) = quoted(&a, &c.id);
     let (d_offer, _) = quoted(&a, &d.id);
@@ -729,7 +664,7 @@ fn a_provider_that_vanishes_mid_lease_is_reported_lost_by_the_gateway() {
     let mut leftovers = Leftovers::new(tmp.path());
     let a = gateway_with(&tmp.path().join("a"), "provider_lost_after = \"3s\"\n");
     let c = provider(&tmp.path().join("c"), &a.tcp_addr());
-    leftovers.add(&c);
+    leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     let (offer, busybox) = quoted(&a, &c.id);
     let request = agent.request(
@@ -933,7 +868,7 @@ fn exec_logs_and_files_stream_through_any_node() {
     let mut leftovers = Leftovers::new(tmp.path());
     let a = gateway(&tmp.path().join("a"));
     let c = provider(&tmp.path().join("c"), &a.tcp_addr());
-    leftovers.add(&c);
+    leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     quoted(&a, &c.id);
     let (ok, run, err) = agent.cli(
@@ -1616,7 +1551,7 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
         &format!("{trust}\n[approvals]\ntimeout = \"6s\"\nwebhook = \"{hook_url}\"\n"),
     );
     let c = provider_with(&tmp.path().join("c"), &a.tcp_addr(), &trust);
-    leftovers.add(&c);
+    leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up_with(&home, &a, &["--credential", cred.to_str().unwrap()]);
     quoted(&a, &c.id);
 

@@ -18,7 +18,7 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use agora_node::tunnel::wire::Header;
 use agora_node::tunnel::{Code, Dialer, OpenError};
 use agora_protocol::lease::Capability;
 use agora_protocol::{AgoraId, Signed, Timestamp};
+use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, wait_for};
 use agora_tests::{agora, stderr, stdout};
 use base64::Engine as _;
@@ -35,75 +36,9 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// What the providers' sandboxes leave once their nodes are killed (workloads outlive a
-/// node by design, and ended ones keep their scratch mount and cgroup for the retention):
-/// unmounted and removed on drop. Declare it before the nodes, so it drops after them.
-struct Leftovers {
-    root: PathBuf,
-    cgroup_parents: Vec<String>,
-}
-
-impl Leftovers {
-    fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_owned(),
-            cgroup_parents: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, node: &NodeProc) {
-        self.cgroup_parents
-            .push(agora_node::daemon::workloads::default_cgroup_parent(
-                &node.id.parse().unwrap(),
-            ));
-    }
-}
-
-fn remove_cgroup(dir: &Path) {
-    // A workload a failed test left running.
-    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .split_whitespace()
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", pid])
-            .status();
-    }
-    if let Ok(children) = std::fs::read_dir(dir) {
-        for c in children.flatten() {
-            if c.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&c.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let root = self.root.display().to_string();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&root))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = std::process::Command::new("umount")
-                .args(["-l", p])
-                .status();
-        }
-        let controllers: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        for parent in &self.cgroup_parents {
-            remove_cgroup(&Path::new("/sys/fs/cgroup").join(parent));
-            for c in &controllers {
-                remove_cgroup(&c.join(parent));
-            }
-        }
-    }
+/// The cgroup parent of provider `node`'s sandboxes (for [`Leftovers::add`]).
+fn cgroup_parent(node: &NodeProc) -> String {
+    agora_node::daemon::workloads::default_cgroup_parent(&node.id.parse().unwrap())
 }
 
 fn free_udp_port() -> u16 {
@@ -235,7 +170,7 @@ fn a_workload_port_is_reached_through_a_tunnel_and_only_by_its_agent() {
     let a = gateway(&tmp.path().join("a"));
     let tunnel_port = free_udp_port();
     let c = provider(&tmp.path().join("c"), &a.tcp_addr(), tunnel_port);
-    leftovers.add(&c);
+    leftovers.add(cgroup_parent(&c));
     let home = tmp.path().join("agent");
     std::fs::create_dir_all(&home).unwrap();
     let out = agora(&home)
