@@ -21,7 +21,12 @@ use agora_protocol::lease::{
 use agora_protocol::offer::{
     Capacity, Gpu, ImageRef, Isolation, NetworkPolicy, Prices, RuntimeOffer,
 };
+use agora_protocol::service::{
+    GRANT_ID_LEN, GrantId, ServiceGossip, ServiceGrant, ServiceKind, ServiceRecord,
+    ServiceWithdrawal,
+};
 use agora_protocol::signup::{MAX_POW_BITS, ProofOfWork, SignupRecord};
+use agora_protocol::tunnel::Header;
 use agora_protocol::workload::{
     ImageSource, MAX_PORTS, NetworkRequest, PortSpec, TerminationReason, Transport, WorkloadSpec,
 };
@@ -253,6 +258,7 @@ const PROVIDER: u8 = 2;
 const DELEGATE: u8 = 3;
 const SIGNUP_NODE: u8 = 4;
 const OWNER: u8 = 9;
+const GRANTEE: u8 = 11;
 
 /// Seconds after 2027-01-15 (1_800_000_000 s), a typical "now".
 fn t(secs: u64) -> Timestamp {
@@ -505,6 +511,8 @@ fn receipt(seq: u32, ended: Option<TerminationReason>) -> UsageReceipt {
         cpu_ms: 1200,
         memory_mib_secs: 600,
         egress_bytes: 4096,
+        tunnel_in_bytes: 512,
+        tunnel_out_bytes: 2048,
         price_per_sec: 10,
         total_micro: 600,
         ended,
@@ -789,6 +797,8 @@ fn lease_seeds(w: &mut Writer) -> Res<()> {
     extreme.cpu_ms = u64::MAX;
     extreme.memory_mib_secs = u64::MAX;
     extreme.egress_bytes = u64::MAX;
+    extreme.tunnel_in_bytes = u64::MAX;
+    extreme.tunnel_out_bytes = u64::MAX;
     extreme.price_per_sec = u64::MAX;
     extreme.total_micro = u64::MAX;
     w.put(
@@ -886,6 +896,108 @@ fn lease_seeds(w: &mut Writer) -> Res<()> {
         "stream_frames",
         "open-empty",
         &stream(&[], b"", &[StreamFrame::End])?,
+    )?;
+    Ok(())
+}
+
+/// An owner's grant for `ports` of `lease` to `GRANTEE`.
+fn service_grant(lease: Digest, ports: Vec<u16>) -> Res<Signed<ServiceGrant>> {
+    Ok(Signed::sign(
+        ServiceGrant {
+            owner: id(AGENT),
+            lease,
+            provider: id(PROVIDER),
+            grantee: id(GRANTEE),
+            ports,
+            id: GrantId([0x5a; GRANT_ID_LEN]),
+            issued_at: t(10),
+            expires_at: t(3000),
+        },
+        &key(AGENT),
+    )?)
+}
+
+/// The agent's record of `port` of `lease` (capability for `ports`).
+fn service_record(lease: Digest, ports: Vec<u16>, port: u16, max: bool) -> Res<ServiceRecord> {
+    Ok(ServiceRecord {
+        owner: id(AGENT),
+        lease,
+        provider: id(PROVIDER),
+        port,
+        name: if max { "n".repeat(64) } else { "weather".into() },
+        kind: if max { ServiceKind::Tcp } else { ServiceKind::Mcp },
+        description: if max {
+            "d".repeat(280)
+        } else {
+            "forecasts by city".into()
+        },
+        tunnel_endpoints: if max {
+            vec!["e".repeat(128); 8]
+        } else {
+            vec!["127.0.0.1:7000".into()]
+        },
+        capability: capability(lease, ports, t(3600))?,
+        seq: if max { u64::MAX } else { 1_700_000_000_000 },
+        issued_at: t(100),
+        expires_at: t(3600),
+    })
+}
+
+/// Tunnel headers (with and without a grant), service gossip and grants.
+fn service_seeds(w: &mut Writer) -> Res<()> {
+    let lease = Digest::of(b"lease");
+    let all_ports: Vec<u16> = (1..=u16::try_from(MAX_PORTS)?).map(|p| 8000 + p).collect();
+    let cap = capability(lease, vec![8080], t(3600))?;
+    let cap_max = capability(lease, all_ports.clone(), t(3600))?;
+    let g = service_grant(lease, vec![8080])?;
+    let g_max = service_grant(lease, all_ports.clone())?;
+    w.put("signed_service_grant", "typical", g.as_bytes())?;
+    w.put("signed_service_grant", "max-ports", g_max.as_bytes())?;
+
+    let body = |h: Header| -> Res<Vec<u8>> { Ok(h.encode()?.split_off(2)) };
+    w.put(
+        "tunnel_header",
+        "agent",
+        &body(Header::new(8080, cap.as_bytes().to_vec()))?,
+    )?;
+    w.put("tunnel_header", "empty-token", &body(Header::new(0, Vec::new()))?)?;
+    let granted = |token: &Signed<Capability>, grant: &[u8]| Header {
+        grant: Some(grant.to_vec()),
+        ..Header::new(8080, token.as_bytes().to_vec())
+    };
+    w.put("tunnel_header", "grantee", &body(granted(&cap, g.as_bytes()))?)?;
+    w.put(
+        "tunnel_header",
+        "grantee-max",
+        &body(granted(&cap_max, g_max.as_bytes()))?,
+    )?;
+    w.put("tunnel_header", "grant-garbage", &body(granted(&cap, &[7]))?)?;
+
+    let typical = Signed::sign(service_record(lease, vec![8080], 8080, false)?, &key(AGENT))?;
+    let max = Signed::sign(
+        service_record(lease, all_ports.clone(), 8016, true)?,
+        &key(AGENT),
+    )?;
+    w.put(
+        "service_gossip",
+        "record",
+        &ServiceGossip::Record(typical).encode(),
+    )?;
+    w.put("service_gossip", "record-max", &ServiceGossip::Record(max).encode())?;
+    let withdrawal = Signed::sign(
+        ServiceWithdrawal {
+            owner: id(AGENT),
+            lease,
+            port: 8080,
+            seq: 7,
+            issued_at: t(200),
+        },
+        &key(AGENT),
+    )?;
+    w.put(
+        "service_gossip",
+        "withdrawal",
+        &ServiceGossip::Withdrawal(withdrawal).encode(),
     )?;
     Ok(())
 }
@@ -1055,6 +1167,7 @@ fn main() -> Res<()> {
     )?;
 
     lease_seeds(&mut w)?;
+    service_seeds(&mut w)?;
 
     println!("wrote {} seeds under {}", w.count, w.root.display());
     Ok(())

@@ -17,11 +17,13 @@ use agora_protocol::frames::{
 };
 use agora_protocol::gossip::{GossipMessage, SyncRequest, SyncResponse};
 use agora_protocol::lease::{
-    Approval, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal, LeaseRefusal,
-    LeaseRequest, UsageReceipt,
+    Approval, Capability, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal,
+    LeaseRefusal, LeaseRequest, UsageReceipt,
 };
+use agora_protocol::service::{ServiceGossip, ServiceGrant};
 use agora_protocol::signed::FORMAT_VERSION;
 use agora_protocol::signup::SignupRecord;
+use agora_protocol::tunnel::Header;
 use agora_protocol::{
     AgoraId, Attestation, ChallengeResponse, Credential, Digest, Ed25519, Offer, OfferWithdrawal,
     Revocation, Signed, SignedKind, codec,
@@ -60,6 +62,9 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("lease_proposal", lease_proposal),
     ("lease_answer", lease_answer),
     ("stream_frames", stream_frames),
+    ("tunnel_header", tunnel_header),
+    ("service_gossip", service_gossip),
+    ("signed_service_grant", signed_service_grant),
 ];
 
 /// The bound [`lease_proposal`] decodes a [`LeaseProposal`] under: its two signed parts at
@@ -353,6 +358,86 @@ pub fn gossip_message(data: &[u8]) -> Result<Verdict, String> {
         return Err("gossip_message: encode() differs from the input".into());
     }
     Ok(Verdict::Accepted)
+}
+
+/// `tunnel::Header::decode` (a stream header's body, after its length prefix): an accepted
+/// header re-encodes to its length prefix and exactly the input; a capability or grant
+/// inside that verifies keeps the nested invariants.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn tunnel_header(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(header) = Header::decode(data) else {
+        return Ok(Verdict::Rejected);
+    };
+    let bytes = header
+        .encode()
+        .map_err(|e| format!("tunnel_header: accepted header does not encode: {e}"))?;
+    let (prefix, body) = bytes
+        .split_first_chunk::<2>()
+        .ok_or("tunnel_header: encoding has no length prefix")?;
+    if body != data {
+        return Err("tunnel_header: encode() differs from the input".into());
+    }
+    if Header::body_len_of(*prefix) != Ok(data.len()) {
+        return Err("tunnel_header: the length prefix is not the body's length".into());
+    }
+    if let Ok(token) = Signed::<Capability>::decode(&header.token, &Ed25519) {
+        nested(&token)?;
+    }
+    if let Some(Ok(grant)) = header
+        .grant
+        .as_deref()
+        .map(|g| Signed::<ServiceGrant>::decode(g, &Ed25519))
+    {
+        nested(&grant)?;
+    }
+    Ok(Verdict::Accepted)
+}
+
+/// `ServiceGossip::decode`: an accepted message re-encodes to exactly the input, is signed
+/// by its owner, and a record's nested capability is its provider's, for the owner's lease.
+///
+/// # Errors
+/// A violated invariant.
+pub fn service_gossip(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(msg) = ServiceGossip::decode(data, &Ed25519) else {
+        return Ok(Verdict::Rejected);
+    };
+    if msg.encode() != data {
+        return Err("service_gossip: encode() differs from the input".into());
+    }
+    match &msg {
+        ServiceGossip::Record(r) => {
+            let wire = data.get(1..).unwrap_or_default();
+            if signed_msg::<agora_protocol::service::ServiceRecord>(wire)?.is_none() {
+                return Err("service_gossip: the record does not decode on its own".into());
+            }
+            let cap = &r.body().capability;
+            nested(cap)?;
+            if cap.signer() != r.body().provider || cap.body().agent != r.signer() {
+                return Err(
+                    "service_gossip: accepted a record whose capability is not the \
+                            owner's from its provider"
+                        .into(),
+                );
+            }
+        }
+        ServiceGossip::Withdrawal(w) => {
+            if w.signer() != w.body().owner {
+                return Err("service_gossip: accepted a withdrawal not by its owner".into());
+            }
+        }
+    }
+    Ok(Verdict::Accepted)
+}
+
+/// `Signed::<ServiceGrant>::decode`.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn signed_service_grant(data: &[u8]) -> Result<Verdict, String> {
+    signed::<ServiceGrant>(data)
 }
 
 /// `SyncRequest::decode`: an accepted request re-encodes to exactly the input.

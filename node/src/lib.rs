@@ -5,6 +5,7 @@
 //! - [`store`]: the node's persistent state over RocksDB (one column family per kind).
 //! - [`net`]: the libp2p swarm: transports and the composed behaviour.
 //! - [`market`]: the offer book fed by gossip and sync, with validation verdicts.
+//! - [`services`]: the directory of published services fed by gossip, with verdicts.
 //! - [`daemon`]: the running node (network loop, provider advertiser, shutdown).
 //! - [`http`]: the HTTP API.
 //! - [`lease`]: leases: the provider's service and the gateway's relay.
@@ -24,6 +25,7 @@ pub mod market;
 pub mod metrics;
 pub mod net;
 pub mod runtime;
+pub mod services;
 pub mod store;
 pub mod surface;
 pub mod tunnel;

@@ -3,7 +3,9 @@
 //! Gossip carries only small, self-authenticating facts: signed [`Offer`]s and
 //! [`OfferWithdrawal`]s today, ledger head announcements later. Never negotiation traffic.
 //! Every message is under [`MAX_GOSSIP_BYTES`] and is one kind byte followed by the signed
-//! message's wire bytes, so a relay checks it without knowing more than this module.
+//! message's wire bytes, so a relay checks it without knowing more than this module. Kind
+//! bytes are one registry: 1 and 2 here, 3 and 4 for published services on their own topic
+//! ([`crate::service::ServiceGossip`]).
 //!
 //! Topics are sharded by region ([`offers_topic`]): a node follows its own region and, if
 //! it wants the whole market, every region its peers announce, up to [`MAX_REGION_TOPICS`].
@@ -78,6 +80,12 @@ pub enum GossipError {
         /// The topic it came on.
         topic: String,
     },
+    /// Services gossip on another topic than [`crate::service::SERVICES_TOPIC`].
+    #[error("service message published on topic {topic:?}")]
+    WrongServicesTopic {
+        /// The topic it came on.
+        topic: String,
+    },
 }
 
 impl GossipError {
@@ -88,22 +96,46 @@ impl GossipError {
             Self::UnknownKind(_) => "unknown_kind",
             Self::Signed(SignedError::Decode(_)) => "malformed",
             Self::Signed(SignedError::Verify(_)) => "bad_signature",
-            Self::WrongTopic { .. } => "wrong_topic",
+            Self::WrongTopic { .. } | Self::WrongServicesTopic { .. } => "wrong_topic",
         }
+    }
+}
+
+/// The framing every topic's messages share: one kind byte, then a signed message's wire
+/// bytes.
+pub(crate) fn frame(kind: u8, wire: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + wire.len());
+    out.push(kind);
+    out.extend_from_slice(wire);
+    out
+}
+
+/// Splits gossip bytes into their kind byte and the signed message after it, for the
+/// topic's decoder to match on (it refuses kinds of other topics as unknown).
+///
+/// # Errors
+/// [`GossipError::TooLarge`] over [`MAX_GOSSIP_BYTES`], [`GossipError::UnknownKind`] when
+/// empty.
+pub(crate) fn unframe(bytes: &[u8]) -> Result<(u8, &[u8]), GossipError> {
+    if bytes.len() > MAX_GOSSIP_BYTES {
+        return Err(GossipError::TooLarge {
+            len: bytes.len(),
+            max: MAX_GOSSIP_BYTES,
+        });
+    }
+    match bytes.split_first() {
+        Some((&kind, rest)) => Ok((kind, rest)),
+        None => Err(GossipError::UnknownKind(None)),
     }
 }
 
 impl GossipMessage {
     /// The wire bytes: a kind byte, then the signed message.
     pub fn encode(&self) -> Vec<u8> {
-        let (kind, wire) = match self {
-            Self::Offer(o) => (KIND_OFFER, o.as_bytes()),
-            Self::Withdrawal(w) => (KIND_WITHDRAWAL, w.as_bytes()),
-        };
-        let mut out = Vec::with_capacity(1 + wire.len());
-        out.push(kind);
-        out.extend_from_slice(wire);
-        out
+        match self {
+            Self::Offer(o) => frame(KIND_OFFER, o.as_bytes()),
+            Self::Withdrawal(w) => frame(KIND_WITHDRAWAL, w.as_bytes()),
+        }
     }
 
     /// Decodes and verifies gossip bytes.
@@ -111,17 +143,10 @@ impl GossipMessage {
     /// # Errors
     /// [`GossipError`] for anything but a well-formed message signed by its author.
     pub fn decode(bytes: &[u8], verifier: &impl Verifier) -> Result<Self, GossipError> {
-        if bytes.len() > MAX_GOSSIP_BYTES {
-            return Err(GossipError::TooLarge {
-                len: bytes.len(),
-                max: MAX_GOSSIP_BYTES,
-            });
-        }
-        match bytes.split_first() {
-            Some((&KIND_OFFER, rest)) => Ok(Self::Offer(Signed::decode(rest, verifier)?)),
-            Some((&KIND_WITHDRAWAL, rest)) => Ok(Self::Withdrawal(Signed::decode(rest, verifier)?)),
-            Some((&other, _)) => Err(GossipError::UnknownKind(Some(other))),
-            None => Err(GossipError::UnknownKind(None)),
+        match unframe(bytes)? {
+            (KIND_OFFER, rest) => Ok(Self::Offer(Signed::decode(rest, verifier)?)),
+            (KIND_WITHDRAWAL, rest) => Ok(Self::Withdrawal(Signed::decode(rest, verifier)?)),
+            (other, _) => Err(GossipError::UnknownKind(Some(other))),
         }
     }
 

@@ -61,6 +61,8 @@ pub enum OpKind {
     Status,
     /// Open a tunnel to a workload port.
     Tunnel,
+    /// Revoke a grant that let another agent's key into the lease's ports.
+    Grant,
 }
 
 /// An agent's signed permission for another key (a remote MCP endpoint, a helper) to act for
@@ -529,6 +531,16 @@ pub enum Op {
     Stop,
     /// The lease's state and latest receipt.
     Status,
+    /// Ask the node that receives it (not the provider) to relay the agent's QUIC tunnel
+    /// packets to the lease's provider, for an agent that cannot reach the provider itself.
+    /// TLS stays end to end; the provider still checks the capability on every stream.
+    Relay,
+    /// Revoke a [`crate::service::ServiceGrant`] of this lease: the provider refuses it
+    /// from now on and cuts the streams open under it.
+    RevokeGrant {
+        /// The grant's id.
+        grant: crate::service::GrantId,
+    },
 }
 
 impl Op {
@@ -541,6 +553,8 @@ impl Op {
             Self::Extend { .. } => OpKind::Extend,
             Self::Stop => OpKind::Stop,
             Self::Status => OpKind::Status,
+            Self::Relay => OpKind::Tunnel,
+            Self::RevokeGrant { .. } => OpKind::Grant,
         }
     }
 }
@@ -591,7 +605,12 @@ impl SignedKind for LeaseOp {
                     return Err(invalid("op.path", "must be absolute, without NUL".into()));
                 }
             }
-            Op::Logs { .. } | Op::Extend { .. } | Op::Stop | Op::Status => {}
+            Op::Logs { .. }
+            | Op::Extend { .. }
+            | Op::Stop
+            | Op::Status
+            | Op::Relay
+            | Op::RevokeGrant { .. } => {}
         }
         check_delegation(self.agent, self.delegation.as_ref())
     }
@@ -620,8 +639,13 @@ pub struct UsageReceipt {
     pub cpu_ms: u64,
     /// Memory integral, MiB × seconds (sampled).
     pub memory_mib_secs: u64,
-    /// Bytes sent out of the workload (network and tunnels).
+    /// Bytes sent out of the workload (network and tunnels): everything it sent on its
+    /// network interfaces, plus its tunnel bytes where tunnels do not cross those.
     pub egress_bytes: u64,
+    /// Of the lease's tunnels: bytes from the agent into the workload.
+    pub tunnel_in_bytes: u64,
+    /// Of the lease's tunnels: bytes from the workload to the agent (also in `egress_bytes`).
+    pub tunnel_out_bytes: u64,
     /// The lease's price, micro-credits per second.
     pub price_per_sec: u64,
     /// What the lease costs up to `to`, micro-credits (price × elapsed seconds).

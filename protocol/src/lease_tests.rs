@@ -269,6 +269,8 @@ fn receipts_are_ordered_in_time() {
         cpu_ms: 1200,
         memory_mib_secs: 600,
         egress_bytes: 0,
+        tunnel_in_bytes: 0,
+        tunnel_out_bytes: 0,
         price_per_sec: 10,
         total_micro: 600,
         ended: Some(TerminationReason::Exited { code: 0 }),

@@ -13,6 +13,8 @@
 //! - [`offer`]: providers' signed capacity [`Offer`]s and [`OfferWithdrawal`]s.
 //! - [`gossip`]: what gossip carries ([`GossipMessage`]), region topics, offer sync pages.
 //! - [`offer_book`]: the sans-IO [`OfferBook`], every node's view of the market.
+//! - [`seq_book`]: the rules the offer and service books share (highest `seq` per key,
+//!   tombstones, expiry, bounds) and their [`seq_book::Inserted`].
 //! - [`market`]: the [`market::Market`] a node runs (book, provider rate limits, remembered
 //!   withdrawals, gossipsub verdicts, sync pages), driven alike by the node and the
 //!   simulator.
@@ -26,6 +28,10 @@
 //!   operations, status queries) over `/agora/lease/1`.
 //! - [`admission`]: the provider's sans-IO decision on lease requests and operations.
 //! - [`quota`]: the quota machine admission asks ([`quota::QuotaBook`], one node's view).
+//! - [`service`]: published services (owner-signed [`service::ServiceRecord`]s on their
+//!   own gossip topic, the sans-IO [`service::ServiceBook`] and [`service::Directory`]),
+//!   owner-signed [`service::ServiceGrant`]s that let other agents' keys in.
+//! - [`tunnel`]: the header that opens every tunnel stream (capability, optional grant).
 //! - [`workload`]: what runtimes run ([`workload::WorkloadSpec`]) and why it ended
 //!   ([`workload::TerminationReason`]).
 //!
@@ -64,9 +70,12 @@ pub mod offer;
 pub mod offer_book;
 pub mod quota;
 pub mod rate;
+pub mod seq_book;
+pub mod service;
 pub mod signed;
 pub mod signup;
 pub mod time;
+pub mod tunnel;
 pub mod workload;
 
 pub use attestation::{Attestation, Claims, Credential, Revocation};

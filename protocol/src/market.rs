@@ -127,30 +127,86 @@ impl Verdict {
 }
 
 /// What one input did: the verdict, and the book's changes for a driver that mirrors it.
+/// `S` is what the book stores (here a signed offer), `R` what names a removed entry (here a
+/// provider); the services [`crate::service::directory::Outcome`] is the same shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Outcome<S = Signed<Offer>, R = AgoraId> {
     /// What gossipsub should do with the message.
     pub verdict: Verdict,
-    /// The message's kind (`"offer"`, `"withdrawal"`), `None` when it did not decode.
+    /// The message's kind (`"offer"`, `"withdrawal"`; `"service"`, …), `None` when it did
+    /// not decode.
     pub kind: Option<&'static str>,
-    /// The offer the book now holds for its provider (new, or replacing an older one).
-    pub stored: Option<Signed<Offer>>,
-    /// A provider whose offer the book no longer holds: withdrawn, or evicted to make room
-    /// for [`Outcome::stored`]. (A mirror deletes it; it may already be absent.) Offers
-    /// that leave because they expired are not listed: [`Market::expire`] returns those,
+    /// What the book now holds for the message's key (new, or replacing an older one).
+    pub stored: Option<S>,
+    /// An entry the book no longer holds: withdrawn, or evicted to make room for
+    /// [`Outcome::stored`]. (A mirror deletes it; it may already be absent.) Entries that
+    /// leave because they expired are not listed: [`Market::expire`] returns those,
     /// except the ones a full book drops on its own to make room, which a mirror finds
     /// expired the next time it reads them.
-    pub removed: Option<AgoraId>,
+    pub removed: Option<R>,
 }
 
-impl Outcome {
-    fn unchanged(verdict: Verdict, kind: Option<&'static str>) -> Self {
+impl<S, R> Outcome<S, R> {
+    /// A message that changed nothing, with the `verdict` on it.
+    pub(crate) fn unchanged(verdict: Verdict, kind: Option<&'static str>) -> Self {
         Self {
             verdict,
             kind,
             stored: None,
             removed: None,
         }
+    }
+
+    /// A message the book applied: what it stores now and what it removed.
+    pub(crate) fn accepted(
+        kind: Option<&'static str>,
+        stored: Option<S>,
+        removed: Option<R>,
+    ) -> Self {
+        Self {
+            verdict: Verdict::Accept,
+            kind,
+            stored,
+            removed,
+        }
+    }
+}
+
+/// A decoded gossip message, as the checks before any book see it.
+pub(crate) trait Gossiped {
+    /// Whom it speaks for (its signer): the key rate limits count.
+    fn signer(&self) -> AgoraId;
+    /// A short label for its kind.
+    fn kind(&self) -> &'static str;
+}
+
+impl Gossiped for GossipMessage {
+    fn signer(&self) -> AgoraId {
+        self.provider()
+    }
+    fn kind(&self) -> &'static str {
+        GossipMessage::kind(self)
+    }
+}
+
+/// The checks every gossip message passes before a book sees it, at `now`: it decoded and
+/// verified (else `Reject`, gossipsub's penalty), and its signer is within `limiter`'s rate
+/// (else `Ignore` with [`Offence::RateLimited`]).
+///
+/// # Errors
+/// The [`Outcome`] of a message that goes no further.
+pub(crate) fn screen<M: Gossiped, S, R>(
+    decoded: Result<M, GossipError>,
+    limiter: &mut RateLimiter<AgoraId>,
+    now: Timestamp,
+) -> Result<M, Outcome<S, R>> {
+    // An undecodable message has no trustworthy kind.
+    let msg = decoded.map_err(|e| Outcome::unchanged(Verdict::Reject(e.reason()), None))?;
+    if limiter.check(&msg.signer(), now) {
+        Ok(msg)
+    } else {
+        let verdict = Verdict::Ignore("rate_limited", Some(Offence::RateLimited));
+        Err(Outcome::unchanged(verdict, Some(msg.kind())))
     }
 }
 
@@ -250,16 +306,9 @@ impl Market {
         decoded: Result<GossipMessage, GossipError>,
         now: Timestamp,
     ) -> Outcome {
-        let msg = match decoded {
-            Ok(msg) => msg,
-            // An undecodable message has no trustworthy kind.
-            Err(e) => return Outcome::unchanged(Verdict::Reject(e.reason()), None),
-        };
-        if self.limiter.check(&msg.provider(), now) {
-            self.apply(msg, now)
-        } else {
-            let verdict = Verdict::Ignore("rate_limited", Some(Offence::RateLimited));
-            Outcome::unchanged(verdict, Some(msg.kind()))
+        match screen(decoded, &mut self.limiter, now) {
+            Ok(msg) => self.apply(msg, now),
+            Err(outcome) => outcome,
         }
     }
 
@@ -288,17 +337,8 @@ impl Market {
         match msg {
             GossipMessage::Offer(offer) => match self.book.insert(offer.clone(), now) {
                 Ok(inserted) => {
-                    let provider = offer.body().provider;
-                    self.withdrawals.remove(&provider);
-                    Outcome {
-                        verdict: Verdict::Accept,
-                        kind,
-                        stored: Some(offer),
-                        removed: match inserted {
-                            Inserted::Evicted { evicted } => Some(evicted),
-                            Inserted::New | Inserted::Replaced { .. } => None,
-                        },
-                    }
+                    self.withdrawals.remove(&offer.body().provider);
+                    Outcome::accepted(kind, Some(offer), inserted.evicted())
                 }
                 Err(e) => Outcome::unchanged(Verdict::from_rejected(&e), kind),
             },
@@ -306,12 +346,7 @@ impl Market {
                 Ok(_) => {
                     let provider = w.body().provider;
                     self.remember_withdrawal(w);
-                    Outcome {
-                        verdict: Verdict::Accept,
-                        kind,
-                        stored: None,
-                        removed: Some(provider),
-                    }
+                    Outcome::accepted(kind, None, Some(provider))
                 }
                 Err(e) => Outcome::unchanged(Verdict::from_rejected(&e), kind),
             },

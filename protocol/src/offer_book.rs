@@ -16,6 +16,9 @@
 //!   soonest, if the new one outlives it: every provider holds at most one slot, so no
 //!   provider can crowd out others, and fresh offers displace nearly-dead ones.
 //!
+//! These rules are [`crate::seq_book`]'s, which the service book shares; this module keys
+//! them by provider and adds the market's filters and orders.
+//!
 //! All maps are ordered, so iteration and tie-breaking are deterministic. Offers are kept as
 //! [`Signed`] handles, which share one decoded copy: a driver that gives the same offer to
 //! many books (the simulator, where one offer reaches every node) keeps it once.
@@ -26,6 +29,7 @@ use std::collections::BTreeMap;
 
 use crate::id::AgoraId;
 use crate::offer::{Isolation, Offer, OfferWithdrawal};
+use crate::seq_book::{Limits, SeqBook, from_rejected, sequenced};
 use crate::signed::Signed;
 use crate::time::Timestamp;
 
@@ -50,22 +54,8 @@ impl Default for OfferBookConfig {
     }
 }
 
-/// What inserting an offer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    /// A provider not in the book.
-    New,
-    /// Replaced the provider's older offer.
-    Replaced {
-        /// The sequence number replaced.
-        previous_seq: u64,
-    },
-    /// A new provider took the slot of one whose offer expired soonest.
-    Evicted {
-        /// The provider evicted.
-        evicted: AgoraId,
-    },
-}
+/// What inserting an offer did: [`Inserted::Evicted`] names the provider evicted.
+pub type Inserted = crate::seq_book::Inserted<AgoraId>;
 
 /// Why an offer or withdrawal was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +93,8 @@ pub enum OfferRejected {
         max: usize,
     },
 }
+
+from_rejected!(OfferRejected);
 
 /// Typed filters for [`OfferBook::query`]; every set field must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,7 +162,7 @@ pub enum OfferSort {
 /// the bytes do) rather than through `memcmp`. Book lookups are the hottest path of a node
 /// holding thousands of offers, and of the simulator driving ten thousand such books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct ProviderKey([u64; 4]);
+pub(crate) struct ProviderKey([u64; 4]);
 
 impl ProviderKey {
     fn of(id: &AgoraId) -> Self {
@@ -184,40 +176,41 @@ impl ProviderKey {
     }
 }
 
+// Offers and withdrawals are filed by provider under the rules of `seq_book`.
+sequenced!(ProviderKey, |m| ProviderKey::of(&m.provider); entry Offer, withdrawal OfferWithdrawal);
+
 /// The market as this node sees it.
 #[derive(Debug, Clone)]
 pub struct OfferBook {
-    config: OfferBookConfig,
-    offers: BTreeMap<ProviderKey, Signed<Offer>>,
-    /// Withdrawn providers: the withdrawn-up-to seq and when the tombstone may be forgotten.
-    tombstones: BTreeMap<ProviderKey, (u64, Timestamp)>,
+    /// One offer per provider, with the withdrawn providers' tombstones.
+    inner: SeqBook<Offer>,
 }
 
 impl OfferBook {
     /// An empty book.
     pub fn new(config: OfferBookConfig) -> Self {
         Self {
-            config,
-            offers: BTreeMap::new(),
-            tombstones: BTreeMap::new(),
+            inner: SeqBook::new(Limits {
+                max: config.max_offers,
+                clock_skew: config.clock_skew,
+                tombstone_ttl: config.tombstone_ttl,
+            }),
         }
     }
 
     /// Number of offers held (expired ones included until [`OfferBook::expire`]).
     pub fn len(&self) -> usize {
-        self.offers.len()
+        self.inner.len()
     }
 
     /// Whether the book holds no offers.
     pub fn is_empty(&self) -> bool {
-        self.offers.is_empty()
+        self.inner.is_empty()
     }
 
     /// The provider's current offer, if unexpired at `now`.
     pub fn get(&self, provider: &AgoraId, now: Timestamp) -> Option<&Signed<Offer>> {
-        self.offers
-            .get(&ProviderKey::of(provider))
-            .filter(|o| o.body().expires_at > now)
+        self.inner.get(&ProviderKey::of(provider), now)
     }
 
     /// Applies an offer received at `now`.
@@ -229,67 +222,10 @@ impl OfferBook {
         offer: Signed<Offer>,
         now: Timestamp,
     ) -> Result<Inserted, OfferRejected> {
-        let body = offer.body();
-        if body.expires_at <= now {
-            return Err(OfferRejected::Expired {
-                expires_at: body.expires_at,
-            });
-        }
-        if body.issued_at > now.saturating_add(self.config.clock_skew) {
-            return Err(OfferRejected::FromFuture {
-                issued_at: body.issued_at,
-            });
-        }
-        let provider = body.provider;
-        let key = ProviderKey::of(&provider);
-        if let Some(&(withdrawn, _)) = self.tombstones.get(&key)
-            && body.seq <= withdrawn
-        {
-            return Err(OfferRejected::Stale {
-                have: withdrawn,
-                got: body.seq,
-            });
-        }
-        let seq = body.seq;
-        // One lookup serves the check and the replacement (the common case: a provider's
-        // next offer).
-        if let Some(current) = self.offers.get_mut(&key) {
-            let have = current.body().seq;
-            return match seq.cmp(&have) {
-                core::cmp::Ordering::Less => Err(OfferRejected::Stale { have, got: seq }),
-                core::cmp::Ordering::Equal => Err(OfferRejected::Duplicate { seq: have }),
-                core::cmp::Ordering::Greater => {
-                    *current = offer;
-                    self.tombstones.remove(&key);
-                    Ok(Inserted::Replaced { previous_seq: have })
-                }
-            };
-        }
-        let mut result = Inserted::New;
-        if self.offers.len() >= self.config.max_offers {
-            self.expire(now);
-        }
-        if self.offers.len() >= self.config.max_offers {
-            let victim = self
-                .offers
-                .iter()
-                .min_by_key(|(key, o)| (o.body().expires_at, **key))
-                .map(|(key, o)| (*key, o.body().provider, o.body().expires_at));
-            match victim {
-                Some((victim, id, expires_at)) if expires_at < body.expires_at => {
-                    self.offers.remove(&victim);
-                    result = Inserted::Evicted { evicted: id };
-                }
-                _ => {
-                    return Err(OfferRejected::Full {
-                        max: self.config.max_offers,
-                    });
-                }
-            }
-        }
-        self.tombstones.remove(&key);
-        self.offers.insert(key, offer);
-        Ok(result)
+        self.inner
+            .insert(offer, now)
+            .map(|i| i.map_evicted(|o| o.body().provider))
+            .map_err(OfferRejected::from)
     }
 
     /// Applies a withdrawal received at `now`; returns whether an offer was removed.
@@ -302,55 +238,17 @@ impl OfferBook {
         withdrawal: &Signed<OfferWithdrawal>,
         now: Timestamp,
     ) -> Result<bool, OfferRejected> {
-        let w = withdrawal.body();
-        if w.issued_at > now.saturating_add(self.config.clock_skew) {
-            return Err(OfferRejected::FromFuture {
-                issued_at: w.issued_at,
-            });
-        }
-        let key = ProviderKey::of(&w.provider);
-        if let Some(current) = self.offers.get(&key) {
-            let have = current.body().seq;
-            if have > w.seq {
-                return Err(OfferRejected::Stale { have, got: w.seq });
-            }
-        }
-        if let Some(&(have, _)) = self.tombstones.get(&key)
-            && have >= w.seq
-        {
-            return Err(OfferRejected::Stale { have, got: w.seq });
-        }
-        let removed = self.offers.remove(&key).is_some();
-        if self.tombstones.len() >= self.config.max_offers {
-            // Forget the tombstone closest to its end; bounded like the offers themselves.
-            if let Some(oldest) = self
-                .tombstones
-                .iter()
-                .min_by_key(|(id, (_, until))| (*until, **id))
-                .map(|(id, _)| *id)
-            {
-                self.tombstones.remove(&oldest);
-            }
-        }
-        self.tombstones
-            .insert(key, (w.seq, now.saturating_add(self.config.tombstone_ttl)));
-        Ok(removed)
+        Ok(self.inner.withdraw(withdrawal.body(), now)?)
     }
 
     /// Drops offers expired at `now` and tombstones past their time; returns the providers
     /// whose offers were dropped, in id order.
     pub fn expire(&mut self, now: Timestamp) -> Vec<AgoraId> {
-        let gone: Vec<AgoraId> = self
-            .offers
+        self.inner
+            .expire(now)
             .iter()
-            .filter(|(_, o)| o.body().expires_at <= now)
-            .map(|(_, o)| o.body().provider)
-            .collect();
-        for id in &gone {
-            self.offers.remove(&ProviderKey::of(id));
-        }
-        self.tombstones.retain(|_, (_, until)| *until > now);
-        gone
+            .map(|o| o.body().provider)
+            .collect()
     }
 
     /// Unexpired offers matching `filter`, sorted, at most `limit`.
@@ -362,9 +260,9 @@ impl OfferBook {
         now: Timestamp,
     ) -> Vec<&Signed<Offer>> {
         let mut hits: Vec<&Signed<Offer>> = self
-            .offers
-            .values()
-            .filter(|o| o.body().expires_at > now && filter.matches(o.body()))
+            .inner
+            .live(now)
+            .filter(|o| filter.matches(o.body()))
             .collect();
         match sort {
             OfferSort::Price => {
@@ -380,7 +278,7 @@ impl OfferBook {
 
     /// All held offers, in provider order (expired ones included until expired).
     pub fn iter(&self) -> impl Iterator<Item = &Signed<Offer>> {
-        self.offers.values()
+        self.inner.entries().values()
     }
 
     /// The held offers of providers after `after` (all of them for `None`), in provider
@@ -388,7 +286,10 @@ impl OfferBook {
     /// providers before it.
     pub fn iter_after(&self, after: Option<AgoraId>) -> impl Iterator<Item = &Signed<Offer>> {
         let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(ProviderKey::of(&a)));
-        self.offers.range((lower, Bound::Unbounded)).map(|(_, o)| o)
+        self.inner
+            .entries()
+            .range((lower, Bound::Unbounded))
+            .map(|(_, o)| o)
     }
 }
 

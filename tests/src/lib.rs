@@ -3,6 +3,9 @@
 //! The test targets live in `tests/tests/`. This library holds what they share: finding
 //! (and if needed building) the `agora` binary, and running it with a private home.
 
+pub mod busybox;
+pub mod cluster;
+pub mod docker_engine;
 pub mod docker_net;
 pub mod leftovers;
 pub mod netns;

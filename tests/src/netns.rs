@@ -20,43 +20,83 @@ use std::time::Duration;
 /// holding a public-range address (198.51.100.2, TEST-NET-2, outside the deny list) and a
 /// private one (10.99.0.2), with TCP listeners that count who arrives.
 pub struct OutsideHost {
+    /// Held for its drop, which removes the namespace.
+    _link: Veth,
+    arrivals: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+/// A network namespace the test owns, joined to the host by a veth (`eth0` inside); the
+/// link and the namespace are removed on drop.
+struct Veth {
     ns: String,
     host_if: String,
-    arrivals: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+impl Veth {
+    /// A namespace `PREFIX-TAG` and host interface `PREFIXTAG` (a random tag), the host's
+    /// end holding `host_addrs` and the namespace's `ns_addrs` (`ip/len` each), both up.
+    /// Made after the value exists, so a failing `ip` still cleans up.
+    fn create(prefix: &str, host_addrs: &[&str], ns_addrs: &[&str]) -> Self {
+        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let link = Self {
+            ns: format!("{prefix}-{tag}"),
+            host_if: format!("{prefix}{tag}"),
+        };
+        let (ns, host_if) = (&link.ns, &link.host_if);
+        let mut cmd = format!(
+            "ip netns add {ns} && ip link add {host_if} type veth peer name eth0 netns {ns}"
+        );
+        for a in host_addrs {
+            cmd.push_str(&format!(" && ip addr add {a} dev {host_if}"));
+        }
+        cmd.push_str(&format!(" && ip link set {host_if} up"));
+        for a in ns_addrs {
+            cmd.push_str(&format!(" && ip -n {ns} addr add {a} dev eth0"));
+        }
+        cmd.push_str(&format!(
+            " && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"
+        ));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        link
+    }
+
+    /// `/var/run/netns/<name>`.
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.ns)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
 }
 
 impl OutsideHost {
     /// Creates the namespace with listeners on `ports`.
     pub fn create(ports: &[u16]) -> Self {
-        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-        let (ns, host_if) = (format!("agt-{tag}"), format!("agt{tag}"));
-        let sh = |cmd: &str| {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        sh(&format!("ip netns add {ns}"));
-        sh(&format!(
-            "ip link add {host_if} type veth peer name eth0 netns {ns} && \
-             ip addr add 198.51.100.1/24 dev {host_if} && ip addr add 10.99.0.1/24 dev {host_if} && \
-             ip link set {host_if} up && \
-             ip -n {ns} addr add 198.51.100.2/24 dev eth0 && ip -n {ns} addr add 10.99.0.2/24 dev eth0 && \
-             ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"
-        ));
+        let link = Veth::create(
+            "agt",
+            &["198.51.100.1/24", "10.99.0.1/24"],
+            &["198.51.100.2/24", "10.99.0.2/24"],
+        );
         let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns_path, ports, sink) = (
-            format!("/var/run/netns/{ns}"),
-            ports.to_vec(),
-            arrivals.clone(),
-        );
+        let (ns_path, ports, sink) = (link.path(), ports.to_vec(), arrivals.clone());
         std::thread::spawn(move || {
             // This thread alone moves into the namespace; its sockets live there.
             let file = std::fs::File::open(&ns_path).unwrap();
@@ -89,8 +129,7 @@ impl OutsideHost {
         });
         ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Self {
-            ns,
-            host_if,
+            _link: link,
             arrivals,
         }
     }
@@ -103,17 +142,6 @@ impl OutsideHost {
             .iter()
             .filter(|a| a.port() == port)
             .count()
-    }
-}
-
-impl Drop for OutsideHost {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .status();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .status();
     }
 }
 
@@ -261,5 +289,44 @@ impl PolicyProbe {
         assert_eq!(self.outside.arrived(25), 1);
         assert_eq!(self.outside.arrived(2525), 1);
         assert_eq!(self.outside.arrived(8080), 2);
+    }
+}
+
+/// A network namespace reachable from the host only: a veth with a /24 of its own
+/// (`10.<net>.0.1` on the host, `10.<net>.0.2` inside), no default route. Two islands
+/// cannot reach each other (neither has a route to the other's /24), while the host
+/// reaches both: the shape of an agent and a provider that only a gateway joins.
+pub struct Island {
+    link: Veth,
+    /// The host's address on the island's link.
+    pub host_ip: std::net::Ipv4Addr,
+    /// The namespace's address.
+    pub ip: std::net::Ipv4Addr,
+}
+
+impl Island {
+    /// Creates it on `10.<net>.0.0/24`.
+    ///
+    /// # Panics
+    /// When `ip` fails (needs root).
+    pub fn create(net: u8) -> Self {
+        let host_ip = std::net::Ipv4Addr::new(10, net, 0, 1);
+        let ip = std::net::Ipv4Addr::new(10, net, 0, 2);
+        let link = Veth::create("agi", &[&format!("{host_ip}/24")], &[&format!("{ip}/24")]);
+        Self { link, host_ip, ip }
+    }
+
+    /// `/var/run/netns/<name>`, for `nsenter --net=`.
+    pub fn path(&self) -> String {
+        self.link.path()
+    }
+
+    /// `program` run inside the namespace (network only; mounts stay the host's).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net={}", self.path()))
+            .arg("--")
+            .arg(program);
+        c
     }
 }

@@ -30,6 +30,27 @@ pub struct NodeProc {
     /// libp2p listen addresses with `/p2p/<peer id>`.
     pub listen: Vec<String>,
     args: Vec<String>,
+    launch: Launch,
+}
+
+/// Where a node process runs: a network namespace (entered with `nsenter --net`, so mounts
+/// such as the cgroup hierarchy stay the host's) and the address its HTTP API and libp2p
+/// listen on.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// `/var/run/netns/<name>` to enter, if any.
+    pub netns: Option<String>,
+    /// The listen address (HTTP, TCP and QUIC; ports chosen by the system).
+    pub host: String,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self {
+            netns: None,
+            host: "127.0.0.1".to_owned(),
+        }
+    }
 }
 
 impl NodeProc {
@@ -40,19 +61,53 @@ impl NodeProc {
     /// When the process cannot start or does not report in time (with its log).
     #[allow(clippy::panic, clippy::expect_used)]
     pub fn start(dir: &Path, args: &[String]) -> Self {
+        Self::start_in(dir, &Launch::default(), args)
+    }
+
+    /// Starts a node in `dir` from the configuration `toml` (written to `dir/node.toml`),
+    /// bootstrapping from `bootstrap` when given.
+    ///
+    /// # Panics
+    /// As [`NodeProc::start`], and when the file cannot be written.
+    #[allow(clippy::expect_used)]
+    pub fn start_configured(dir: &Path, toml: &str, bootstrap: Option<&str>) -> Self {
+        std::fs::create_dir_all(dir).expect("node dir");
+        let config = dir.join("node.toml");
+        std::fs::write(&config, toml).expect("node.toml");
+        let mut args = vec!["--config".to_owned(), config.display().to_string()];
+        if let Some(b) = bootstrap {
+            args.extend(["--bootstrap".to_owned(), b.to_owned()]);
+        }
+        Self::start(dir, &args)
+    }
+
+    /// [`NodeProc::start`] where `launch` says (a namespace, another address).
+    ///
+    /// # Panics
+    /// As [`NodeProc::start`].
+    #[allow(clippy::panic, clippy::expect_used)]
+    pub fn start_in(dir: &Path, launch: &Launch, args: &[String]) -> Self {
         std::fs::create_dir_all(dir).expect("node dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("node.log"))
             .expect("node log");
-        let mut cmd = Command::new(agora_bin());
+        let mut cmd = match &launch.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={ns}")).arg("--").arg(agora_bin());
+                c
+            }
+            None => Command::new(agora_bin()),
+        };
+        let host = &launch.host;
         cmd.args(["--json", "--log", "info,agora_node=debug", "node", "start"])
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http", "127.0.0.1:0"])
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+            .args(["--http", &format!("{host}:0")])
+            .args(["--listen", &format!("/ip4/{host}/tcp/0")])
+            .args(["--listen", &format!("/ip4/{host}/udp/0/quic-v1")])
             .args(args)
             .env("HOME", dir)
             .env_remove("RUST_LOG")
@@ -96,12 +151,13 @@ impl NodeProc {
             http,
             listen,
             args: args.to_vec(),
+            launch: launch.clone(),
         }
     }
 
     /// Starts the same node again (same dir and flags) after a stop.
     pub fn restart(&self) -> Self {
-        Self::start(&self.dir, &self.args)
+        Self::start_in(&self.dir, &self.launch, &self.args)
     }
 
     /// The TCP listen address, for other nodes' `--bootstrap`.

@@ -170,3 +170,18 @@ fn lease_answer() {
 fn stream_frames() {
     replay_with_accepted("stream_frames");
 }
+
+#[test]
+fn tunnel_header() {
+    replay_with_accepted("tunnel_header");
+}
+
+#[test]
+fn service_gossip() {
+    replay_with_accepted("service_gossip");
+}
+
+#[test]
+fn signed_service_grant() {
+    replay_with_accepted("signed_service_grant");
+}

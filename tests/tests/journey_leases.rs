@@ -41,6 +41,7 @@ use agora_protocol::offer::Isolation;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::WorkloadSpec;
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind, Timestamp};
+use agora_tests::docker_engine::DockerLeftovers;
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, http_json, wait_for};
 use agora_tests::{agora, stderr, stdout};
@@ -71,21 +72,12 @@ fn provider_with(dir: &Path, bootstrap: &str, extra: &str) -> NodeProc {
 /// A provider (and gateway) on `runtime` (`sandbox`, `docker`), receipts every 2 s, with
 /// more configuration (whole sections) appended.
 fn provider_on(dir: &Path, bootstrap: &str, runtime: &str, extra: &str) -> NodeProc {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("node.toml");
-    std::fs::write(
-        &config,
-        format!("roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"{runtime}\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"),
-    )
-    .unwrap();
-    NodeProc::start(
+    NodeProc::start_configured(
         dir,
-        &[
-            "--config".to_owned(),
-            config.display().to_string(),
-            "--bootstrap".to_owned(),
-            bootstrap.to_owned(),
-        ],
+        &format!(
+            "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"{runtime}\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"
+        ),
+        Some(bootstrap),
     )
 }
 
@@ -97,14 +89,13 @@ fn gateway(dir: &Path) -> NodeProc {
 
 /// [`gateway`] with more configuration (whole sections) appended.
 fn gateway_with(dir: &Path, extra: &str) -> NodeProc {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("node.toml");
-    std::fs::write(
-        &config,
-        format!("roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n{extra}"),
+    NodeProc::start_configured(
+        dir,
+        &format!(
+            "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n{extra}"
+        ),
+        None,
     )
-    .unwrap();
-    NodeProc::start(dir, &["--config".to_owned(), config.display().to_string()])
 }
 
 /// The cgroup parent of provider `node`'s sandboxes (for [`Leftovers::add`]).
@@ -1073,159 +1064,6 @@ fn exec_logs_and_files_stream_through_any_node() {
         (409, Some("ended")),
         "exec on an ended lease: {v}"
     );
-}
-
-/// `docker ARGS…`, which must succeed; its trimmed stdout.
-fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
-    stdout(&out)
-}
-
-/// What a Docker provider leaves on the engine: its workloads' containers (workloads outlive
-/// a killed node by design), its two workload networks with their firewall rules, and the
-/// image the test built for it. Everything is named after one random engine name
-/// (`[runtime.docker] node`, and the offer prefix), so tests never see each other's objects.
-/// Removed on drop, also when the test fails; declare it before the nodes, so it drops after
-/// them.
-struct DockerLeftovers {
-    node: String,
-    tags: Vec<String>,
-}
-
-impl DockerLeftovers {
-    fn new() -> Self {
-        Self {
-            node: format!("j{:08x}", rand::random::<u32>()),
-            tags: Vec::new(),
-        }
-    }
-
-    /// Images tagged under this prefix are the ones the provider offers.
-    fn offer_prefix(&self) -> String {
-        format!("agora-{}/", self.node)
-    }
-
-    /// The provider's `[runtime.docker]` section.
-    fn config(&self) -> String {
-        format!(
-            "\n[runtime.docker]\nnode = \"{}\"\noffer_prefix = \"{}\"\n",
-            self.node,
-            self.offer_prefix()
-        )
-    }
-
-    /// The label filter matching the provider's containers and networks.
-    fn label(&self) -> String {
-        format!("label=agora.node={}", self.node)
-    }
-
-    /// Builds a busybox image (Debian's busybox-static with every applet linked: `sh`, `cat`,
-    /// `tar`, … as the agent's commands and `files` need) without a registry, tagged so the
-    /// provider offers it as `busybox`; its image id, which the provider advertises.
-    fn busybox(&mut self, dir: &Path) -> Digest {
-        let busybox = Path::new("/bin/busybox");
-        assert!(
-            busybox.exists(),
-            "busybox-static is missing (apt-get install busybox-static)"
-        );
-        let root = dir.join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::create_dir_all(root.join("tmp")).unwrap();
-        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        let list = std::process::Command::new(busybox)
-            .arg("--list")
-            .output()
-            .unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            let applet = applet.trim();
-            if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
-                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-            }
-        }
-        let tar = dir.join("busybox.tar");
-        let status = std::process::Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success(), "tar of the busybox rootfs");
-        let tag = format!("{}busybox:latest", self.offer_prefix());
-        self.tags.push(tag.clone());
-        docker(&["import", tar.to_str().unwrap(), &tag]);
-        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
-        id.strip_prefix("sha256:").unwrap().parse().unwrap()
-    }
-
-    /// The provider's containers (`running` only, or all).
-    fn containers(&self, running: bool) -> Vec<String> {
-        let label = self.label();
-        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", label.as_str()];
-        if !running {
-            args.push("-a");
-        }
-        docker(&args)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for DockerLeftovers {
-    fn drop(&mut self) {
-        let run = |args: &[&str]| {
-            std::process::Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| stdout(&o))
-                .unwrap_or_default()
-        };
-        let label = self.label();
-        for (list, remove) in [
-            (&["ps", "-aq", "--filter"][..], &["rm", "-f", "-v"][..]),
-            (
-                &["network", "ls", "-q", "--filter"][..],
-                &["network", "rm"][..],
-            ),
-        ] {
-            let mut args = list.to_vec();
-            args.push(label.as_str());
-            let found = run(&args);
-            let ids: Vec<&str> = found.split_whitespace().collect();
-            if !ids.is_empty() {
-                run(&[remove, &ids[..]].concat());
-            }
-        }
-        // The network policy's rules on the provider's two workload bridges.
-        for network in [
-            format!("agora-{}-wl", self.node),
-            format!("agora-{}-wl-int", self.node),
-        ] {
-            let script = agora_node::runtime::netpolicy::bridge_remove_script(&network);
-            if let Ok(mut restore) = std::process::Command::new("iptables-restore")
-                .arg("--noflush")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-            {
-                if let Some(mut stdin) = restore.stdin.take() {
-                    let _ = stdin.write_all(script.as_bytes());
-                }
-                let _ = restore.wait();
-            }
-        }
-        for tag in &self.tags {
-            run(&["rmi", "-f", tag]);
-        }
-    }
 }
 
 #[test]

@@ -146,36 +146,8 @@ async fn connect(test: &str, env: &Env) -> Option<DockerRuntime> {
 
 /// A busybox root filesystem tarball with a marker making its digest unique.
 fn busybox_tarball(dir: &Path, marker: &str) -> (PathBuf, Digest, u64) {
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "busybox-static is missing (apt-get install busybox-static)"
-    );
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let applet = applet.trim();
-        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
-            continue;
-        }
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(root.join("etc/agora-test"), marker).unwrap();
-    let tar = dir.join("busybox.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .args(["-cf"])
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success(), "tar failed");
-    let bytes = std::fs::read(&tar).unwrap();
-    (tar, Digest::of(&bytes), bytes.len() as u64)
+    let t = agora_tests::busybox::tarball(dir, Some(marker), &[]);
+    (t.path, t.digest, t.size)
 }
 
 /// A connected runtime with the busybox image uploaded, as `ImageSource::Tarball`.

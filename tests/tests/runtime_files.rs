@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -165,45 +165,6 @@ fn spec(image: ImageSource) -> WorkloadSpec {
             egress: false,
         },
     }
-}
-
-/// A busybox root filesystem tarball (every applet but `without`), with a marker file making
-/// its digest unique: (path, sha256, size).
-fn busybox_tarball(dir: &Path, marker: &str, without: &[&str]) -> (PathBuf, Digest, u64) {
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "busybox-static is missing (apt-get install busybox-static)"
-    );
-    let root = dir.join(format!("rootfs-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let applet = applet.trim();
-        if applet.is_empty()
-            || applet == "busybox"
-            || applet.contains('/')
-            || without.contains(&applet)
-        {
-            continue;
-        }
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(root.join("etc/agora-test"), marker).unwrap();
-    let tar = dir.join(format!("busybox-{}.tar", rand::random::<u32>()));
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success(), "tar failed");
-    let bytes = std::fs::read(&tar).unwrap();
-    (tar, Digest::of(&bytes), bytes.len() as u64)
 }
 
 /// Put, read back inside, get out again, and every refusal, on a running busybox workload.
@@ -501,7 +462,11 @@ mod sandbox {
         let Some(fx) = Fixture::new().await else {
             return;
         };
-        let (tarball, digest, size) = busybox_tarball(fx.dir.path(), "no tar", &["tar"]);
+        let agora_tests::busybox::Tarball {
+            path: tarball,
+            digest,
+            size,
+        } = agora_tests::busybox::tarball(fx.dir.path(), Some("no tar"), &["tar"]);
         fx.runtime
             .import_image(&tarball, &digest, size)
             .await
@@ -620,7 +585,8 @@ mod docker {
             }
         };
         let marker = format!("{test} {}", env.node);
-        let (path, digest, size) = busybox_tarball(env.dir.path(), &marker, without);
+        let agora_tests::busybox::Tarball { path, digest, size } =
+            agora_tests::busybox::tarball(env.dir.path(), Some(&marker), without);
         env.tags
             .lock()
             .unwrap()

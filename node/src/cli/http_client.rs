@@ -120,6 +120,12 @@ impl NodeClient {
         })
     }
 
+    /// Runs `f` on this client's runtime (for work beside the node, e.g. a direct QUIC
+    /// connection to a provider).
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
     /// GETs `path` with `query` and returns the JSON body; an API error becomes its message.
     pub fn get_json(
         &self,

@@ -37,11 +37,7 @@ pub(super) fn run(args: &McpArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCo
     if let Some(k) = &key {
         tracing::info!(agent = %k.identity.agora_id(), "agent tools enabled");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::small_runtime()?;
     runtime.block_on(async {
         tracing::info!(node = backend.base(), "MCP server on stdio");
         let service = Server::local(backend, key)

@@ -18,7 +18,9 @@ mod id;
 mod mcp;
 mod node;
 mod offers;
+mod services;
 mod tunnel;
+mod tunnel_grant;
 
 /// Exit code for errors (bad input, I/O).
 pub const EXIT_ERROR: u8 = 1;
@@ -76,6 +78,9 @@ enum Command {
     Node(node::NodeCommand),
     /// List offers the network advertises, as a node sees them.
     Offers(Box<offers::OffersArgs>),
+    /// List the services agents published (MCP servers, web apps, TCP services in their
+    /// leases), as a node sees them.
+    Services(Box<services::ServicesArgs>),
     /// Serve MCP tools over stdio (for an agent's MCP client), calling a node's API.
     Mcp(mcp::McpArgs),
     /// Run a local demo network (bootstrap, two sandbox providers, a gateway) and an
@@ -121,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(cmd) => attest::run(*cmd, &cli.global),
         Command::Node(cmd) => node::run(cmd, &cli.global),
         Command::Offers(args) => offers::run(&args, &cli.global),
+        Command::Services(args) => services::run(&args, &cli.global),
         Command::Mcp(args) => mcp::run(&args, &cli.global),
         Command::Demo(args) => demo::run(&args, &cli.global),
         Command::Agent(cmd) => agent::run(cmd, &cli.global),
@@ -170,6 +176,16 @@ pub fn read_text_arg(arg: &str, what: &str) -> anyhow::Result<String> {
         bail!("{what} is empty");
     }
     Ok(text.to_owned())
+}
+
+/// The async runtime of a command that mostly waits on the network (`agora tunnel`,
+/// `agora mcp`): two worker threads.
+pub fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Prints a value as one line of JSON.

@@ -1,24 +1,28 @@
 //! `agora tunnel LEASE -L [BIND:]LOCAL:REMOTE …`: forwards local TCP ports to a lease's
-//! workload ports over the provider's QUIC tunnel endpoint ([`agora_node::tunnel::client`]).
+//! workload ports over the provider's QUIC tunnel endpoint ([`agora_node::tunnel::client`]),
+//! directly or, when the provider does not answer (or `--relay always`), through `--node`'s
+//! relay (`POST /v1/leases/{id}/relay`; TLS stays end to end).
+//!
+//! With `--grant`, another agent's published service through the owner's grant (see
+//! [`super::tunnel_grant`]).
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
 
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use agora_attest::keyfile;
 use agora_node::tunnel::Dialer;
+use agora_node::tunnel::forward::{self, Spec};
+use agora_protocol::Signed;
 use agora_protocol::lease::{LeaseGrant, LeaseId};
-use agora_protocol::{Ed25519, Signed};
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::GlobalArgs;
 use super::http_client::{DEFAULT_NODE, NodeClient};
@@ -26,8 +30,9 @@ use super::http_client::{DEFAULT_NODE, NodeClient};
 /// Arguments of `agora tunnel`.
 #[derive(Debug, Args)]
 pub struct TunnelArgs {
-    /// The lease id (64 hex digits).
-    lease: String,
+    /// The lease id (64 hex digits); optional with `--grant`, which names it.
+    #[arg(required_unless_present = "grant")]
+    lease: Option<String>,
     /// A forward: `[BIND:]LOCAL:REMOTE` (BIND defaults to 127.0.0.1; LOCAL 0 picks a free
     /// port). Repeatable.
     #[arg(short = 'L', long = "local", required = true)]
@@ -41,44 +46,84 @@ pub struct TunnelArgs {
     /// Dial this `ip:port` instead of the endpoints the grant lists (repeatable).
     #[arg(long = "endpoint")]
     endpoints: Vec<SocketAddr>,
+    /// Whether `--node` relays the tunnel's packets: `auto` when the provider cannot be
+    /// reached directly, `always`, or `never`. TLS stays end to end either way.
+    #[arg(long, value_enum, default_value_t = RelayMode::Auto)]
+    relay: RelayMode,
+    /// As a grantee: the owner's signed service grant for your key (a file, or the base64url
+    /// `agora agent grant` printed). The lease's capability and tunnel endpoints then come
+    /// from the owner's published service record (`GET /v1/services` at `--node`); the
+    /// provider must be reachable (a grantee cannot ask for a relay).
+    #[arg(long, value_name = "FILE|B64")]
+    grant: Option<String>,
 }
 
-/// One parsed `-L`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Forward {
-    bind: IpAddr,
-    local: u16,
-    remote: u16,
+/// When to ask the node to relay the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RelayMode {
+    /// When no endpoint of the provider answers.
+    Auto,
+    /// From the start.
+    Always,
+    /// Never: fail when the provider cannot be reached.
+    Never,
 }
 
-fn parse_forward(spec: &str) -> anyhow::Result<Forward> {
-    let mut parts = spec.rsplitn(3, ':');
-    let remote = parts.next().unwrap_or_default();
-    let local = parts
-        .next()
-        .with_context(|| format!("-L {spec:?}: expected [BIND:]LOCAL:REMOTE"))?;
-    let bind = match parts.next() {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(b) => b
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .with_context(|| format!("-L {spec:?}: {b:?} is not an IP address"))?,
-    };
-    let local = local
-        .parse()
-        .with_context(|| format!("-L {spec:?}: {local:?} is not a port"))?;
-    let remote: u16 = remote
-        .parse()
-        .with_context(|| format!("-L {spec:?}: {remote:?} is not a port"))?;
-    if remote == 0 {
-        bail!("-L {spec:?}: the remote port cannot be 0");
-    }
-    Ok(Forward {
-        bind,
-        local,
-        remote,
-    })
+/// Asks `node` to relay `grant`'s tunnel for `identity` (the agent); answers where to
+/// send the packets.
+fn request_relay(
+    node: &NodeClient,
+    identity: &agora_attest::Identity,
+    grant: &Signed<LeaseGrant>,
+) -> anyhow::Result<SocketAddr> {
+    let body = forward::relay_body(identity, grant, agora_node::clock::now())
+        .context("signing the relay operation")?;
+    let answer = node
+        .post_json(&format!("/v1/leases/{}/relay", grant.body().lease), &body)
+        .context("asking the node to relay the tunnel")?;
+    forward::relay_addr(&answer).context("the node's relay answer has no relay address")
+}
+
+/// How long before its token expires `agora tunnel` starts asking for a newer one.
+const TOKEN_RENEW_BEFORE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often it asks from then on.
+const TOKEN_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps `dialer`'s token current, on a thread of its own (the node client blocks): from
+/// [`TOKEN_RENEW_BEFORE`] the token's expiry on, reads `lease`'s grant from `node` every
+/// [`TOKEN_POLL`] and hands a later token (an extension re-signs the grant) to the dialer.
+/// The provider refuses streams whose token has expired, so only this way does a tunnel
+/// outlive its lease's first expiry. Ends with the lease.
+fn keep_token_fresh(
+    node: NodeClient,
+    lease: LeaseId,
+    agent: agora_protocol::AgoraId,
+    grant: &LeaseGrant,
+    dialer: Arc<Dialer>,
+) {
+    let mut expires_at = grant.token.body().expires_at;
+    std::thread::spawn(move || {
+        loop {
+            let renew_at = expires_at.saturating_sub(TOKEN_RENEW_BEFORE);
+            let wait = renew_at.saturating_duration_since(agora_node::clock::now());
+            std::thread::sleep(wait.max(TOKEN_POLL));
+            let Ok(view) = node.get_json(&format!("/v1/leases/{lease}"), &[]) else {
+                continue;
+            };
+            if view["state"] == "ended" {
+                return;
+            }
+            let newer = view["grant"]
+                .as_str()
+                .and_then(|t| forward::verify_grant(t, &lease, &agent).ok())
+                .map(|g| g.body().token.clone())
+                .filter(|t| t.body().expires_at > expires_at);
+            if let Some(token) = newer {
+                expires_at = token.body().expires_at;
+                dialer.set_token(token.as_bytes().to_vec());
+            }
+        }
+    });
 }
 
 /// Runs `agora tunnel` until interrupted.
@@ -86,118 +131,134 @@ pub(super) fn run(args: &TunnelArgs, global: &GlobalArgs) -> anyhow::Result<Exit
     let forwards = args
         .forwards
         .iter()
-        .map(|f| parse_forward(f))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let lease: LeaseId = args
-        .lease
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{:?} is not a lease id (64 hex digits)", args.lease))?;
+        .map(|f| f.parse::<Spec>())
+        .collect::<Result<Vec<_>, _>>()?;
     let key = match &args.key {
         Some(k) => k.clone(),
         None => super::default_key_path()?,
     };
     let identity = keyfile::load(&key).with_context(|| format!("agent key {}", key.display()))?;
+    if let Some(grant) = &args.grant {
+        let granted = super::tunnel_grant::Granted {
+            lease: args.lease.as_deref(),
+            grant,
+            forwards: &forwards,
+            node: &args.node,
+            endpoints: &args.endpoints,
+        };
+        return super::tunnel_grant::run(&granted, &identity, global);
+    }
+    let lease_text = args.lease.as_deref().unwrap_or_default();
+    let lease: LeaseId = lease_text
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{lease_text:?} is not a lease id (64 hex digits)"))?;
     let agent = identity.agora_id();
 
-    let view = NodeClient::new(&args.node)?.get_json(&format!("/v1/leases/{lease}"), &[])?;
+    let node = NodeClient::new(&args.node)?;
+    let view = node.get_json(&format!("/v1/leases/{lease}"), &[])?;
     let grant_text = view["grant"]
         .as_str()
         .context("the node's answer has no signed grant")?;
-    let grant: Signed<LeaseGrant> = URL_SAFE_NO_PAD
-        .decode(grant_text)
-        .ok()
-        .and_then(|b| Signed::decode(&b, &Ed25519).ok())
-        .context("the lease's grant does not verify")?;
+    let grant = forward::verify_grant(grant_text, &lease, &agent)?;
     let g = grant.body();
-    if g.lease != lease || g.agent != agent || grant.signer() != g.provider {
-        bail!("the grant is not for this lease and key, or not signed by its provider");
-    }
     if view["state"] == "ended" {
         bail!("lease {lease} has ended");
     }
     for f in &forwards {
-        if !g.token.body().ports.contains(&f.remote) {
-            bail!(
-                "port {} is not one of the lease's ports {:?}",
-                f.remote,
-                g.token.body().ports
-            );
-        }
+        forward::check_port(g, f.remote)?;
     }
-    let override_addrs = (!args.endpoints.is_empty()).then(|| args.endpoints.clone());
+    let mut override_addrs = (!args.endpoints.is_empty()).then(|| args.endpoints.clone());
+    let mut relayed = None;
+    if args.relay == RelayMode::Always {
+        let relay = request_relay(&node, &identity, &grant)?;
+        override_addrs = Some(vec![relay]);
+        relayed = Some(relay);
+    }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::small_runtime()?;
+    let direct = runtime.block_on(async {
+        let dialer =
+            Dialer::for_grant(&identity, g, override_addrs).context("cannot set up the tunnel")?;
+        // Dial now: the agent learns at once whether the provider answers (or needs a relay;
+        // then it need not wait the whole dial timeout: a reachable provider's handshake
+        // takes a few round trips).
+        let reached = if args.relay == RelayMode::Auto {
+            forward::dial_within(&dialer, forward::RELAY_AFTER).await
+        } else {
+            dialer.connection().await.map(|_| ())
+        };
+        anyhow::Ok((dialer, reached))
+    })?;
+    let dialer = match direct {
+        (dialer, Ok(_)) => dialer,
+        (_, Err(e)) if args.relay == RelayMode::Auto => {
+            eprintln!(
+                "the provider's tunnel endpoint does not answer ({e}); asking {} to relay",
+                args.node
+            );
+            let relay = request_relay(&node, &identity, &grant)?;
+            relayed = Some(relay);
+            runtime.block_on(async {
+                Dialer::for_grant(&identity, g, Some(vec![relay]))
+                    .context("cannot set up the relayed tunnel")
+            })?
+        }
+        (_, Err(e)) => return Err(e).context("cannot reach the provider's tunnel endpoint"),
+    };
+    let renewals = NodeClient::new(&args.node)?;
     runtime.block_on(async {
-        let dialer = Arc::new(
-            Dialer::for_grant(&identity, g, override_addrs).context("cannot set up the tunnel")?,
-        );
-        let mut shown = Vec::new();
-        let mut tasks = Vec::new();
-        for f in &forwards {
-            let addr = SocketAddr::new(f.bind, f.local);
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            let local = listener.local_addr().context("listener address")?;
-            shown.push(json!({ "local": local.to_string(), "remote": f.remote }));
-            if !global.json {
-                println!("{local} -> lease port {}", f.remote);
-            }
-            tasks.push(tokio::spawn(agora_node::tunnel::client::forward(
-                dialer.clone(),
-                listener,
-                f.remote,
-            )));
-        }
-        if global.json {
-            super::print_json(&json!({
-                "lease": lease.to_string(),
-                "provider": g.provider.to_string(),
-                "forwards": shown,
-            }))?;
-        }
-        std::io::stdout().flush().context("stdout")?;
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
-        dialer.close().await;
-        for t in tasks {
-            t.abort();
-        }
-        anyhow::Ok(())
+        let dialer = Arc::new(dialer);
+        keep_token_fresh(renewals, lease, agent, g, dialer.clone());
+        let describe = |local: SocketAddr, f: &Spec| match relayed {
+            Some(r) => format!("{local} -> lease port {} (relayed by {r})", f.remote),
+            None => format!("{local} -> lease port {}", f.remote),
+        };
+        let summary = json!({
+            "lease": lease.to_string(),
+            "provider": g.provider.to_string(),
+            "relay": relayed.map(|r| r.to_string()),
+        });
+        serve_forwards(dialer, &forwards, global, describe, summary).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwards_parse() {
-        assert_eq!(
-            parse_forward("9000:8080").unwrap(),
-            Forward {
-                bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                local: 9000,
-                remote: 8080
-            }
-        );
-        assert_eq!(
-            parse_forward("0.0.0.0:0:80").unwrap().bind,
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        );
-        assert_eq!(
-            parse_forward("[::1]:1:2").unwrap().bind,
-            "::1".parse::<IpAddr>().unwrap()
-        );
-        for bad in ["8080", "x:80", "1:0", "1:70000", "nohost:1:2"] {
-            assert!(parse_forward(bad).is_err(), "{bad}");
+/// Binds a local listener per forward onto `dialer` and says where they are (a line each
+/// from `describe`, or with `--json` one object: `summary` plus `forwards`); serves until
+/// Ctrl-C, then closes the tunnel. `agora tunnel` runs every tunnel (its own lease's, or a
+/// grantee's) through here.
+pub(super) async fn serve_forwards(
+    dialer: Arc<Dialer>,
+    forwards: &[Spec],
+    global: &GlobalArgs,
+    describe: impl Fn(SocketAddr, &Spec) -> String,
+    mut summary: Value,
+) -> anyhow::Result<()> {
+    let mut shown = Vec::new();
+    let mut listeners = Vec::new();
+    for f in forwards {
+        let addr = f.local_addr();
+        let listener = forward::Listener::bind(dialer.clone(), addr, f.remote)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local();
+        shown.push(json!({ "local": local.to_string(), "remote": f.remote }));
+        if !global.json {
+            println!("{}", describe(local, f));
         }
+        listeners.push(listener);
     }
+    if global.json {
+        if let Some(fields) = summary.as_object_mut() {
+            fields.insert("forwards".into(), Value::Array(shown));
+        }
+        super::print_json(&summary)?;
+    }
+    std::io::stdout().flush().context("stdout")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    drop(listeners);
+    dialer.close().await;
+    Ok(())
 }

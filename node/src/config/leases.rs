@@ -4,7 +4,8 @@
 //! [leases]
 //! receipt_interval = "60s"    # a provider signs a usage receipt per lease this often
 //! provider_timeout = "10s"    # a gateway waits this long for one provider, then fails over
-//! retention = "1h"            # ended leases stay queryable this long
+//! retention = "1h"            # ended leases stay queryable this long (providers), and
+//!                             # gateways forget relayed leases over for this long
 //! provider_lost_after = "2m"  # a gateway records a lease `provider_lost` after its provider
 //!                             # has not answered this long (or past the lease's expiry)
 //! ```

@@ -69,10 +69,12 @@ use serde::Deserialize;
 
 mod duration;
 mod leases;
+mod relay;
 mod runtime;
 mod signup;
 
 pub use leases::{ApprovalSection, LeaseSection};
+pub use relay::RelaySection;
 pub use runtime::{ImageConfig, RuntimeSection};
 pub use signup::{
     AnyPorts, EgressPorts, SMTP_PORTS, SignupSection, TierConfig, builtin_tiers, parse_rate,
@@ -160,6 +162,9 @@ pub struct NodeConfig {
     /// Requests waiting at a gateway for their owner's approval.
     #[serde(default)]
     pub approvals: ApprovalSection,
+    /// Relaying tunnel packets for agents that cannot reach a provider.
+    #[serde(default)]
+    pub relay: RelaySection,
 }
 
 /// Peer-to-peer settings (`[network]`).
@@ -376,6 +381,7 @@ impl Default for NodeConfig {
             tiers: BTreeMap::new(),
             leases: LeaseSection::default(),
             approvals: ApprovalSection::default(),
+            relay: RelaySection::default(),
         }
     }
 }
@@ -496,6 +502,7 @@ impl NodeConfig {
         self.network.validate(&invalid)?;
         self.runtime.validate(&invalid)?;
         self.leases.validate(&invalid)?;
+        self.relay.validate(&invalid)?;
         self.approvals.validate(&invalid)?;
         self.signup.validate(&invalid)?;
         self.tier_limits()

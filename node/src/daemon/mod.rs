@@ -202,6 +202,7 @@ impl RunningNode {
         ));
 
         let (net_tx, net_rx) = mpsc::channel(network::COMMAND_QUEUE);
+        shared.set_net(net_tx.clone());
         let mut regions = vec![config.region.clone()];
         regions.extend(
             config
@@ -251,6 +252,24 @@ impl RunningNode {
 
         let mut tasks = Vec::new();
         let (stop_reaper, _) = watch::channel(false);
+        tasks.push(tokio::spawn(
+            prune_relayed(
+                gateway.clone(),
+                config.leases.retention,
+                stop_reaper.subscribe(),
+            )
+            .instrument(info_span!("gateway-prune")),
+        ));
+        if config.relay.enabled {
+            shared.set_relay(crate::tunnel::relay::Relay::new(
+                crate::tunnel::relay::Limits {
+                    sessions: config.relay.sessions,
+                    per_agent: config.relay.per_agent,
+                    idle: config.relay.idle,
+                },
+                stop_reaper.subscribe(),
+            ));
+        }
         let provider_tx = match (&config.provider, config.has_role(Role::Provider)) {
             (Some(p), true) => {
                 let runtimes =
@@ -458,6 +477,30 @@ impl RunningNode {
         self.store.flush().map_err(crate::store::Error::from)?;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// How often a gateway forgets relayed leases past `[leases] retention`.
+const PRUNE_PERIOD: Duration = Duration::from_secs(60);
+
+/// Forgets relayed leases over for longer than `retention`, every [`PRUNE_PERIOD`], until
+/// `stop` turns true, so a gateway's store does not grow with every lease it ever relayed.
+async fn prune_relayed(
+    gateway: Arc<crate::lease::Gateway>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(PRUNE_PERIOD);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match gateway.prune(crate::clock::now(), retention) {
+            Ok(0) => {}
+            Ok(n) => debug!(pruned = n, "forgot relayed leases past retention"),
+            Err(e) => warn!(error = %e, "cannot prune relayed leases"),
+        }
     }
 }
 

@@ -6,6 +6,11 @@
 //! connections are closed on ping failure, idle ones by the swarm's idle timeout, and
 //! publications that cannot go out are retried until their message expires.
 //!
+//! Published services ride the same gossipsub on their own topic
+//! ([`agora_protocol::service::SERVICES_TOPIC`], followed by every node): messages on it go
+//! to the services directory instead of the market, and [`NetCommand::PublishService`]
+//! publishes what agents submit. They are not synced on connect (live gossip only).
+//!
 //! Leases travel point to point on `/agora/lease/1`: [`NetCommand::Lease`] sends a gateway's
 //! request to a provider by peer id (dialled through the addresses Kademlia knows, after a
 //! DHT lookup if the first dial finds none) and hands back the answer; a provider's inbound
@@ -21,6 +26,7 @@ use agora_protocol::gossip::{
     GossipMessage, MAX_REGION_TOPICS, MAX_SYNC_PAGE, SyncRequest, SyncResponse, offers_topic,
     region_of_topic,
 };
+use agora_protocol::service::{MAX_SERVICE_TTL, SERVICES_TOPIC, ServiceGossip};
 use agora_protocol::{Ed25519, Timestamp};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
@@ -47,6 +53,9 @@ use crate::store::Store;
 pub enum NetCommand {
     /// Publish one of our own messages (already applied to our own book).
     Publish(Box<GossipMessage>),
+    /// Publish a service record or withdrawal an agent submitted (already applied to our
+    /// own directory) on the services topic.
+    PublishService(Box<ServiceGossip>),
     /// Flush what is pending, keep the swarm running a moment so it leaves, then stop.
     Shutdown(oneshot::Sender<()>),
     /// Send a lease request (an encoded `lease_rpc::Request`) to a peer and hand back its
@@ -199,6 +208,13 @@ impl NetworkLoop {
         for region in this.config.regions.clone() {
             let _ = this.follow(&region)?;
         }
+        // One services topic for the whole network, scored like the offers topics.
+        let services = IdentTopic::new(SERVICES_TOPIC);
+        let gs = &mut this.swarm.behaviour_mut().gossipsub;
+        gs.subscribe(&services)
+            .map_err(|e| format!("cannot subscribe to {services}: {e}"))?;
+        gs.set_topic_params(services.clone(), offers_topic_params())
+            .map_err(|e| format!("cannot score topic {services}: {e}"))?;
         for (peer, addr) in this.config.bootstrap.clone() {
             this.swarm
                 .behaviour_mut()
@@ -241,6 +257,7 @@ impl NetworkLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 cmd = self.commands.recv(), if stopping.is_none() => match cmd {
                     Some(NetCommand::Publish(msg)) => self.publish(&msg),
+                    Some(NetCommand::PublishService(msg)) => self.publish_service(&msg),
                     Some(NetCommand::Lease(call)) => self.send_lease(*call, false),
                     Some(NetCommand::Shutdown(done)) => {
                         self.retry_pending();
@@ -321,6 +338,21 @@ impl NetworkLoop {
         self.try_publish(pending);
     }
 
+    fn publish_service(&mut self, msg: &ServiceGossip) {
+        let until = match msg {
+            ServiceGossip::Record(r) => r.body().expires_at,
+            // A withdrawal matters as long as the records it covers could still be held.
+            ServiceGossip::Withdrawal(w) => w.body().issued_at.saturating_add(MAX_SERVICE_TTL),
+        };
+        let pending = Pending {
+            topic: IdentTopic::new(SERVICES_TOPIC).hash(),
+            data: msg.encode(),
+            until,
+            attempts: 0,
+        };
+        self.try_publish(pending);
+    }
+
     fn try_publish(&mut self, mut p: Pending) {
         p.attempts += 1;
         let result = self
@@ -387,6 +419,12 @@ impl NetworkLoop {
         let expired = self.shared.market().expire(now);
         if expired > 0 {
             debug!(expired, "offers expired");
+        }
+        if self.ticks.is_multiple_of(20) {
+            let expired = self.shared.services().expire(now);
+            if expired > 0 {
+                debug!(expired, "service records expired");
+            }
         }
         // Every 5 s (or right after losing an address): keep enough connections; every
         // 10 s: decay penalties.
@@ -578,11 +616,16 @@ impl NetworkLoop {
                 message_id,
                 message,
             } => {
-                let verdict = self.shared.market().on_gossip(
-                    message.topic.as_str(),
-                    &message.data,
-                    clock::now(),
-                );
+                let topic = message.topic.as_str();
+                let verdict = if topic == SERVICES_TOPIC {
+                    self.shared
+                        .services()
+                        .on_gossip(topic, &message.data, clock::now())
+                } else {
+                    self.shared
+                        .market()
+                        .on_gossip(topic, &message.data, clock::now())
+                };
                 let acceptance = match verdict {
                     Verdict::Accept | Verdict::Known => MessageAcceptance::Accept,
                     Verdict::Ignore(_, offence) => {

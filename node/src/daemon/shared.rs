@@ -68,6 +68,9 @@ pub struct Shared {
     supervisor: std::sync::OnceLock<Arc<crate::runtime::supervisor::Supervisor>>,
     signup: std::sync::OnceLock<Arc<crate::agent::SignupService>>,
     gateway: std::sync::OnceLock<Arc<crate::lease::Gateway>>,
+    services: Mutex<crate::services::Services>,
+    net: std::sync::OnceLock<tokio::sync::mpsc::Sender<super::NetCommand>>,
+    relay: std::sync::OnceLock<crate::tunnel::relay::Relay>,
 }
 
 /// What a provider can run, as `GET /v1/node` shows it.
@@ -97,6 +100,10 @@ impl Shared {
         metrics: NodeMetrics,
         market: Market,
     ) -> Self {
+        let services = crate::services::Services::new(
+            agora_protocol::service::ServiceBookConfig::default(),
+            metrics.clone(),
+        );
         Self {
             id: identity.agora_id(),
             peer_id: identity.peer_id(),
@@ -112,6 +119,9 @@ impl Shared {
             supervisor: std::sync::OnceLock::new(),
             signup: std::sync::OnceLock::new(),
             gateway: std::sync::OnceLock::new(),
+            services: Mutex::new(services),
+            net: std::sync::OnceLock::new(),
+            relay: std::sync::OnceLock::new(),
         }
     }
 
@@ -153,6 +163,35 @@ impl Shared {
     /// Records the lease gateway (once, at start).
     pub fn set_gateway(&self, gateway: Arc<crate::lease::Gateway>) {
         let _ = self.gateway.set(gateway);
+    }
+
+    /// Sets the tunnel relay (once, at start, when `[relay] enabled`).
+    pub fn set_relay(&self, relay: crate::tunnel::relay::Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// The tunnel relay, if this node relays.
+    pub fn relay(&self) -> Option<&crate::tunnel::relay::Relay> {
+        self.relay.get()
+    }
+
+    /// The directory of published services, locked (a poisoned lock is recovered, as for
+    /// the market).
+    pub fn services(&self) -> MutexGuard<'_, crate::services::Services> {
+        self.services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the network loop's command channel (once, at start).
+    pub fn set_net(&self, net: tokio::sync::mpsc::Sender<super::NetCommand>) {
+        let _ = self.net.set(net);
+    }
+
+    /// The network loop's command channel (set at start): for publishing what agents
+    /// submit.
+    pub fn net(&self) -> Option<&tokio::sync::mpsc::Sender<super::NetCommand>> {
+        self.net.get()
     }
 
     /// The lease gateway (set at start); its `local()` is this node's provider service.

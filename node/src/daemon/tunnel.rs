@@ -49,7 +49,8 @@ pub fn start(
     stop: watch::Receiver<bool>,
 ) -> Option<Started> {
     let bind = SocketAddr::new(listen_host(config), provider_config.tunnel_port);
-    let meter = Meter::default();
+    // The provider's own counters: its receipts count what the endpoint pipes.
+    let meter = provider.tunnel_meter();
     let server = match tunnel::Server::bind(
         identity,
         provider,

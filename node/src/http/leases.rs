@@ -110,8 +110,12 @@ pub struct ReceiptView {
     pub cpu_ms: u64,
     /// Memory integral, MiB × seconds.
     pub memory_mib_secs: u64,
-    /// Bytes sent by the workload.
+    /// Bytes sent by the workload (network and tunnels).
     pub egress_bytes: u64,
+    /// Tunnel bytes from the agent into the workload.
+    pub tunnel_in_bytes: u64,
+    /// Tunnel bytes from the workload to the agent (also in `egress_bytes`).
+    pub tunnel_out_bytes: u64,
     /// Price, micro-credits per second.
     pub price_per_sec: u64,
     /// Cost so far, micro-credits.
@@ -132,6 +136,8 @@ impl From<&Signed<UsageReceipt>> for ReceiptView {
             cpu_ms: b.cpu_ms,
             memory_mib_secs: b.memory_mib_secs,
             egress_bytes: b.egress_bytes,
+            tunnel_in_bytes: b.tunnel_in_bytes,
+            tunnel_out_bytes: b.tunnel_out_bytes,
             price_per_sec: b.price_per_sec,
             total_micro: b.total_micro,
             ended: b.ended.as_ref().map(TerminationReason::code),
@@ -521,7 +527,16 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<LeaseView>, ApiError> {
     let id = parse_lease(&id)?;
-    let gateway = gateway(&shared)?;
+    view(&shared, &id).await.map(Json)
+}
+
+/// The lease `GET /v1/leases/{id}` shows (see [`one`]).
+///
+/// # Errors
+/// `unknown_lease` (404) when this node neither relayed nor runs it; `store`; `unavailable`.
+pub(super) async fn view(shared: &Shared, id: &LeaseId) -> Result<LeaseView, ApiError> {
+    let id = *id;
+    let gateway = gateway(shared)?;
     let record = gateway
         .lease(&id)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
@@ -541,13 +556,12 @@ pub async fn one(
         view.runtime = Some(record.isolation);
         view.image = Some(record.image.clone());
         view.command = Some(record.command.clone());
-        return Ok(Json(view));
+        return Ok(view);
     }
     gateway
         .local()
         .and_then(|p: &Arc<Provider>| p.lease(&id))
         .and_then(|l| LeaseView::of_provider(&l, clock::now()))
-        .map(Json)
         .ok_or_else(|| ApiError::not_found("unknown_lease", format!("no lease {id} known here")))
 }
 
@@ -583,7 +597,7 @@ pub(super) fn checked_op(
     Ok(op)
 }
 
-async fn relay(
+pub(super) async fn relay(
     shared: &Shared,
     id: &str,
     body: &OpBody,

@@ -7,6 +7,8 @@
 //! | `GET /v1/peers` | connected peers with addresses, RTT, gossipsub and app scores |
 //! | `GET /v1/offers` | offers matching query filters (see [`offers::OfferQuery`]) |
 //! | `GET /v1/offers/{provider}` | one provider's current offer |
+//! | `GET /v1/services` | published services matching query filters (see [`services`]) |
+//! | `POST /v1/services` | `{"record"}` or `{"withdrawal"}`: an owner's signed service record, checked, kept and gossiped |
 //! | `GET /v1/signup/challenge` | a fresh signup challenge and the proof of work required |
 //! | `POST /v1/signup` | `{"record": "<base64url>"}` → the agent's account and signup record |
 //! | `GET /v1/accounts/{agent}` | an agent's account at this node |
@@ -18,6 +20,8 @@
 //! | `GET /v1/leases/{id}` | one lease, refreshed from its provider |
 //! | `POST /v1/leases/{id}/extend` | `{"op": "<signed LeaseOp>"}` relayed to the provider |
 //! | `DELETE /v1/leases/{id}` | `{"op": "<signed LeaseOp>"}` (stop) relayed to the provider |
+//! | `DELETE /v1/leases/{id}/grants/{grant}` | `{"op": "<signed LeaseOp>"}` (revoke a service grant) relayed to the provider |
+//! | `GET /v1/leases/{id}/tunnel` | what opening a tunnel to the lease needs (see [`tunnel`]) |
 //! | `POST /v1/leases/{id}/exec` | `{"op", "stdin"?}` → the command's output and exit code, NDJSON (see [`streams`]) |
 //! | `GET /v1/leases/{id}/logs?op=` | the workload's output, NDJSON; follows when the signed op says so |
 //! | `PUT /v1/leases/{id}/files?op=` | a tar stream unpacked in the workload |
@@ -57,9 +61,13 @@ pub mod approvals;
 pub mod json;
 pub mod leases;
 pub mod offers;
+mod query;
+pub mod relay;
+pub mod services;
 pub mod signup;
 pub mod streams;
 pub mod tokens;
+pub mod tunnel;
 
 /// An API error: status, stable code, message.
 #[derive(Debug)]
@@ -129,6 +137,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/offers", get(offers::list))
         .route("/v1/offers/{provider}", get(offers::one))
+        .route("/v1/services", get(services::list).post(services::publish))
         .route("/v1/signup/challenge", get(signup::challenge))
         .route(
             "/v1/signup",
@@ -153,12 +162,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/leases/{id}", get(leases::one).delete(leases::stop))
         .route("/v1/leases/{id}/extend", post(leases::extend))
         .route(
+            "/v1/leases/{id}/grants/{grant}",
+            axum::routing::delete(services::revoke_grant),
+        )
+        .route("/v1/leases/{id}/tunnel", get(tunnel::show))
+        .route(
             "/v1/leases/{id}/exec",
             post(streams::exec).layer(axum::extract::DefaultBodyLimit::max(
                 streams::MAX_EXEC_BODY_BYTES,
             )),
         )
         .route("/v1/leases/{id}/logs", get(streams::logs))
+        .route("/v1/leases/{id}/relay", post(relay::open))
         .route(
             "/v1/leases/{id}/files",
             get(streams::get_files).put(streams::put_files),

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::ApiError;
+use super::query::{self, bad};
 use crate::clock;
 use crate::daemon::Shared;
 
@@ -45,9 +46,6 @@ impl OfferQuery {
     /// # Errors
     /// [`ApiError`] 400 `bad_query`.
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
-        let bad = |name: &str, why: String| {
-            ApiError::bad_request("bad_query", format!("query parameter `{name}`: {why}"))
-        };
         let mut q = Self {
             filter: OfferFilter::default(),
             sort: OfferSort::Price,
@@ -92,7 +90,7 @@ impl OfferQuery {
                         .split_once('=')
                         .ok_or_else(|| bad(name, format!("{value:?} is not key=value")))?;
                     if q.filter.labels.len() >= 16 {
-                        return Err(bad(name, "at most 16 labels".into()));
+                        return Err(bad(name, "at most 16 labels"));
                     }
                     q.filter
                         .labels
@@ -107,17 +105,11 @@ impl OfferQuery {
                         }
                     };
                 }
-                "limit" => {
-                    q.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|l| (1..=MAX_LIMIT).contains(l))
-                        .ok_or_else(|| bad(name, format!("{value:?} is not 1 to {MAX_LIMIT}")))?;
-                }
+                "limit" => q.limit = query::limit(name, value, MAX_LIMIT)?,
                 other => {
                     return Err(bad(
                         other,
-                        "unknown (runtime, image, min_cpu, min_memory_mib, max_price, region, tier, label, sort, limit)".into(),
+                        "unknown (runtime, image, min_cpu, min_memory_mib, max_price, region, tier, label, sort, limit)",
                     ));
                 }
             }
@@ -128,10 +120,7 @@ impl OfferQuery {
 
 fn bounded(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
     if value.is_empty() || value.len() > max {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            format!("query parameter `{name}`: must be 1 to {max} bytes"),
-        ));
+        return Err(bad(name, format!("must be 1 to {max} bytes")));
     }
     Ok(value.to_owned())
 }
@@ -211,16 +200,7 @@ pub async fn list(
     State(shared): State<Arc<Shared>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<OfferList>, ApiError> {
-    let raw = raw.unwrap_or_default();
-    if raw.len() > 4096 {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            "query string over 4 KiB",
-        ));
-    }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw)
-        .map_err(|e| ApiError::bad_request("bad_query", format!("malformed query: {e}")))?;
-    let q = OfferQuery::parse(&pairs)?;
+    let q = OfferQuery::parse(&query::pairs(raw)?)?;
     let now = clock::now();
     let hits = shared.market().query(&q.filter, q.sort, q.limit, now);
     let views: Vec<OfferView> = hits.iter().map(|o| OfferView::new(o, &q.filter)).collect();

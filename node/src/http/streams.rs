@@ -56,7 +56,8 @@ pub const MAX_EXEC_BODY_BYTES: usize = 1536 * 1024;
 /// Chunks of a streamed answer buffered between the provider and a slow HTTP client.
 const BODY_QUEUE: usize = 16;
 
-type BodyTx = mpsc::Sender<Result<Bytes, std::io::Error>>;
+/// Where a streamed answer's NDJSON chunks go.
+pub type BodyTx = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 /// Opens the operation at its provider: the accepted stream, or the refusal as an error.
 async fn open(shared: &Shared, op: &Signed<LeaseOp>) -> Result<OpStream, ApiError> {
@@ -121,8 +122,9 @@ fn error_line(code: &str, message: &str) -> Bytes {
     ndjson(&json!({ "type": "error", "code": code, "message": message }))
 }
 
-/// Relays the provider's output frames as NDJSON until the final frame.
-async fn pump_events<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, tx: BodyTx) {
+/// Turns an operation's frames into NDJSON events (`stdout`/`stderr` lines, then `exit`,
+/// `end` or `error`), as the node streams them to agents.
+pub async fn pump_events<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, tx: BodyTx) {
     let mut stdout = Utf8Lines::default();
     let mut stderr = Utf8Lines::default();
     loop {

@@ -53,7 +53,7 @@ use crate::store::Store;
 
 pub mod contact;
 mod stream;
-pub use stream::OpStream;
+pub use stream::{OpStream, open_on};
 
 /// Why a call to a provider gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -557,6 +557,19 @@ impl Gateway {
         record::gateway_lease(self.store.as_ref(), id)
     }
 
+    /// Forgets relayed leases over for more than `retention` at `now` (see
+    /// [`record::prune_gateway`]); how many.
+    ///
+    /// # Errors
+    /// [`RecordError`].
+    pub fn prune(
+        &self,
+        now: agora_protocol::Timestamp,
+        retention: Duration,
+    ) -> Result<usize, RecordError> {
+        record::prune_gateway(self.store.as_ref(), now, retention)
+    }
+
     /// The leases relayed for `agent` (at most `limit`).
     ///
     /// # Errors
@@ -621,5 +634,8 @@ impl From<&Attempt> for AttemptView {
 
 /// Whether an operation is one the gateway relays over `/agora/lease/1` (not streamed).
 pub fn is_relayed(op: &Op) -> bool {
-    matches!(op, Op::Extend { .. } | Op::Stop | Op::Status)
+    matches!(
+        op,
+        Op::Extend { .. } | Op::Stop | Op::Status | Op::RevokeGrant { .. }
+    )
 }

@@ -1,8 +1,9 @@
-//! Metering: runtime statistics folded into a lease's [`Usage`], and the usage receipts a
-//! provider signs from it.
+//! Metering: runtime statistics and tunnel traffic folded into a lease's [`Usage`], and the
+//! usage receipts a provider signs from it.
 //!
 //! CPU time and bytes sent are cumulative counters the runtime keeps, so a sample simply
-//! replaces them (never moving backwards). Memory is integrated: each sample adds the memory
+//! replaces them (never moving backwards); so are the tunnel endpoint's per-lease byte
+//! counters ([`crate::tunnel::Meter`]). Memory is integrated: each sample adds the memory
 //! in use × the time since the previous sample (MiB × ms), so the receipt's MiB × s is as
 //! exact as the sampling period.
 
@@ -12,6 +13,7 @@ use agora_protocol::workload::TerminationReason;
 
 use super::record::{ProviderLease, Usage};
 use crate::runtime::Stats;
+use crate::tunnel::Traffic;
 
 /// Folds one statistics sample taken at `now` into `usage`.
 pub fn sample(usage: &mut Usage, stats: &Stats, now: Timestamp) {
@@ -25,6 +27,17 @@ pub fn sample(usage: &mut Usage, stats: &Stats, now: Timestamp) {
     usage.cpu_nanos = usage.cpu_nanos.max(stats.cpu_nanos);
     usage.egress_bytes = usage.egress_bytes.max(stats.net_tx_bytes);
     usage.sampled_at = usage.sampled_at.max(now);
+}
+
+/// Folds a lease's tunnel traffic so far into `usage`; `on_interfaces` says whether the
+/// runtime's interface counters already see it (see [`Usage::egress_bytes_total`]). Returns
+/// whether the counts moved.
+pub fn fold_tunnels(usage: &mut Usage, traffic: &Traffic, on_interfaces: bool) -> bool {
+    let before = (usage.tunnel_in_bytes, usage.tunnel_out_bytes);
+    usage.tunnel_in_bytes = usage.tunnel_in_bytes.max(traffic.to_workload);
+    usage.tunnel_out_bytes = usage.tunnel_out_bytes.max(traffic.from_workload);
+    usage.tunnels_on_interfaces = on_interfaces;
+    (usage.tunnel_in_bytes, usage.tunnel_out_bytes) != before
 }
 
 /// The next receipt of `lease` by `provider`, counting up to `to`; `ended` on the final one.
@@ -49,7 +62,9 @@ pub fn receipt(
         to,
         cpu_ms: lease.usage.cpu_nanos / 1_000_000,
         memory_mib_secs: lease.usage.memory_mib_millis / 1000,
-        egress_bytes: lease.usage.egress_bytes,
+        egress_bytes: lease.usage.egress_bytes_total(),
+        tunnel_in_bytes: lease.usage.tunnel_in_bytes,
+        tunnel_out_bytes: lease.usage.tunnel_out_bytes,
         price_per_sec: a.price_per_sec,
         total_micro: a.cost_until(to),
         ended: ended.map(|r| match r {
@@ -129,6 +144,29 @@ mod tests {
         // A sample from the past adds nothing.
         sample(&mut u, &s(0, 1000, 0), t(1000));
         assert_eq!(u.memory_mib_millis, 250_000);
+    }
+
+    #[test]
+    fn tunnel_bytes_count_as_egress_once() {
+        let mut u = Usage {
+            egress_bytes: 100,
+            ..Usage::default()
+        };
+        let traffic = |to_workload, from_workload| Traffic {
+            to_workload,
+            from_workload,
+            streams: 1,
+        };
+        assert!(fold_tunnels(&mut u, &traffic(7, 40), false));
+        assert_eq!((u.tunnel_in_bytes, u.tunnel_out_bytes), (7, 40));
+        // A sandbox's tunnels reach it over its loopback: not in the interface counters.
+        assert_eq!(u.egress_bytes_total(), 140);
+        // Docker's cross the container's interface: already counted there.
+        assert!(!fold_tunnels(&mut u, &traffic(7, 40), true));
+        assert_eq!(u.egress_bytes_total(), 100);
+        // Counters never go back (a restarted meter starts from what was restored).
+        assert!(!fold_tunnels(&mut u, &traffic(1, 2), false));
+        assert_eq!((u.tunnel_in_bytes, u.tunnel_out_bytes), (7, 40));
     }
 
     #[test]

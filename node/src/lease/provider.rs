@@ -6,8 +6,10 @@
 //!                                      └─ failure: abort, release quota, refusal `unavailable`
 //! Operate(Extend) ─▶ check_op ─▶ extension ─▶ QuotaBook::grow ─▶ extended ─▶ re-signed grant
 //! Operate(Stop)   ─▶ check_op ─▶ Supervisor::stop(stopped_by_agent) ─▶ end ─▶ settle ─▶ final receipt
+//! Operate(RevokeGrant) ─▶ check_op ─▶ grant id kept with the lease ─▶ tunnel streams under it cut
 //! tick (1 s)      ─▶ workloads that ended, leases that expired ─▶ end ─▶ settle ─▶ final receipt
-//!                 ─▶ usage samples (5 s) ─▶ periodic receipts ─▶ forget ended leases after retention
+//!                 ─▶ usage samples (5 s: runtime stats, tunnel bytes from tunnel::Meter)
+//!                 ─▶ periodic receipts ─▶ forget ended leases after retention
 //! ```
 //!
 //! [`Provider`] drives the sans-IO [`Admission`] and [`QuotaBook`] (behind one short mutex,
@@ -31,6 +33,7 @@ use agora_protocol::lease::{
 };
 use agora_protocol::lease_rpc::{self as rpc, LeaseStatus};
 use agora_protocol::quota::{QuotaAnswer, QuotaBook};
+use agora_protocol::service::GrantId;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::TerminationReason;
 use agora_protocol::{AgoraId, Offer, Signed, Timestamp};
@@ -45,6 +48,9 @@ use crate::store::{Store, WriteBatch};
 /// Judges an agent's signup record at a time: its standing here, or why it has none.
 pub type Judge =
     Arc<dyn Fn(&Signed<SignupRecord>, Timestamp) -> Result<Standing, Refusal> + Send + Sync>;
+
+/// Most grants one lease may have revoked (each revocation is kept with the lease record).
+pub const MAX_REVOKED_GRANTS: usize = 256;
 
 /// How often usage is sampled from the runtime.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -110,6 +116,10 @@ pub struct Provider {
     settings: Settings,
     state: Mutex<State>,
     metrics: crate::metrics::NodeMetrics,
+    /// Per-lease tunnel bytes, added by the tunnel endpoint, folded into receipts here.
+    tunnels: crate::tunnel::Meter,
+    /// Bumped at every grant revocation: live tunnel streams under a grant watch it.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -153,6 +163,7 @@ impl Provider {
         }
         let mut batch = WriteBatch::new();
         let mut touched = Vec::new();
+        let tunnels = crate::tunnel::Meter::default();
         for lease in record::load_provider(store.as_ref())? {
             let id = lease.active.lease;
             match lease.phase {
@@ -165,6 +176,14 @@ impl Provider {
                     touched.push(lease.active.agent);
                 }
                 Phase::Running => {
+                    tunnels.restore(
+                        &id,
+                        crate::tunnel::Traffic {
+                            to_workload: lease.usage.tunnel_in_bytes,
+                            from_workload: lease.usage.tunnel_out_bytes,
+                            streams: 0,
+                        },
+                    );
                     state.admission.restore(lease.active.clone());
                     state.restored.insert(id);
                     state.leases.insert(id, lease);
@@ -194,7 +213,14 @@ impl Provider {
             settings,
             state: Mutex::new(state),
             metrics: crate::metrics::NodeMetrics::default(),
+            tunnels,
+            revocations: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// The per-lease tunnel byte counters the tunnel endpoint adds to and receipts count.
+    pub fn tunnel_meter(&self) -> crate::tunnel::Meter {
+        self.tunnels.clone()
     }
 
     /// Counts outcomes in `metrics` (`agora_leases_total{role="provider"}`).
@@ -352,6 +378,7 @@ impl Provider {
                     sampled_at: active.starts_at,
                     ..Usage::default()
                 },
+                revoked_grants: Vec::new(),
             },
         );
         self.persist(&st, &id, &req.agent);
@@ -545,6 +572,11 @@ impl Provider {
                     "exec, logs and files are streamed operations, not answered here",
                 ))
             }
+            Op::Relay => Err(refusal(
+                RefusalCode::Unsupported,
+                "a relay is asked of a gateway node, not of the provider",
+            )),
+            Op::RevokeGrant { grant } => self.revoke_grant(op, *grant, now),
         };
         match result {
             Ok(status) => rpc::Response::Status(Box::new(status)),
@@ -616,6 +648,51 @@ impl Provider {
         status_of(&self.state(), &id)
     }
 
+    /// Revokes one of the owner's service grants on a running lease: refused from now on,
+    /// its live tunnel streams cut at once (they watch [`Provider::revocations`]).
+    fn revoke_grant(
+        &self,
+        op: &Signed<LeaseOp>,
+        grant: GrantId,
+        now: Timestamp,
+    ) -> Result<LeaseStatus, Refusal> {
+        let mut st = self.state();
+        let auth = self.check_running(&mut st, op, now)?;
+        let id = auth.lease.lease;
+        let Some(l) = st.leases.get_mut(&id) else {
+            return Err(refusal(
+                RefusalCode::UnknownLease,
+                "the lease ended meanwhile",
+            ));
+        };
+        if !l.revoked_grants.contains(&grant) {
+            if l.revoked_grants.len() >= MAX_REVOKED_GRANTS {
+                return Err(refusal(
+                    RefusalCode::Policy,
+                    format!("lease {id} has {MAX_REVOKED_GRANTS} revoked grants already"),
+                ));
+            }
+            l.revoked_grants.push(grant);
+        }
+        self.persist(&st, &id, &auth.lease.agent);
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
+        info!(lease = %id, grant = %grant, "service grant revoked");
+        status_of(&st, &id)
+    }
+
+    /// Whether the owner of `lease` revoked `grant`.
+    pub fn grant_revoked(&self, lease: &LeaseId, grant: &GrantId) -> bool {
+        self.state()
+            .leases
+            .get(lease)
+            .is_some_and(|l| l.revoked_grants.contains(grant))
+    }
+
+    /// Changes at every grant revocation (see [`Provider::grant_revoked`]).
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
     /// The state of a lease (read-only).
     pub fn query(&self, id: &LeaseId) -> rpc::Response {
         match status_of(&self.state(), id) {
@@ -624,25 +701,36 @@ impl Provider {
         }
     }
 
-    /// Samples a running workload's statistics into its lease's usage.
-    async fn sample(&self, id: &LeaseId, now: Timestamp) {
+    /// Samples a running workload's statistics and tunnel traffic into its lease's usage
+    /// (the traffic even when the runtime no longer answers for the workload). Returns
+    /// whether the tunnel counts moved.
+    async fn sample(&self, id: &LeaseId, now: Timestamp) -> bool {
         let Some((workload, isolation)) = self
             .state()
             .leases
             .get(id)
             .map(|l| (l.workload.clone(), l.active.isolation))
         else {
-            return;
+            return false;
         };
-        let Ok(runtime) = self.supervisor.runtime(isolation) else {
-            return;
+        let traffic = self.tunnels.traffic(id);
+        let runtime = self.supervisor.runtime(isolation).ok().cloned();
+        let on_interfaces = runtime
+            .as_ref()
+            .is_some_and(|r| r.connect_counted_in_stats());
+        let stats = match &runtime {
+            Some(r) => r.stats(&workload).await.ok(),
+            None => None,
         };
-        let Ok(stats) = runtime.stats(&workload).await else {
-            return;
+        let mut st = self.state();
+        let Some(l) = st.leases.get_mut(id) else {
+            return false;
         };
-        if let Some(l) = self.state().leases.get_mut(id) {
+        let moved = meter::fold_tunnels(&mut l.usage, &traffic, on_interfaces);
+        if let Some(stats) = stats {
             meter::sample(&mut l.usage, &stats, now);
         }
+        moved
     }
 
     /// Ends a lease: stops its workload (if it still runs) for `reason`, frees its capacity,
@@ -673,6 +761,9 @@ impl Provider {
         st.admission.end(id, now);
         let settled = st.quota.settle(&agent, id, cost);
         if let Some(l) = st.leases.get_mut(id) {
+            // Bytes piped while the workload was being stopped count too.
+            let on_interfaces = l.usage.tunnels_on_interfaces;
+            meter::fold_tunnels(&mut l.usage, &self.tunnels.traffic(id), on_interfaces);
             let body = meter::receipt(l, provider, now, Some(reason.clone()));
             match Signed::sign(body, self.identity.as_ref()) {
                 Ok(r) => l.receipt = Some(r),
@@ -683,6 +774,8 @@ impl Provider {
                 at: now,
             };
         }
+        // The final receipt counts the tunnels' bytes: nothing more is billed.
+        self.tunnels.forget(id);
         self.persist(&st, id, &agent);
         info!(
             lease = %id,
@@ -753,7 +846,7 @@ impl Provider {
             .map(|l| l.active.lease)
             .collect();
         for id in due {
-            self.sample(&id, now).await;
+            let moved = self.sample(&id, now).await;
             let mut st = self.state();
             let provider = self.id();
             let Some(l) = st.leases.get_mut(&id) else {
@@ -762,6 +855,12 @@ impl Provider {
             if l.phase != Phase::Running
                 || meter::next_receipt_at(l, self.settings.receipt_interval) > now
             {
+                // Tunnel bytes live in memory only: written with each move, a crash loses
+                // at most one sampling period of them (the runtime keeps its own counters).
+                if moved && l.phase == Phase::Running {
+                    let agent = l.active.agent;
+                    self.persist(&st, &id, &agent);
+                }
                 continue;
             }
             let body = meter::receipt(l, provider, now, None);
@@ -791,6 +890,8 @@ impl Provider {
             .collect();
         for (id, agent) in old {
             st.leases.remove(&id);
+            // Bytes a stream piped in the second before it saw the lease end.
+            self.tunnels.forget(&id);
             self.persist(&st, &id, &agent);
         }
     }

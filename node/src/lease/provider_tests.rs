@@ -618,3 +618,96 @@ async fn a_restarted_provider_restores_leases_and_locks() {
         g.body().price_per_sec * 4
     );
 }
+
+#[tokio::test]
+async fn tunnel_bytes_are_in_receipts_and_survive_a_restart() {
+    let h = harness();
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    granted(h.provider.propose(&p, t(11)).await);
+    let meter = h.provider.tunnel_meter();
+    meter.stream(&lease);
+    meter.add(&lease, true, 10);
+    meter.add(&lease, false, 300);
+    h.provider.tick(t(72)).await;
+    let r = status(h.provider.query(&lease)).receipt.unwrap();
+    assert_eq!(
+        (r.body().tunnel_in_bytes, r.body().tunnel_out_bytes),
+        (10, 300)
+    );
+    // The fake runtime's 1000 interface bytes, and the tunnel's: a sandbox's tunnels do not
+    // cross its interfaces.
+    assert_eq!(r.body().egress_bytes, 1300);
+
+    // A sample between receipts writes moved tunnel counts to the lease's record, and a
+    // restarted provider counts on from what the record kept.
+    meter.add(&lease, false, 50);
+    h.provider.tick(t(78)).await;
+    let Harness { store, fake, .. } = h;
+    let h = open(store, fake);
+    h.provider.tunnel_meter().add(&lease, true, 5);
+    let s = status(
+        h.provider
+            .operate(&op(AGENT, lease, Op::Stop, 2, t(80)), t(80))
+            .await,
+    );
+    let last = s.receipt.unwrap();
+    assert!(last.body().ended.is_some());
+    assert_eq!(
+        (last.body().tunnel_in_bytes, last.body().tunnel_out_bytes),
+        (15, 350)
+    );
+    // Counted in the final receipt: the counters are gone.
+    assert_eq!(
+        h.provider.tunnel_meter().traffic(&lease),
+        crate::tunnel::Traffic::default()
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_grant_is_kept_with_the_lease_and_wakes_its_streams() {
+    use agora_protocol::service::GrantId;
+    let h = harness();
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    granted(h.provider.propose(&p, t(11)).await);
+    let gid = GrantId([3; 16]);
+    let revoke = |signer, nonce, at| op(signer, lease, Op::RevokeGrant { grant: gid }, nonce, at);
+    let mut watch = h.provider.revocations();
+    assert!(!h.provider.grant_revoked(&lease, &gid));
+    // Only the lease's agent revokes its grants.
+    assert_eq!(
+        refused(h.provider.operate(&revoke(STRANGER, 1, t(20)), t(20)).await),
+        RefusalCode::Unauthorized
+    );
+    assert!(!h.provider.grant_revoked(&lease, &gid));
+    let s = status(h.provider.operate(&revoke(AGENT, 2, t(20)), t(20)).await);
+    assert_eq!(s.lease, lease);
+    assert!(h.provider.grant_revoked(&lease, &gid));
+    assert!(!h.provider.grant_revoked(&lease, &GrantId([4; 16])));
+    assert!(
+        watch.has_changed().unwrap(),
+        "streams under the grant are woken"
+    );
+    watch.mark_unchanged();
+    // A replay is refused; revoking again is harmless and kept once.
+    assert_eq!(
+        refused(h.provider.operate(&revoke(AGENT, 2, t(21)), t(21)).await),
+        RefusalCode::Replay
+    );
+    h.provider.operate(&revoke(AGENT, 3, t(21)), t(21)).await;
+    assert_eq!(h.provider.lease(&lease).unwrap().revoked_grants, vec![gid]);
+
+    // The revocation survives a restart (kept in the lease's record).
+    let Harness { store, fake, .. } = h;
+    let h = open(store, fake);
+    assert!(h.provider.grant_revoked(&lease, &gid));
+    // Revoking on an ended lease is refused as ended.
+    h.provider
+        .operate(&op(AGENT, lease, Op::Stop, 4, t(22)), t(22))
+        .await;
+    assert_eq!(
+        refused(h.provider.operate(&revoke(AGENT, 5, t(23)), t(23)).await),
+        RefusalCode::Ended
+    );
+}

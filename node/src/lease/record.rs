@@ -53,10 +53,33 @@ pub struct Usage {
     pub cpu_nanos: u64,
     /// Memory integral, MiB × milliseconds.
     pub memory_mib_millis: u64,
-    /// Bytes sent by the workload.
+    /// Bytes sent on the workload's network interfaces (cumulative, as the runtime reports
+    /// it).
     pub egress_bytes: u64,
+    /// Tunnel bytes from the agent into the workload (cumulative).
+    #[serde(default)]
+    pub tunnel_in_bytes: u64,
+    /// Tunnel bytes from the workload to the agent (cumulative).
+    #[serde(default)]
+    pub tunnel_out_bytes: u64,
+    /// Whether the runtime's interface counters already see tunnel streams (they cross the
+    /// workload's interface, as with Docker), so egress must not count them twice.
+    #[serde(default)]
+    pub tunnels_on_interfaces: bool,
     /// When the last sample was taken.
     pub sampled_at: Timestamp,
+}
+
+impl Usage {
+    /// Everything the workload sent: its interfaces' bytes, plus its tunnel bytes where they
+    /// do not cross those interfaces (a sandbox's tunnels reach it over its own loopback).
+    pub fn egress_bytes_total(&self) -> u64 {
+        if self.tunnels_on_interfaces {
+            self.egress_bytes.max(self.tunnel_out_bytes)
+        } else {
+            self.egress_bytes.saturating_add(self.tunnel_out_bytes)
+        }
+    }
 }
 
 /// A lease on this provider (the provider's own record).
@@ -76,6 +99,10 @@ pub struct ProviderLease {
     pub receipt: Option<agora_protocol::Signed<UsageReceipt>>,
     /// Usage so far.
     pub usage: Usage,
+    /// The ids of the owner's service grants revoked on this lease: refused from then on
+    /// (kept as long as the lease record; a grant never outlives its lease).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_grants: Vec<agora_protocol::service::GrantId>,
 }
 
 impl ProviderLease {
@@ -243,6 +270,41 @@ pub fn gateway_lease(store: &dyn Store, id: &LeaseId) -> Result<Option<GatewayLe
         .transpose()
 }
 
+/// Forgets the relayed leases that were over more than `retention` before `now`: ended
+/// then, or (the provider never said) past the grant's expiry then. Answers how many went.
+/// A record that does not parse is left for an operator to see.
+///
+/// # Errors
+/// [`RecordError`] when the store fails.
+pub fn prune_gateway(
+    store: &dyn Store,
+    now: Timestamp,
+    retention: core::time::Duration,
+) -> Result<usize, RecordError> {
+    let mut batch = WriteBatch::new();
+    let mut pruned = 0;
+    for (k, v) in store.scan_prefix(Column::Leases, GATEWAY, MAX_SCAN)? {
+        let Ok(lease) = parse::<GatewayLease>(&k, &v) else {
+            continue;
+        };
+        let over_since = match &lease.state {
+            LeaseState::Ended { at, .. } => *at,
+            LeaseState::Running => lease.grant.body().expires_at,
+        };
+        if over_since <= now && now.saturating_duration_since(over_since) >= retention {
+            batch.delete(Column::Leases, k.clone()).delete(
+                Column::Leases,
+                key(GATEWAY_AGENT, &[lease.agent.as_bytes(), &lease.lease.0]),
+            );
+            pruned += 1;
+        }
+    }
+    if pruned > 0 {
+        store.write(batch)?;
+    }
+    Ok(pruned)
+}
+
 /// The leases relayed for `agent`, at most `limit`, in lease-id order.
 ///
 /// # Errors
@@ -325,5 +387,53 @@ pub mod b64_opt {
         #[serde(bound = "T: SignedKind")]
         struct Wrap<T: SignedKind>(#[serde(with = "super::b64")] Signed<T>);
         Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use core::time::Duration;
+
+    use agora_protocol::workload::TerminationReason;
+
+    use super::*;
+    use crate::lease::gateway::contact::fixtures::{at, lease};
+    use crate::store::MemStore;
+
+    #[test]
+    fn relayed_leases_are_forgotten_after_retention() {
+        let store = MemStore::new();
+        let hour = Duration::from_secs(3600);
+        // Running until its expiry at 100 s; the provider never says it ended.
+        let running = lease(100);
+        put_gateway(&store, &running).unwrap();
+        assert_eq!(prune_gateway(&store, at(100 + 3599), hour).unwrap(), 0);
+        assert_eq!(prune_gateway(&store, at(100 + 3600), hour).unwrap(), 1);
+        assert!(gateway_lease(&store, &running.lease).unwrap().is_none());
+        assert!(
+            gateway_leases_of(&store, &running.agent, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // Ended at 50 s, well before its expiry: retention counts from the end.
+        let mut ended = lease(10_000);
+        ended.state = LeaseState::Ended {
+            reason: TerminationReason::StoppedByAgent,
+            at: at(50),
+        };
+        put_gateway(&store, &ended).unwrap();
+        assert_eq!(prune_gateway(&store, at(50 + 3599), hour).unwrap(), 0);
+        assert_eq!(
+            gateway_leases_of(&store, &ended.agent, 10).unwrap().len(),
+            1
+        );
+        assert_eq!(prune_gateway(&store, at(50 + 3600), hour).unwrap(), 1);
+        assert!(
+            gateway_leases_of(&store, &ended.agent, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -245,7 +245,7 @@ where
             )
             .await
         }
-        Op::Extend { .. } | Op::Stop | Op::Status => Ok(()),
+        Op::Extend { .. } | Op::Stop | Op::Status | Op::Relay | Op::RevokeGrant { .. } => Ok(()),
     }
 }
 

@@ -716,6 +716,12 @@ impl Runtime for DockerRuntime {
         Ok(out)
     }
 
+    // The stream goes to the container's address over its bridge interface, whose counters
+    // `stats` reads: tunnel bytes are in `net_tx_bytes` already.
+    fn connect_counted_in_stats(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(workload = %id, port = port))]
     async fn connect(
         &self,

@@ -365,6 +365,13 @@ pub trait Runtime: Send + Sync {
         port: u16,
     ) -> Result<Box<dyn ByteStream>, RuntimeError>;
 
+    /// Whether [`Runtime::connect`]'s streams cross the interfaces [`Stats::net_tx_bytes`]
+    /// counts, so tunnel bytes are already in it (metering then does not add them again).
+    /// The default: no (they reach the workload over its own loopback).
+    fn connect_counted_in_stats(&self) -> bool {
+        false
+    }
+
     /// Unpacks the tar stream `tar` into directory `path` inside the workload (created if
     /// missing). Returns the number of tar bytes consumed.
     ///

@@ -38,6 +38,34 @@ pub const NO_OFFER: ErrorCode = ErrorCode {
     status: Some(404),
     meaning: "this node knows no current (unexpired, not withdrawn) offer from that provider",
 };
+/// A submitted service record or withdrawal does not decode or validate.
+pub const MALFORMED_SERVICE: ErrorCode = ErrorCode {
+    code: "malformed_service",
+    status: Some(400),
+    meaning: "send exactly one of `record` and `withdrawal`, base64url of the owner's signed \
+              message; a record must carry its lease's provider-signed capability, name a port \
+              of the lease and end within the lease (the message says what is wrong)",
+};
+/// The node holds a newer record or a withdrawal, or the record is out of date.
+pub const STALE_SERVICE: ErrorCode = ErrorCode {
+    code: "stale_service",
+    status: Some(409),
+    meaning: "the record is older than (or withdrawn by) one this node holds, expired, or dated \
+              in the future: sign it again with a higher `seq` and the current time",
+};
+/// The owner (or the whole directory) holds as many records as allowed.
+pub const SERVICES_FULL: ErrorCode = ErrorCode {
+    code: "services_full",
+    status: Some(409),
+    meaning: "the owner publishes as many services as a node keeps (or the directory is full \
+              of records outliving this one): withdraw one first",
+};
+/// A path segment that should be a grant id is not one.
+pub const BAD_GRANT_ID: ErrorCode = ErrorCode {
+    code: "bad_grant_id",
+    status: Some(400),
+    meaning: "not a grant id (32 hex digits, as `agora agent grant` prints it)",
+};
 /// No such endpoint.
 pub const NO_ROUTE: ErrorCode = ErrorCode {
     code: "no_route",
@@ -245,6 +273,62 @@ pub const BAD_LEASE_ID: ErrorCode = ErrorCode {
     code: "bad_lease_id",
     status: Some(400),
     meaning: "not a lease id (64 hex digits)",
+};
+/// `malformed_grant`.
+pub const MALFORMED_GRANT: ErrorCode = ErrorCode {
+    code: "malformed_grant",
+    status: Some(400),
+    meaning: "the grant is not a base64url signed LeaseGrant",
+};
+/// `not_an_endpoint`.
+pub const NOT_AN_ENDPOINT: ErrorCode = ErrorCode {
+    code: "not_an_endpoint",
+    status: Some(400),
+    meaning: "the address is not one of the grant's tunnel endpoints",
+};
+/// `no_tunnel_endpoint`.
+pub const NO_TUNNEL_ENDPOINT: ErrorCode = ErrorCode {
+    code: "no_tunnel_endpoint",
+    status: Some(409),
+    meaning: "the grant lists no tunnel endpoint packets can be sent to",
+};
+/// `relay_busy`.
+pub const RELAY_BUSY: ErrorCode = ErrorCode {
+    code: "relay_busy",
+    status: Some(503),
+    meaning: "this node relays as many tunnel sessions as it allows (for all or for this agent); retry later",
+};
+/// `port_not_allowed`.
+pub const PORT_NOT_ALLOWED: ErrorCode = ErrorCode {
+    code: "port_not_allowed",
+    status: Some(400),
+    meaning: "the port is not among those the lease's capability opens (its `ports`)",
+};
+/// MCP (beside the agent): the lease's grant does not hold up.
+pub const BAD_GRANT: ErrorCode = ErrorCode {
+    code: "bad_grant",
+    status: None,
+    meaning: "the lease's grant as the node gave it does not verify, is not this agent's, or \
+              is not signed by its provider: no tunnel is opened on its word",
+};
+/// MCP (beside the agent): a local tunnel could not be opened.
+pub const TUNNEL_FAILED: ErrorCode = ErrorCode {
+    code: "tunnel_failed",
+    status: None,
+    meaning: "the local tunnel could not be opened: the local address cannot be bound or the \
+              provider's tunnel endpoint does not answer (the message says which)",
+};
+/// MCP (beside the agent): as many tunnels are open as one session allows.
+pub const TOO_MANY_TUNNELS: ErrorCode = ErrorCode {
+    code: "too_many_tunnels",
+    status: None,
+    meaning: "this MCP session has as many tunnels open as it allows; close one first",
+};
+/// MCP (beside the agent): no tunnel of this session listens there.
+pub const UNKNOWN_TUNNEL: ErrorCode = ErrorCode {
+    code: "unknown_tunnel",
+    status: None,
+    meaning: "no tunnel of this MCP session listens on that local address (see `list_tunnels`)",
 };
 /// `lease_mismatch`.
 pub const LEASE_MISMATCH: ErrorCode = ErrorCode {
@@ -464,6 +548,10 @@ pub const CATALOG: &[ErrorCode] = &[
     BAD_QUERY,
     BAD_PROVIDER,
     NO_OFFER,
+    MALFORMED_SERVICE,
+    STALE_SERVICE,
+    SERVICES_FULL,
+    BAD_GRANT_ID,
     NO_ROUTE,
     BAD_ARGUMENTS,
     KEY_REQUIRED,
@@ -510,6 +598,15 @@ pub const CATALOG: &[ErrorCode] = &[
     BAD_LEASE_ID,
     LEASE_MISMATCH,
     WRONG_OP,
+    MALFORMED_GRANT,
+    NOT_AN_ENDPOINT,
+    NO_TUNNEL_ENDPOINT,
+    RELAY_BUSY,
+    PORT_NOT_ALLOWED,
+    BAD_GRANT,
+    TUNNEL_FAILED,
+    TOO_MANY_TUNNELS,
+    UNKNOWN_TUNNEL,
     NO_MATCH,
     UNAUTHORIZED,
     STALE,

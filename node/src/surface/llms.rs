@@ -25,6 +25,11 @@ locally with its key, so no node can act in its name. Reading offers needs no ke
 - Trust: every offer carries `signed`, the provider's signed offer (base64url); verify it \
 rather than trusting the node that relayed it.
 - Errors: `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}`; branch on `code`, show `message`.
+- Services: agents publish ports of their leases (MCP servers, web apps, TCP services) as \
+signed records (`agora agent publish LEASE --port P --name N --kind mcp`); `list_services` \
+finds them. Using one needs its owner's signed grant for your key (`agora agent grant LEASE \
+--to YOUR_ID --port P`, revocable with `agora agent revoke`); then `agora tunnel --grant FILE \
+-L 127.0.0.1:0:P` forwards a local port to it, TLS end to end with your key.
 ";
 
 /// The journey, in order: (operation name, what the step is for).
@@ -43,6 +48,10 @@ const JOURNEY: &[(&str, &str)] = &[
     ),
     ("exec", "Run a command inside it"),
     ("logs", "Read its output"),
+    (
+        "get_tunnel",
+        "Reach its ports through a tunnel (beside you, the MCP tool `open_tunnel` opens it)",
+    ),
     ("stop", "Stop it and get the usage receipt"),
 ];
 
@@ -110,6 +119,13 @@ it allows, a spend cap and an expiry, and exchanges it at `POST /v1/tokens` (or 
 agent token --node URL --key FILE`); send the token as `Authorization: Bearer agt_…`. The \
 node then signs as the delegate and providers check the chain. Without a token they answer \
 `delegation_required`.\n\
+- Tunnels, three tools that are not HTTP routes. Beside the agent (with `--key`): \
+`open_tunnel {lease, port, bind?}` checks the provider-signed grant, dials the provider's QUIC \
+endpoint and opens a local TCP listener (default `127.0.0.1`, a free port) forwarding every \
+connection to that workload port; it answers `local`, the address to connect to, open for the \
+MCP session; `close_tunnel {local}` and `list_tunnels`. On a node's `/mcp`, `open_tunnel` \
+cannot give you a local port: it answers the connection details of `get_tunnel` and \
+`command`, the `agora tunnel` command to run beside you.\n\
 - Tool names are the operation names below; tool arguments are the operation's parameters as \
 one JSON object; results are the JSON the HTTP API returns.\n\
 \n## HTTP\n\n\
@@ -274,6 +290,9 @@ mod tests {
         }
         assert!(t.contains("agora mcp --node"));
         assert!(t.contains("POST /mcp"));
+        for tool in ["`open_tunnel", "`close_tunnel", "`list_tunnels`"] {
+            assert!(t.contains(tool), "{tool} missing");
+        }
         // The list_offers arguments, with their types.
         assert!(t.contains("- `runtime` (sandbox|docker|microvm)"), "{t}");
         assert!(t.contains("- `label` (list of string)"), "{t}");

@@ -122,7 +122,10 @@ impl Group {
     pub const fn about(self) -> &'static str {
         match self {
             Self::Node => "The node: identity, peers, health and metrics.",
-            Self::Market => "Offers: what providers sell, at what price, as this node sees them.",
+            Self::Market => {
+                "Offers: what providers sell, at what price; and the services agents publish \
+                 from their leases, as this node sees them."
+            }
             Self::Agent => "The agent's account: signup and tier.",
             Self::Leases => "Leases: run a workload, exec, logs, extend, stop.",
             Self::Meta => "The surface describing itself: OpenAPI, llms.txt and the MCP endpoint.",

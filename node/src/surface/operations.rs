@@ -10,12 +10,16 @@ use super::errors::*;
 use super::types::{
     AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, FilesInput, FilesPut,
     GetOfferInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput, ListApprovalsInput,
-    ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuoteInput, RunInput,
-    SignupInput, StreamEvent, TokenInput,
+    ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuoteInput, RelayInput,
+    RunInput, SignupInput, StreamEvent, TokenInput,
 };
 use super::{Group, Operation, sign};
 use crate::http::offers::{OfferList, OfferView};
+use crate::http::services::{
+    ListServicesInput, PublishServiceInput, Published, RevokeGrantInput, ServiceList,
+};
 use crate::http::tokens::TokenView;
+use crate::http::tunnel::{TunnelInput, TunnelView};
 use crate::http::{NodeInfo, PeerList};
 
 /// Prometheus' text exposition (what `/metrics` answers).
@@ -116,6 +120,42 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<GetOfferInput>()
             .output::<OfferView>()
             .errors(&[BAD_PROVIDER, NO_OFFER]),
+        // Published services: ports of leases their agents advertise.
+        Operation::get("list_services", "/v1/services", Group::Market)
+            .summary("Find published services: MCP servers, web apps, TCP services in leases")
+            .describe(
+                "Services agents published from their leases, as this node's directory holds \
+                 them (live gossip; records last at most a day and their owners republish), \
+                 filtered by kind (`mcp`, `http`, `tcp`), exact name, owner, provider or \
+                 lease, sorted by name. Each carries `signed` (the owner's signed record) and \
+                 `capability` (the provider's signed capability inside it, which proves the \
+                 owner runs that lease): verify them yourself. To use one, ask its owner for a \
+                 grant to your key (`agora agent grant`), then `agora tunnel LEASE --grant \
+                 FILE -L 127.0.0.1:0:PORT` forwards a local port to it.",
+            )
+            .input::<ListServicesInput>()
+            .output::<ServiceList>()
+            .errors(&[BAD_QUERY]),
+        Operation::post("publish_service", "/v1/services", Group::Market)
+            .summary("Publish a service: an owner-signed record of one port of its lease")
+            .describe(
+                "`record`: the lease's agent signs a `ServiceRecord` (lease, provider, port, \
+                 name, kind, description, tunnel endpoints, the lease's provider-signed \
+                 capability, `seq`, a TTL within the lease); `withdrawal`: it retracts one. \
+                 The node checks it as it checks gossip, keeps it and publishes it on \
+                 `agora/v1/services`. `agora agent publish` builds and signs it.",
+            )
+            .input::<PublishServiceInput>()
+            .output::<Published>()
+            .errors(&[
+                MALFORMED_SERVICE,
+                BAD_SIGNATURE,
+                STALE_SERVICE,
+                SERVICES_FULL,
+                RATE_LIMITED,
+                UNAVAILABLE,
+            ])
+            .agent_signed_by_cli(),
         // The agent's account. Answers are described in README ("Agents: signup"); their
         // schemas become typed when the handlers' types derive `JsonSchema`.
         Operation::get("signup_challenge", "/v1/signup/challenge", Group::Agent)
@@ -265,6 +305,30 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<LeaseInput>()
             .output::<AnyObject>()
             .errors(&[BAD_LEASE_ID, UNKNOWN_LEASE, STORE]),
+        Operation::get("get_tunnel", "/v1/leases/{id}/tunnel", Group::Leases)
+            .summary("What opening a tunnel to a lease's workload ports needs")
+            .describe(
+                "The provider's id (the key to pin: its TLS certificate must prove it), its QUIC \
+                 tunnel endpoints (UDP) and ALPN, the provider-signed capability (base64url) \
+                 and the workload ports it opens, the expiry, the signed grant to verify all of \
+                 it against, and `command`: `agora tunnel ID -L 127.0.0.1:0:PORT`, run beside \
+                 the agent, opens local TCP listeners forwarding to those ports (a QUIC stream \
+                 per connection, TLS end to end with the agent's own key) and prints their \
+                 addresses. With `port`, the command forwards that port only. Beside the agent \
+                 the MCP tool `open_tunnel` opens the listener itself. An ended or expired \
+                 lease answers `ended`.",
+            )
+            .input::<TunnelInput>()
+            .output::<TunnelView>()
+            .errors(&[
+                BAD_LEASE_ID,
+                BAD_QUERY,
+                PORT_NOT_ALLOWED,
+                UNKNOWN_LEASE,
+                ENDED,
+                STORE,
+                UNAVAILABLE,
+            ]),
         Operation::post("extend", "/v1/leases/{id}/extend", Group::Leases)
             .summary("Extend a lease: an agent-signed operation")
             .describe(
@@ -282,6 +346,67 @@ pub(super) fn all() -> Vec<Operation> {
             .output::<AnyObject>()
             .errors(LEASE_OP_ERRORS)
             .agent_signed_as::<sign::LeaseToolInput>(sign::stop),
+        Operation::delete("revoke_grant", "/v1/leases/{id}/grants/{grant}", Group::Leases)
+            .summary("Revoke a service grant: an agent-signed operation")
+            .describe(
+                "The lease's provider refuses the grant (`agora agent grant` printed its id) \
+                 from now on and cuts the tunnel streams open under it at once; answers the \
+                 lease. `agora agent revoke LEASE GRANT_ID` signs the operation.",
+            )
+            .input::<RevokeGrantInput>()
+            .output::<AnyObject>()
+            .errors(&[
+                MALFORMED_OP,
+                BAD_SIGNATURE,
+                BAD_LEASE_ID,
+                BAD_GRANT_ID,
+                LEASE_MISMATCH,
+                WRONG_OP,
+                UNKNOWN_LEASE,
+                ENDED,
+                UNAUTHORIZED,
+                STALE,
+                REPLAY,
+                POLICY,
+                UNREACHABLE,
+                TIMEOUT,
+            ])
+            .agent_signed_by_cli(),
+        Operation::post("relay", "/v1/leases/{id}/relay", Group::Leases)
+            .summary("Relay a lease's tunnel through this node: an agent-signed operation")
+            .describe(
+                "For an agent that cannot reach its provider's tunnel endpoint: this node opens \
+                 a UDP port (`relay`) and forwards the agent's QUIC packets, unread, to the \
+                 provider endpoint the provider signed into the grant, and the answers back. \
+                 Dial `relay` as if it were the provider: TLS stays end to end (the provider's \
+                 key stays pinned) and the provider checks the capability on every stream. \
+                 The session answers only the first address that sends to it and ends at the \
+                 lease's expiry or after `idle_timeout_secs` without packets. Needs the \
+                 agent's own signature (not a delegate's). `agora tunnel --relay` uses it; \
+                 it falls back to it by itself when the provider is unreachable.",
+            )
+            .input::<RelayInput>()
+            .output::<crate::http::relay::RelayView>()
+            .creates()
+            .errors(&[
+                MALFORMED_BODY,
+                MALFORMED_OP,
+                MALFORMED_GRANT,
+                BAD_SIGNATURE,
+                BAD_LEASE_ID,
+                LEASE_MISMATCH,
+                WRONG_OP,
+                UNKNOWN_LEASE,
+                ENDED,
+                UNAUTHORIZED,
+                STALE,
+                REPLAY,
+                NOT_AN_ENDPOINT,
+                NO_TUNNEL_ENDPOINT,
+                RELAY_BUSY,
+                UNAVAILABLE,
+            ])
+            .agent_signed_by_cli(),
         Operation::post("exec", "/v1/leases/{id}/exec", Group::Leases)
             .summary("Run a command in a lease's workload: an agent-signed operation")
             .describe(

@@ -235,6 +235,26 @@ pub struct LeaseOpInput {
     pub op: String,
 }
 
+/// `POST /v1/leases/{id}/relay` arguments (the contract `http::relay::RelayBody`
+/// implements, plus the id in the path).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The agent's own signed `LeaseOp` with `op: relay`, base64url (`agora tunnel
+    /// --relay` builds it).
+    pub op: String,
+    /// The provider-signed `LeaseGrant`, base64url (`grant` in `GET /v1/leases/{id}`):
+    /// needed when this node did not relay the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// Which of the grant's tunnel endpoints (`ip:port`) to relay to (default: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
 /// `POST /v1/leases/{id}/exec` arguments (the contract `http::streams::ExecBody`
 /// implements, plus the id in the path).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

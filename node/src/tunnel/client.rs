@@ -3,11 +3,15 @@
 //!
 //! [`Dialer`] keeps one connection and dials again when it has dropped, so a forward
 //! ([`forward`]) survives the provider's idle timeout or a transient loss: the next accepted
-//! TCP connection gets a fresh QUIC connection. The `agora tunnel` command and, later, an
-//! HTTP operation or MCP tool use the same pieces.
+//! TCP connection gets a fresh QUIC connection. A connection can also be dead without
+//! knowing it yet (the provider restarted: its stateless reset closes it when the next
+//! stream's header reaches it); a stream that fails that way before the provider answered
+//! is opened once more on a fresh connection, so the TCP connection that found out still
+//! goes through. The `agora tunnel` command and, later, an HTTP operation or MCP tool use
+//! the same pieces.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use agora_attest::Identity;
@@ -51,7 +55,10 @@ pub struct Dialer {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     addrs: Vec<SocketAddr>,
-    token: Vec<u8>,
+    /// Replaced when the lease is extended (a new grant carries a new token).
+    token: std::sync::Mutex<Vec<u8>>,
+    /// For a grantee: the owner's signed service grant, sent beside the token.
+    grant: Option<Vec<u8>>,
     connection: Mutex<Option<quinn::Connection>>,
 }
 
@@ -85,10 +92,34 @@ impl Dialer {
         addrs: Vec<SocketAddr>,
         token: Vec<u8>,
     ) -> Result<Self, TunnelError> {
+        Self::with_alpn(identity, provider, addrs, token, super::ALPN)
+    }
+
+    /// A dialer whose connections carry lease operations ([`super::ops`], ALPN
+    /// [`super::ops::OPS_ALPN`]) rather than workload ports; open them with
+    /// [`super::ops::open`] on [`Dialer::connection`].
+    ///
+    /// # Errors
+    /// As [`Dialer::new`].
+    pub fn for_ops(
+        identity: &Identity,
+        provider: AgoraId,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Self, TunnelError> {
+        Self::with_alpn(identity, provider, addrs, Vec::new(), super::ops::OPS_ALPN)
+    }
+
+    fn with_alpn(
+        identity: &Identity,
+        provider: AgoraId,
+        addrs: Vec<SocketAddr>,
+        token: Vec<u8>,
+        alpn: &[u8],
+    ) -> Result<Self, TunnelError> {
         let first = addrs
             .first()
             .ok_or_else(|| TunnelError::Config("the lease lists no tunnel endpoint".into()))?;
-        let crypto = tls::client_crypto(identity, provider)?;
+        let crypto = tls::client_crypto_for(identity, provider, alpn)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
         transport
@@ -106,9 +137,25 @@ impl Dialer {
             endpoint,
             config,
             addrs,
-            token,
+            token: std::sync::Mutex::new(token),
+            grant: None,
             connection: Mutex::new(None),
         })
+    }
+
+    /// The same dialer for a grantee: every stream also carries `grant`, the wire bytes of
+    /// the owner's `Signed<ServiceGrant>` for this dialer's key (the token is then the
+    /// owner's lease capability, from the published service record).
+    #[must_use]
+    pub fn with_grant(mut self, grant: Vec<u8>) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+
+    /// Sends `token` on the streams opened from now on (a re-signed grant's, after an
+    /// extension: the provider refuses a token past its own expiry).
+    pub fn set_token(&self, token: Vec<u8>) {
+        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = token;
     }
 
     /// A dialer for a verified grant: its provider, endpoints (unless `addrs` overrides
@@ -169,9 +216,14 @@ impl Dialer {
     /// # Errors
     /// [`OpenError`]: unreachable, failed or refused (with the provider's code).
     pub async fn open(&self, port: u16) -> Result<(SendStream, RecvStream), OpenError> {
+        let token = self
+            .token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         self.open_with(&Header {
-            port,
-            token: self.token.clone(),
+            grant: self.grant.clone(),
+            ..Header::new(port, token)
         })
         .await
     }
@@ -184,27 +236,15 @@ impl Dialer {
         let bytes = header
             .encode()
             .map_err(|e| OpenError::Stream(e.to_string()))?;
-        // A connection that died since its last use fails here once: dial again then.
-        let mut retried = false;
-        let (mut send, mut recv) = loop {
-            let conn = self.connection().await?;
-            match conn.open_bi().await {
-                Ok(s) => break s,
-                Err(e) if !retried => {
-                    debug!(error = %e, "tunnel connection gone; dialing again");
-                    retried = true;
-                }
-                Err(e) => return Err(OpenError::Stream(e.to_string())),
+        let conn = self.connection().await?;
+        match open_on(&conn, &bytes).await {
+            // The connection died before the provider answered (nothing reached the
+            // workload): once more on a fresh one.
+            Err(OpenError::Stream(e)) if conn.close_reason().is_some() => {
+                debug!(error = %e, "tunnel connection gone; dialing again");
+                open_on(&self.connection().await?, &bytes).await
             }
-        };
-        send.write_all(&bytes)
-            .await
-            .map_err(|e| OpenError::Stream(e.to_string()))?;
-        match tokio::time::timeout(ANSWER_TIMEOUT, wire::read_answer(&mut recv)).await {
-            Ok(Ok(Answer::Accepted)) => Ok((send, recv)),
-            Ok(Ok(Answer::Refused { code, detail })) => Err(OpenError::Refused { code, detail }),
-            Ok(Err(e)) => Err(OpenError::Stream(e.to_string())),
-            Err(_) => Err(OpenError::Stream("no answer in time".into())),
+            r => r,
         }
     }
 
@@ -213,6 +253,22 @@ impl Dialer {
         if let Some(c) = self.connection.lock().await.take() {
             c.close(VarInt::from_u32(0), b"done");
         }
+    }
+}
+
+/// Opens a stream on `conn`, sends the encoded header `bytes` and reads the answer.
+async fn open_on(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+) -> Result<(SendStream, RecvStream), OpenError> {
+    let stream = |e: &dyn std::fmt::Display| OpenError::Stream(e.to_string());
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream(&e))?;
+    send.write_all(bytes).await.map_err(|e| stream(&e))?;
+    match tokio::time::timeout(ANSWER_TIMEOUT, wire::read_answer(&mut recv)).await {
+        Ok(Ok(Answer::Accepted)) => Ok((send, recv)),
+        Ok(Ok(Answer::Refused { code, detail })) => Err(OpenError::Refused { code, detail }),
+        Ok(Err(e)) => Err(stream(&e)),
+        Err(_) => Err(OpenError::Stream("no answer in time".into())),
     }
 }
 
@@ -254,5 +310,112 @@ pub async fn forward(dialer: Arc<Dialer>, listener: TcpListener, remote: u16) {
                 let _ = tcp_write.shutdown().await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UdpSocket;
+
+    use super::*;
+    use crate::tunnel::server;
+
+    /// A provider stand-in: a real tunnel endpoint of `identity` that accepts every header
+    /// and echoes the stream.
+    fn echo_server(identity: &Identity) -> SocketAddr {
+        let config = server::Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let endpoint = server::endpoint(identity, &config).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                tokio::spawn(async move {
+                    let conn = incoming.await.unwrap();
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        tokio::spawn(async move {
+                            wire::read_header(&mut recv).await.unwrap();
+                            wire::write_answer(&mut send, &Answer::Accepted)
+                                .await
+                                .unwrap();
+                            tokio::io::copy(&mut recv, &mut send).await.unwrap();
+                            send.finish().unwrap();
+                        });
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A UDP hop from the dialer to `*target`, which the test switches: packets of the
+    /// old target are dropped from then on, as if its host had vanished.
+    async fn switchable_hop(target: Arc<std::sync::Mutex<SocketAddr>>) -> SocketAddr {
+        let front = Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap());
+        let back = Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let client = Arc::new(std::sync::Mutex::new(None));
+        let (f, b, c, t) = (front.clone(), back.clone(), client.clone(), target.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((n, from)) = f.recv_from(&mut buf).await {
+                *c.lock().unwrap() = Some(from);
+                let to = *t.lock().unwrap();
+                let _ = b.send_to(&buf[..n], to).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((n, from)) = back.recv_from(&mut buf).await {
+                let to = *client.lock().unwrap();
+                if let Some(to) = to.filter(|_| from == *target.lock().unwrap()) {
+                    let _ = front.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        addr
+    }
+
+    async fn echo(dialer: &Dialer, text: &[u8]) -> Vec<u8> {
+        let (mut send, mut recv) = dialer.open(80).await.unwrap();
+        send.write_all(text).await.unwrap();
+        send.finish().unwrap();
+        let mut back = Vec::new();
+        AsyncReadExt::read_to_end(&mut recv, &mut back)
+            .await
+            .unwrap();
+        back
+    }
+
+    #[tokio::test]
+    async fn a_restarted_provider_resets_the_old_connection_and_the_next_stream_redials() {
+        let provider = Identity::generate(&mut rand::rng());
+        let agent = Identity::generate(&mut rand::rng());
+        let before = echo_server(&provider);
+        // The same node after a restart: same key, new process, no connection state.
+        let after = echo_server(&Identity::from_secret_bytes(&provider.secret_bytes()));
+        let target = Arc::new(std::sync::Mutex::new(before));
+        let hop = switchable_hop(target.clone()).await;
+        let dialer = Dialer::new(&agent, provider.agora_id(), vec![hop], vec![1, 2, 3]).unwrap();
+        assert_eq!(echo(&dialer, b"one").await, b"one");
+        let first = dialer.connection().await.unwrap();
+
+        *target.lock().unwrap() = after;
+        // The header reaches a server that never saw this connection: its stateless reset
+        // (under the same key) closes it, and the stream is opened again on a new one. With
+        // a per-process key the reset would be ignored and this would fail after
+        // ANSWER_TIMEOUT.
+        let opened = tokio::time::timeout(ANSWER_TIMEOUT, echo(&dialer, b"two")).await;
+        assert_eq!(opened.expect("the stream redialed"), b"two");
+        assert!(
+            first.close_reason().is_some(),
+            "the old connection was reset"
+        );
+        assert_ne!(
+            dialer.connection().await.unwrap().stable_id(),
+            first.stable_id()
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! Per-lease tunnel byte counters: what usage receipts can count (not wired into them yet).
+//! Per-lease tunnel byte counters, shared by the tunnel endpoint's streams (which add) and
+//! the provider's metering (which folds them into usage receipts, restores them after a
+//! restart and forgets a lease once its final receipt is signed).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,6 +48,17 @@ impl Meter {
         });
     }
 
+    /// Starts a lease's counters at `traffic` (what its record kept across a restart), unless
+    /// they are already higher.
+    pub fn restore(&self, lease: &LeaseId, traffic: Traffic) {
+        self.with(|m| {
+            let t = m.entry(*lease).or_default();
+            t.to_workload = t.to_workload.max(traffic.to_workload);
+            t.from_workload = t.from_workload.max(traffic.from_workload);
+            t.streams = t.streams.max(traffic.streams);
+        });
+    }
+
     /// A lease's traffic so far (zero if none).
     pub fn traffic(&self, lease: &LeaseId) -> Traffic {
         self.with(|m| m.get(lease).copied().unwrap_or_default())
@@ -82,5 +95,15 @@ mod tests {
         );
         assert_eq!(meter.forget(&b).from_workload, 7);
         assert_eq!(meter.traffic(&b), Traffic::default());
+        meter.restore(
+            &b,
+            Traffic {
+                to_workload: 3,
+                from_workload: 4,
+                streams: 0,
+            },
+        );
+        meter.add(&b, true, 1);
+        assert_eq!(meter.traffic(&b).to_workload, 4);
     }
 }

@@ -4,7 +4,8 @@
 //! ```text
 //! agent: agora tunnel -L 127.0.0.1:9000:8080 ─ TCP accept ─▶ client::Dialer (QUIC, ALPN
 //!   agora-tunnel/1, client cert = agent key, server key pinned to the grant's provider)
-//!   ─ one bidi stream per TCP connection: wire::Header (token + port) ─▶
+//!   ─ one bidi stream per TCP connection: wire::Header (token + port, and for another
+//!     agent the owner's signed service grant) ─▶
 //! provider: server::Server on UDP tunnel_port ─▶ access::check ─▶ runtime.connect(port)
 //!   ─▶ pipe (both ways, half-close, bytes counted in meter::Meter per lease)
 //! ```
@@ -17,13 +18,23 @@
 //! - [`pipe`]: copying both ways with backpressure and half-close.
 //! - [`meter`]: per-lease byte counters (for usage receipts).
 //! - [`server`]: the provider's endpoint; [`client`]: the agent's dialer and forwards.
+//! - [`forward`]: what `agora tunnel` and the MCP tool `open_tunnel` share: `-L` specs, the
+//!   grant checked before dialing, local listeners.
+//! - [`reset`]: the endpoint's stateless-reset key, stable across restarts, so agents learn
+//!   at once that a restarted provider lost their connection.
+//! - [`relay`]: a gateway's UDP relay for agents that cannot route to the provider (TLS
+//!   stays end to end; the relay forwards ciphertext).
 
 use std::net::SocketAddr;
 
 pub mod access;
 pub mod client;
+pub mod forward;
 pub mod meter;
+pub mod ops;
 pub mod pipe;
+pub mod relay;
+pub mod reset;
 pub mod server;
 pub mod tls;
 pub mod wire;

@@ -6,8 +6,12 @@
 //!   └─ each bidi stream (≤ max_streams per connection): header ≤ 1 KiB within 10 s
 //!        ─▶ check (token, agent, lease live, port) ─▶ runtime.connect(workload, port)
 //!        ─▶ answer 0x00 ─▶ pipe both ways (bytes counted per lease, workload touched)
-//!        └─ every second: the lease still live? else reset the stream (`lease_ended`)
+//!        └─ every second: the lease still live? else reset the stream (`lease_ended`);
+//!           a grantee's stream also at once when its grant is revoked (`grant_revoked`)
 //! ```
+//!
+//! A connection negotiated with ALPN [`super::ops::OPS_ALPN`] carries agent-signed lease
+//! operations instead (exec, logs, files: `--direct`), served by [`super::ops::serve`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use tracing::{Instrument as _, debug, info, info_span};
 
 use super::access::{self, Denied, Target};
 use super::meter::Meter;
+use super::reset;
 use super::wire::{self, Answer, Code};
 use super::{TunnelError, tls};
 use crate::clock;
@@ -30,6 +35,8 @@ use crate::lease::Provider;
 pub const RESET_LEASE_ENDED: u32 = 1;
 /// QUIC application error code when the endpoint closes (node stopping).
 pub const CLOSE_STOPPING: u32 = 2;
+/// QUIC application error code when a stream is cut because the owner revoked its grant.
+pub const RESET_GRANT_REVOKED: u32 = 3;
 
 /// Limits of the tunnel endpoint.
 #[derive(Debug, Clone)]
@@ -67,6 +74,8 @@ struct Context {
     provider: Arc<Provider>,
     meter: Meter,
     config: Config,
+    /// Direct lease operations running at once ([`super::ops`]).
+    ops: Arc<Semaphore>,
 }
 
 /// A bound tunnel endpoint, not yet serving.
@@ -94,22 +103,7 @@ impl Server {
         meter: Meter,
         config: Config,
     ) -> Result<Self, TunnelError> {
-        let crypto = tls::server_crypto(identity)?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams))
-            .max_concurrent_uni_streams(VarInt::from_u32(0))
-            .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(config.idle_timeout)
-                    .map_err(|e| TunnelError::Config(e.to_string()))?,
-            ));
-        server.transport_config(Arc::new(transport));
-        let endpoint =
-            quinn::Endpoint::server(server, config.bind).map_err(|source| TunnelError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let endpoint = endpoint(identity, &config)?;
         Ok(Self {
             endpoint,
             context: Arc::new(Context {
@@ -117,6 +111,7 @@ impl Server {
                 provider,
                 meter,
                 config,
+                ops: Arc::new(Semaphore::new(super::ops::MAX_OPS)),
             }),
         })
     }
@@ -159,7 +154,47 @@ impl Server {
         }
         self.endpoint
             .close(VarInt::from_u32(CLOSE_STOPPING), b"node stopping");
+        // The close frames must leave before the process does, or agents keep a dead
+        // connection until their idle timeout.
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
     }
+}
+
+/// How long a stopping endpoint waits for its connections to take the close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A bound QUIC server endpoint with `identity`'s certificate and `config`'s limits, whose
+/// stateless resets ([`reset::ResetKey`]) stay valid across restarts.
+///
+/// # Errors
+/// [`TunnelError`] if TLS cannot be set up, a limit is invalid or the UDP port cannot be
+/// bound.
+pub fn endpoint(identity: &Identity, config: &Config) -> Result<quinn::Endpoint, TunnelError> {
+    let crypto = tls::server_crypto(identity)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(config.idle_timeout)
+                .map_err(|e| TunnelError::Config(e.to_string()))?,
+        ));
+    server.transport_config(Arc::new(transport));
+    let bind_err = |source| TunnelError::Bind {
+        addr: config.bind,
+        source,
+    };
+    let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| TunnelError::Config("the tunnel endpoint needs a tokio runtime".into()))?;
+    quinn::Endpoint::new(
+        reset::endpoint_config(identity),
+        Some(server),
+        socket,
+        runtime,
+    )
+    .map_err(bind_err)
 }
 
 async fn serve_connection(conn: quinn::Connection, context: Arc<Context>) {
@@ -168,6 +203,12 @@ async fn serve_connection(conn: quinn::Connection, context: Arc<Context>) {
         return;
     };
     debug!(agent = %client, "tunnel connection");
+    if tls::alpn(&conn).as_deref() == Some(super::ops::OPS_ALPN) {
+        // Lease operations (exec, logs, files): the agent's signature on each is the
+        // authority, checked by the same handler as operations through a gateway.
+        super::ops::serve(conn, context.provider.clone(), context.ops.clone()).await;
+        return;
+    }
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
@@ -218,9 +259,14 @@ async fn serve_stream(
         };
     let now = clock::now();
     let provider = &context.provider;
-    let target = match access::check(&header, client, context.id, |l| {
-        provider.live_workload(l, now)
-    }) {
+    let target = match access::check(
+        &header,
+        client,
+        context.id,
+        now,
+        |l| provider.live_workload(l, now),
+        |l, g| provider.grant_revoked(l, g),
+    ) {
         Ok(t) => t,
         Err(d) => return refuse(send, recv, d).await,
     };
@@ -240,6 +286,8 @@ async fn serve_stream(
     }
     debug!(lease = %target.lease, port = target.port, "tunnel stream open");
     context.meter.stream(&target.lease);
+    // An opened stream is a sign of life even before its first byte.
+    provider.touch(&target.workload, clock::now());
     pipe(send, recv, upstream, &target, &context).await;
 }
 
@@ -266,14 +314,29 @@ async fn pipe(
         counted(true),
         counted(false),
     );
+    // A revocation wakes the streams at once; the lease's end is polled.
+    let mut revocations = provider.revocations();
     let lease_ends = async {
         loop {
-            tokio::time::sleep(context.config.liveness_period).await;
+            tokio::select! {
+                () = tokio::time::sleep(context.config.liveness_period) => {}
+                r = revocations.changed(), if target.grant.is_some() => {
+                    if r.is_err() {
+                        // The provider is gone: only the poll is left.
+                        tokio::time::sleep(context.config.liveness_period).await;
+                    }
+                }
+            }
             if provider
                 .live_workload(&target.lease, clock::now())
                 .is_none()
             {
-                return;
+                return RESET_LEASE_ENDED;
+            }
+            if let Some(g) = &target.grant
+                && provider.grant_revoked(&target.lease, g)
+            {
+                return RESET_GRANT_REVOKED;
             }
         }
     };
@@ -286,10 +349,14 @@ async fn pipe(
                 let _ = recv.stop(VarInt::from_u32(0));
             }
         },
-        () = lease_ends => {
-            info!(lease = %target.lease, "lease ended: tunnel stream cut");
-            let _ = send.reset(VarInt::from_u32(RESET_LEASE_ENDED));
-            let _ = recv.stop(VarInt::from_u32(RESET_LEASE_ENDED));
+        why = lease_ends => {
+            if why == RESET_GRANT_REVOKED {
+                info!(lease = %target.lease, grant = ?target.grant.map(|g| g.to_string()), "grant revoked: tunnel stream cut");
+            } else {
+                info!(lease = %target.lease, "lease ended: tunnel stream cut");
+            }
+            let _ = send.reset(VarInt::from_u32(why));
+            let _ = recv.stop(VarInt::from_u32(why));
         }
     }
     // Already finished by the pipe's half-close, or reset: either way nothing more is sent.

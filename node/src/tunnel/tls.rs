@@ -234,6 +234,14 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
+/// The ALPN protocol a connection negotiated.
+pub fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
@@ -251,7 +259,7 @@ pub fn server_crypto(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(AnyClientKey))
         .with_single_cert(vec![cert], key)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![ALPN.to_vec(), super::ops::OPS_ALPN.to_vec()];
     quinn::crypto::rustls::QuicServerConfig::try_from(config)
         .map_err(|e| TlsError::Quic(e.to_string()))
 }
@@ -264,13 +272,25 @@ pub fn client_crypto(
     identity: &Identity,
     provider_key: AgoraId,
 ) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsError> {
+    client_crypto_for(identity, provider_key, ALPN)
+}
+
+/// [`client_crypto`] offering ALPN `alpn` (e.g. [`super::ops::OPS_ALPN`]).
+///
+/// # Errors
+/// As [`client_crypto`].
+pub fn client_crypto_for(
+    identity: &Identity,
+    provider_key: AgoraId,
+    alpn: &[u8],
+) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsError> {
     let (cert, key) = certificate(identity)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedServer(provider_key)))
         .with_client_auth_cert(vec![cert], key)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     quinn::crypto::rustls::QuicClientConfig::try_from(config)
         .map_err(|e| TlsError::Quic(e.to_string()))
 }

@@ -1,21 +1,20 @@
 //! What opens a tunnel stream: the agent's header and the provider's one-frame answer.
 //!
 //! ```text
-//! header (agent → provider): length u16 BE | version u8 = 1 | port u16 BE | token (wire bytes
-//!                            of the provider-signed Capability)
-//! answer (provider → agent): 0x00                                   the stream is piped
-//!                          | 0x01 | code len u8 | code | detail len u16 BE | detail   refused
+//! header (dialer → provider): agora_protocol::tunnel::Header (length-prefixed; capability
+//!                             wire bytes, and for a grantee the owner's signed grant)
+//! answer (provider → dialer): 0x00                                   the stream is piped
+//!                           | 0x01 | code len u8 | code | detail len u16 BE | detail   refused
 //! ```
 //!
-//! Both are bounded ([`MAX_HEADER_BYTES`], [`MAX_DETAIL_BYTES`]); lengths are checked before
-//! anything is allocated, so a peer cannot make the other side buffer more than that.
+//! The header codec and its bounds live in the protocol crate ([`Header`]); this module reads
+//! it off a stream and owns the answer. Both are bounded ([`MAX_HEADER_BYTES`],
+//! [`MAX_DETAIL_BYTES`]); lengths are checked before anything is allocated, so a peer cannot
+//! make the other side buffer more than that.
 
+pub use agora_protocol::tunnel::{Header, HeaderError, MAX_HEADER_BYTES, VERSION, VERSION_GRANT};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
-/// Header format version.
-pub const VERSION: u8 = 1;
-/// Largest header body (version, port and token); a signed capability is about 400 bytes.
-pub const MAX_HEADER_BYTES: usize = 1024;
 /// Largest refusal detail.
 pub const MAX_DETAIL_BYTES: usize = 512;
 
@@ -34,17 +33,26 @@ pub enum Code {
     PortNotAllowed,
     /// The workload's port did not answer.
     Unreachable,
+    /// The owner's grant does not decode or verify, or is for another lease.
+    BadGrant,
+    /// The owner's grant is not valid now.
+    GrantExpired,
+    /// The owner revoked the grant.
+    GrantRevoked,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::BadHeader,
         Self::BadToken,
         Self::NotYourLease,
         Self::LeaseEnded,
         Self::PortNotAllowed,
         Self::Unreachable,
+        Self::BadGrant,
+        Self::GrantExpired,
+        Self::GrantRevoked,
     ];
 
     /// The stable text form (`bad_token`, …).
@@ -56,6 +64,9 @@ impl Code {
             Self::LeaseEnded => "lease_ended",
             Self::PortNotAllowed => "port_not_allowed",
             Self::Unreachable => "unreachable",
+            Self::BadGrant => "bad_grant",
+            Self::GrantExpired => "grant_expired",
+            Self::GrantRevoked => "grant_revoked",
         }
     }
 
@@ -71,78 +82,14 @@ impl std::fmt::Display for Code {
     }
 }
 
-/// The agent's stream header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The workload port to reach.
-    pub port: u16,
-    /// The provider-signed capability, as its wire bytes (verified by the provider).
-    pub token: Vec<u8>,
-}
-
-/// A malformed header.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HeaderError {
-    /// The length prefix exceeds [`MAX_HEADER_BYTES`].
-    #[error("header of {0} bytes, at most {MAX_HEADER_BYTES}")]
-    TooLarge(usize),
-    /// Shorter than version and port.
-    #[error("header of {0} bytes is truncated")]
-    Truncated(usize),
-    /// An unknown version.
-    #[error("header version {0}, expected {VERSION}")]
-    Version(u8),
-}
-
-impl Header {
-    /// The header's bytes, length prefix included.
-    ///
-    /// # Errors
-    /// [`HeaderError::TooLarge`] when the token is too long.
-    pub fn encode(&self) -> Result<Vec<u8>, HeaderError> {
-        let len = 3 + self.token.len();
-        if len > MAX_HEADER_BYTES {
-            return Err(HeaderError::TooLarge(len));
-        }
-        let mut out = Vec::with_capacity(2 + len);
-        // Bounded above by MAX_HEADER_BYTES, which fits a u16.
-        out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
-        out.push(VERSION);
-        out.extend_from_slice(&self.port.to_be_bytes());
-        out.extend_from_slice(&self.token);
-        Ok(out)
-    }
-
-    /// Decodes a header body (after the length prefix).
-    ///
-    /// # Errors
-    /// [`HeaderError`] naming what is wrong.
-    pub fn decode(body: &[u8]) -> Result<Self, HeaderError> {
-        if body.len() > MAX_HEADER_BYTES {
-            return Err(HeaderError::TooLarge(body.len()));
-        }
-        let [version, hi, lo, token @ ..] = body else {
-            return Err(HeaderError::Truncated(body.len()));
-        };
-        if *version != VERSION {
-            return Err(HeaderError::Version(*version));
-        }
-        Ok(Self {
-            port: u16::from_be_bytes([*hi, *lo]),
-            token: token.to_vec(),
-        })
-    }
-}
-
 /// Reads one header from `r`, checking the length prefix before allocating.
 ///
 /// # Errors
 /// [`ReadError`] on I/O failure or a malformed header.
 pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Header, ReadError> {
-    let len = usize::from(r.read_u16().await?);
-    if len > MAX_HEADER_BYTES {
-        return Err(HeaderError::TooLarge(len).into());
-    }
+    let mut prefix = [0u8; 2];
+    r.read_exact(&mut prefix).await?;
+    let len = Header::body_len_of(prefix)?;
     let mut body = vec![0; len];
     r.read_exact(&mut body).await?;
     Ok(Header::decode(&body)?)
@@ -247,33 +194,6 @@ pub async fn read_answer<R: AsyncRead + Unpin>(r: &mut R) -> Result<Answer, Read
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_header_round_trips() {
-        let h = Header {
-            port: 8080,
-            token: vec![7; 300],
-        };
-        let bytes = h.encode().unwrap();
-        assert_eq!(usize::from(u16::from_be_bytes([bytes[0], bytes[1]])), 303);
-        assert_eq!(Header::decode(&bytes[2..]).unwrap(), h);
-    }
-
-    #[test]
-    fn headers_are_bounded_and_checked() {
-        let big = Header {
-            port: 1,
-            token: vec![0; MAX_HEADER_BYTES],
-        };
-        assert!(matches!(big.encode(), Err(HeaderError::TooLarge(_))));
-        assert_eq!(Header::decode(&[1, 0]), Err(HeaderError::Truncated(2)));
-        assert_eq!(Header::decode(&[]), Err(HeaderError::Truncated(0)));
-        assert_eq!(Header::decode(&[2, 0, 80]), Err(HeaderError::Version(2)));
-        assert_eq!(
-            Header::decode(&vec![1; MAX_HEADER_BYTES + 1]),
-            Err(HeaderError::TooLarge(MAX_HEADER_BYTES + 1))
-        );
-    }
-
     #[tokio::test]
     async fn an_oversized_length_prefix_is_refused_before_reading_the_body() {
         let mut input: &[u8] = &[0xff, 0xff];
@@ -287,6 +207,20 @@ mod tests {
             read_header(&mut short).await,
             Err(ReadError::Io(_))
         ));
+        // Both versions come off a stream whole, and nothing after them is read.
+        for header in [
+            Header::new(80, vec![1; 40]),
+            Header {
+                grant: Some(vec![2; 30]),
+                ..Header::new(80, vec![1; 40])
+            },
+        ] {
+            let mut bytes = header.encode().unwrap();
+            bytes.extend_from_slice(b"payload");
+            let mut input = bytes.as_slice();
+            assert_eq!(read_header(&mut input).await.unwrap(), header);
+            assert_eq!(input, b"payload");
+        }
     }
 
     #[tokio::test]

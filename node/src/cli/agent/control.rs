@@ -48,7 +48,8 @@ pub(crate) struct StopArgs {
     key: Option<PathBuf>,
 }
 
-fn parse_secs(s: &str) -> Result<u64, String> {
+/// Seconds, or a duration such as `10m`; at least one second.
+pub(crate) fn parse_secs(s: &str) -> Result<u64, String> {
     let secs = match s.parse::<u64>() {
         Ok(n) => n,
         Err(_) => humantime::parse_duration(s)

@@ -253,5 +253,11 @@ pub(crate) fn print_lease(view: &Value) {
                 ""
             }
         );
+        println!(
+            "traffic   {} B sent; tunnels {} B in, {} B out",
+            r["egress_bytes"].as_u64().unwrap_or(0),
+            r["tunnel_in_bytes"].as_u64().unwrap_or(0),
+            r["tunnel_out_bytes"].as_u64().unwrap_or(0)
+        );
     }
 }

@@ -10,6 +10,7 @@ mod control;
 mod lease;
 mod ps;
 mod run;
+mod service;
 mod session;
 mod signup;
 mod token;
@@ -38,6 +39,14 @@ pub(super) enum AgentCommand {
     Extend(control::ExtendArgs),
     /// End a lease now; prints the provider's final signed receipt.
     Stop(control::StopArgs),
+    /// Publish a port of your lease as a service others find (`agora services`,
+    /// `GET /v1/services`, MCP `list_services`): a record you sign, gossiped with a TTL.
+    Publish(Box<service::PublishArgs>),
+    /// Let another agent's key reach ports of your lease: prints a grant you sign (or writes
+    /// `--out FILE`) for it to pass to `agora tunnel --grant`.
+    Grant(Box<service::GrantArgs>),
+    /// Revoke a grant: the provider refuses it from now on and cuts its open streams.
+    Revoke(service::RevokeArgs),
     /// Hand one node a delegation (what it may do for you, a spend cap, an expiry) for a
     /// bearer token that works there only; its `/mcp` endpoint then acts for you.
     Token(token::TokenArgs),
@@ -55,5 +64,8 @@ pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<Exit
         AgentCommand::Extend(args) => control::extend(&args, global),
         AgentCommand::Stop(args) => control::stop(&args, global),
         AgentCommand::Token(args) => token::run(&args, global),
+        AgentCommand::Publish(args) => service::publish(&args, global),
+        AgentCommand::Grant(args) => service::grant(&args, global),
+        AgentCommand::Revoke(args) => service::revoke(&args, global),
     }
 }

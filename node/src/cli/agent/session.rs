@@ -1,6 +1,7 @@
 //! `agora agent exec`, `agora agent logs` and `agora agent files`: operations on a running
 //! lease whose answers stream. Each is signed here with the agent's key, relayed by any
-//! node to the provider and streamed back.
+//! node to the provider and streamed back; with `--direct` (exec, logs) it goes over a QUIC
+//! connection straight to the provider's tunnel endpoint instead.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -18,7 +19,15 @@ use clap::{Args, Subcommand};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use super::lease::{Agent, b64, find_lease, load_agent, report_failure, sign_op};
+use agora_node::http::streams::pump_events;
+use agora_node::lease::OpStream;
+use agora_node::tunnel::client::grant_endpoints;
+use agora_node::tunnel::{Dialer, ops};
+use agora_protocol::Signed;
+use agora_protocol::frames::StreamFrame;
+use agora_protocol::lease::LeaseOp;
+
+use super::lease::{Agent, b64, find_lease, load_agent, report_failure, sign_op, verify_grant};
 use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
 use crate::cli::{EXIT_ERROR, GlobalArgs, print_json};
 
@@ -49,6 +58,10 @@ pub(crate) struct ExecArgs {
     /// Run the command on a terminal (its output and errors merge).
     #[arg(short = 't', long)]
     tty: bool,
+    /// Skip the node: run it over a QUIC connection straight to the provider's tunnel
+    /// endpoint (the node is only asked for the lease), for the lowest round trip.
+    #[arg(long)]
+    direct: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, num_args = 1..)]
     command: Vec<String>,
@@ -61,6 +74,10 @@ pub(crate) struct LogsArgs {
     /// Keep printing new output until the workload ends.
     #[arg(short = 'f', long)]
     follow: bool,
+    /// Skip the node: read over a QUIC connection straight to the provider's tunnel
+    /// endpoint.
+    #[arg(long)]
+    direct: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,7 +118,24 @@ struct Session {
     client: NodeClient,
     lease: LeaseId,
     provider: AgoraId,
+    /// The lease as the node showed it (its signed grant names the tunnel endpoints).
+    view: Value,
 }
+
+/// A streamed operation to run: what, how (`direct`), its input, and the node's path.
+struct Streamed<'a> {
+    op: Op,
+    direct: bool,
+    stdin: Option<Vec<u8>>,
+    path: &'a str,
+}
+
+/// A streamed answer's NDJSON, in chunks as they come (from the node, or made here from
+/// the provider's frames with `--direct`).
+type Chunks = futures::stream::BoxStream<'static, Result<Vec<u8>, String>>;
+
+/// How long the provider may take to accept a direct operation.
+const DIRECT_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Session {
     fn open(target: &Target) -> anyhow::Result<Self> {
@@ -117,11 +151,102 @@ impl Session {
             client,
             lease,
             provider,
+            view,
         })
     }
 
     fn sign(&self, op: Op) -> anyhow::Result<String> {
         Ok(b64(&sign_op(&self.agent, self.provider, self.lease, op)?))
+    }
+
+    /// Runs the streamed operation `op`: through the node (`POST`/`GET path` built by
+    /// `build`), or with `direct` at the provider's tunnel endpoint (sending `stdin`, if
+    /// any, for an exec), handing the answer's chunks to `handle`. A refusal or error
+    /// answer is reported here.
+    fn streamed(
+        &self,
+        Streamed {
+            op,
+            direct,
+            stdin,
+            path,
+        }: Streamed<'_>,
+        build: impl FnOnce(&reqwest::Client, &str, &str, Option<Vec<u8>>) -> reqwest::RequestBuilder,
+        json_out: bool,
+        handle: impl AsyncFnOnce(Chunks) -> anyhow::Result<ExitCode>,
+    ) -> anyhow::Result<ExitCode> {
+        let signed = sign_op(&self.agent, self.provider, self.lease, op)?;
+        if !direct {
+            let op = b64(&signed);
+            return self.client.stream(
+                path,
+                |http, url| build(http, url, &op, stdin),
+                async move |resp| {
+                    if !resp.status().is_success() {
+                        return failure(resp, json_out).await;
+                    }
+                    let chunks = resp
+                        .bytes_stream()
+                        .map(|c| c.map(|b| b.to_vec()).map_err(|e| e.to_string()));
+                    handle(chunks.boxed()).await
+                },
+            );
+        }
+        self.client.block_on(async {
+            match self.open_direct(&signed, stdin).await? {
+                Ok(chunks) => handle(chunks).await,
+                Err(body) => report_failure(409, &body, json_out, "refused"),
+            }
+        })
+    }
+
+    /// Opens `op` over a direct connection to the provider's tunnel endpoint
+    /// ([`agora_node::tunnel::ops`]): its events as NDJSON chunks, or the provider's
+    /// refusal as an error body.
+    async fn open_direct(
+        &self,
+        op: &Signed<LeaseOp>,
+        stdin: Option<Vec<u8>>,
+    ) -> anyhow::Result<Result<Chunks, Value>> {
+        let grant = verify_grant(&self.view, &self.lease, &self.agent.identity.agora_id())?;
+        let g = grant.body();
+        let dialer = Dialer::for_ops(&self.agent.identity, g.provider, grant_endpoints(g))
+            .context("cannot set up the direct connection")?;
+        let conn = dialer
+            .connection()
+            .await
+            .context("cannot reach the provider's tunnel endpoint (try without --direct)")?;
+        let opened = ops::open(&conn, op, DIRECT_OPEN_TIMEOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+        let OpStream { reader, mut writer } = match opened {
+            Ok(s) => s,
+            Err(r) => {
+                return Ok(Err(
+                    json!({ "error": { "code": r.code.as_str(), "message": r.detail } }),
+                ));
+            }
+        };
+        if matches!(op.body().op, Op::Exec { .. }) {
+            // Input and output flow side by side, as through a node.
+            tokio::spawn(async move {
+                if let Some(data) = stdin {
+                    writer.send_chunks(&data, StreamFrame::Stdin).await?;
+                }
+                writer.send(&StreamFrame::StdinClosed).await
+            });
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(pump_events(reader, tx));
+        // The dialer (its endpoint) lives as long as the answer is read.
+        let chunks = futures::stream::unfold((rx, dialer, conn), |(mut rx, d, c)| async move {
+            let chunk = rx.recv().await?;
+            Some((
+                chunk.map(|b| b.to_vec()).map_err(|e| e.to_string()),
+                (rx, d, c),
+            ))
+        });
+        Ok(Ok(chunks.boxed()))
     }
 }
 
@@ -142,12 +267,11 @@ enum Ending {
     Cut,
 }
 
-/// Reads NDJSON events from `resp`, handing each to `each`, until the last one.
+/// Reads NDJSON events from `body`, handing each to `each`, until the last one.
 async fn events(
-    resp: reqwest::Response,
+    mut body: Chunks,
     mut each: impl FnMut(&Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<Ending> {
-    let mut body = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -240,26 +364,31 @@ pub(crate) fn exec(args: &ExecArgs, global: &GlobalArgs) -> anyhow::Result<ExitC
     } else {
         None
     };
-    let op = session.sign(Op::Exec {
+    let op = Op::Exec {
         command: args.command.clone(),
         stdin: args.stdin,
         tty: args.tty,
-    })?;
-    let mut body = json!({ "op": op });
-    if let Some(data) = input {
-        body["stdin_base64"] = json!(STANDARD.encode(data));
-    }
+    };
     let path = format!("/v1/leases/{}/exec", session.lease);
     let json_out = global.json;
-    session.client.stream(
-        &path,
-        |http, url| http.post(url).json(&body),
-        async move |resp| {
-            if !resp.status().is_success() {
-                return failure(resp, json_out).await;
+    session.streamed(
+        Streamed {
+            op,
+            direct: args.direct,
+            stdin: input,
+            path: &path,
+        },
+        |http, url, op, input| {
+            let mut body = json!({ "op": op });
+            if let Some(data) = input {
+                body["stdin_base64"] = json!(STANDARD.encode(data));
             }
+            http.post(url).json(&body)
+        },
+        json_out,
+        async |chunks| {
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            let ending = events(resp, |e| {
+            let ending = events(chunks, |e| {
                 if json_out {
                     match e["type"].as_str() {
                         Some("stdout") => stdout.extend(event_bytes(e)),
@@ -300,20 +429,23 @@ pub(crate) fn exec(args: &ExecArgs, global: &GlobalArgs) -> anyhow::Result<ExitC
 
 pub(crate) fn logs(args: &LogsArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(&args.target)?;
-    let op = session.sign(Op::Logs {
+    let op = Op::Logs {
         follow: args.follow,
-    })?;
+    };
     let path = format!("/v1/leases/{}/logs", session.lease);
     let json_out = global.json;
-    session.client.stream(
-        &path,
-        |http, url| http.get(url).query(&[("op", op.as_str())]),
-        async move |resp| {
-            if !resp.status().is_success() {
-                return failure(resp, json_out).await;
-            }
+    session.streamed(
+        Streamed {
+            op,
+            direct: args.direct,
+            stdin: None,
+            path: &path,
+        },
+        |http, url, op, _| http.get(url).query(&[("op", op)]),
+        json_out,
+        async |chunks| {
             // With --json the events pass through as NDJSON, one per line, as they come.
-            let ending = events(resp, |e| {
+            let ending = events(chunks, |e| {
                 if json_out {
                     println!("{e}");
                     Ok(())

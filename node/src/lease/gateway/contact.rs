@@ -137,7 +137,7 @@ impl GatewayLease {
     }
 }
 
-/// Signed leases for tests (here and in the HTTP views).
+/// Signed leases for tests (here, in the HTTP views and in the tunnel tools).
 #[cfg(test)]
 pub(crate) mod fixtures {
     use agora_attest::Identity;
@@ -145,7 +145,7 @@ pub(crate) mod fixtures {
     use agora_protocol::lease_rpc::LeaseState;
     use agora_protocol::offer::Isolation;
     use agora_protocol::workload::TerminationReason;
-    use agora_protocol::{Digest, Signed, Timestamp};
+    use agora_protocol::{AgoraId, Digest, Signed, Timestamp};
 
     use super::Contact;
     use crate::lease::record::GatewayLease;
@@ -159,33 +159,44 @@ pub(crate) mod fixtures {
     }
 
     pub(crate) fn grant(expires: u64) -> Signed<LeaseGrant> {
-        let p = provider();
-        let lease = Digest::of(b"lease");
         let agent = Identity::from_secret_bytes(&[8; 32]).agora_id();
+        signed_grant(&provider(), agent, vec![], (at(0), at(expires)), vec![])
+    }
+
+    /// The grant `provider` signs for `agent`'s lease `Digest::of(b"lease")` over `during`
+    /// (start, expiry), its capability opening `ports`, its tunnel at `endpoints`.
+    pub(crate) fn signed_grant(
+        provider: &Identity,
+        agent: AgoraId,
+        ports: Vec<u16>,
+        (starts_at, expires_at): (Timestamp, Timestamp),
+        endpoints: Vec<String>,
+    ) -> Signed<LeaseGrant> {
+        let lease = Digest::of(b"lease");
         let token = Signed::sign(
             Capability {
                 lease,
                 agent,
-                provider: p.agora_id(),
-                ports: vec![],
-                expires_at: at(expires),
+                provider: provider.agora_id(),
+                ports,
+                expires_at,
             },
-            &p,
+            provider,
         )
         .unwrap();
         Signed::sign(
             LeaseGrant {
                 lease,
                 agent,
-                provider: p.agora_id(),
+                provider: provider.agora_id(),
                 price_per_sec: 10,
                 reserved_micro: 36_000,
-                starts_at: at(0),
-                expires_at: at(expires),
-                tunnel_endpoints: vec![],
+                starts_at,
+                expires_at,
+                tunnel_endpoints: endpoints,
                 token,
             },
-            &p,
+            provider,
         )
         .unwrap()
     }
@@ -204,6 +215,8 @@ pub(crate) mod fixtures {
                 cpu_ms: 1,
                 memory_mib_secs: 1,
                 egress_bytes: 0,
+                tunnel_in_bytes: 0,
+                tunnel_out_bytes: 0,
                 price_per_sec: 10,
                 total_micro: u64::from(seq) * 600,
                 ended,

@@ -114,6 +114,51 @@ where
     }))
 }
 
+/// Sends `op` as the first frame on `stream` and waits up to `timeout` for the provider's
+/// acceptance or refusal.
+async fn exchange(stream: Boxed, op: &Signed<LeaseOp>, timeout: Duration) -> Attempt<OpStream> {
+    let (r, w) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(r);
+    let mut writer = FrameWriter::new(w);
+    let exchange = async {
+        writer.open(op.as_bytes()).await?;
+        reader.next().await
+    };
+    let first = match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(first)) => first,
+        Ok(Err(e @ FramedError::Io(_))) => return Attempt::Dropped(CallError::from(e)),
+        Ok(Err(e)) => return Attempt::Failed(CallError::from(e)),
+        Err(_) => return Attempt::Failed(CallError::Timeout(timeout)),
+    };
+    match first {
+        Some(StreamFrame::Accepted) => Attempt::Answered(Ok(OpStream { reader, writer })),
+        Some(StreamFrame::Refused(r)) => Attempt::Answered(Err(r)),
+        Some(_) => Attempt::Failed(CallError::BadAnswer(
+            "the provider sent output before accepting".into(),
+        )),
+        None => Attempt::Dropped(CallError::Unreachable(
+            "the provider closed the stream without an answer".into(),
+        )),
+    }
+}
+
+/// Opens the streamed operation `op` on `stream` (a byte stream to a provider's operation
+/// handler, e.g. a QUIC stream of a direct tunnel connection): its acceptance or refusal
+/// within `timeout`.
+///
+/// # Errors
+/// [`CallError`] when the stream breaks, times out or carries nonsense.
+pub async fn open_on(
+    stream: Boxed,
+    op: &Signed<LeaseOp>,
+    timeout: Duration,
+) -> Result<Result<OpStream, Refusal>, CallError> {
+    match exchange(stream, op, timeout).await {
+        Attempt::Answered(answer) => Ok(answer),
+        Attempt::Dropped(e) | Attempt::Failed(e) => Err(e),
+    }
+}
+
 impl Gateway {
     /// Opens the streamed operation `op` at the provider it names and waits (up to the
     /// provider timeout) for its acceptance or refusal. A stream the provider ends before
@@ -135,32 +180,9 @@ impl Gateway {
 
     /// One attempt of [`Gateway::open_stream`].
     async fn open_once(&self, provider: &AgoraId, op: &Signed<LeaseOp>) -> Attempt<OpStream> {
-        let stream = match self.connect(provider, op).await {
-            Ok(s) => s,
-            Err(e) => return Attempt::Failed(e),
-        };
-        let (r, w) = tokio::io::split(stream);
-        let mut reader = FrameReader::new(r);
-        let mut writer = FrameWriter::new(w);
-        let exchange = async {
-            writer.open(op.as_bytes()).await?;
-            reader.next().await
-        };
-        let first = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(first)) => first,
-            Ok(Err(e @ FramedError::Io(_))) => return Attempt::Dropped(CallError::from(e)),
-            Ok(Err(e)) => return Attempt::Failed(CallError::from(e)),
-            Err(_) => return Attempt::Failed(CallError::Timeout(self.timeout)),
-        };
-        match first {
-            Some(StreamFrame::Accepted) => Attempt::Answered(Ok(OpStream { reader, writer })),
-            Some(StreamFrame::Refused(r)) => Attempt::Answered(Err(r)),
-            Some(_) => Attempt::Failed(CallError::BadAnswer(
-                "the provider sent output before accepting".into(),
-            )),
-            None => Attempt::Dropped(CallError::Unreachable(
-                "the provider closed the stream without an answer".into(),
-            )),
+        match self.connect(provider, op).await {
+            Ok(stream) => exchange(stream, op, self.timeout).await,
+            Err(e) => Attempt::Failed(e),
         }
     }
 

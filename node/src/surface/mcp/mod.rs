@@ -15,6 +15,10 @@
 //!
 //! Tool results are the API's JSON as structured content (and as text); API errors become
 //! tool errors (`isError: true`) carrying the same `{"error":{"code","message"}}`.
+//!
+//! Besides the registry's operations, [`tunnels`] serves `open_tunnel` (beside the agent it
+//! opens a local listener forwarding to a workload port; on a node it answers how),
+//! `close_tunnel` and `list_tunnels`: tools that are not HTTP routes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +40,7 @@ use super::errors::{
 use super::{Auth, Operation, Output, operations};
 
 mod backend;
+pub mod tunnels;
 
 pub use backend::{
     Backend, HttpCall, HttpReply, InProcess, MAX_REPLY_BYTES, NodeRead, RemoteNode, http_call,
@@ -139,6 +144,8 @@ pub struct Server<B> {
     backend: Arc<B>,
     place: Arc<Place>,
     ops: &'static [Operation],
+    /// The tunnels `open_tunnel` opened beside the agent, kept for the session.
+    tunnels: Arc<tunnels::Tunnels>,
 }
 
 impl<B> Clone for Server<B> {
@@ -147,6 +154,7 @@ impl<B> Clone for Server<B> {
             backend: Arc::clone(&self.backend),
             place: Arc::clone(&self.place),
             ops: self.ops,
+            tunnels: Arc::clone(&self.tunnels),
         }
     }
 }
@@ -158,6 +166,7 @@ impl<B: Backend> Server<B> {
             backend: Arc::new(backend),
             place: Arc::new(Place::Local(key.map(Box::new))),
             ops: operations(),
+            tunnels: Arc::default(),
         }
     }
 
@@ -167,6 +176,7 @@ impl<B: Backend> Server<B> {
             backend: Arc::new(backend),
             place: Arc::new(Place::Node(delegate)),
             ops: operations(),
+            tunnels: Arc::default(),
         }
     }
 
@@ -235,6 +245,18 @@ impl<B: Backend> Server<B> {
         origin: Option<SocketAddr>,
         token: Option<&str>,
     ) -> CallToolResult {
+        if let Some(r) = tunnels::call(
+            &self.place,
+            &self.tunnels,
+            &*self.backend,
+            name,
+            &args,
+            origin,
+        )
+        .await
+        {
+            return r;
+        }
         let Some(op) = self.tool_operations().find(|op| op.name == name) else {
             let known = self.ops.iter().find(|op| op.tool && op.name == name);
             return if known.is_some_and(|op| op.sign.is_none()) && self.has_key() {
@@ -499,8 +521,9 @@ impl<B: Backend> ServerHandler for Server<B> {
         let instructions = match &*self.place {
             Place::Local(Some(key)) => format!(
                 "Agora: a peer-to-peer compute marketplace. Find offers with `list_offers`, then \
-                 act as agent {} (requests are signed locally). Prices are micro-credits per \
-                 second. Errors carry a stable `code`.",
+                 act as agent {} (requests are signed locally); reach a lease's workload ports \
+                 with `open_tunnel`. Prices are micro-credits per second. Errors carry a stable \
+                 `code`.",
                 key.identity.agora_id()
             ),
             Place::Local(None) => "Agora: a peer-to-peer compute marketplace. Find offers with \
@@ -527,7 +550,8 @@ impl<B: Backend> ServerHandler for Server<B> {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools = self.tool_operations().map(|op| self.tool(op)).collect();
+        let mut tools: Vec<Tool> = self.tool_operations().map(|op| self.tool(op)).collect();
+        tools.extend(tunnels::tools(&self.place));
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -554,6 +578,11 @@ impl<B: Backend> ServerHandler for Server<B> {
         self.tool_operations()
             .find(|op| op.name == name)
             .map(|op| self.tool(op))
+            .or_else(|| {
+                tunnels::tools(&self.place)
+                    .into_iter()
+                    .find(|t| t.name == name)
+            })
     }
 }
 

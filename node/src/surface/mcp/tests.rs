@@ -114,10 +114,12 @@ fn tools_are_the_registry_operations_with_object_schemas() {
             "list_peers",
             "list_offers",
             "get_offer",
+            "list_services",
             "get_account",
             "quote",
             "list_leases",
             "get_lease",
+            "get_tunnel",
             "list_approvals",
             "get_approval",
             "approve"

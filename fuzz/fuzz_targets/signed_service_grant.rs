@@ -1,0 +1,14 @@
+//! Fuzz target: `Signed::<ServiceGrant>::decode` with strict ed25519 verification.
+//!
+//! Must never panic; accepted inputs must re-encode to exactly the input bytes
+//! (see `agora_fuzz::signed_service_grant`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = agora_fuzz::signed_service_grant(data) {
+        panic!("{violation}");
+    }
+});
