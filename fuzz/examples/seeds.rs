@@ -18,9 +18,11 @@ use agora_protocol::lease::{
     Approval, Candidate, Capability, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal,
     LeaseRefusal, LeaseRequest, NONCE_LEN, Op, OpKind, Refusal, RefusalCode, UsageReceipt,
 };
+use agora_protocol::ledger::{Entry, Equivocation, Fact, MAX_PARENTS, Rating, ReceiptAck, Usage};
 use agora_protocol::offer::{
     Capacity, Gpu, ImageRef, Isolation, NetworkPolicy, Prices, RuntimeOffer,
 };
+use agora_protocol::read_proof::ReadProof;
 use agora_protocol::service::{
     GRANT_ID_LEN, GrantId, ServiceGossip, ServiceGrant, ServiceKind, ServiceRecord,
     ServiceWithdrawal,
@@ -924,8 +926,16 @@ fn service_record(lease: Digest, ports: Vec<u16>, port: u16, max: bool) -> Res<S
         lease,
         provider: id(PROVIDER),
         port,
-        name: if max { "n".repeat(64) } else { "weather".into() },
-        kind: if max { ServiceKind::Tcp } else { ServiceKind::Mcp },
+        name: if max {
+            "n".repeat(64)
+        } else {
+            "weather".into()
+        },
+        kind: if max {
+            ServiceKind::Tcp
+        } else {
+            ServiceKind::Mcp
+        },
         description: if max {
             "d".repeat(280)
         } else {
@@ -960,18 +970,30 @@ fn service_seeds(w: &mut Writer) -> Res<()> {
         "agent",
         &body(Header::new(8080, cap.as_bytes().to_vec()))?,
     )?;
-    w.put("tunnel_header", "empty-token", &body(Header::new(0, Vec::new()))?)?;
+    w.put(
+        "tunnel_header",
+        "empty-token",
+        &body(Header::new(0, Vec::new()))?,
+    )?;
     let granted = |token: &Signed<Capability>, grant: &[u8]| Header {
         grant: Some(grant.to_vec()),
         ..Header::new(8080, token.as_bytes().to_vec())
     };
-    w.put("tunnel_header", "grantee", &body(granted(&cap, g.as_bytes()))?)?;
+    w.put(
+        "tunnel_header",
+        "grantee",
+        &body(granted(&cap, g.as_bytes()))?,
+    )?;
     w.put(
         "tunnel_header",
         "grantee-max",
         &body(granted(&cap_max, g_max.as_bytes()))?,
     )?;
-    w.put("tunnel_header", "grant-garbage", &body(granted(&cap, &[7]))?)?;
+    w.put(
+        "tunnel_header",
+        "grant-garbage",
+        &body(granted(&cap, &[7]))?,
+    )?;
 
     let typical = Signed::sign(service_record(lease, vec![8080], 8080, false)?, &key(AGENT))?;
     let max = Signed::sign(
@@ -983,7 +1005,11 @@ fn service_seeds(w: &mut Writer) -> Res<()> {
         "record",
         &ServiceGossip::Record(typical).encode(),
     )?;
-    w.put("service_gossip", "record-max", &ServiceGossip::Record(max).encode())?;
+    w.put(
+        "service_gossip",
+        "record-max",
+        &ServiceGossip::Record(max).encode(),
+    )?;
     let withdrawal = Signed::sign(
         ServiceWithdrawal {
             owner: id(AGENT),
@@ -998,6 +1024,183 @@ fn service_seeds(w: &mut Writer) -> Res<()> {
         "service_gossip",
         "withdrawal",
         &ServiceGossip::Withdrawal(withdrawal).encode(),
+    )?;
+    Ok(())
+}
+
+/// Read proofs: the agent's own, a delegate's, and one with every field at its bound.
+fn read_proof_seeds(w: &mut Writer) -> Res<()> {
+    let own = Signed::sign(
+        ReadProof::new(id(AGENT), id(PROVIDER), t(30), None),
+        &key(AGENT),
+    )?;
+    w.put("signed_read_proof", "agent", own.as_bytes())?;
+    let epoch = Signed::sign(
+        ReadProof::new(id(AGENT), id(AGENT), Timestamp::EPOCH, None),
+        &key(AGENT),
+    )?;
+    w.put("signed_read_proof", "epoch-self", epoch.as_bytes())?;
+    let status = delegation(AGENT, DELEGATE, vec![OpKind::Status])?;
+    let delegated = Signed::sign(
+        ReadProof::new(id(AGENT), id(PROVIDER), t(40), Some(status)),
+        &key(DELEGATE),
+    )?;
+    w.put("signed_read_proof", "delegated", delegated.as_bytes())?;
+    let widest = Signed::sign(
+        Delegation {
+            agent: id(AGENT),
+            delegate: id(DELEGATE),
+            ops: ALL_OPS.to_vec(),
+            spend_cap_credits: u64::MAX,
+            issued_at: Timestamp::from_unix_millis(u64::MAX - 1),
+            expires_at: Timestamp::MAX,
+        },
+        &key(AGENT),
+    )?;
+    let max = Signed::sign(
+        ReadProof::new(id(AGENT), id(PROVIDER), Timestamp::MAX, Some(widest)),
+        &key(DELEGATE),
+    )?;
+    eprintln!("signed_read_proof/max: {} bytes", max.as_bytes().len());
+    w.put("signed_read_proof", "max", max.as_bytes())?;
+    Ok(())
+}
+
+/// A rating by the agent of the provider, distinct per `n`.
+fn ledger_rating(n: u8) -> Res<Fact> {
+    let rating = Rating {
+        rater: id(AGENT),
+        provider: id(PROVIDER),
+        lease: Digest::of(&[n]),
+        score: n % 101,
+        rated_at: t(u64::from(n)),
+    };
+    Ok(Fact::Rating(Signed::sign(rating, &key(AGENT))?))
+}
+
+/// An entry by node `node` after its genesis `prev` (or at its largest: seq, time and
+/// [`MAX_PARENTS`] parents).
+fn ledger_entry(node: u8, prev: Digest, max: bool, fact: Fact) -> Res<Signed<Entry>> {
+    let mut parents: Vec<Digest> = (0..MAX_PARENTS)
+        .map(|i| Digest::of(&i.to_be_bytes()))
+        .collect();
+    parents.sort();
+    let entry = Entry {
+        author: id(node),
+        seq: if max { u64::MAX } else { 1 },
+        prev: Some(prev),
+        parents: if max {
+            parents
+        } else {
+            parents.into_iter().take(1).collect()
+        },
+        at: if max { Timestamp::MAX } else { t(60) },
+        fact,
+    };
+    Ok(Signed::sign(entry, &key(node))?)
+}
+
+/// Evidence-log entries: a genesis, every kind of fact, entries at every bound, and
+/// equivocation proofs (of two small entries, and of two of the largest plain entries).
+fn ledger_seeds(w: &mut Writer) -> Res<()> {
+    const NODE: u8 = 20;
+    let genesis = Signed::sign(
+        Entry {
+            author: id(NODE),
+            seq: 0,
+            prev: None,
+            parents: Vec::new(),
+            at: t(0),
+            fact: ledger_rating(0)?,
+        },
+        &key(NODE),
+    )?;
+    w.put("signed_ledger_entry", "genesis", genesis.as_bytes())?;
+    let prev = genesis.digest();
+
+    let receipt = Signed::sign(
+        receipt(0, Some(TerminationReason::Exited { code: 0 })),
+        &key(PROVIDER),
+    )?;
+    let ack = Signed::sign(
+        ReceiptAck {
+            agent: id(AGENT),
+            receipt: receipt.digest(),
+            acked_at: t(61),
+        },
+        &key(AGENT),
+    )?;
+    let max_signup = |name: &str| {
+        signup(
+            9,
+            Some(chain(8, 2)?),
+            ProofOfWork {
+                bits: MAX_POW_BITS,
+                nonce: u64::MAX,
+            },
+            Some(name.to_owned()),
+        )
+    };
+    let twin = Signed::sign(
+        Entry {
+            at: t(1),
+            fact: ledger_rating(1)?,
+            ..genesis.body().clone()
+        },
+        &key(NODE),
+    )?;
+    let small_proof = Equivocation::new(&genesis, &twin)?;
+    let facts = [
+        ("rating", ledger_rating(7)?),
+        ("signup-min", Fact::Signup(signup_min(AGENT)?)),
+        ("lease", Fact::Lease(grant(Digest::of(b"lease"))?)),
+        (
+            "usage",
+            Fact::Usage(Usage {
+                receipt: receipt.clone(),
+                ack: None,
+            }),
+        ),
+        (
+            "usage-acked",
+            Fact::Usage(Usage {
+                receipt,
+                ack: Some(ack),
+            }),
+        ),
+        (
+            "revocation",
+            Fact::Revocation(revocation(1, 2, "key compromised", 5)?),
+        ),
+        ("equivocation", Fact::Equivocation(small_proof)),
+    ];
+    for (name, fact) in facts {
+        w.put(
+            "signed_ledger_entry",
+            name,
+            ledger_entry(NODE, prev, false, fact)?.as_bytes(),
+        )?;
+    }
+
+    // The largest plain entries (a full signup record, every bound at its maximum), and a
+    // proof of two of them: the proof bound must hold them.
+    let big_a = ledger_entry(NODE, prev, true, Fact::Signup(max_signup("a")?))?;
+    let big_b = ledger_entry(NODE, prev, true, Fact::Signup(max_signup("b")?))?;
+    eprintln!(
+        "signed_ledger_entry/signup-max: {} bytes",
+        big_a.as_bytes().len()
+    );
+    w.put("signed_ledger_entry", "signup-max", big_a.as_bytes())?;
+    let big_proof = Equivocation::new(&big_a, &big_b)?;
+    let carrier = ledger_entry(21, prev, true, Fact::Equivocation(big_proof))?;
+    eprintln!(
+        "signed_ledger_entry/equivocation-max: {} bytes",
+        carrier.as_bytes().len()
+    );
+    w.put(
+        "signed_ledger_entry",
+        "equivocation-max",
+        carrier.as_bytes(),
     )?;
     Ok(())
 }
@@ -1168,6 +1371,8 @@ fn main() -> Res<()> {
 
     lease_seeds(&mut w)?;
     service_seeds(&mut w)?;
+    ledger_seeds(&mut w)?;
+    read_proof_seeds(&mut w)?;
 
     println!("wrote {} seeds under {}", w.count, w.root.display());
     Ok(())

@@ -20,6 +20,8 @@ use agora_protocol::lease::{
     Approval, Capability, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal,
     LeaseRefusal, LeaseRequest, UsageReceipt,
 };
+use agora_protocol::ledger::{Entry, Equivocation, Fact, MAX_PARENTS};
+use agora_protocol::read_proof::ReadProof;
 use agora_protocol::service::{ServiceGossip, ServiceGrant};
 use agora_protocol::signed::FORMAT_VERSION;
 use agora_protocol::signup::SignupRecord;
@@ -65,6 +67,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("tunnel_header", tunnel_header),
     ("service_gossip", service_gossip),
     ("signed_service_grant", signed_service_grant),
+    ("signed_ledger_entry", signed_ledger_entry),
+    ("signed_read_proof", signed_read_proof),
 ];
 
 /// The bound [`lease_proposal`] decodes a [`LeaseProposal`] under: its two signed parts at
@@ -440,6 +444,79 @@ pub fn signed_service_grant(data: &[u8]) -> Result<Verdict, String> {
     signed::<ServiceGrant>(data)
 }
 
+/// `Signed::<Entry>::decode` (an evidence-log entry): signed by its author, chain fields in
+/// canonical form, every nested signed fact rebuilding to its own bytes and belonging
+/// together, and an equivocation proof that re-checks from its parts.
+///
+/// # Errors
+/// A violated invariant.
+pub fn signed_ledger_entry(data: &[u8]) -> Result<Verdict, String> {
+    let msg = signed_msg::<Entry>(data)?;
+    if let Some(msg) = &msg {
+        ledger_entry_invariants(msg)?;
+    }
+    Ok(verdict(&msg))
+}
+
+fn ledger_entry_invariants(msg: &Signed<Entry>) -> Result<(), String> {
+    let entry = msg.body();
+    if msg.signer() != entry.author {
+        return Err("ledger entry: accepted an entry not signed by its author".into());
+    }
+    if (entry.seq == 0) != entry.prev.is_none() {
+        return Err(format!(
+            "ledger entry: seq {} with prev {:?}",
+            entry.seq, entry.prev
+        ));
+    }
+    if entry.parents.len() > MAX_PARENTS
+        || entry.parents.windows(2).any(|w| w.first() >= w.get(1))
+        || entry.prev.is_some_and(|p| entry.parents.contains(&p))
+    {
+        return Err("ledger entry: accepted parents not in canonical form".into());
+    }
+    match &entry.fact {
+        Fact::Signup(record) => {
+            nested(record)?;
+            signup_invariants(record)
+        }
+        Fact::Lease(grant) => {
+            nested(grant)?;
+            nested(&grant.body().token)
+        }
+        Fact::Usage(usage) => {
+            nested(&usage.receipt)?;
+            if let Some(ack) = &usage.ack {
+                nested(ack)?;
+                if ack.body().agent != usage.receipt.body().agent
+                    || ack.body().receipt != usage.receipt.digest()
+                {
+                    return Err("ledger entry: accepted an ack of another receipt".into());
+                }
+            }
+            Ok(())
+        }
+        Fact::Rating(rating) => nested(rating),
+        Fact::Revocation(revocation) => nested(revocation),
+        Fact::Equivocation(proof) => equivocation_invariants(proof),
+    }
+}
+
+/// A decoded proof re-checks from its two parts, which are distinct and ascending.
+fn equivocation_invariants(proof: &Equivocation) -> Result<(), String> {
+    let (first, second) = proof.entries();
+    let again = Equivocation::from_wire(first, second, &Ed25519)
+        .map_err(|e| format!("ledger entry: accepted proof does not re-check: {e}"))?;
+    if again != *proof || again.author() != proof.author() || again.seq() != proof.seq() {
+        return Err("ledger entry: proof re-checks as another proof".into());
+    }
+    let (a, b) = proof.digests();
+    if a >= b || a != Digest::of(first) || b != Digest::of(second) {
+        return Err("ledger entry: proof entries are not distinct and ascending".into());
+    }
+    Ok(())
+}
+
 /// `SyncRequest::decode`: an accepted request re-encodes to exactly the input.
 ///
 /// # Errors
@@ -560,6 +637,23 @@ fn delegation_invariants(
 /// A violated invariant.
 pub fn signed_lease_op(data: &[u8]) -> Result<Verdict, String> {
     let msg = signed_msg::<LeaseOp>(data)?;
+    if let Some(msg) = &msg {
+        delegation_invariants(
+            msg.body().agent,
+            msg.signer(),
+            msg.body().delegation.as_ref(),
+        )?;
+    }
+    Ok(verdict(&msg))
+}
+
+/// `Signed::<ReadProof>::decode`; signed by the agent or the delegate its nested delegation
+/// names.
+///
+/// # Errors
+/// A violated invariant.
+pub fn signed_read_proof(data: &[u8]) -> Result<Verdict, String> {
+    let msg = signed_msg::<ReadProof>(data)?;
     if let Some(msg) = &msg {
         delegation_invariants(
             msg.body().agent,

@@ -207,7 +207,8 @@ impl SignedKind for LeaseRequest {
     }
 }
 
-fn check_delegation(
+/// A delegation attached to a message for `agent` must be one `agent` granted.
+pub(crate) fn check_delegation(
     agent: AgoraId,
     delegation: Option<&Signed<Delegation>>,
 ) -> Result<(), DecodeError> {
@@ -219,7 +220,8 @@ fn check_delegation(
     }
 }
 
-fn author_of(agent: AgoraId, delegation: Option<&Signed<Delegation>>) -> AgoraId {
+/// Who signs a message for `agent`: the agent itself, or the delegate its delegation names.
+pub(crate) fn author_of(agent: AgoraId, delegation: Option<&Signed<Delegation>>) -> AgoraId {
     delegation.map_or(agent, |d| d.body().delegate)
 }
 

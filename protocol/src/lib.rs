@@ -23,9 +23,13 @@
 //!   and [`signup::TierLimits`].
 //! - [`lease`]: agent-signed lease requests and operations, provider-signed grants,
 //!   refusals, capabilities and usage receipts.
+//! - [`read_proof`]: the agent-signed [`read_proof::ReadProof`] a node asks for before it
+//!   lists the agent's leases (for one node, fresh, optionally delegated).
 //! - [`frames`]: bounded framing for streamed operations (exec, logs, files).
 //! - [`lease_rpc`]: what gateways and providers exchange point to point (proposals,
 //!   operations, status queries) over `/agora/lease/1`.
+//! - [`ledger`]: the replicated ledger's evidence log ([`ledger::EvidenceLog`]), a Merkle-DAG
+//!   CRDT of signed [`ledger::Entry`]s recording self-authenticating [`ledger::Fact`]s.
 //! - [`admission`]: the provider's sans-IO decision on lease requests and operations.
 //! - [`quota`]: the quota machine admission asks ([`quota::QuotaBook`], one node's view).
 //! - [`service`]: published services (owner-signed [`service::ServiceRecord`]s on their
@@ -65,11 +69,13 @@ pub mod gossip;
 pub mod id;
 pub mod lease;
 pub mod lease_rpc;
+pub mod ledger;
 pub mod market;
 pub mod offer;
 pub mod offer_book;
 pub mod quota;
 pub mod rate;
+pub mod read_proof;
 pub mod seq_book;
 pub mod service;
 pub mod signed;

@@ -8,8 +8,8 @@ Completes a session (initialize, list tools, call `list_offers`, call `get_offer
 id) and prints one JSON line with what it saw; exits non-zero on any failure. With a key
 file, `agora mcp --key` signs beside the agent (signing up with the `signup` tool first); with a token (from
 `agora agent token`), the node's `/mcp` acts for the agent under its delegation: either way
-the session also runs a workload: `run`, `exec`, `logs`, `stop`. Without either, `run`
-must fail with `delegation_required` over http.
+the session also runs a workload: `run`, `list_leases`, `exec`, `logs`, `stop`. Without
+either, `run` and `list_leases` must fail with `delegation_required` over http.
 """
 
 import asyncio
@@ -66,6 +66,12 @@ async def session(server, mode, keyed):
             assert result.is_error, result
             seen["run_without_token"] = result.structured_content["error"]["code"]
 
+        if not keyed and "list_leases" in by_name:
+            # Listing an agent's leases needs its proof, or its token.
+            result = await client.call_tool("list_leases", {})
+            assert result.is_error, result
+            seen["list_without_token"] = result.structured_content["error"]["code"]
+
         if keyed and "signup" in by_name:
             # A new key beside the agent: sign up through the tool first.
             result = await client.call_tool("signup", {"name": "mcp agent"})
@@ -79,6 +85,10 @@ async def session(server, mode, keyed):
             assert not result.is_error, result
             lease = result.structured_content["lease"]["lease"]
             seen["run_provider"] = result.structured_content["lease"]["provider"]
+            # The agent's own listing (a read proof signed for the node) shows the lease.
+            result = await client.call_tool("list_leases", {"limit": 50})
+            assert not result.is_error, result
+            seen["listed"] = any(l["lease"] == lease for l in result.structured_content["leases"])
             result = await client.call_tool("exec", {"id": lease, "command": ["sh", "-c", "echo $((6*7)); exit 5"]})
             assert not result.is_error, result
             seen["exec"] = result.structured_content

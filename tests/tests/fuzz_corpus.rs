@@ -185,3 +185,13 @@ fn service_gossip() {
 fn signed_service_grant() {
     replay_with_accepted("signed_service_grant");
 }
+
+#[test]
+fn signed_read_proof() {
+    replay_with_accepted("signed_read_proof");
+}
+
+#[test]
+fn signed_ledger_entry() {
+    replay_with_accepted("signed_ledger_entry");
+}

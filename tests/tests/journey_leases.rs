@@ -38,6 +38,7 @@ use std::time::Duration;
 use agora_attest::{Identity, keyfile};
 use agora_protocol::lease::{Candidate, LeaseGrant, LeaseRequest, NONCE_LEN, UsageReceipt};
 use agora_protocol::offer::Isolation;
+use agora_protocol::read_proof::ReadProof;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::WorkloadSpec;
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind, Timestamp};
@@ -192,6 +193,25 @@ impl Agent {
         edit(&mut r);
         Signed::sign(r, &self.identity).unwrap()
     }
+}
+
+/// `GET /v1/leases?agent=…` at `node` with a read proof `signer` signed (for `agent`, with
+/// no delegation) naming node `for_node`, issued at `at`; `None`: no proof.
+fn list_leases(
+    node: &NodeProc,
+    agent: &AgoraId,
+    proof: Option<(&Identity, &str, Timestamp)>,
+) -> (u16, Value) {
+    let mut path = format!("/v1/leases?agent={agent}");
+    if let Some((signer, for_node, at)) = proof {
+        let proof = Signed::sign(
+            ReadProof::new(signer.agora_id(), for_node.parse().unwrap(), at, None),
+            signer,
+        )
+        .unwrap();
+        path.push_str(&format!("&proof={}", b64(&proof)));
+    }
+    send(node.http, "GET", &path, None)
 }
 
 /// The current offer of `provider` as `node` quotes it: (offer digest, busybox digest).
@@ -367,11 +387,41 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
     let first_total = lease_view(&a, &first)["receipt"]["total_micro"]
         .as_u64()
         .unwrap();
-    let (_, at_c_list) = send(
-        c.http,
-        "GET",
-        &format!("/v1/leases?agent={}", agent.id()),
-        None,
+    // Only the agent lists its leases: not without proof, not with another agent's proof,
+    // not with its proof for another node (A), not with a stale one.
+    let stale = now().saturating_sub(Duration::from_secs(6 * 60));
+    for (proof, want) in [
+        (None, (401, "proof_required")),
+        (
+            Some((&other.identity, c.id.as_str(), now())),
+            (401, "bad_proof"),
+        ),
+        (
+            Some((&agent.identity, a.id.as_str(), now())),
+            (401, "proof_wrong_node"),
+        ),
+        (
+            Some((&agent.identity, c.id.as_str(), stale)),
+            (409, "stale"),
+        ),
+    ] {
+        let (status, v) = list_leases(&c, &agent.id(), proof);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (want.0, Some(want.1)),
+            "{v}"
+        );
+        assert!(v.get("leases").is_none(), "{v}");
+    }
+    let (status, at_c_list) = list_leases(&c, &agent.id(), Some((&agent.identity, &c.id, now())));
+    assert_eq!(status, 200, "{at_c_list}");
+    assert!(
+        at_c_list["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["lease"] == second.as_str()),
+        "the agent's own proof lists its leases: {at_c_list}"
     );
     assert_eq!(
         at_c_list["quota"]["spent_micro"].as_u64(),
@@ -755,12 +805,7 @@ fn a_provider_that_vanishes_mid_lease_is_reported_lost_by_the_gateway() {
     assert_eq!(receipt.body().lease.to_string(), lease);
     assert!(receipt.body().seq >= 1, "{lost}");
     assert_eq!(receipt.body().ended, None, "C never signed an end");
-    let (status, list) = send(
-        a.http,
-        "GET",
-        &format!("/v1/leases?agent={}", agent.id()),
-        None,
-    );
+    let (status, list) = list_leases(&a, &agent.id(), Some((&agent.identity, &a.id, now())));
     assert_eq!(status, 200, "{list}");
     let listed = list["leases"]
         .as_array()

@@ -369,6 +369,7 @@ fn independent_mcp_client_over_stdio_and_http() {
             if with_key {
                 // The agent's journey through tools signed beside it.
                 assert_eq!(seen["run_provider"], node.id, "{what}");
+                assert_eq!(seen["listed"], true, "{what}");
                 assert_eq!(seen["exec"]["exit_code"], 5, "{what}");
                 assert_eq!(seen["exec"]["stdout"], "42\n", "{what}");
                 assert_eq!(seen["logs"]["stdout"], "hello from mcp\n", "{what}");
@@ -385,6 +386,7 @@ fn independent_mcp_client_over_stdio_and_http() {
             }
             if transport == "http" && !with_key {
                 assert_eq!(seen["run_without_token"], "delegation_required", "{what}");
+                assert_eq!(seen["list_without_token"], "delegation_required", "{what}");
             }
         }
     }

@@ -10,6 +10,7 @@ use agora_protocol::lease::{
     Candidate, Delegation, LeaseId, LeaseOp, LeaseRequest, MAX_CANDIDATES, NONCE_LEN, Op,
 };
 use agora_protocol::offer::Isolation;
+use agora_protocol::read_proof::ReadProof;
 use agora_protocol::signup::{ProofOfWork, SignupRecord};
 use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, Transport, WorkloadSpec,
@@ -334,6 +335,23 @@ pub fn sign_op<'a>(
             issued_at: now,
             delegation: author.delegation(),
         },
+        author.key,
+    )?)
+}
+
+/// A proof, for the node `node`, that `author` is the agent (or acts for it): what listing
+/// the agent's leases there needs.
+///
+/// # Errors
+/// [`PlanError::Sign`] when it breaks a protocol bound (a delegation for another agent).
+pub fn sign_read_proof<'a>(
+    author: impl Into<Author<'a>>,
+    node: AgoraId,
+    now: Timestamp,
+) -> Result<Signed<ReadProof>, PlanError> {
+    let author = author.into();
+    Ok(Signed::sign(
+        ReadProof::new(author.agent_id(), node, now, author.delegation()),
         author.key,
     )?)
 }

@@ -15,6 +15,12 @@
 //! | refused for the agent itself | 403 / 409 | the refusal code (`untrusted`, `stale`, `quota`, …) |
 //! | operation refused | 403 / 404 / 409 | the refusal code (`unauthorized`, `unknown_lease`, `ended`, …) |
 //! | provider unreachable | 502 / 504 | `unreachable`, `bad_answer` / `timeout` |
+//! | listing without the agent's proof | 400 / 401 / 403 / 409 | see [`super::read_proof`] |
+//!
+//! `GET /v1/leases?agent=ID` lists only for a caller that proves it is the agent (a signed
+//! read proof, or the agent's bearer token); `GET /v1/leases/{id}` answers anyone, because
+//! a lease id is the SHA-256 of the agent's signed request: knowing it is the capability to
+//! read that lease.
 //!
 //! A lease view says whether its provider answers (`provider_contact`) and who says it
 //! ended (`ended.source`): `provider` for the reasons it signed, `gateway` for
@@ -36,7 +42,7 @@ use agora_protocol::workload::{Resources, TerminationReason};
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedError, SignedKind, Timestamp};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -462,12 +468,16 @@ pub struct ListQuery {
     pub agent: Option<String>,
     /// Most leases (1 to 500, default 100).
     pub limit: Option<usize>,
+    /// The agent's signed `ReadProof` for this node, base64url (or send its bearer token).
+    pub proof: Option<String>,
 }
 
-/// `GET /v1/leases?agent=ID`: the leases this node relayed for the agent, and those it runs
-/// for it as a provider (with `quota`: what the agent spent and has locked here).
+/// `GET /v1/leases?agent=ID&proof=B64URL`: the leases this node relayed for the agent, and
+/// those it runs for it as a provider (with `quota`: what the agent spent and has locked
+/// here), to the agent or its delegate only (see [`super::read_proof`]).
 pub async fn list(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let agent_text = q
@@ -483,8 +493,17 @@ pub async fn list(
             format!("query parameter `limit`: {limit} is not 1 to {MAX_LIST}"),
         ));
     }
-    let gateway = gateway(&shared)?;
     let now = clock::now();
+    let reader = super::read_proof::authorize(
+        &shared.tokens,
+        &shared.id,
+        &agent,
+        q.proof.as_deref(),
+        &headers,
+        now,
+    )?;
+    tracing::debug!(%agent, reader = reader.as_str(), "listing leases");
+    let gateway = gateway(&shared)?;
     let mut views: Vec<LeaseView> = gateway
         .leases_of(&agent, limit)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?

@@ -16,7 +16,7 @@
 //! | `GET`/`DELETE /v1/tokens/self` | what the request's bearer token stands for; revoke it |
 //! | `POST /v1/leases` | `{"request": "<signed LeaseRequest>"}` → relayed to its candidates (see [`leases`]) |
 //! | `POST /v1/leases/quote` | constraints → ranked matching offers (candidates for a request) |
-//! | `GET /v1/leases?agent=ID` | an agent's leases relayed or run here |
+//! | `GET /v1/leases?agent=ID&proof=` | an agent's leases relayed or run here, to the agent only (see [`read_proof`]) |
 //! | `GET /v1/leases/{id}` | one lease, refreshed from its provider |
 //! | `POST /v1/leases/{id}/extend` | `{"op": "<signed LeaseOp>"}` relayed to the provider |
 //! | `DELETE /v1/leases/{id}` | `{"op": "<signed LeaseOp>"}` (stop) relayed to the provider |
@@ -62,6 +62,7 @@ pub mod json;
 pub mod leases;
 pub mod offers;
 mod query;
+pub mod read_proof;
 pub mod relay;
 pub mod services;
 pub mod signup;

@@ -352,13 +352,15 @@ pub const NO_MATCH: ErrorCode = ErrorCode {
 pub const UNAUTHORIZED: ErrorCode = ErrorCode {
     code: "unauthorized",
     status: Some(403),
-    meaning: "not the agent's (or its delegate's) signature",
+    meaning: "not the agent's (or its delegate's) signature, or the delegation (or token) \
+              does not allow the operation now",
 };
 /// `stale`.
 pub const STALE: ErrorCode = ErrorCode {
     code: "stale",
     status: Some(409),
-    meaning: "the signed request or operation is too old or from the future",
+    meaning: "the signed request, operation or read proof is too old or from the future \
+              (a read proof: more than five minutes from the node's clock)",
 };
 /// `replay`.
 pub const REPLAY: ErrorCode = ErrorCode {
@@ -536,6 +538,34 @@ pub const BAD_TOKEN: ErrorCode = ErrorCode {
     status: Some(401),
     meaning: "no `Authorization: Bearer agt_…` token, or an unknown, revoked or expired one (tokens work only at the node that issued them)",
 };
+/// `proof_required`.
+pub const PROOF_REQUIRED: ErrorCode = ErrorCode {
+    code: "proof_required",
+    status: Some(401),
+    meaning: "listing an agent's leases needs proof that you are the agent: `proof`, a read \
+              proof it signed for this node, or `Authorization: Bearer` with its token of this \
+              node (`agora agent ps` and the `list_leases` tool sign one)",
+};
+/// `malformed_proof`.
+pub const MALFORMED_PROOF: ErrorCode = ErrorCode {
+    code: "malformed_proof",
+    status: Some(400),
+    meaning: "`proof` is not base64url of a signed read proof",
+};
+/// `bad_proof`.
+pub const BAD_PROOF: ErrorCode = ErrorCode {
+    code: "bad_proof",
+    status: Some(401),
+    meaning: "the read proof's signature does not verify or is not the agent's (or its \
+              delegate's), or the proof is another agent's",
+};
+/// `proof_wrong_node`.
+pub const PROOF_WRONG_NODE: ErrorCode = ErrorCode {
+    code: "proof_wrong_node",
+    status: Some(401),
+    meaning: "the read proof was signed for another node: sign one naming this node \
+              (`GET /v1/node`'s `id`)",
+};
 /// `token_scope`.
 pub const TOKEN_SCOPE: ErrorCode = ErrorCode {
     code: "token_scope",
@@ -590,6 +620,10 @@ pub const CATALOG: &[ErrorCode] = &[
     TOKENS_EXHAUSTED,
     BAD_TOKEN,
     TOKEN_SCOPE,
+    PROOF_REQUIRED,
+    MALFORMED_PROOF,
+    BAD_PROOF,
+    PROOF_WRONG_NODE,
     MALFORMED_REQUEST,
     MALFORMED_APPROVAL,
     MALFORMED_OP,

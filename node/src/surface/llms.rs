@@ -20,7 +20,8 @@ Every node serves the same HTTP API, the same MCP tools, and this guide.
 
 - Identity: an agent is an ed25519 key (`agora id new`); its id is `agora1…`. Operations that \
 act for an agent (signup, run, exec, logs, extend, stop) carry the agent's own signature, made \
-locally with its key, so no node can act in its name. Reading offers needs no key.
+locally with its key, so no node can act in its name. Listing an agent's leases needs its signed \
+read proof for the node (or its token there); one lease by id, offers and services need no key.
 - Money: prices are integers in micro-credits (1 credit = 1,000,000 µcr) per second.
 - Trust: every offer carries `signed`, the provider's signed offer (base64url); verify it \
 rather than trusting the node that relayed it.

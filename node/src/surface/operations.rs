@@ -284,18 +284,38 @@ pub(super) fn all() -> Vec<Operation> {
             ])
             .agent_signed_as::<sign::RunToolInput>(sign::run),
         Operation::get("list_leases", "/v1/leases", Group::Leases)
-            .summary("List an agent's leases known to this node")
+            .summary("List an agent's leases known to this node: to the agent only")
             .describe(
                 "The leases this node relayed for the agent and those it runs for it as a \
-                 provider (then with `quota`: what the agent spent and has locked here).",
+                 provider (then with `quota`: what the agent spent and has locked here). They \
+                 show images, commands and spending, so the node lists them only with proof \
+                 that the caller is the agent: `proof`, a `ReadProof` the agent (or its \
+                 delegate, under a delegation allowing `status`) signed for this node within \
+                 five minutes, or the agent's bearer token of this node. `agora agent ps` \
+                 signs it. `get_lease` needs no proof: a lease id is unguessable, so knowing \
+                 it is the capability to read that lease.",
             )
             .input::<ListLeasesInput>()
             .output::<AnyObject>()
-            .errors(&[BAD_QUERY, STORE]),
+            .errors(&[
+                BAD_QUERY,
+                PROOF_REQUIRED,
+                MALFORMED_PROOF,
+                BAD_PROOF,
+                PROOF_WRONG_NODE,
+                STALE,
+                UNAUTHORIZED,
+                BAD_TOKEN,
+                STORE,
+                UNAVAILABLE,
+            ])
+            .agent_signed_as::<sign::ListLeasesToolInput>(sign::list_leases),
         Operation::get("get_lease", "/v1/leases/{id}", Group::Leases)
             .summary("Get a lease: state, grant and latest signed receipt")
             .describe(
-                "Refreshed from the provider when it answers (`fresh`). When it does not, \
+                "Anyone with the lease id may read it: the id is the SHA-256 of the agent's \
+                 signed request, unguessable, so knowing it is the capability to read it. \
+                 Refreshed from the provider when it answers (`fresh`). When it does not, \
                  `provider_contact` says so (`reachable: false`, `unreachable_since`, `error`); \
                  after `[leases] provider_lost_after` (or past the lease's expiry) the lease \
                  shows `state: ended` with `ended.reason: provider_lost` and \

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use super::errors::{BAD_ARGUMENTS, ErrorBody, KEY_REQUIRED, NO_MATCH, NODE_UNREACHABLE};
 use super::mcp::{AgentKey, HttpCall};
 use super::{Method, SignContext};
-use crate::agent::request::{PlanError, RunPlan, sign_op};
+use crate::agent::request::{PlanError, RunPlan, sign_op, sign_read_proof};
 
 /// `run` as a tool: what to run; the tool quotes, picks offers and signs the request.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -80,6 +80,16 @@ pub struct SignupToolInput {
     #[serde(default)]
     #[schemars(length(min = 1, max = 64))]
     pub name: Option<String>,
+}
+
+/// `list_leases` as a tool: the agent is the one signing (or the token's).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListLeasesToolInput {
+    /// Most leases (1 to 500, default 100).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<u32>,
 }
 
 /// A tool on one of the agent's leases.
@@ -173,6 +183,7 @@ pub fn op_kind(tool: &str) -> Option<OpKind> {
         "put_files" | "get_files" => OpKind::Files,
         "extend" => OpKind::Extend,
         "stop" => OpKind::Stop,
+        "list_leases" => OpKind::Status,
         _ => return None,
     })
 }
@@ -366,6 +377,46 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
             method: Method::Post,
             path: "/v1/leases".into(),
             body: json_body(&json!({ "request": b64(&request) })),
+        })
+    })
+}
+
+/// The node's id (`GET /v1/node`): what a read proof names.
+async fn node_id(cx: &SignContext<'_>) -> Result<AgoraId, ErrorBody> {
+    let reply = cx
+        .node
+        .get("/v1/node")
+        .await
+        .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+    if reply.status != 200 {
+        return Err(answer_error(&reply, "asking for the node's id"));
+    }
+    serde_json::from_slice::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str)?.parse().ok())
+        .ok_or_else(|| ErrorBody::new(NODE_UNREACHABLE.code, "the node does not say its id"))
+}
+
+/// `list_leases`: the agent's leases at the node, with a read proof signed for that node
+/// (by the agent beside it, or by the node as the delegate of the token's agent).
+pub fn list_leases(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: ListLeasesToolInput = args(cx.args)?;
+        let node = node_id(&cx).await?;
+        let proof =
+            sign_read_proof(cx.author, node, crate::clock::now()).map_err(|e| plan_error(&e))?;
+        let mut path = format!(
+            "/v1/leases?agent={}&proof={}",
+            cx.author.agent_id(),
+            b64(&proof)
+        );
+        if let Some(limit) = a.limit {
+            path.push_str(&format!("&limit={limit}"));
+        }
+        Ok(HttpCall {
+            method: Method::Get,
+            path,
+            body: None,
         })
     })
 }

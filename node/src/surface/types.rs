@@ -211,6 +211,12 @@ pub struct ListLeasesInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
+    /// The agent's signed `ReadProof` for this node, base64url: proof that the caller is the
+    /// agent (or its delegate, under a delegation allowing `status`), issued within five
+    /// minutes of the node's clock. Instead, `Authorization: Bearer` with the agent's token
+    /// of this node. `agora agent ps` signs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 /// `GET /v1/leases/{id}` arguments.

@@ -86,7 +86,7 @@ fn operate(
     let agent = load_agent(key.map(PathBuf::as_path))?;
     let me = agent.identity.agora_id();
     let client = NodeClient::new(node)?;
-    let (id, view) = find_lease(&client, &me, lease)?;
+    let (id, view) = find_lease(&client, &agent.identity, lease)?;
     let provider: AgoraId = view["provider"]
         .as_str()
         .and_then(|p| p.parse().ok())

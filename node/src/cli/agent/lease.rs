@@ -117,18 +117,42 @@ pub(crate) fn verify_receipt(
     Ok(Some(r))
 }
 
-/// Resolves a lease id or a unique prefix of one among the agent's leases at the node, and
-/// returns its current view.
+/// The agent's leases at the node (`GET /v1/leases`, at most `limit`), with a read proof
+/// signed by `agent` for that node: the node lists them to the agent only.
+pub(crate) fn list_leases(
+    client: &NodeClient,
+    agent: &Identity,
+    limit: Option<usize>,
+) -> anyhow::Result<Value> {
+    let info = client.get_json("/v1/node", &[])?;
+    let node: AgoraId = info["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .context("the node does not say its id")?;
+    let proof = agora_node::agent::request::sign_read_proof(agent, node, crate::cli::now()?)
+        .context("cannot sign the read proof")?;
+    let mut query = vec![
+        ("agent".to_owned(), agent.agora_id().to_string()),
+        ("proof".to_owned(), b64(&proof)),
+    ];
+    if let Some(limit) = limit {
+        query.push(("limit".to_owned(), limit.to_string()));
+    }
+    client.get_json("/v1/leases", &query)
+}
+
+/// Resolves a lease id or a unique prefix of one among the leases of `agent` (its key) at the
+/// node, and returns its current view.
 pub(crate) fn find_lease(
     client: &NodeClient,
-    agent: &AgoraId,
+    agent: &Identity,
     id: &str,
 ) -> anyhow::Result<(LeaseId, Value)> {
     let full = if id.len() == 64 {
         id.parse::<Digest>()
             .map_err(|_| anyhow::anyhow!("{id:?} is not a lease id"))?
     } else {
-        let list = client.get_json("/v1/leases", &[("agent".into(), agent.to_string())])?;
+        let list = list_leases(client, agent, None)?;
         let hits: Vec<Digest> = list["leases"]
             .as_array()
             .into_iter()

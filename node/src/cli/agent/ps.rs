@@ -1,4 +1,5 @@
-//! `agora agent ps`: your leases, as a node knows them.
+//! `agora agent ps`: your leases, as a node knows them (it lists them only to you: the
+//! request carries a read proof signed with your key for that node).
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
-use super::lease::{credits, load_agent};
+use super::lease::{credits, list_leases, load_agent};
 use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
 use crate::cli::{GlobalArgs, print_json};
 
@@ -29,13 +30,7 @@ pub(crate) struct PsArgs {
 pub(crate) fn run(args: &PsArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let agent = load_agent(args.key.as_deref())?;
     let client = NodeClient::new(&args.node)?;
-    let body = client.get_json(
-        "/v1/leases",
-        &[
-            ("agent".into(), agent.identity.agora_id().to_string()),
-            ("limit".into(), args.limit.to_string()),
-        ],
-    )?;
+    let body = list_leases(&client, &agent.identity, Some(args.limit))?;
     if global.json {
         print_json(&body)?;
         return Ok(ExitCode::SUCCESS);

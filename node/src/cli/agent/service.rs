@@ -114,7 +114,7 @@ struct Lease {
 
 fn running_lease(client: &NodeClient, agent: &Agent, lease: &str) -> anyhow::Result<Lease> {
     let me = agent.identity.agora_id();
-    let (id, view) = find_lease(client, &me, lease)?;
+    let (id, view) = find_lease(client, &agent.identity, lease)?;
     let grant = verify_grant(&view, &id, &me)?;
     if view["state"] == "ended" {
         bail!("lease {id} has ended");
@@ -277,8 +277,7 @@ pub(crate) fn grant(args: &GrantArgs, global: &GlobalArgs) -> anyhow::Result<Exi
 pub(crate) fn revoke(args: &RevokeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let agent = load_agent(args.key.as_deref())?;
     let client = NodeClient::new(&args.node)?;
-    let me = agent.identity.agora_id();
-    let (id, view) = find_lease(&client, &me, &args.lease)?;
+    let (id, view) = find_lease(&client, &agent.identity, &args.lease)?;
     let provider: AgoraId = view["provider"]
         .as_str()
         .and_then(|p| p.parse().ok())

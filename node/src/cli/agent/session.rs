@@ -141,7 +141,7 @@ impl Session {
     fn open(target: &Target) -> anyhow::Result<Self> {
         let agent = load_agent(target.key.as_deref())?;
         let client = NodeClient::new(&target.node)?;
-        let (lease, view) = find_lease(&client, &agent.identity.agora_id(), &target.lease)?;
+        let (lease, view) = find_lease(&client, &agent.identity, &target.lease)?;
         let provider: AgoraId = view["provider"]
             .as_str()
             .and_then(|p| p.parse().ok())

@@ -117,7 +117,6 @@ fn tools_are_the_registry_operations_with_object_schemas() {
             "list_services",
             "get_account",
             "quote",
-            "list_leases",
             "get_lease",
             "get_tunnel",
             "list_approvals",
@@ -133,7 +132,18 @@ fn tools_are_the_registry_operations_with_object_schemas() {
         .filter(|op| op.sign.is_some())
         .map(|op| op.name)
         .collect();
-    assert_eq!(signed, ["signup", "run", "extend", "stop", "exec", "logs"]);
+    assert_eq!(
+        signed,
+        [
+            "signup",
+            "run",
+            "list_leases",
+            "extend",
+            "stop",
+            "exec",
+            "logs"
+        ]
+    );
     let run = keyed.tool(find("run").unwrap());
     assert!(run.input_schema["properties"]["command"].is_object());
     assert!(run.input_schema["properties"].get("request").is_none());
@@ -339,6 +349,102 @@ async fn on_a_node_agent_tools_act_only_under_a_token_and_within_its_delegation(
     let body: Value = serde_json::from_slice(calls[1].body.as_deref().unwrap()).unwrap();
     assert_eq!(body["agent"], agent.agora_id().to_string());
     assert_eq!(body["signer"], node_id.to_string());
+}
+
+/// The read proof in a `list_leases` call's query.
+fn listed_proof(call: &HttpCall) -> agora_protocol::Signed<agora_protocol::read_proof::ReadProof> {
+    use base64::Engine as _;
+    let query = call.path.strip_prefix("/v1/leases?").unwrap();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    let proof = &pairs.iter().find(|(k, _)| k == "proof").unwrap().1;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(proof)
+        .unwrap();
+    agora_protocol::Signed::decode(&bytes, &agora_protocol::Ed25519).unwrap()
+}
+
+#[tokio::test]
+async fn list_leases_signs_a_read_proof_for_the_node_beside_the_agent_and_on_a_node() {
+    use agora_protocol::lease::{Delegation, OpKind};
+    let node_id = agora_attest::Identity::generate(&mut rand::rng()).agora_id();
+    let answer = format!(r#"{{"id":"{node_id}","count":0,"leases":[]}}"#);
+    // Beside the agent: its own proof, for the node it talks to.
+    let k = key();
+    let agent = k.identity.agora_id();
+    let keyed = Server::local(Fake::answering(200, "application/json", &answer), Some(k));
+    let r = keyed
+        .call("list_leases", args(json!({"limit": 7})), None, None)
+        .await;
+    assert_eq!(r.is_error, Some(false), "{r:?}");
+    let calls = keyed.backend.calls.lock().unwrap().clone();
+    assert_eq!(calls[0].path, "/v1/node");
+    assert!(
+        calls[1]
+            .path
+            .starts_with(&format!("/v1/leases?agent={agent}&proof="))
+    );
+    assert!(calls[1].path.ends_with("&limit=7"), "{}", calls[1].path);
+    let proof = listed_proof(&calls[1]);
+    assert_eq!(proof.signer(), agent);
+    assert_eq!(proof.body().node, node_id);
+    assert!(proof.body().delegation.is_none());
+    // The agent is the key's: an `agent` argument is not the tool's.
+    assert_eq!(
+        code(
+            &keyed
+                .call("list_leases", args(json!({"agent": node_id})), None, None)
+                .await
+        ),
+        "bad_arguments"
+    );
+
+    // On a node, under the agent's token with `status`: the node signs as its delegate.
+    let d = delegate();
+    let me = d.identity.agora_id();
+    let answer = format!(r#"{{"id":"{me}","count":0,"leases":[]}}"#);
+    let node = Server::on_node(Fake::answering(200, "application/json", &answer), d.clone());
+    let owner = agora_attest::Identity::generate(&mut rand::rng());
+    let now = crate::clock::now();
+    let token_for = |ops: Vec<OpKind>| {
+        let delegation = agora_protocol::Signed::sign(
+            Delegation {
+                agent: owner.agora_id(),
+                delegate: me,
+                ops,
+                spend_cap_credits: 0,
+                issued_at: now.saturating_sub(std::time::Duration::from_secs(1)),
+                expires_at: now.saturating_add(std::time::Duration::from_secs(600)),
+            },
+            &owner,
+        )
+        .unwrap();
+        let signup = crate::agent::tokens::signup_record(&owner, me);
+        d.tokens
+            .issue(delegation, signup, now, &mut rand::rng())
+            .unwrap()
+            .token
+    };
+    assert!(node.tool_operations().any(|op| op.name == "list_leases"));
+    let exec_only = token_for(vec![OpKind::Exec]);
+    assert_eq!(
+        code(
+            &node
+                .call("list_leases", Map::new(), None, Some(&exec_only))
+                .await
+        ),
+        "token_scope"
+    );
+    let token = token_for(vec![OpKind::Status]);
+    let r = node
+        .call("list_leases", Map::new(), None, Some(&token))
+        .await;
+    assert_eq!(r.is_error, Some(false), "{r:?}");
+    let calls = node.backend.calls.lock().unwrap().clone();
+    let proof = listed_proof(calls.last().unwrap());
+    assert_eq!(proof.body().agent, owner.agora_id());
+    assert_eq!(proof.body().node, me);
+    assert_eq!(proof.signer(), me, "the node signs as the delegate");
+    assert!(proof.body().check(&me, &owner.agora_id(), now).is_ok());
 }
 
 #[test]
