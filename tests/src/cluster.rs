@@ -12,8 +12,8 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -226,14 +226,15 @@ impl Drop for TunnelProc {
     }
 }
 
-/// One HTTP/1.0 GET of `/index.html` through `addr`: the whole answer, or `None` if the
-/// connection closed early (the workload not listening yet).
+/// `curl -i http://ADDR/index.html`, as any client would fetch the page through a tunnel:
+/// the whole answer with its headers, or `None` if curl failed (the workload not listening
+/// yet).
 pub fn http_get(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10"])
+        .arg(format!("http://{addr}/index.html"))
+        .output()
         .ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    (!answer.is_empty()).then_some(answer)
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && !answer.is_empty()).then_some(answer)
 }

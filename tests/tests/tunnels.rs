@@ -4,7 +4,7 @@
 //! On the sandbox runtime, one network for every check (in this order): the agent runs a
 //! busybox workload serving `httpd` on 8080, an echo (`nc -ll -e cat`) on 7000 and a flood
 //! (`nc -ll -e yes`) on 7001, and `agora tunnel -L 127.0.0.1:0:PORT` forwards each.
-//! - A plain HTTP GET through the forward gets the page.
+//! - `curl` through the forward gets the page.
 //! - Integrity: 128 MiB out and back through the echo, the same SHA-256 both ways.
 //! - 100 concurrent connections through the one forward, each gets its own data back.
 //! - A reader that never reads the flood does not stall the echo's other connections.
@@ -21,7 +21,7 @@
 //!   within the 10 s deadline, and new streams are refused `lease_ended`; the time from the
 //!   stop to the cut is printed (a figure, not an assertion).
 //!
-//! On the Docker runtime (a locally built busybox image), the HTTP GET through `agora tunnel`
+//! On the Docker runtime (a locally built busybox image), `curl` through `agora tunnel`
 //! once more: `connect(port)` reaches the container's port.
 //!
 //! `tunnels/traffic.rs` holds the traffic checks; `tunnels/relay.rs` the relay test (a
@@ -173,7 +173,7 @@ fn a_workload_port_is_reached_through_a_tunnel_and_only_by_its_agent() {
         .body()
         .expires_at;
 
-    // 1. `agora tunnel` and a plain HTTP GET through the local port.
+    // 1. `agora tunnel` and `curl` through the local port.
     let (tunnel, locals) = TunnelProc::start(&home, &a, &lease, &[HTTP, ECHO, FLOOD]);
     let [page_addr, echo_addr, flood_addr] = locals[..] else {
         unreachable!()
