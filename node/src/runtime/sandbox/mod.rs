@@ -581,17 +581,7 @@ impl Runtime for SandboxRuntime {
             table.insert(id.clone(), w.clone());
             w
         };
-        // Directories, a tmpfs mount and cgroup writes: blocking calls, kept off the async
-        // workers so a burst of launches does not stall the node's other work.
-        let preparing = workload.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&preparing))
-            .await
-            .unwrap_or_else(|e| {
-                Err(RuntimeError::Unsupported(format!(
-                    "preparing the sandbox failed: {e}"
-                )))
-            });
-        match prepared {
+        match prepare(&workload) {
             Ok(()) => {
                 workload.phase(|p| *p = Phase::Created);
                 tracing::debug!(workload = %id, "sandbox created");
