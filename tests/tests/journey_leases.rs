@@ -275,6 +275,50 @@ fn ended(node: &NodeProc, lease: &str) -> Value {
     })
 }
 
+/// Files through gateway `a`: a directory (a small file and 300 KB of bytes) up into the
+/// workload's `/tmp/in`, read inside with `cat`, and down again, byte for byte.
+fn files_round_trip(agent: &Agent, a: &NodeProc, lease: &str, tmp: &Path) {
+    let up = tmp.join("up");
+    std::fs::create_dir_all(up.join("sub")).unwrap();
+    std::fs::write(up.join("a.txt"), "hello files\n").unwrap();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(up.join("sub/blob.bin"), &blob).unwrap();
+    let (ok, put, err) = agent.cli(
+        a,
+        &[
+            "files",
+            "put",
+            lease,
+            up.to_str().unwrap(),
+            "--to",
+            "/tmp/in",
+        ],
+    );
+    assert!(ok, "files put: {err} {put}");
+    assert!(put["bytes"].as_u64().unwrap() > 300_000, "{put}");
+    let (ok, out, err) = agent.cli(a, &["exec", lease, "--", "cat", "/tmp/in/up/a.txt"]);
+    assert!(ok, "{err}");
+    assert_eq!(out["stdout"], "hello files\n");
+    let down = tmp.join("down");
+    let (ok, got, err) = agent.cli(
+        a,
+        &[
+            "files",
+            "get",
+            lease,
+            "/tmp/in/up",
+            "--to",
+            down.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "files get: {err} {got}");
+    assert_eq!(std::fs::read(down.join("up/sub/blob.bin")).unwrap(), blob);
+    assert_eq!(
+        std::fs::read_to_string(down.join("up/a.txt")).unwrap(),
+        "hello files\n"
+    );
+}
+
 #[test]
 fn an_agent_leases_through_a_gateway_and_controls_it_there() {
     if skip() {
@@ -976,45 +1020,7 @@ fn exec_logs_and_files_stream_through_any_node() {
     assert_eq!(lines.last().unwrap()["type"], "end");
 
     // Files: a directory up, read inside, and down again, byte for byte.
-    let up = tmp.path().join("up");
-    std::fs::create_dir_all(up.join("sub")).unwrap();
-    std::fs::write(up.join("a.txt"), "hello files\n").unwrap();
-    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(up.join("sub/blob.bin"), &blob).unwrap();
-    let (ok, put, err) = agent.cli(
-        &a,
-        &[
-            "files",
-            "put",
-            &lease,
-            up.to_str().unwrap(),
-            "--to",
-            "/tmp/in",
-        ],
-    );
-    assert!(ok, "files put: {err}");
-    assert!(put["bytes"].as_u64().unwrap() > 300_000, "{put}");
-    let (ok, out, err) = agent.cli(&a, &["exec", &lease, "--", "cat", "/tmp/in/up/a.txt"]);
-    assert!(ok, "{err}");
-    assert_eq!(out["stdout"], "hello files\n");
-    let down = tmp.path().join("down");
-    let (ok, got, err) = agent.cli(
-        &a,
-        &[
-            "files",
-            "get",
-            &lease,
-            "/tmp/in/up",
-            "--to",
-            down.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "files get: {err} {got}");
-    assert_eq!(std::fs::read(down.join("up/sub/blob.bin")).unwrap(), blob);
-    assert_eq!(
-        std::fs::read_to_string(down.join("up/a.txt")).unwrap(),
-        "hello files\n"
-    );
+    files_round_trip(&agent, &a, &lease, tmp.path());
 
     // Refusals: clear codes, before anything runs.
     let other = Agent::sign_up(&tmp.path().join("other"), &a);
@@ -1226,45 +1232,7 @@ fn the_journey_runs_on_docker_too() {
     assert_eq!(out["stdout"].as_str().unwrap().as_bytes(), &input[..]);
 
     // Files: a directory up into the workload's /tmp, read inside, and down again.
-    let up = tmp.path().join("up");
-    std::fs::create_dir_all(up.join("sub")).unwrap();
-    std::fs::write(up.join("a.txt"), "hello files\n").unwrap();
-    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(up.join("sub/blob.bin"), &blob).unwrap();
-    let (ok, put, err) = agent.cli(
-        &a,
-        &[
-            "files",
-            "put",
-            &lease,
-            up.to_str().unwrap(),
-            "--to",
-            "/tmp/in",
-        ],
-    );
-    assert!(ok, "files put: {err} {put}");
-    assert!(put["bytes"].as_u64().unwrap() > 300_000, "{put}");
-    let (ok, out, err) = agent.cli(&a, &["exec", &lease, "--", "cat", "/tmp/in/up/a.txt"]);
-    assert!(ok, "{err}");
-    assert_eq!(out["stdout"], "hello files\n");
-    let down = tmp.path().join("down");
-    let (ok, got, err) = agent.cli(
-        &a,
-        &[
-            "files",
-            "get",
-            &lease,
-            "/tmp/in/up",
-            "--to",
-            down.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "files get: {err} {got}");
-    assert_eq!(std::fs::read(down.join("up/sub/blob.bin")).unwrap(), blob);
-    assert_eq!(
-        std::fs::read_to_string(down.join("up/a.txt")).unwrap(),
-        "hello files\n"
-    );
+    files_round_trip(&agent, &a, &lease, tmp.path());
 
     // Extend: a grant re-signed by C, later by exactly the extension.
     let (ok, ext, err) = agent.cli(&a, &["extend", &lease[..12], "600"]);
