@@ -333,47 +333,7 @@ impl<T: SignedKind> Signed<T> {
     /// # Errors
     /// [`SignedError::Decode`] or [`SignedError::Verify`].
     pub fn decode(wire: &[u8], verifier: &impl Verifier) -> Result<Self, SignedError> {
-        let max = Self::MAX_WIRE_BYTES;
-        if wire.len() > max {
-            return Err(DecodeError::TooLong {
-                len: wire.len(),
-                max,
-            }
-            .into());
-        }
-        let (&version, rest) = wire.split_first().ok_or(DecodeError::Truncated)?;
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            }
-            .into());
-        }
-        let (signer_bytes, rest) = rest
-            .split_first_chunk::<PUBLIC_KEY_LEN>()
-            .ok_or(DecodeError::Truncated)?;
-        let signer = AgoraId::from_bytes(*signer_bytes).map_err(|_| VerifyError::InvalidSigner)?;
-        let (len, rest) = codec::take_varint_u32(rest)?;
-        let len =
-            usize::try_from(len).map_err(|_| DecodeError::Malformed("payload length".into()))?;
-        if len > T::MAX_PAYLOAD_BYTES {
-            return Err(DecodeError::TooLong {
-                len,
-                max: T::MAX_PAYLOAD_BYTES,
-            }
-            .into());
-        }
-        let payload = rest.get(..len).ok_or(DecodeError::Truncated)?;
-        let rest = rest.get(len..).ok_or(DecodeError::Truncated)?;
-        let (sig_bytes, rest) = rest
-            .split_first_chunk::<SIGNATURE_LEN>()
-            .ok_or(DecodeError::Truncated)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes { count: rest.len() }.into());
-        }
-        let signature = Signature(*sig_bytes);
-        // Verify before decoding the payload: unsigned garbage never reaches the decoder.
-        verifier.verify(&signer, &signing_input::<T>(&signer, payload), &signature)?;
+        let (signer, signature, payload) = verified_payload::<T>(wire, verifier)?;
         let body: T = codec::decode(payload, T::MAX_PAYLOAD_BYTES)?;
         body.validate()?;
         if let Some(author) = body.author().filter(|a| *a != signer) {
@@ -381,6 +341,59 @@ impl<T: SignedKind> Signed<T> {
         }
         Ok(Self::new(body, signer, signature, wire.to_vec()))
     }
+}
+
+/// Checks a `Signed<T>` envelope (length bounds, version, signer key, payload length, no
+/// trailing bytes) and verifies its signature, before anything decodes the payload: the
+/// signer, the signature and the verified payload bytes.
+///
+/// # Errors
+/// [`SignedError::Decode`] or [`SignedError::Verify`].
+pub(crate) fn verified_payload<'w, T: SignedKind>(
+    wire: &'w [u8],
+    verifier: &impl Verifier,
+) -> Result<(AgoraId, Signature, &'w [u8]), SignedError> {
+    let max = Signed::<T>::MAX_WIRE_BYTES;
+    if wire.len() > max {
+        return Err(DecodeError::TooLong {
+            len: wire.len(),
+            max,
+        }
+        .into());
+    }
+    let (&version, rest) = wire.split_first().ok_or(DecodeError::Truncated)?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        }
+        .into());
+    }
+    let (signer_bytes, rest) = rest
+        .split_first_chunk::<PUBLIC_KEY_LEN>()
+        .ok_or(DecodeError::Truncated)?;
+    let signer = AgoraId::from_bytes(*signer_bytes).map_err(|_| VerifyError::InvalidSigner)?;
+    let (len, rest) = codec::take_varint_u32(rest)?;
+    let len = usize::try_from(len).map_err(|_| DecodeError::Malformed("payload length".into()))?;
+    if len > T::MAX_PAYLOAD_BYTES {
+        return Err(DecodeError::TooLong {
+            len,
+            max: T::MAX_PAYLOAD_BYTES,
+        }
+        .into());
+    }
+    let payload = rest.get(..len).ok_or(DecodeError::Truncated)?;
+    let rest = rest.get(len..).ok_or(DecodeError::Truncated)?;
+    let (sig_bytes, rest) = rest
+        .split_first_chunk::<SIGNATURE_LEN>()
+        .ok_or(DecodeError::Truncated)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { count: rest.len() }.into());
+    }
+    let signature = Signature(*sig_bytes);
+    // Verify before decoding the payload: unsigned garbage never reaches the decoder.
+    verifier.verify(&signer, &signing_input::<T>(&signer, payload), &signature)?;
+    Ok((signer, signature, payload))
 }
 
 impl<T> Signed<T> {

@@ -16,11 +16,10 @@ use serde::de::Error as _;
 use serde::ser::SerializeTuple as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{self, DecodeError};
-use crate::id::{AgoraId, PUBLIC_KEY_LEN};
+use crate::codec::DecodeError;
+use crate::id::AgoraId;
 use crate::signed::{
-    Digest, Ed25519, FORMAT_VERSION, SIGNATURE_LEN, Signature, Signed, SignedError, SignedKind,
-    Verifier, VerifyError, signing_input,
+    Digest, Ed25519, Signed, SignedError, SignedKind, Verifier, VerifyError, verified_payload,
 };
 
 use super::entry::{Entry, MAX_PLAIN_ENTRY_WIRE_BYTES};
@@ -181,48 +180,7 @@ fn check_size(first: &[u8], second: &[u8]) -> Result<(), EquivocationError> {
 /// Verifies a signed entry's envelope and returns the `(author, seq)` that open its payload,
 /// without decoding the rest (see the module docs).
 fn entry_head(wire: &[u8], verifier: &impl Verifier) -> Result<(AgoraId, u64), SignedError> {
-    let max = Signed::<Entry>::MAX_WIRE_BYTES;
-    if wire.len() > max {
-        return Err(DecodeError::TooLong {
-            len: wire.len(),
-            max,
-        }
-        .into());
-    }
-    let (&version, rest) = wire.split_first().ok_or(DecodeError::Truncated)?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion {
-            found: version,
-            supported: FORMAT_VERSION,
-        }
-        .into());
-    }
-    let (signer, rest) = rest
-        .split_first_chunk::<PUBLIC_KEY_LEN>()
-        .ok_or(DecodeError::Truncated)?;
-    let signer = AgoraId::from_bytes(*signer).map_err(|_| VerifyError::InvalidSigner)?;
-    let (len, rest) = codec::take_varint_u32(rest)?;
-    let len = usize::try_from(len).map_err(|_| DecodeError::Malformed("payload length".into()))?;
-    if len > Entry::MAX_PAYLOAD_BYTES {
-        return Err(DecodeError::TooLong {
-            len,
-            max: Entry::MAX_PAYLOAD_BYTES,
-        }
-        .into());
-    }
-    let payload = rest.get(..len).ok_or(DecodeError::Truncated)?;
-    let rest = rest.get(len..).ok_or(DecodeError::Truncated)?;
-    let (signature, rest) = rest
-        .split_first_chunk::<SIGNATURE_LEN>()
-        .ok_or(DecodeError::Truncated)?;
-    if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes { count: rest.len() }.into());
-    }
-    verifier.verify(
-        &signer,
-        &signing_input::<Entry>(&signer, payload),
-        &Signature(*signature),
-    )?;
+    let (signer, _, payload) = verified_payload::<Entry>(wire, verifier)?;
     let ((author, seq), _) = postcard::take_from_bytes::<(AgoraId, u64)>(payload)
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if author != signer {
