@@ -62,6 +62,12 @@ fn errors_name_the_field() {
         ("roles = [\"provider\"]", "provider"),
         ("region = \"EU West\"", "region"),
         ("[runtime]\nidle_timeout = \"0s\"", "runtime.idle_timeout"),
+        ("[relay]\nsessions = 0", "relay.sessions"),
+        ("[relay]\nsessions = 4\nper_agent = 5", "relay.per_agent"),
+        ("[relay]\nidle = \"0s\"", "relay.idle"),
+        ("[relay]\nhost = \"0.0.0.0\"", "relay.host"),
+        ("[relay]\nhost = \"not an ip\"", "host"),
+        ("[relay]\nrelays = true", "relays"),
         (
             "[runtime]\ncgroup_parent = \"../up\"",
             "runtime.cgroup_parent",
