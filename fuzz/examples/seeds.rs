@@ -23,11 +23,13 @@ use agora_protocol::offer::{
     Capacity, Gpu, ImageRef, Isolation, NetworkPolicy, Prices, RuntimeOffer,
 };
 use agora_protocol::read_proof::ReadProof;
+use agora_protocol::service::sync::{ServiceSyncRequest, ServiceSyncResponse};
 use agora_protocol::service::{
-    GRANT_ID_LEN, GrantId, ServiceGossip, ServiceGrant, ServiceKind, ServiceRecord,
+    GRANT_ID_LEN, GrantId, ServiceGossip, ServiceGrant, ServiceKey, ServiceKind, ServiceRecord,
     ServiceWithdrawal,
 };
 use agora_protocol::signup::{MAX_POW_BITS, ProofOfWork, SignupRecord};
+use agora_protocol::sync::Held;
 use agora_protocol::tunnel::Header;
 use agora_protocol::workload::{
     ImageSource, MAX_PORTS, NetworkRequest, PortSpec, TerminationReason, Transport, WorkloadSpec,
@@ -646,7 +648,11 @@ fn lease_seeds(w: &mut Writer) -> Res<()> {
         ),
         ("max", big.clone(), Some(approval(&big, u64::MAX)?)),
     ] {
-        let p = LeaseProposal { request, approval };
+        let p = LeaseProposal {
+            request,
+            approval,
+            lock: None,
+        };
         let bytes = codec::encode(&p, agora_fuzz::LEASE_PROPOSAL_MAX_BYTES)?;
         w.put("lease_proposal", name, &bytes)?;
     }
@@ -1023,8 +1029,42 @@ fn service_seeds(w: &mut Writer) -> Res<()> {
     w.put(
         "service_gossip",
         "withdrawal",
-        &ServiceGossip::Withdrawal(withdrawal).encode(),
+        &ServiceGossip::Withdrawal(withdrawal.clone()).encode(),
     )?;
+
+    // Services sync: a page with a typical and a maximal record and a withdrawal, an empty
+    // one, and requests from the start and after the largest key.
+    let typical = Signed::sign(service_record(lease, vec![8080], 8080, false)?, &key(AGENT))?;
+    let max = Signed::sign(
+        service_record(lease, all_ports.clone(), 8016, true)?,
+        &key(AGENT),
+    )?;
+    let page = ServiceSyncResponse {
+        entries: vec![typical.as_bytes().to_vec(), max.as_bytes().to_vec()],
+        withdrawals: vec![withdrawal.as_bytes().to_vec()],
+        next: Some(max.body().key()),
+    };
+    w.put("service_sync_response", "page", &page.encode()?)?;
+    let empty = ServiceSyncResponse {
+        entries: Vec::new(),
+        withdrawals: Vec::new(),
+        next: None,
+    };
+    w.put("service_sync_response", "empty", &empty.encode()?)?;
+    let first = ServiceSyncRequest::first(Digest::of(b"directory"));
+    w.put("service_sync_request", "first", &first.encode()?)?;
+    let last = ServiceSyncRequest {
+        after: Some(ServiceKey {
+            owner: id(AGENT),
+            lease: Digest([0xff; 32]),
+            port: u16::MAX,
+        }),
+        limit: u16::MAX,
+        digest: Some(Digest([0xff; 32])),
+        held: Vec::new(),
+        held_all: true,
+    };
+    w.put("service_sync_request", "after-max", &last.encode()?)?;
     Ok(())
 }
 
@@ -1205,6 +1245,136 @@ fn ledger_seeds(w: &mut Writer) -> Res<()> {
     Ok(())
 }
 
+/// Quota committee certificates and requests, votes signed by the fuzz committee's validators
+/// (keys 1..=4, three of them per certificate): one certificate per kind of op, a credit
+/// carrying an 8-link credential at the largest seq, and requests with no, one and
+/// `MAX_PROOFS` certificates.
+fn quota_seeds(w: &mut Writer) -> Res<()> {
+    use agora_protocol::committee::{
+        Action, ChainOp, FreeTierClaim, LockTerms, MAX_PROOFS, Op as QuotaOp, Request, Settle,
+        UncheckedCertificate, Unlock, Vote, VoteSig,
+    };
+    let committee = agora_fuzz::quota_committee()?;
+    let certify = |op: &QuotaOp| -> Res<agora_protocol::committee::Certificate> {
+        let mut votes = Vec::new();
+        for n in 1..=3 {
+            let vote = Vote {
+                genesis: committee.digest(),
+                slot: op.slot(),
+                op: op.digest(),
+            };
+            votes.push(VoteSig {
+                validator: id(n),
+                signature: *Signed::sign(vote, &key(n))?.signature(),
+            });
+        }
+        votes.sort_by_key(|v| v.validator);
+        let unchecked = UncheckedCertificate {
+            op: op.clone(),
+            votes,
+        };
+        Ok(unchecked.verify(committee, &agora_protocol::Ed25519)?)
+    };
+    let chain_op = |account: u8, seq: u64, prev: Option<Digest>, action: Action| -> Res<QuotaOp> {
+        let body = ChainOp {
+            account: id(account),
+            seq,
+            prev,
+            action,
+        };
+        Ok(QuotaOp::Chain(Signed::sign(body, &key(account))?))
+    };
+
+    let credit = chain_op(
+        AGENT,
+        0,
+        None,
+        Action::Credit(Credential::single(signed_att(5, AGENT, 1)?)),
+    )?;
+    let credit_cert = certify(&credit)?;
+    // An 8-link chain is held by key 9.
+    let credit_max = chain_op(
+        9,
+        u64::MAX,
+        Some(Digest::of(b"prev")),
+        Action::Credit(chain(8, 2)?),
+    )?;
+    let lock = chain_op(
+        AGENT,
+        1,
+        Some(credit_cert.digest()),
+        Action::Lock(LockTerms {
+            lease: Digest::of(b"lease"),
+            provider: id(PROVIDER),
+            amount_micro: 600,
+            expires_at: t(3600),
+        }),
+    )?;
+    let lock_cert = certify(&lock)?;
+    let free_tier = QuotaOp::FreeTier(Signed::sign(
+        FreeTierClaim {
+            account: id(AGENT),
+            epoch: 0,
+            index: 7,
+        },
+        &key(AGENT),
+    )?);
+    let settle = QuotaOp::Settle(Signed::sign(
+        Settle {
+            account: id(AGENT),
+            lock_seq: 1,
+            lock: lock_cert.digest(),
+            receipt: Signed::sign(
+                receipt(3, Some(TerminationReason::Exited { code: 0 })),
+                &key(PROVIDER),
+            )?,
+        },
+        &key(PROVIDER),
+    )?);
+    let unlock = QuotaOp::Unlock(Unlock {
+        account: id(AGENT),
+        lock_seq: 1,
+        lock: lock_cert.digest(),
+    });
+    let mut certs = vec![credit_cert.clone(), lock_cert.clone()];
+    for (name, op) in [
+        ("credit", &credit),
+        ("lock", &lock),
+        ("free-tier", &free_tier),
+        ("settle", &settle),
+        ("unlock", &unlock),
+        ("credit-max", &credit_max),
+    ] {
+        let cert = match name {
+            "credit" => credit_cert.clone(),
+            "lock" => lock_cert.clone(),
+            _ => certify(op)?,
+        };
+        let bytes = cert.encode()?;
+        eprintln!("quota_certificate/{name}: {} bytes", bytes.len());
+        w.put("quota_certificate", name, &bytes)?;
+        if !matches!(name, "credit" | "lock") {
+            certs.push(cert);
+        }
+    }
+    let requests = [
+        ("free-tier", free_tier.clone(), Vec::new()),
+        ("lock", lock.clone(), vec![credit_cert.clone()]),
+        ("settle", settle, vec![lock_cert]),
+        (
+            "full",
+            credit_max,
+            certs.iter().cycle().take(MAX_PROOFS).cloned().collect(),
+        ),
+    ];
+    for (name, op, proofs) in requests {
+        let bytes = Request { op, proofs }.encode()?;
+        eprintln!("quota_request/{name}: {} bytes", bytes.len());
+        w.put("quota_request", name, &bytes)?;
+    }
+    Ok(())
+}
+
 struct Writer {
     root: PathBuf,
     /// Targets to write seeds for (empty: all); the others' seeds are still checked.
@@ -1290,14 +1460,14 @@ fn main() -> Res<()> {
         let gossip = GossipMessage::Offer(signed.clone()).encode();
         w.put("gossip_message", &format!("offer-{name}"), &gossip)?;
         let page = SyncResponse {
-            offers: vec![signed.as_bytes().to_vec(); 2],
+            entries: vec![signed.as_bytes().to_vec(); 2],
             withdrawals: vec![withdrawal(n, 1, 1000)?.as_bytes().to_vec()],
             next: Some(key(n).id()),
         };
         w.put("sync_response", name, &page.encode()?)?;
     }
     let empty = SyncResponse {
-        offers: Vec::new(),
+        entries: Vec::new(),
         withdrawals: Vec::new(),
         next: None,
     };
@@ -1309,6 +1479,8 @@ fn main() -> Res<()> {
                 after: None,
                 limit: 64,
                 digest: None,
+                held: Vec::new(),
+                held_all: true,
             },
         ),
         (
@@ -1317,6 +1489,35 @@ fn main() -> Res<()> {
                 after: Some(key(3).id()),
                 limit: 64,
                 digest: Some(Digest::of(b"book")),
+                held: Vec::new(),
+                held_all: true,
+            },
+        ),
+        (
+            "held",
+            SyncRequest::holding(None, Some(Digest::of(b"book")), {
+                let mut held: Vec<Held<_>> = (1..=4u64)
+                    .map(|n| Held {
+                        key: key(n as u8).id(),
+                        seq: n,
+                    })
+                    .collect();
+                held.sort_by_key(|h| h.key);
+                held
+            }),
+        ),
+        (
+            "held-more",
+            SyncRequest {
+                held_all: false,
+                ..SyncRequest::holding(
+                    None,
+                    None,
+                    [Held {
+                        key: key(5).id(),
+                        seq: u64::MAX,
+                    }],
+                )
             },
         ),
     ] {
@@ -1373,6 +1574,7 @@ fn main() -> Res<()> {
     service_seeds(&mut w)?;
     ledger_seeds(&mut w)?;
     read_proof_seeds(&mut w)?;
+    quota_seeds(&mut w)?;
 
     println!("wrote {} seeds under {}", w.count, w.root.display());
     Ok(())

@@ -11,6 +11,10 @@
 
 use core::fmt::Debug;
 
+use agora_protocol::cofactored::Cofactored;
+use agora_protocol::committee::{
+    Action, Certificate, Committee, FreeTier, Genesis, LockRules, MAX_PROOFS, Op, Request,
+};
 use agora_protocol::frames::{
     self, Decoder, FrameError, MAX_CHUNK_BYTES, MAX_FRAME_BYTES, MAX_OPEN_BYTES, OpenFrame,
     StreamFrame,
@@ -20,8 +24,9 @@ use agora_protocol::lease::{
     Approval, Capability, Delegation, LeaseAnswer, LeaseGrant, LeaseOp, LeaseProposal,
     LeaseRefusal, LeaseRequest, UsageReceipt,
 };
-use agora_protocol::ledger::{Entry, Equivocation, Fact, MAX_PARENTS};
+use agora_protocol::ledger::{self, Entry, Equivocation, Fact, MAX_PARENTS};
 use agora_protocol::read_proof::ReadProof;
+use agora_protocol::service::sync::{ServiceSyncRequest, ServiceSyncResponse};
 use agora_protocol::service::{ServiceGossip, ServiceGrant};
 use agora_protocol::signed::FORMAT_VERSION;
 use agora_protocol::signup::SignupRecord;
@@ -69,13 +74,20 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("signed_service_grant", signed_service_grant),
     ("signed_ledger_entry", signed_ledger_entry),
     ("signed_read_proof", signed_read_proof),
+    ("service_sync_request", service_sync_request),
+    ("service_sync_response", service_sync_response),
+    ("quota_certificate", quota_certificate),
+    ("quota_request", quota_request),
 ];
 
-/// The bound [`lease_proposal`] decodes a [`LeaseProposal`] under: its two signed parts at
-/// their largest, plus postcard's two length prefixes and the option tag (rounded up). The
-/// protocol defines no constant for it (yet); a transport would use the same sum.
-pub const LEASE_PROPOSAL_MAX_BYTES: usize =
-    Signed::<LeaseRequest>::MAX_WIRE_BYTES + Signed::<Approval>::MAX_WIRE_BYTES + 16;
+/// The bound [`lease_proposal`] decodes a [`LeaseProposal`] under: its two signed parts and
+/// its lock certificate at their largest, plus postcard's length prefixes and the option
+/// tags (rounded up). The protocol defines no constant for it (yet); a transport would use
+/// the same sum.
+pub const LEASE_PROPOSAL_MAX_BYTES: usize = Signed::<LeaseRequest>::MAX_WIRE_BYTES
+    + Signed::<Approval>::MAX_WIRE_BYTES
+    + agora_protocol::committee::MAX_CERTIFICATE_BYTES
+    + 16;
 
 /// The bound [`lease_answer`] decodes a [`LeaseAnswer`] under: the larger signed variant,
 /// plus the variant index and the length prefix (rounded up).
@@ -446,7 +458,8 @@ pub fn signed_service_grant(data: &[u8]) -> Result<Verdict, String> {
 
 /// `Signed::<Entry>::decode` (an evidence-log entry): signed by its author, chain fields in
 /// canonical form, every nested signed fact rebuilding to its own bytes and belonging
-/// together, and an equivocation proof that re-checks from its parts.
+/// together, and an equivocation proof that re-checks from its parts. The log's own ingest
+/// (`ledger::decode`, `ledger::decode_batch`) must agree with it.
 ///
 /// # Errors
 /// A violated invariant.
@@ -455,7 +468,35 @@ pub fn signed_ledger_entry(data: &[u8]) -> Result<Verdict, String> {
     if let Some(msg) = &msg {
         ledger_entry_invariants(msg)?;
     }
+    ledger_ingest_agrees(data, msg.as_ref())?;
     Ok(verdict(&msg))
+}
+
+/// The log's ingest path (`ledger::decode`: nested signatures recorded while decoding, then
+/// verified together) accepts exactly what `Signed::decode` accepts, as the same message,
+/// when both verify strictly; the cofactored rule accepts at least that; and a page holding
+/// the input twice gives each copy the verdict the input gets alone.
+fn ledger_ingest_agrees(data: &[u8], strict: Option<&Signed<Entry>>) -> Result<(), String> {
+    let ingested = ledger::decode(data, &Ed25519).ok();
+    if ingested.as_ref() != strict {
+        let said = |accepted: bool| if accepted { "accepted" } else { "refused" };
+        return Err(format!(
+            "ledger entry: ledger::decode {} what Signed::decode {}",
+            said(ingested.is_some()),
+            said(strict.is_some())
+        ));
+    }
+    let alone = ledger::decode(data, &Cofactored);
+    if strict.is_some() && alone.is_err() {
+        return Err("ledger entry: the cofactored rule refused a strictly valid entry".into());
+    }
+    if ledger::decode_batch(&[data, data], &Cofactored)
+        .iter()
+        .any(|r| r != &alone)
+    {
+        return Err("ledger entry: a page gave another verdict than the entry alone".into());
+    }
+    Ok(())
 }
 
 fn ledger_entry_invariants(msg: &Signed<Entry>) -> Result<(), String> {
@@ -551,8 +592,66 @@ pub fn sync_response(data: &[u8]) -> Result<Verdict, String> {
         }
     }
     let (ok, bad) = resp.verified_offers(&Ed25519);
-    if ok.len() + bad != resp.offers.len() {
+    if ok.len() + bad != resp.entries.len() {
         return Err("sync_response: verified + refused != offers".into());
+    }
+    Ok(Verdict::Accepted)
+}
+
+/// `ServiceSyncRequest::decode`: an accepted request re-encodes to exactly the input.
+///
+/// # Errors
+/// A violated round-trip invariant.
+pub fn service_sync_request(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(req) = ServiceSyncRequest::decode(data) else {
+        return Ok(Verdict::Rejected);
+    };
+    match req.encode() {
+        Ok(bytes) if bytes == data => Ok(Verdict::Accepted),
+        Ok(_) => Err("service_sync_request: encode() differs from the input".into()),
+        Err(e) => Err(format!(
+            "service_sync_request: accepted value does not encode: {e}"
+        )),
+    }
+}
+
+/// `ServiceSyncResponse::decode`: an accepted page re-encodes to exactly the input, and
+/// verifying its records and withdrawals accounts for every one of them; a record that
+/// verifies carries its provider's capability for its owner.
+///
+/// # Errors
+/// A violated invariant.
+pub fn service_sync_response(data: &[u8]) -> Result<Verdict, String> {
+    let Ok(resp) = ServiceSyncResponse::decode(data) else {
+        return Ok(Verdict::Rejected);
+    };
+    match resp.encode() {
+        Ok(bytes) if bytes == data => {}
+        Ok(_) => return Err("service_sync_response: encode() differs from the input".into()),
+        Err(e) => {
+            return Err(format!(
+                "service_sync_response: accepted value does not encode: {e}"
+            ));
+        }
+    }
+    let (records, bad) = resp.verified_entries(&Ed25519);
+    if records.len() + bad != resp.entries.len() {
+        return Err("service_sync_response: verified + refused != records".into());
+    }
+    for r in &records {
+        let cap = &r.body().capability;
+        nested(cap)?;
+        if cap.signer() != r.body().provider || cap.body().agent != r.signer() {
+            return Err(
+                "service_sync_response: verified a record whose capability is not the \
+                 owner's from its provider"
+                    .into(),
+            );
+        }
+    }
+    let (withdrawals, bad) = resp.verified_withdrawals(&Ed25519);
+    if withdrawals.len() + bad != resp.withdrawals.len() {
+        return Err("service_sync_response: verified + refused != withdrawals".into());
     }
     Ok(Verdict::Accepted)
 }
@@ -951,4 +1050,166 @@ fn drive_frames(stream: &[u8], mut piece_len: impl FnMut() -> usize) -> Result<F
         }
     }
     Ok(run)
+}
+
+/// The public keys of `SigningKey::from_bytes(&[n; 32])` for n = 1..=4: the validators of
+/// [`quota_committee`], which the seeds sign votes with.
+const QUOTA_VALIDATORS: [&str; 4] = [
+    "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+    "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+    "ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1",
+    "ca93ac1705187071d67b83c7ff0efe8108e8ec4530575d7726879333dbdabe7c",
+];
+
+/// The quota committee certificates are checked against: f = 1, the four
+/// [`QUOTA_VALIDATORS`], no issuers, epoch 0 at 1,800,000,000 s, one-day epochs.
+///
+/// # Errors
+/// A key or genesis that does not load (a bug in this file).
+pub fn quota_committee() -> Result<&'static Committee, String> {
+    static COMMITTEE: std::sync::OnceLock<Result<Committee, String>> = std::sync::OnceLock::new();
+    COMMITTEE
+        .get_or_init(|| {
+            let validators = QUOTA_VALIDATORS
+                .iter()
+                .map(|hex| {
+                    let bytes = hex.parse::<Digest>().map_err(|e| e.to_string())?;
+                    AgoraId::from_bytes(bytes.0).map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Committee::new(Genesis {
+                f: 1,
+                validators,
+                issuers: Vec::new(),
+                start_unix_secs: 1_800_000_000,
+                epoch_secs: 86_400,
+                free_tier: FreeTier {
+                    allowance_micro: 10_000_000,
+                    cap_per_epoch: 1000,
+                },
+                locks: LockRules::default(),
+            })
+            .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// `committee::Certificate::decode` against [`quota_committee`]: an accepted certificate
+/// re-encodes to exactly the input, holds exactly `2f + 1` members' votes in ascending order,
+/// re-verifies from its parts, and its op is signed by whom it must be (see
+/// `quota_op_invariants`).
+///
+/// # Errors
+/// A violated invariant.
+pub fn quota_certificate(data: &[u8]) -> Result<Verdict, String> {
+    let committee = quota_committee()?;
+    let Ok(cert) = Certificate::decode(data, committee, &Ed25519) else {
+        return Ok(Verdict::Rejected);
+    };
+    reencodes("quota_certificate", cert.encode(), data)?;
+    certificate_invariants(&cert, committee)?;
+    Ok(Verdict::Accepted)
+}
+
+/// `committee::Request::decode` against [`quota_committee`]: an accepted request re-encodes
+/// to exactly the input, carries at most `MAX_PROOFS` certificates, each passing
+/// [`quota_certificate`]'s checks, and its op passes `quota_op_invariants`.
+///
+/// # Errors
+/// A violated invariant.
+pub fn quota_request(data: &[u8]) -> Result<Verdict, String> {
+    let committee = quota_committee()?;
+    let Ok(request) = Request::decode(data, committee, &Ed25519) else {
+        return Ok(Verdict::Rejected);
+    };
+    reencodes("quota_request", request.encode(), data)?;
+    if request.proofs.len() > MAX_PROOFS {
+        return Err(format!(
+            "quota_request: accepted {} certificates",
+            request.proofs.len()
+        ));
+    }
+    for proof in &request.proofs {
+        certificate_invariants(proof, committee)?;
+    }
+    quota_op_invariants(&request.op)?;
+    Ok(Verdict::Accepted)
+}
+
+fn certificate_invariants(cert: &Certificate, committee: &Committee) -> Result<(), String> {
+    let votes = cert.votes();
+    if votes.len() != committee.quorum() {
+        return Err(format!("quota_certificate: accepted {} votes", votes.len()));
+    }
+    if votes
+        .windows(2)
+        .any(|w| w.first().map(|v| v.validator) >= w.get(1).map(|v| v.validator))
+    {
+        return Err("quota_certificate: accepted votes not strictly ascending".into());
+    }
+    if votes.iter().any(|v| !committee.is_member(&v.validator)) {
+        return Err("quota_certificate: accepted a vote by a non-member".into());
+    }
+    if cert.digest() != cert.op().digest() || cert.genesis() != committee.digest() {
+        return Err("quota_certificate: digest or committee differ from the op's".into());
+    }
+    let again = cert
+        .clone()
+        .into_unchecked()
+        .verify(committee, &Ed25519)
+        .map_err(|e| format!("quota_certificate: accepted certificate does not re-verify: {e}"))?;
+    if again != *cert {
+        return Err("quota_certificate: re-verifies as another certificate".into());
+    }
+    quota_op_invariants(cert.op())
+}
+
+/// A chain op or free-tier claim is its account's (a credit's credential held by it, `prev`
+/// exactly when `seq > 0`), a settlement is the receipt provider's for the account's lease;
+/// every nested signed message rebuilds to its own bytes.
+fn quota_op_invariants(op: &Op) -> Result<(), String> {
+    match op {
+        Op::Chain(chain) => {
+            nested(chain)?;
+            let body = chain.body();
+            if chain.signer() != body.account || (body.seq == 0) != body.prev.is_none() {
+                return Err(
+                    "quota op: accepted a chain op not signed by its account, or with a bad prev"
+                        .into(),
+                );
+            }
+            if let Action::Credit(credential) = &body.action {
+                if credential.holder() != body.account {
+                    return Err("quota op: accepted a credit of another holder's credential".into());
+                }
+                for link in credential.chain() {
+                    nested(link)?;
+                }
+            }
+            Ok(())
+        }
+        Op::FreeTier(claim) => {
+            nested(claim)?;
+            if claim.signer() != claim.body().account {
+                return Err("quota op: accepted a claim not signed by its account".into());
+            }
+            Ok(())
+        }
+        Op::Settle(settle) => {
+            nested(settle)?;
+            let receipt = &settle.body().receipt;
+            nested(receipt)?;
+            if settle.signer() != receipt.body().provider
+                || receipt.body().agent != settle.body().account
+            {
+                return Err(
+                    "quota op: accepted a settlement not by the receipt's provider for its agent"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
+        Op::Unlock(_) => Ok(()),
+    }
 }

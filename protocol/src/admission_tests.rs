@@ -74,6 +74,7 @@ fn request(agent: u8, nonce: u8, edit: impl FnOnce(&mut LeaseRequest)) -> LeaseP
     LeaseProposal {
         request: Signed::sign(r, &key(agent)).unwrap(),
         approval: None,
+        lock: None,
     }
 }
 
@@ -307,6 +308,7 @@ fn delegates_are_held_to_their_scope_and_cap() {
         LeaseProposal {
             request: Signed::sign(r, &key(6)).unwrap(),
             approval: None,
+            lock: None,
         }
     };
     let mut a = machine();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::bounds;
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::id::AgoraId;
-use crate::signed::{Digest, Ed25519, Signed, SignedError, SignedKind};
+use crate::signed::{Digest, Signed, SignedError, SignedKind};
 use crate::time::Timestamp;
 
 /// Longest delegation chain a credential may carry on the wire. Trust stores usually
@@ -291,7 +291,7 @@ impl Credential {
         }
         let chain = raw
             .iter()
-            .map(|link| Signed::<Attestation>::decode(link, &Ed25519))
+            .map(|link| Signed::<Attestation>::decode(link, &crate::deferred::Nested))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::from_chain(chain)?)
     }
@@ -359,7 +359,7 @@ pub fn decode_base64(text: &str, max_bytes: usize) -> Result<Vec<u8>, DecodeErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signed::{Signer, VerifyError};
+    use crate::signed::{Ed25519, Signer, VerifyError};
     use ed25519_dalek::SigningKey;
 
     fn key(seed: u8) -> SigningKey {

@@ -96,6 +96,15 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, max_len: usize) -> Result<Vec<u8
     Ok(bytes)
 }
 
+/// The length of `value`'s canonical encoding, counted without encoding it.
+///
+/// # Errors
+/// [`EncodeError::Serialize`] if serde fails.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, EncodeError> {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_err(|e| EncodeError::Serialize(e.to_string()))
+}
+
 /// Decodes exactly one canonically encoded `T` from `bytes` (at most `max_len` long).
 ///
 /// Never panics; allocation is bounded by the input length, which is checked first.
@@ -223,6 +232,15 @@ mod tests {
         // A sequence claiming u32::MAX elements in a 6-byte input.
         let r = decode::<Vec<u64>>(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0x01], 64);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn encoded_len_counts_the_encoding() {
+        let value = (300u32, "agora", vec![Some(1u64), None], [7u8; 32]);
+        assert_eq!(
+            encoded_len(&value).unwrap(),
+            encode(&value, usize::MAX).unwrap().len()
+        );
     }
 
     #[test]

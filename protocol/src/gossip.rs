@@ -5,7 +5,8 @@
 //! Every message is under [`MAX_GOSSIP_BYTES`] and is one kind byte followed by the signed
 //! message's wire bytes, so a relay checks it without knowing more than this module. Kind
 //! bytes are one registry: 1 and 2 here, 3 and 4 for published services on their own topic
-//! ([`crate::service::ServiceGossip`]).
+//! ([`crate::service::ServiceGossip`]), 5 for ledger announcements
+//! ([`crate::ledger_rpc::Announce`]).
 //!
 //! Topics are sharded by region ([`offers_topic`]): a node follows its own region and, if
 //! it wants the whole market, every region its peers announce, up to [`MAX_REGION_TOPICS`].
@@ -13,12 +14,10 @@
 //! A node that was cut off catches up with [`SyncRequest`] / [`SyncResponse`]: a peer's
 //! current offers, paged by provider id, each still signed by its provider.
 
-use serde::{Deserialize, Serialize};
-
-use crate::codec::{self, DecodeError, EncodeError};
 use crate::id::AgoraId;
 use crate::offer::{MAX_OFFER_WIRE_BYTES, Offer, OfferWithdrawal};
-use crate::signed::{Digest, Signed, SignedError, SignedKind, Verifier};
+use crate::signed::{Digest, Signed, SignedError, Verifier};
+use crate::sync::{Kind, PageRequest, PageResponse};
 
 /// Largest gossip message, in bytes (kind byte included).
 pub const MAX_GOSSIP_BYTES: usize = 4 * 1024;
@@ -189,135 +188,55 @@ impl GossipMessage {
 }
 
 /// Most offers in one [`SyncResponse`] page.
-pub const MAX_SYNC_PAGE: u16 = 64;
+pub const MAX_SYNC_PAGE: u16 = crate::sync::MAX_SYNC_PAGE;
 
 /// Largest encoded [`SyncRequest`].
-pub const MAX_SYNC_REQUEST_BYTES: usize = 128;
+pub const MAX_SYNC_REQUEST_BYTES: usize = crate::sync::MAX_SYNC_REQUEST_BYTES;
 
 /// Largest encoded [`SyncResponse`].
-pub const MAX_SYNC_RESPONSE_BYTES: usize = MAX_SYNC_PAGE as usize
-    * (MAX_OFFER_WIRE_BYTES + 3 + Signed::<OfferWithdrawal>::MAX_WIRE_BYTES + 2)
-    + 64;
+pub const MAX_SYNC_RESPONSE_BYTES: usize = <OfferSync as Kind>::MAX_RESPONSE_BYTES;
 
-/// Asks a peer for the offers it holds, in provider-id order, after a cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncRequest {
-    /// Start after this provider (the previous page's `next`); `None` from the beginning.
-    pub after: Option<AgoraId>,
-    /// Most offers wanted (capped at [`MAX_SYNC_PAGE`] by the answering side).
-    pub limit: u16,
-    /// The asker's [`book_digest`]; when it equals the answerer's, the answer is an empty
-    /// page (nothing to catch up on), which keeps periodic anti-entropy cheap.
-    pub digest: Option<Digest>,
+// The bound is a page of the largest offers and withdrawals, as it always was.
+const _: () = assert!(
+    MAX_SYNC_RESPONSE_BYTES
+        == MAX_SYNC_PAGE as usize
+            * (MAX_OFFER_WIRE_BYTES + 3 + Signed::<OfferWithdrawal>::MAX_WIRE_BYTES + 2)
+            + 64
+);
+
+/// What offer sync pages carry ([`crate::sync`]): offers by provider, and their
+/// withdrawals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferSync;
+
+impl Kind for OfferSync {
+    type Cursor = AgoraId;
+    type Entry = Offer;
+    type Withdrawal = OfferWithdrawal;
 }
+
+/// Asks a peer for the offers it holds, in provider-id order, after a cursor (see
+/// [`crate::sync::PageRequest`]).
+pub type SyncRequest = PageRequest<OfferSync>;
+
+/// One page of a peer's offers, each as its provider signed it (see
+/// [`crate::sync::PageResponse`]).
+pub type SyncResponse = PageResponse<OfferSync>;
 
 /// A digest of an offer book's contents: every (provider, seq) in provider order. Two
 /// books with the same offers have the same digest.
 pub fn book_digest<'a>(offers: impl IntoIterator<Item = &'a Signed<Offer>>) -> Digest {
-    let mut bytes = Vec::new();
-    for o in offers {
-        bytes.extend_from_slice(o.body().provider.as_bytes());
-        bytes.extend_from_slice(&o.body().seq.to_be_bytes());
-    }
-    Digest::of(&bytes)
-}
-
-/// One page of a peer's offers, each as its provider signed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncResponse {
-    /// Signed offers' wire bytes; the receiver verifies each like gossip.
-    pub offers: Vec<Vec<u8>>,
-    /// Signed withdrawals the peer still remembers (first page only, newest first), so a
-    /// node that missed one while cut off drops the offer now rather than at its expiry.
-    pub withdrawals: Vec<Vec<u8>>,
-    /// Cursor for the next page, `None` at the end.
-    pub next: Option<AgoraId>,
-}
-
-impl SyncRequest {
-    /// Canonical encoding.
-    ///
-    /// # Errors
-    /// [`EncodeError`] (does not happen for valid values).
-    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        codec::encode(self, MAX_SYNC_REQUEST_BYTES)
-    }
-
-    /// Decodes a request.
-    ///
-    /// # Errors
-    /// [`DecodeError`] for anything but one canonical request.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode(bytes, MAX_SYNC_REQUEST_BYTES)
-    }
+    crate::sync::digest(offers, |o, bytes| {
+        bytes.extend_from_slice(o.provider.as_bytes());
+        bytes.extend_from_slice(&o.seq.to_be_bytes());
+    })
 }
 
 impl SyncResponse {
-    /// Canonical encoding.
-    ///
-    /// # Errors
-    /// [`EncodeError::TooLong`] for a page over the bound.
-    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        if let Some((field, reason)) = self.over_page_bound() {
-            return Err(EncodeError::InvalidField { field, reason });
-        }
-        codec::encode(self, MAX_SYNC_RESPONSE_BYTES)
-    }
-
-    /// Decodes a response; the offers inside are still unverified bytes.
-    ///
-    /// # Errors
-    /// [`DecodeError`] for anything but one canonical response within the bounds.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let resp: Self = codec::decode(bytes, MAX_SYNC_RESPONSE_BYTES)?;
-        if let Some((field, reason)) = resp.over_page_bound() {
-            return Err(DecodeError::InvalidField { field, reason });
-        }
-        Ok(resp)
-    }
-
-    /// The list holding more than [`MAX_SYNC_PAGE`] entries, if any, and why.
-    fn over_page_bound(&self) -> Option<(&'static str, String)> {
-        [("offers", &self.offers), ("withdrawals", &self.withdrawals)]
-            .into_iter()
-            .find(|(_, list)| list.len() > usize::from(MAX_SYNC_PAGE))
-            .map(|(field, list)| {
-                (
-                    field,
-                    format!("{} {field}, at most {MAX_SYNC_PAGE}", list.len()),
-                )
-            })
-    }
-
     /// Verifies each offer, keeping those that verify; returns them and the count refused.
     pub fn verified_offers(&self, verifier: &impl Verifier) -> (Vec<Signed<Offer>>, usize) {
-        verify_all(&self.offers, verifier)
+        self.verified_entries(verifier)
     }
-
-    /// Verifies each withdrawal, keeping those that verify; returns them and the count
-    /// refused.
-    pub fn verified_withdrawals(
-        &self,
-        verifier: &impl Verifier,
-    ) -> (Vec<Signed<OfferWithdrawal>>, usize) {
-        verify_all(&self.withdrawals, verifier)
-    }
-}
-
-/// Decodes and verifies each wire message; the good ones and how many were refused.
-fn verify_all<T: SignedKind>(
-    wires: &[Vec<u8>],
-    verifier: &impl Verifier,
-) -> (Vec<Signed<T>>, usize) {
-    let mut ok = Vec::with_capacity(wires.len());
-    let mut bad = 0;
-    for wire in wires {
-        match Signed::<T>::decode(wire, verifier) {
-            Ok(m) => ok.push(m),
-            Err(_) => bad += 1,
-        }
-    }
-    (ok, bad)
 }
 
 #[cfg(test)]
@@ -420,6 +339,8 @@ mod tests {
             after: Some(key(1).id()),
             limit: 10,
             digest: Some(book_digest([&signed_offer(1)])),
+            held: Vec::new(),
+            held_all: true,
         };
         assert!(req.encode().unwrap().len() <= MAX_SYNC_REQUEST_BYTES);
         assert_ne!(
@@ -442,7 +363,7 @@ mod tests {
         )
         .unwrap();
         let resp = SyncResponse {
-            offers: vec![good.as_bytes().to_vec(), bad],
+            entries: vec![good.as_bytes().to_vec(), bad],
             withdrawals: vec![w.as_bytes().to_vec()],
             next: None,
         };
@@ -453,13 +374,13 @@ mod tests {
         assert_eq!(back.verified_withdrawals(&Ed25519), (vec![w.clone()], 0));
 
         let full = SyncResponse {
-            offers: vec![good.as_bytes().to_vec(); usize::from(MAX_SYNC_PAGE) + 1],
+            entries: vec![good.as_bytes().to_vec(); usize::from(MAX_SYNC_PAGE) + 1],
             withdrawals: vec![],
             next: None,
         };
         assert!(full.encode().is_err());
         let max = SyncResponse {
-            offers: vec![vec![0u8; MAX_OFFER_WIRE_BYTES]; usize::from(MAX_SYNC_PAGE)],
+            entries: vec![vec![0u8; MAX_OFFER_WIRE_BYTES]; usize::from(MAX_SYNC_PAGE)],
             withdrawals: vec![
                 vec![0u8; Signed::<OfferWithdrawal>::MAX_WIRE_BYTES];
                 usize::from(MAX_SYNC_PAGE)

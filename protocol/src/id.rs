@@ -23,8 +23,38 @@ pub const PUBLIC_KEY_LEN: usize = 32;
 ///
 /// Serde: the printable string in human-readable formats (JSON, TOML), the 32 raw bytes in
 /// binary ones (the canonical encoding); both forms are validated when read.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AgoraId([u8; PUBLIC_KEY_LEN]);
+
+/// The big-endian word in `bytes` (8 of them).
+#[inline]
+fn be_word(bytes: &[u8]) -> u64 {
+    let mut be = [0u8; 8];
+    be.copy_from_slice(bytes);
+    u64::from_be_bytes(be)
+}
+
+impl Ord for AgoraId {
+    /// The order of the key bytes, compared a big-endian word at a time (ids are the keys
+    /// of every book and rate limiter; nearly every comparison ends at the first word).
+    #[inline]
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+            let (a, b) = (be_word(a), be_word(b));
+            if a != b {
+                return a.cmp(&b);
+            }
+        }
+        core::cmp::Ordering::Equal
+    }
+}
+
+impl PartialOrd for AgoraId {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Why a string or byte array is not an [`AgoraId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +92,9 @@ impl AgoraId {
     /// # Errors
     /// [`IdError::NotAKey`] when the bytes do not decompress to a curve point.
     pub fn from_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> Result<Self, IdError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| IdError::NotAKey)?;
+        if !is_key(&bytes) {
+            return Err(IdError::NotAKey);
+        }
         Ok(Self(bytes))
     }
 
@@ -86,6 +118,41 @@ impl AgoraId {
         let start = ID_PREFIX.len() + 1;
         full.get(start..start + 12).unwrap_or(&full).to_owned()
     }
+}
+
+/// Slots of the per-thread table of keys [`is_key`] found valid.
+const KNOWN_KEY_SLOTS: usize = 1024;
+
+thread_local! {
+    /// Keys found valid lately on this thread, direct-mapped by their first two bytes.
+    static KNOWN_KEYS: core::cell::RefCell<Vec<Option<[u8; PUBLIC_KEY_LEN]>>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `bytes` decompress to a curve point. The check costs about 3 µs and the same few
+/// thousand keys (nodes, providers, agents) recur in every ledger entry and sync page, each
+/// several times, so keys found valid are remembered per thread (a pure function's memo: a
+/// miss only costs the check again).
+fn is_key(bytes: &[u8; PUBLIC_KEY_LEN]) -> bool {
+    let [b0, b1, ..] = *bytes;
+    let slot = usize::from(u16::from_le_bytes([b0, b1])) % KNOWN_KEY_SLOTS;
+    let known = KNOWN_KEYS.with(|k| k.borrow().get(slot).is_some_and(|s| s == &Some(*bytes)));
+    if known {
+        return true;
+    }
+    let valid = VerifyingKey::from_bytes(bytes).is_ok();
+    if valid {
+        KNOWN_KEYS.with(|k| {
+            let mut k = k.borrow_mut();
+            if k.is_empty() {
+                k.resize(KNOWN_KEY_SLOTS, None);
+            }
+            if let Some(s) = k.get_mut(slot) {
+                *s = Some(*bytes);
+            }
+        });
+    }
+    valid
 }
 
 impl TryFrom<[u8; PUBLIC_KEY_LEN]> for AgoraId {
@@ -161,6 +228,16 @@ mod tests {
 
     fn id(seed: u8) -> AgoraId {
         SigningKey::from_bytes(&[seed; 32]).verifying_key().into()
+    }
+
+    proptest::proptest! {
+        /// Ids order as their bytes do, also when they share a prefix of any length.
+        #[test]
+        fn ids_order_as_their_bytes(a: [u8; 32], mut b: [u8; 32], shared in 0usize..=32) {
+            b[..shared].copy_from_slice(&a[..shared]);
+            proptest::prop_assert_eq!(AgoraId(a).cmp(&AgoraId(b)), a.cmp(&b));
+            proptest::prop_assert_eq!(AgoraId(a).cmp(&AgoraId(a)), core::cmp::Ordering::Equal);
+        }
     }
 
     #[test]

@@ -249,14 +249,19 @@ impl SignedKind for Approval {
     }
 }
 
-/// What a gateway sends a provider: the agent's signed request and, when the agent is above
-/// its spending limit, the owner's approval. Not signed itself: every part is.
+/// What a gateway sends a provider: the agent's signed request, when the agent is above
+/// its spending limit the owner's approval, and where the network has a quota committee
+/// the certificate of the agent's lock for this lease. Not signed itself: every part is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseProposal {
     /// The agent's request.
     pub request: Signed<LeaseRequest>,
     /// The owner's approval, if any.
     pub approval: Option<Signed<Approval>>,
+    /// The quota committee's certificate of the agent's lock for this lease (the op's
+    /// signature is verified as it decodes; the votes by the provider, against its own
+    /// committee: [`crate::committee::UncheckedCertificate::verify`]).
+    pub lock: Option<crate::committee::UncheckedCertificate>,
 }
 
 /// A provider's signed proof of what a lease allows: presented on every tunnel stream.

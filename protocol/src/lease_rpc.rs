@@ -27,9 +27,12 @@ use crate::signed::Signed;
 use crate::time::Timestamp;
 use crate::workload::TerminationReason;
 
-/// Largest encoded [`Request`]: a proposal with the largest request and an approval.
-pub const MAX_REQUEST_BYTES: usize =
-    Signed::<LeaseRequest>::MAX_WIRE_BYTES + Signed::<Approval>::MAX_WIRE_BYTES + 32;
+/// Largest encoded [`Request`]: a proposal with the largest request, an approval and a
+/// lock certificate.
+pub const MAX_REQUEST_BYTES: usize = Signed::<LeaseRequest>::MAX_WIRE_BYTES
+    + Signed::<Approval>::MAX_WIRE_BYTES
+    + crate::committee::MAX_CERTIFICATE_BYTES
+    + 32;
 
 /// Largest encoded [`Response`]: a status with the largest grant and receipt.
 pub const MAX_RESPONSE_BYTES: usize = Signed::<LeaseGrant>::MAX_WIRE_BYTES
@@ -243,6 +246,7 @@ mod tests {
             Request::Propose(LeaseProposal {
                 request: req,
                 approval: None,
+                lock: None,
             }),
             Request::Operate(op),
             Request::Query(lease),
@@ -271,6 +275,7 @@ mod tests {
         let r = Request::Propose(LeaseProposal {
             request: request(),
             approval: None,
+            lock: None,
         });
         let bytes = r.encode().unwrap();
         // Flip one byte of the signed request's payload (well inside it).

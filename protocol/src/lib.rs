@@ -15,6 +15,7 @@
 //! - [`offer_book`]: the sans-IO [`OfferBook`], every node's view of the market.
 //! - [`seq_book`]: the rules the offer and service books share (highest `seq` per key,
 //!   tombstones, expiry, bounds) and their [`seq_book::Inserted`].
+//! - [`sync`]: paged catch-up between two nodes' books (offers, published services).
 //! - [`market`]: the [`market::Market`] a node runs (book, provider rate limits, remembered
 //!   withdrawals, gossipsub verdicts, sync pages), driven alike by the node and the
 //!   simulator.
@@ -30,6 +31,13 @@
 //!   operations, status queries) over `/agora/lease/1`.
 //! - [`ledger`]: the replicated ledger's evidence log ([`ledger::EvidenceLog`]), a Merkle-DAG
 //!   CRDT of signed [`ledger::Entry`]s recording self-authenticating [`ledger::Fact`]s.
+//! - [`cofactored`]: ed25519 verification whose batched and one-by-one verdicts agree
+//!   ([`cofactored::Cofactored`], the evidence log's rule; ingest checks pages in batches).
+//! - [`ledger_rpc`]: how nodes keep their logs in step: head announcements on gossip,
+//!   entries by hash or frontier page over `/agora/ledger/1`.
+//! - [`committee`]: the quota committee (FastPay-style): agents' hash-chained quota ops
+//!   certified by `2f + 1` of `3f + 1` validators ([`committee::Validator`],
+//!   [`committee::Aggregator`], [`committee::Certificate`], [`committee::Accounts`]).
 //! - [`admission`]: the provider's sans-IO decision on lease requests and operations.
 //! - [`quota`]: the quota machine admission asks ([`quota::QuotaBook`], one node's view).
 //! - [`service`]: published services (owner-signed [`service::ServiceRecord`]s on their
@@ -64,22 +72,28 @@ pub mod attestation;
 pub mod bounds;
 pub mod challenge;
 pub mod codec;
+pub mod cofactored;
+pub mod committee;
+mod deferred;
 pub mod frames;
 pub mod gossip;
 pub mod id;
 pub mod lease;
 pub mod lease_rpc;
 pub mod ledger;
+pub mod ledger_rpc;
 pub mod market;
 pub mod offer;
 pub mod offer_book;
 pub mod quota;
+pub mod quota_rpc;
 pub mod rate;
 pub mod read_proof;
 pub mod seq_book;
 pub mod service;
 pub mod signed;
 pub mod signup;
+pub mod sync;
 pub mod time;
 pub mod tunnel;
 pub mod workload;

@@ -13,7 +13,9 @@
 //!    (already verified; not rate-limited: the asker chose to ask);
 //! 3. [`Market::apply_own`] for the node's own messages, before it publishes them;
 //! 4. [`Market::expire`] now and then (the node every 30 s, before a sync round);
-//! 5. reads at any time: [`Market::book`], [`Market::digest`], [`Market::page`].
+//! 5. reads at any time: [`Market::book`], [`Market::digest`], [`Market::page`] (a peer's
+//!    sync request), [`Market::sync_request`] (ours: it lists what the book holds, so the
+//!    peer sends only what we lack or hold older).
 //!
 //! Every input returns an [`Outcome`]: the verdict, plus what changed in the book (at most
 //! one offer stored and one provider's offer removed), so a driver that mirrors the book
@@ -43,16 +45,16 @@
 //! ```
 
 use core::time::Duration;
-use std::collections::BTreeMap;
 
 use crate::gossip::{
-    GossipError, GossipMessage, MAX_SYNC_PAGE, SyncRequest, SyncResponse, book_digest,
+    GossipError, GossipMessage, OfferSync, SyncRequest, SyncResponse, book_digest,
 };
 use crate::id::AgoraId;
 use crate::offer::{Offer, OfferWithdrawal};
 use crate::offer_book::{Inserted, OfferBook, OfferBookConfig, OfferRejected};
 use crate::rate::{RateLimit, RateLimiter};
 use crate::signed::{Digest, Signed, Verifier};
+use crate::sync::{self, Held, Remembered};
 use crate::time::Timestamp;
 
 /// Limits on what one provider may send: a burst of 10, then one every 2 s.
@@ -226,7 +228,7 @@ impl Page<'_> {
     /// The wire form: each offer and withdrawal as its signer's bytes.
     pub fn to_response(&self) -> SyncResponse {
         SyncResponse {
-            offers: self.offers.iter().map(|o| o.as_bytes().to_vec()).collect(),
+            entries: self.offers.iter().map(|o| o.as_bytes().to_vec()).collect(),
             withdrawals: self
                 .withdrawals
                 .iter()
@@ -242,9 +244,7 @@ impl Page<'_> {
 pub struct Market {
     book: OfferBook,
     /// Signed withdrawals still within the book's tombstone time, to pass on in sync pages.
-    withdrawals: BTreeMap<AgoraId, Signed<OfferWithdrawal>>,
-    tombstone_ttl: Duration,
-    max_withdrawals: usize,
+    withdrawals: Remembered<AgoraId, OfferWithdrawal>,
     limiter: RateLimiter<AgoraId>,
 }
 
@@ -261,9 +261,7 @@ impl Market {
     pub fn new(config: OfferBookConfig) -> Self {
         Self {
             book: OfferBook::new(config),
-            withdrawals: BTreeMap::new(),
-            tombstone_ttl: config.tombstone_ttl,
-            max_withdrawals: config.max_offers,
+            withdrawals: Remembered::new(config.max_offers, config.tombstone_ttl),
             limiter: RateLimiter::new(PROVIDER_RATE, config.max_offers.saturating_mul(2)),
         }
     }
@@ -337,7 +335,7 @@ impl Market {
         match msg {
             GossipMessage::Offer(offer) => match self.book.insert(offer.clone(), now) {
                 Ok(inserted) => {
-                    self.withdrawals.remove(&offer.body().provider);
+                    self.withdrawals.forget(&offer.body().provider);
                     Outcome::accepted(kind, Some(offer), inserted.evicted())
                 }
                 Err(e) => Outcome::unchanged(Verdict::from_rejected(&e), kind),
@@ -345,7 +343,7 @@ impl Market {
             GossipMessage::Withdrawal(w) => match self.book.withdraw(&w, now) {
                 Ok(_) => {
                     let provider = w.body().provider;
-                    self.remember_withdrawal(w);
+                    self.withdrawals.remember(provider, w);
                     Outcome::accepted(kind, None, Some(provider))
                 }
                 Err(e) => Outcome::unchanged(Verdict::from_rejected(&e), kind),
@@ -353,30 +351,10 @@ impl Market {
         }
     }
 
-    /// Keeps `w` for sync pages; when full, forgets the oldest other provider's.
-    fn remember_withdrawal(&mut self, w: Signed<OfferWithdrawal>) {
-        let provider = w.body().provider;
-        if !self.withdrawals.contains_key(&provider)
-            && self.withdrawals.len() >= self.max_withdrawals
-        {
-            let oldest = self
-                .withdrawals
-                .iter()
-                .min_by_key(|(id, w)| (w.body().issued_at, **id))
-                .map(|(id, _)| *id);
-            if let Some(id) = oldest {
-                self.withdrawals.remove(&id);
-            }
-        }
-        self.withdrawals.insert(provider, w);
-    }
-
     /// Drops offers expired at `now`, and withdrawals and tombstones past their time;
     /// returns the providers whose offers were dropped, in id order.
     pub fn expire(&mut self, now: Timestamp) -> Vec<AgoraId> {
-        let ttl = self.tombstone_ttl;
-        self.withdrawals
-            .retain(|_, w| w.body().issued_at.saturating_add(ttl) > now);
+        self.withdrawals.expire(now);
         self.book.expire(now)
     }
 
@@ -385,51 +363,44 @@ impl Market {
         book_digest(self.book.iter().filter(|o| o.body().expires_at > now))
     }
 
-    /// The page answering a peer's sync request at `now`: unexpired offers in provider
-    /// order after `req.after`, at most `req.limit` (1 to [`MAX_SYNC_PAGE`]), and on the
-    /// first page the newest remembered withdrawals; an empty page when the asker starts
-    /// from the beginning with a book equal to ours.
-    pub fn page(&self, req: &SyncRequest, now: Timestamp) -> Page<'_> {
-        if req.after.is_none() && req.digest == Some(self.digest(now)) {
-            return Page {
-                offers: Vec::new(),
-                withdrawals: Vec::new(),
-                next: None,
-            };
-        }
-        let after = req.after;
-        let limit = usize::from(req.limit.clamp(1, MAX_SYNC_PAGE));
-        let mut offers = Vec::with_capacity(limit);
-        let mut more = false;
-        for offer in self
+    /// Our request at `now` for a peer's page after provider `after` (from the beginning
+    /// for `None`, with our [`Market::digest`]): it lists the unexpired offers we hold after
+    /// `after` (provider and sequence number, up to [`crate::sync::MAX_SYNC_HELD`]), so the
+    /// page carries only offers we lack or hold an older one of. Ask again after each
+    /// page's `next` with this method until it is `None`.
+    pub fn sync_request(&self, after: Option<AgoraId>, now: Timestamp) -> SyncRequest {
+        let digest = after.is_none().then(|| self.digest(now));
+        let held = self
             .book
             .iter_after(after)
             .filter(|o| o.body().expires_at > now)
-        {
-            if offers.len() == limit {
-                more = true;
-                break;
-            }
-            offers.push(offer);
-        }
-        // Withdrawals ride on the first page only: the newest, as many as a page holds.
-        let withdrawals = if after.is_none() {
-            let mut recent: Vec<&Signed<OfferWithdrawal>> = self.withdrawals.values().collect();
-            recent.sort_by_key(|w| core::cmp::Reverse(w.body().issued_at));
-            recent.truncate(usize::from(MAX_SYNC_PAGE));
-            recent
-        } else {
-            Vec::new()
-        };
-        let next = if more {
-            offers.last().map(|o| o.body().provider)
-        } else {
-            None
-        };
+            .map(|o| Held {
+                key: o.body().provider,
+                seq: o.body().seq,
+            });
+        SyncRequest::holding(after, digest, held)
+    }
+
+    /// The page answering a peer's sync request at `now`: unexpired offers in provider
+    /// order after `req.after`, at most `req.limit` (1 to [`crate::sync::MAX_SYNC_PAGE`]),
+    /// leaving out those the asker holds at the same or a newer sequence number and
+    /// stopping at its last listed provider unless it listed all it holds (see
+    /// [`crate::sync`]), and on the first page the newest remembered withdrawals; an empty
+    /// page when the asker starts from the beginning with a book equal to ours.
+    pub fn page(&self, req: &SyncRequest, now: Timestamp) -> Page<'_> {
+        let page = sync::page::<OfferSync, _>(
+            req,
+            || self.digest(now),
+            self.book
+                .iter_after(req.after)
+                .filter(|o| o.body().expires_at > now),
+            |o| o.provider,
+            &self.withdrawals,
+        );
         Page {
-            offers,
-            withdrawals,
-            next,
+            offers: page.entries,
+            withdrawals: page.withdrawals,
+            next: page.next,
         }
     }
 }
@@ -437,3 +408,7 @@ impl Market {
 #[cfg(test)]
 #[path = "market_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "market_sync_tests.rs"]
+mod sync_tests;

@@ -9,6 +9,7 @@ use super::*;
 use crate::gossip::offers_topic;
 use crate::offer::tests::{key, signed, withdrawal};
 use crate::signed::{Ed25519, Signer as _};
+use crate::sync::MAX_SYNC_PAGE;
 
 const TOPIC: &str = "agora/v1/offers/eu-west";
 
@@ -29,6 +30,8 @@ fn first_page(digest: Option<Digest>) -> SyncRequest {
         after: None,
         limit: MAX_SYNC_PAGE,
         digest,
+        held: Vec::new(),
+        held_all: true,
     }
 }
 
@@ -233,7 +236,7 @@ fn sync_pages_cover_the_book_once() {
         let req = SyncRequest {
             after,
             limit: 64,
-            digest: None,
+            ..first_page(None)
         };
         let page = m.page(&req, at(100)).to_response();
         pages += 1;
@@ -378,7 +381,7 @@ proptest! {
         let mut got = Vec::new();
         let mut after = None;
         for _ in 0..=providers.len() {
-            let page = m.page(&SyncRequest { after, limit, digest: None }, at(now));
+            let page = m.page(&SyncRequest { after, limit, ..first_page(None) }, at(now));
             prop_assert!(page.offers.len() <= usize::from(limit.clamp(1, MAX_SYNC_PAGE)));
             got.extend(page.offers.iter().map(|o| o.body().provider));
             after = page.next;

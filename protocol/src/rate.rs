@@ -27,6 +27,27 @@ struct Bucket {
     last: Timestamp,
 }
 
+impl Bucket {
+    /// Refills for the time since the last event (at most `full`), then takes one event's
+    /// worth (`interval_ms`) at `now` if there is enough; `false` means over the limit.
+    fn spend(&mut self, now: Timestamp, interval_ms: u64, full: u64) -> bool {
+        // A clock that steps back refills nothing rather than panicking or granting tokens.
+        let elapsed = now
+            .as_unix_millis()
+            .saturating_sub(self.last.as_unix_millis());
+        self.credit_ms = self.credit_ms.saturating_add(elapsed).min(full);
+        if now > self.last {
+            self.last = now;
+        }
+        if self.credit_ms >= interval_ms {
+            self.credit_ms -= interval_ms;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Per-key token buckets, at most `max_keys` of them.
 #[derive(Debug, Clone)]
 pub struct RateLimiter<K> {
@@ -51,27 +72,20 @@ impl<K: Ord + Clone> RateLimiter<K> {
             .unwrap_or(u64::MAX)
             .max(1);
         let full = u64::from(self.limit.burst).saturating_mul(interval_ms);
-        if !self.buckets.contains_key(key) && self.buckets.len() >= self.max_keys {
+        // One tree search for a key already tracked (every message but a signer's first).
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            return bucket.spend(now, interval_ms, full);
+        }
+        if self.buckets.len() >= self.max_keys {
             self.forget_idlest();
         }
-        let bucket = self.buckets.entry(key.clone()).or_insert(Bucket {
+        let mut bucket = Bucket {
             credit_ms: full,
             last: now,
-        });
-        // A clock that steps back refills nothing rather than panicking or granting tokens.
-        let elapsed = now
-            .as_unix_millis()
-            .saturating_sub(bucket.last.as_unix_millis());
-        bucket.credit_ms = bucket.credit_ms.saturating_add(elapsed).min(full);
-        if now > bucket.last {
-            bucket.last = now;
-        }
-        if bucket.credit_ms >= interval_ms {
-            bucket.credit_ms -= interval_ms;
-            true
-        } else {
-            false
-        }
+        };
+        let passed = bucket.spend(now, interval_ms, full);
+        self.buckets.insert(key.clone(), bucket);
+        passed
     }
 
     /// Keys tracked now.

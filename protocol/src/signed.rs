@@ -111,7 +111,8 @@ pub enum VerifyError {
 }
 
 /// Checks signatures. The node uses [`Ed25519`]; the simulator wraps it in a cache so that
-/// each distinct message is verified once per run.
+/// each distinct message is verified once per run. The evidence log's rule is
+/// [`Cofactored`](crate::cofactored::Cofactored), which checks many signatures at once.
 pub trait Verifier {
     /// Verifies `signature` over `message` by `signer`.
     ///
@@ -123,6 +124,28 @@ pub trait Verifier {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), VerifyError>;
+
+    /// Verifies every check, one result per check in order. Each result must be what
+    /// [`Verifier::verify`] gives for that check alone (so batching never changes a
+    /// verdict); the default verifies them one by one.
+    fn verify_batch(&self, checks: &[SignatureCheck]) -> Vec<Result<(), VerifyError>> {
+        checks
+            .iter()
+            .map(|c| self.verify(&c.signer, &c.message, &c.signature))
+            .collect()
+    }
+}
+
+/// One signature to check: the signer, the exact bytes it signed (the domain-separated
+/// signing input, see [`signing_input`]) and the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureCheck {
+    /// The claimed signer.
+    pub signer: AgoraId,
+    /// The signed bytes.
+    pub message: Vec<u8>,
+    /// The signature.
+    pub signature: Signature,
 }
 
 /// Strict ed25519 verification (rejects small-order keys and malleable signatures).
@@ -341,6 +364,32 @@ impl<T: SignedKind> Signed<T> {
         }
         Ok(Self::new(body, signer, signature, wire.to_vec()))
     }
+
+    /// Decodes an envelope whose signature is not verified yet (the parts [`envelope`] gave),
+    /// recording every signature nested in the payload instead of verifying it: the message
+    /// and the nested checks in decoding order. Bounds, canonical form, fields and the author
+    /// are checked as by [`Signed::decode`].
+    ///
+    /// Crate-private because the result is not yet a verified message: the caller verifies
+    /// the envelope's signature and every recorded one before anything else sees it.
+    ///
+    /// # Errors
+    /// [`SignedError::Decode`] or [`SignedError::Verify`] (a wrong author).
+    pub(crate) fn decode_recording_nested(
+        wire: &[u8],
+        signer: AgoraId,
+        signature: Signature,
+        payload: &[u8],
+    ) -> Result<(Self, Vec<SignatureCheck>), SignedError> {
+        let (body, checks) =
+            crate::deferred::record(|| codec::decode::<T>(payload, T::MAX_PAYLOAD_BYTES));
+        let body = body?;
+        body.validate()?;
+        if let Some(author) = body.author().filter(|a| *a != signer) {
+            return Err(VerifyError::WrongSigner { signer, author }.into());
+        }
+        Ok((Self::new(body, signer, signature, wire.to_vec()), checks))
+    }
 }
 
 /// Checks a `Signed<T>` envelope (length bounds, version, signer key, payload length, no
@@ -353,6 +402,21 @@ pub(crate) fn verified_payload<'w, T: SignedKind>(
     wire: &'w [u8],
     verifier: &impl Verifier,
 ) -> Result<(AgoraId, Signature, &'w [u8]), SignedError> {
+    let (signer, signature, payload) = envelope::<T>(wire)?;
+    // Verify before decoding the payload: unsigned garbage never reaches the decoder.
+    verifier.verify(&signer, &signing_input::<T>(&signer, payload), &signature)?;
+    Ok((signer, signature, payload))
+}
+
+/// Checks a `Signed<T>` envelope (length bounds, version, signer key, payload length, no
+/// trailing bytes) without verifying its signature: the signer, the signature and the
+/// payload bytes.
+///
+/// # Errors
+/// [`SignedError::Decode`], or [`VerifyError::InvalidSigner`] for a signer that is no key.
+pub(crate) fn envelope<T: SignedKind>(
+    wire: &[u8],
+) -> Result<(AgoraId, Signature, &[u8]), SignedError> {
     let max = Signed::<T>::MAX_WIRE_BYTES;
     if wire.len() > max {
         return Err(DecodeError::TooLong {
@@ -390,10 +454,7 @@ pub(crate) fn verified_payload<'w, T: SignedKind>(
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { count: rest.len() }.into());
     }
-    let signature = Signature(*sig_bytes);
-    // Verify before decoding the payload: unsigned garbage never reaches the decoder.
-    verifier.verify(&signer, &signing_input::<T>(&signer, payload), &signature)?;
-    Ok((signer, signature, payload))
+    Ok((signer, Signature(*sig_bytes), payload))
 }
 
 impl<T> Signed<T> {
@@ -475,7 +536,8 @@ impl<T> Serialize for Signed<T> {
     }
 }
 
-/// Decoding a nested signed message verifies it with strict [`Ed25519`].
+/// Decoding a nested signed message verifies it with strict [`Ed25519`] (or, while the
+/// evidence log decodes an entry, records it to be verified with the entry's other signatures).
 impl<'de, T: SignedKind> Deserialize<'de> for Signed<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_bytes(WireVisitor(PhantomData))
@@ -492,7 +554,7 @@ impl<T: SignedKind> serde::de::Visitor<'_> for WireVisitor<T> {
     }
 
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-        Signed::decode(v, &Ed25519).map_err(E::custom)
+        Signed::decode(v, &crate::deferred::Nested).map_err(E::custom)
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::DecodeError;
 use crate::id::AgoraId;
 use crate::signed::{
-    Digest, Ed25519, Signed, SignedError, SignedKind, Verifier, VerifyError, verified_payload,
+    Digest, Signed, SignedError, SignedKind, Verifier, VerifyError, verified_payload,
 };
 
 use super::entry::{Entry, MAX_PLAIN_ENTRY_WIRE_BYTES};
@@ -211,11 +211,13 @@ impl Serialize for Equivocation {
     }
 }
 
-/// Decoding checks the proof, verifying both signatures with strict [`Ed25519`].
+/// Decoding checks the proof, verifying both signatures with strict
+/// [`Ed25519`](crate::signed::Ed25519) (or, while
+/// the evidence log decodes the entry carrying it, with the entry's other signatures).
 impl<'de> Deserialize<'de> for Equivocation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (ByteBuf(first), ByteBuf(second)) = <(ByteBuf, ByteBuf)>::deserialize(d)?;
-        Self::from_wire(&first, &second, &Ed25519).map_err(D::Error::custom)
+        Self::from_wire(&first, &second, &crate::deferred::Nested).map_err(D::Error::custom)
     }
 }
 

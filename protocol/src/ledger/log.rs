@@ -141,7 +141,9 @@ impl EvidenceLog {
         })
     }
 
-    /// Decodes, verifies (with `verifier`) and inserts a peer's entry received at `now`.
+    /// Decodes, verifies (with `verifier`: the entry's signature and every nested one, see
+    /// [`ledger::decode`](super::decode)) and inserts a peer's entry received at `now`.
+    /// For a page of entries, [`insert_batch`](Self::insert_batch) verifies them together.
     ///
     /// Known bytes are recognised by digest before any signature check.
     pub fn insert_bytes(
@@ -154,7 +156,7 @@ impl EvidenceLog {
         if self.is_known(&digest) {
             return Outcome::Duplicate;
         }
-        match Signed::<Entry>::decode(bytes, verifier) {
+        match super::ingest::decode(bytes, verifier) {
             Ok(entry) => self.insert_new(now, digest, entry),
             Err(e) => {
                 self.drop_waiting_on(digest);
@@ -172,7 +174,12 @@ impl EvidenceLog {
         self.insert_new(now, digest, entry)
     }
 
-    fn insert_new(&mut self, now: Timestamp, digest: Digest, entry: Signed<Entry>) -> Outcome {
+    pub(super) fn insert_new(
+        &mut self,
+        now: Timestamp,
+        digest: Digest,
+        entry: Signed<Entry>,
+    ) -> Outcome {
         let mut unresolved = BTreeSet::new();
         for link in entry.body().links() {
             match self.accepted.get(link) {
@@ -316,7 +323,7 @@ impl EvidenceLog {
     }
 
     /// Drops, iteratively, every waiting entry that names `rejected` or a dropped entry.
-    fn drop_waiting_on(&mut self, rejected: Digest) -> Vec<(Digest, Rejected)> {
+    pub(super) fn drop_waiting_on(&mut self, rejected: Digest) -> Vec<(Digest, Rejected)> {
         let mut dropped = Vec::new();
         let mut stack = vec![rejected];
         while let Some(link) = stack.pop() {
@@ -397,7 +404,7 @@ impl EvidenceLog {
         self.pending.contains(digest)
     }
 
-    fn is_known(&self, digest: &Digest) -> bool {
+    pub(super) fn is_known(&self, digest: &Digest) -> bool {
         self.contains(digest) || self.is_pending(digest)
     }
 

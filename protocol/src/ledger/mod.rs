@@ -22,6 +22,9 @@
 //!   entries gives the same accepted set and the same [`EvidenceLog::state_hash`].
 //!   An author with two entries at one `seq` is marked as an equivocator; both entries stay.
 //! - [`Frontier`], [`Cursor`], [`Page`]: "send me what I lack" (see [`EvidenceLog::page`]).
+//! - [`decode_batch`] / [`EvidenceLog::insert_batch`]: a page of peers' entries verified
+//!   together, every nested signature included (see [`ingest`]).
+//! - [`reputation`]: deterministic per-epoch EigenTrust over the log's facts.
 //!
 //! The log reads no clock: `now` is passed in (pending entries expire by it, an author's own
 //! entries take it as their time). It holds everything in memory, within [`Config`]'s bounds;
@@ -64,9 +67,11 @@ pub mod entry;
 pub mod equivocation;
 pub mod error;
 pub mod fact;
+pub mod ingest;
 pub mod log;
 mod pending;
 pub mod rating;
+pub mod reputation;
 pub mod sync;
 
 pub use append::MAX_PARENT_SKEW;
@@ -75,6 +80,7 @@ pub use entry::{Entry, MAX_ENTRY_PAYLOAD_BYTES, MAX_PARENTS};
 pub use equivocation::{Equivocation, EquivocationError};
 pub use error::{AppendError, Rejected};
 pub use fact::{Fact, ReceiptAck, Usage};
+pub use ingest::{decode, decode_batch};
 pub use log::{Accepted, EvidenceLog, Outcome, STATE_HASH_DOMAIN};
 pub use rating::{MAX_SCORE, Rating};
 pub use sync::{Cursor, Frontier, MAX_FETCH, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Page};
@@ -84,6 +90,9 @@ mod test_support;
 
 #[cfg(test)]
 mod entry_tests;
+
+#[cfg(test)]
+mod ingest_tests;
 
 #[cfg(test)]
 mod log_tests;

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::test_support::{id, key, log, rating, t};
 use super::*;
+use crate::cofactored::Cofactored;
 use crate::id::AgoraId;
 use crate::signed::{Digest, Ed25519, Signed};
 
@@ -199,6 +200,40 @@ proptest! {
         let order_a: Vec<Digest> = a.iter().map(Signed::digest).collect();
         let order_b: Vec<Digest> = b.iter().map(Signed::digest).collect();
         prop_assert_eq!(order_a, order_b, "the canonical order is the same everywhere");
+    }
+
+    /// Delivered in pages of random sizes through `insert_batch` (one cofactored batch per
+    /// round), the entries give exactly the outcomes of `insert_bytes` one by one with strict
+    /// verification, and the same state.
+    #[test]
+    fn pages_give_the_outcomes_of_single_entries(
+        steps in steps(),
+        seed in any::<u64>(),
+        sizes in proptest::collection::vec(1usize..40, 1..8),
+    ) {
+        let world = build(&steps)?;
+        let mut wires: Vec<&Vec<u8>> = world.entries.values().collect();
+        wires.extend(world.entries.values());
+        shuffle(&mut wires, seed);
+        let mut paged = log();
+        let mut single = log();
+        let mut rest = wires.as_slice();
+        for size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (page, tail) = rest.split_at((*size).min(rest.len()));
+            rest = tail;
+            let refs: Vec<&[u8]> = page.iter().map(|w| w.as_slice()).collect();
+            let together = paged.insert_batch(t(1000), &refs, &Cofactored);
+            let alone: Vec<Outcome> = refs
+                .iter()
+                .map(|w| single.insert_bytes(t(1000), w, &Ed25519))
+                .collect();
+            prop_assert_eq!(together, alone);
+        }
+        assert_complete(&paged, &world)?;
+        prop_assert_eq!(paged.state_hash(), single.state_hash());
     }
 
     /// Two partitions each receive part of the entries (whatever that leaves pending), then

@@ -21,7 +21,7 @@
 //!
 //! Maps are ordered, so iteration and tie-breaking are deterministic.
 
-use core::ops::RangeInclusive;
+use core::ops::{Bound, RangeInclusive};
 use core::time::Duration;
 
 use super::{MAX_SERVICE_TTL, ServiceKind, ServiceRecord, ServiceWithdrawal};
@@ -31,8 +31,10 @@ use crate::seq_book::{Limits, SeqBook, from_rejected, sequenced};
 use crate::signed::{Digest, Signed};
 use crate::time::Timestamp;
 
-/// Where a record sits: one per owner, lease and port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where a record sits: one per owner, lease and port (also the cursor of sync pages).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ServiceKey {
     /// The lease's agent.
     pub owner: AgoraId,
@@ -272,6 +274,19 @@ impl ServiceBook {
     /// All held records, in key order (expired ones included until expired).
     pub fn iter(&self) -> impl Iterator<Item = &Signed<ServiceRecord>> {
         self.inner.entries().values()
+    }
+
+    /// The held records after key `after` (all of them for `None`), in key order, as
+    /// [`ServiceBook::iter`]: a sync page's cursor resumes here.
+    pub fn iter_after(
+        &self,
+        after: Option<ServiceKey>,
+    ) -> impl Iterator<Item = &Signed<ServiceRecord>> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.inner
+            .entries()
+            .range((lower, Bound::Unbounded))
+            .map(|(_, r)| r)
     }
 }
 

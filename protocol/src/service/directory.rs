@@ -5,11 +5,14 @@
 //! Call order: [`Directory::on_gossip`] (or [`Directory::on_decoded`]) for every message
 //! of the services topic and for records an agent submits to this node's API (both are
 //! rate-limited per owner: an HTTP client is no more trusted than a peer);
-//! [`Directory::expire`] now and then; reads at any time through [`Directory::book`].
+//! [`Directory::on_synced`] / [`Directory::on_synced_withdrawal`] for what a sync page
+//! brought (verified by the caller; not rate-limited: the asker chose to ask);
+//! [`Directory::expire`] now and then; reads at any time through [`Directory::book`],
+//! [`Directory::digest`] and [`Directory::page`] (a peer's sync request, see
+//! [`super::sync`]).
 //!
-//! Only live gossip carries records: there is no catch-up sync as for offers. A record
-//! lives at most [`super::MAX_SERVICE_TTL`] and owners republish, so a node that joins
-//! later learns a service at its next republication.
+//! Records arrive by live gossip and by sync on connect and every so often, as offers do:
+//! a node that joins later lists services published before it came.
 //!
 //! ```
 //! use agora_protocol::market::Verdict;
@@ -26,14 +29,16 @@
 
 use core::time::Duration;
 
-use super::ServiceRecord;
 use super::book::{ServiceBook, ServiceBookConfig, ServiceKey, ServiceRejected};
 use super::gossip::ServiceGossip;
+use super::sync::{ServiceSync, ServiceSyncRequest, directory_digest};
+use super::{ServiceRecord, ServiceWithdrawal};
 use crate::gossip::GossipError;
 use crate::id::AgoraId;
 use crate::market::{Gossiped, Offence, Verdict, screen};
 use crate::rate::{RateLimit, RateLimiter};
-use crate::signed::{Signed, Verifier};
+use crate::signed::{Digest, Signed, Verifier};
+use crate::sync::{self, Page, Remembered};
 use crate::time::Timestamp;
 
 /// Limits on what one owner may publish: a burst of 8, then one every 5 s.
@@ -71,6 +76,8 @@ fn verdict_of(e: &ServiceRejected) -> Verdict {
 #[derive(Debug, Clone)]
 pub struct Directory {
     book: ServiceBook,
+    /// Signed withdrawals still within the book's tombstone time, to pass on in sync pages.
+    withdrawals: Remembered<ServiceKey, ServiceWithdrawal>,
     limiter: RateLimiter<AgoraId>,
 }
 
@@ -83,10 +90,11 @@ impl Default for Directory {
 
 impl Directory {
     /// An empty directory whose book has `config`'s bounds; the rate limiter tracks as many
-    /// owners as the book holds records.
+    /// owners as the book holds records, and as many withdrawals are remembered.
     pub fn new(config: ServiceBookConfig) -> Self {
         Self {
             book: ServiceBook::new(config),
+            withdrawals: Remembered::new(config.max_records, config.tombstone_ttl),
             limiter: RateLimiter::new(OWNER_RATE, config.max_records),
         }
     }
@@ -114,25 +122,72 @@ impl Directory {
         decoded: Result<ServiceGossip, GossipError>,
         now: Timestamp,
     ) -> Outcome {
-        let msg = match screen(decoded, &mut self.limiter, now) {
-            Ok(msg) => msg,
-            Err(outcome) => return outcome,
-        };
+        match screen(decoded, &mut self.limiter, now) {
+            Ok(msg) => self.apply(msg, now),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Applies a record received over sync (already verified by the caller).
+    pub fn on_synced(&mut self, record: Signed<ServiceRecord>, now: Timestamp) -> Outcome {
+        self.apply(ServiceGossip::Record(record), now)
+    }
+
+    /// Applies a withdrawal received over sync (already verified by the caller).
+    pub fn on_synced_withdrawal(
+        &mut self,
+        withdrawal: Signed<ServiceWithdrawal>,
+        now: Timestamp,
+    ) -> Outcome {
+        self.apply(ServiceGossip::Withdrawal(withdrawal), now)
+    }
+
+    fn apply(&mut self, msg: ServiceGossip, now: Timestamp) -> Outcome {
         let kind = Some(msg.kind());
         match msg {
             ServiceGossip::Record(record) => match self.book.insert(record.clone(), now) {
-                Ok(inserted) => Outcome::accepted(kind, Some(record), inserted.evicted()),
+                Ok(inserted) => {
+                    self.withdrawals.forget(&record.body().key());
+                    Outcome::accepted(kind, Some(record), inserted.evicted())
+                }
                 Err(e) => Outcome::unchanged(verdict_of(&e), kind),
             },
             ServiceGossip::Withdrawal(w) => match self.book.withdraw(&w, now) {
-                Ok(_) => Outcome::accepted(kind, None, Some(w.body().key())),
+                Ok(_) => {
+                    let key = w.body().key();
+                    self.withdrawals.remember(key, w);
+                    Outcome::accepted(kind, None, Some(key))
+                }
                 Err(e) => Outcome::unchanged(verdict_of(&e), kind),
             },
         }
     }
 
-    /// Drops records expired at `now` (and old tombstones); returns their keys.
+    /// Drops records expired at `now` (and old tombstones and withdrawals); returns their
+    /// keys.
     pub fn expire(&mut self, now: Timestamp) -> Vec<ServiceKey> {
+        self.withdrawals.expire(now);
         self.book.expire(now)
+    }
+
+    /// The digest of the unexpired records held at `now` (see [`directory_digest`]).
+    pub fn digest(&self, now: Timestamp) -> Digest {
+        directory_digest(self.book.iter().filter(|r| r.body().expires_at > now))
+    }
+
+    /// The page answering a peer's sync request at `now`: unexpired records in key order
+    /// after `req.after`, at most `req.limit` (1 to [`crate::sync::MAX_SYNC_PAGE`]), and
+    /// on the first page the newest remembered withdrawals; an empty page when the asker
+    /// starts from the beginning with a directory equal to ours.
+    pub fn page(&self, req: &ServiceSyncRequest, now: Timestamp) -> Page<'_, ServiceSync> {
+        sync::page(
+            req,
+            || self.digest(now),
+            self.book
+                .iter_after(req.after)
+                .filter(move |r| r.body().expires_at > now),
+            ServiceRecord::key,
+            &self.withdrawals,
+        )
     }
 }

@@ -20,7 +20,8 @@
 //!   ([`ServiceGrant::permits`]) and remembers revoked ids.
 //! - [`book::ServiceBook`]: the sans-IO, bounded view of published services.
 //! - [`gossip::ServiceGossip`]: the gossip message kinds (3 and 4) on [`gossip::SERVICES_TOPIC`].
-//! - [`directory::Directory`]: book, owner rate limits and gossipsub verdicts, as a node runs it.
+//! - [`directory::Directory`]: book, owner rate limits and gossipsub verdicts, as a node runs
+//!   it, and the pages a peer's catch-up asks for ([`sync`]).
 
 use core::time::Duration;
 
@@ -36,6 +37,7 @@ use crate::time::Timestamp;
 pub mod book;
 pub mod directory;
 pub mod gossip;
+pub mod sync;
 
 pub use book::{ServiceBook, ServiceBookConfig, ServiceFilter, ServiceKey, ServiceRejected};
 pub use directory::Directory;

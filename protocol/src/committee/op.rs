@@ -1,0 +1,339 @@
+//! What the committee certifies: [`Op`]s, each in one [`Slot`].
+//!
+//! | op | signed by | slot |
+//! |---|---|---|
+//! | [`ChainOp`] with [`Action::Credit`] or [`Action::Lock`] | the account's agent | `Seq { account, seq }` |
+//! | [`FreeTierClaim`] | the account's agent | `Pool { epoch, index }` |
+//! | [`Settle`] (carrying the provider's [`UsageReceipt`]) | the lock's provider | `Close { account, lock_seq }` |
+//! | [`Unlock`] | nobody: anyone may ask once the lock lapsed | `Close { account, lock_seq }` |
+//!
+//! Only the agent writes its own chain (`seq` 0, 1, 2, … each naming the previous op's
+//! digest), so no one else can take a sequence number from it and stall it. A lock is closed
+//! in a slot of its own (settled by its provider or, after expiry and the settle grace,
+//! unlocked), and free-tier grants come from a per-epoch pool of `cap_per_epoch` slots:
+//! uniqueness per slot is what makes a certificate unique, so the pool's cap holds
+//! network-wide.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::attestation::{Credential, NONCE_LEN};
+use crate::codec::DecodeError;
+use crate::id::AgoraId;
+use crate::lease::{LeaseId, UsageReceipt};
+use crate::signed::{Digest, Signed, SignedKind};
+use crate::time::Timestamp;
+
+/// What a validator signs at most once: one position that one op may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Slot {
+    /// Position `seq` of `account`'s chain.
+    Seq {
+        /// The account (the agent's id).
+        account: AgoraId,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// The closing of the lock made at `lock_seq` of `account`'s chain.
+    Close {
+        /// The account.
+        account: AgoraId,
+        /// The chain position of the lock.
+        lock_seq: u64,
+    },
+    /// Free-tier grant number `index` of `epoch`.
+    Pool {
+        /// The epoch.
+        epoch: u64,
+        /// The grant's index, below the genesis cap.
+        index: u32,
+    },
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Seq { account, seq } => write!(f, "{account}#{seq}"),
+            Self::Close { account, lock_seq } => write!(f, "{account}#{lock_seq}/close"),
+            Self::Pool { epoch, index } => write!(f, "pool {epoch}/{index}"),
+        }
+    }
+}
+
+/// One entry of an agent's own chain. Signed by the agent (`account`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainOp {
+    /// The account: the agent's id, the signer.
+    pub account: AgoraId,
+    /// 0 for the first op, then one more than the previous.
+    pub seq: u64,
+    /// The digest of the certified op at `seq - 1` (`None` exactly for `seq` 0).
+    pub prev: Option<Digest>,
+    /// What it does.
+    pub action: Action,
+}
+
+/// What a chain op does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Credit the spending limit of an attestation about the agent, issued by a genesis
+    /// issuer (directly or through a delegation chain). Once per (issuer, subject, nonce).
+    Credit(Credential),
+    /// Lock quota for a lease.
+    Lock(LockTerms),
+}
+
+/// A lock's terms: what a provider checks before it starts work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockTerms {
+    /// The lease it pays for.
+    pub lease: LeaseId,
+    /// The provider that may settle it.
+    pub provider: AgoraId,
+    /// Micro-credits locked (at least price × lifetime).
+    pub amount_micro: u64,
+    /// When it lapses; its provider may settle it until `settle_grace` after.
+    pub expires_at: Timestamp,
+}
+
+impl ChainOp {
+    /// The largest payload: an 8-link credential and the header.
+    pub const MAX_PAYLOAD: usize = Credential::MAX_BYTES + 128;
+}
+
+impl SignedKind for ChainOp {
+    const DOMAIN: &'static str = "agora/quota-op/v1";
+    const MAX_PAYLOAD_BYTES: usize = Self::MAX_PAYLOAD;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        if (self.seq == 0) != self.prev.is_none() {
+            return Err(invalid(
+                "prev",
+                format!(
+                    "seq {} {} a previous op",
+                    self.seq,
+                    if self.prev.is_some() {
+                        "cannot have"
+                    } else {
+                        "needs"
+                    }
+                ),
+            ));
+        }
+        if let Action::Credit(credential) = &self.action
+            && credential.holder() != self.account
+        {
+            return Err(invalid(
+                "action.credential",
+                format!(
+                    "is held by {}, not by the account {}",
+                    credential.holder(),
+                    self.account
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn author(&self) -> Option<AgoraId> {
+        Some(self.account)
+    }
+}
+
+/// A claim of free-tier grant `index` of `epoch` for `account`. Signed by the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreeTierClaim {
+    /// The account credited (the signer).
+    pub account: AgoraId,
+    /// The epoch (validators vote only in their current one).
+    pub epoch: u64,
+    /// The pool slot, below the genesis cap. Clients pick one at random and try another
+    /// when told it is taken.
+    pub index: u32,
+}
+
+impl SignedKind for FreeTierClaim {
+    const DOMAIN: &'static str = "agora/quota-free-tier/v1";
+    const MAX_PAYLOAD_BYTES: usize = 64;
+
+    fn author(&self) -> Option<AgoraId> {
+        Some(self.account)
+    }
+}
+
+/// A provider's settlement of a lock with its usage receipt: the receipt's cost (at most the
+/// lock) moves to spent, the rest returns. Signed by the provider (the receipt's signer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settle {
+    /// The account (the receipt's agent).
+    pub account: AgoraId,
+    /// The chain position of the lock.
+    pub lock_seq: u64,
+    /// The digest of the lock op (binds the settlement to that exact lock).
+    pub lock: Digest,
+    /// The provider's receipt for the lock's lease.
+    pub receipt: Signed<UsageReceipt>,
+}
+
+impl SignedKind for Settle {
+    const DOMAIN: &'static str = "agora/quota-settle/v1";
+    const MAX_PAYLOAD_BYTES: usize = Signed::<UsageReceipt>::MAX_WIRE_BYTES + 128;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.receipt.body().agent != self.account {
+            return Err(invalid(
+                "receipt.agent",
+                format!(
+                    "is {}, not the account {}",
+                    self.receipt.body().agent,
+                    self.account
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn author(&self) -> Option<AgoraId> {
+        Some(self.receipt.body().provider)
+    }
+}
+
+/// The return of a lock that was not settled in time. Unsigned: its only authority is the
+/// time, which each validator reads from its own clock (`now ≥ expires_at + settle_grace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlock {
+    /// The account.
+    pub account: AgoraId,
+    /// The chain position of the lock.
+    pub lock_seq: u64,
+    /// The digest of the lock op.
+    pub lock: Digest,
+}
+
+/// An operation the committee certifies.
+///
+/// The variant index is the wire tag: new variants go at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// An entry of the agent's chain.
+    Chain(Signed<ChainOp>),
+    /// A free-tier grant from the epoch's pool.
+    FreeTier(Signed<FreeTierClaim>),
+    /// A lock settled by its provider.
+    Settle(Signed<Settle>),
+    /// A lapsed lock returned.
+    Unlock(Unlock),
+}
+
+/// A `Signed` envelope around a payload: version, signer, length varint, signature.
+const ENVELOPE: usize = 1 + 32 + 5 + 64;
+
+/// The largest encoded [`Op`]: its tag, a length prefix and the largest signed op.
+pub const MAX_OP_BYTES: usize = 1 + 5 + ENVELOPE + ChainOp::MAX_PAYLOAD;
+
+const _: () = assert!(Signed::<Settle>::MAX_WIRE_BYTES < MAX_OP_BYTES - 6);
+const _: () = assert!(Signed::<ChainOp>::MAX_WIRE_BYTES <= MAX_OP_BYTES - 6);
+
+impl Op {
+    /// The account it concerns (a pool grant's beneficiary).
+    pub fn account(&self) -> AgoraId {
+        match self {
+            Self::Chain(op) => op.body().account,
+            Self::FreeTier(claim) => claim.body().account,
+            Self::Settle(settle) => settle.body().account,
+            Self::Unlock(unlock) => unlock.account,
+        }
+    }
+
+    /// The slot it takes.
+    pub fn slot(&self) -> Slot {
+        match self {
+            Self::Chain(op) => Slot::Seq {
+                account: op.body().account,
+                seq: op.body().seq,
+            },
+            Self::FreeTier(claim) => Slot::Pool {
+                epoch: claim.body().epoch,
+                index: claim.body().index,
+            },
+            Self::Settle(settle) => Slot::Close {
+                account: settle.body().account,
+                lock_seq: settle.body().lock_seq,
+            },
+            Self::Unlock(unlock) => Slot::Close {
+                account: unlock.account,
+                lock_seq: unlock.lock_seq,
+            },
+        }
+    }
+
+    /// The op's name: SHA-256 of its canonical encoding, hashed as it is encoded (no copy).
+    pub fn digest(&self) -> Digest {
+        // Hashing cannot fail and our types always serialize; a failure would only give a
+        // digest no validator signs.
+        let hash = postcard::serialize_with_flavor(self, HashFlavor(Sha256::new()))
+            .unwrap_or_else(|_| Sha256::new());
+        Digest(hash.finalize().into())
+    }
+
+    /// A short lowercase name of the kind, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Chain(op) => match op.body().action {
+                Action::Credit(_) => "credit",
+                Action::Lock(_) => "lock",
+            },
+            Self::FreeTier(_) => "free_tier",
+            Self::Settle(_) => "settle",
+            Self::Unlock(_) => "unlock",
+        }
+    }
+}
+
+/// A postcard flavor that feeds SHA-256 instead of a buffer.
+struct HashFlavor(Sha256);
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = Sha256;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.update([data]);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Sha256> {
+        Ok(self.0)
+    }
+}
+
+/// What makes a credit unique: the leaf attestation's issuer and nonce (its subject is the
+/// account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CreditKey {
+    /// The leaf attestation's issuer.
+    pub issuer: AgoraId,
+    /// Its nonce.
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl CreditKey {
+    /// The key of `credential`'s leaf.
+    pub fn of(credential: &Credential) -> Self {
+        let leaf = credential.leaf().body();
+        Self {
+            issuer: leaf.issuer,
+            nonce: leaf.nonce,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> DecodeError {
+    DecodeError::InvalidField { field, reason }
+}

@@ -1,0 +1,186 @@
+//! The checks a validator runs before it votes: pure functions of the committee, its view
+//! of the accounts, the op and its clock. Signatures were checked when the op was decoded
+//! (each signed op names the key that must sign it: the agent, or the receipt's provider).
+
+use crate::time::Timestamp;
+
+use super::account::{Account, Accounts};
+use super::credit;
+use super::genesis::Committee;
+use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op};
+use super::refusal::{ReceiptField, Refusal};
+
+/// Whether `op` may get this validator's vote at `now`.
+///
+/// # Errors
+/// The [`Refusal`].
+pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal> {
+    let committee = accounts.committee();
+    let empty = Account::default();
+    let account = accounts.get(&op.account()).unwrap_or(&empty);
+    match op {
+        Op::Chain(signed) => check_chain(committee, account, signed.body(), now),
+        Op::FreeTier(claim) => check_free_tier(committee, account, claim.body(), now),
+        Op::Settle(settle) => {
+            let body = settle.body();
+            let lock = open_lock(account, body.account, body.lock_seq, body.lock)?;
+            let receipt = body.receipt.body();
+            if receipt.lease != lock.lease {
+                return Err(Refusal::ReceiptMismatch {
+                    field: ReceiptField::Lease,
+                });
+            }
+            if receipt.provider != lock.provider {
+                return Err(Refusal::ReceiptMismatch {
+                    field: ReceiptField::Provider,
+                });
+            }
+            let deadline = lock.expires_at.saturating_add(committee.settle_grace());
+            if now >= deadline {
+                return Err(Refusal::SettleTooLate { deadline });
+            }
+            Ok(())
+        }
+        Op::Unlock(unlock) => {
+            let lock = open_lock(account, unlock.account, unlock.lock_seq, unlock.lock)?;
+            let unlock_at = lock.expires_at.saturating_add(committee.settle_grace());
+            if now < unlock_at {
+                return Err(Refusal::NotExpired { unlock_at });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_chain(
+    committee: &Committee,
+    account: &Account,
+    op: &ChainOp,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if op.seq < account.next_seq() {
+        return Err(Refusal::Stale {
+            account: op.account,
+            seq: op.seq,
+            next_seq: account.next_seq(),
+        });
+    }
+    if op.seq > account.next_seq() {
+        return Err(Refusal::Behind {
+            account: op.account,
+            next_seq: account.next_seq(),
+        });
+    }
+    if op.prev != account.head() {
+        return Err(Refusal::BrokenChain {
+            expected: account.head(),
+            found: op.prev,
+        });
+    }
+    match &op.action {
+        Action::Credit(credential) => {
+            let amount = credit::check(committee, credential, now).map_err(Refusal::Credential)?;
+            let key = CreditKey::of(credential);
+            if account.credited(&key) {
+                return Err(Refusal::AlreadyCredited { issuer: key.issuer });
+            }
+            funds_fit(account, amount)
+        }
+        Action::Lock(terms) => check_lock(committee, account, terms, now),
+    }
+}
+
+fn check_lock(
+    committee: &Committee,
+    account: &Account,
+    terms: &LockTerms,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if terms.amount_micro == 0 {
+        return Err(Refusal::ZeroAmount);
+    }
+    let latest = now.saturating_add(committee.max_lock_lifetime());
+    if terms.expires_at <= now || terms.expires_at > latest {
+        return Err(Refusal::LockExpiry {
+            expires_at: terms.expires_at,
+            latest,
+        });
+    }
+    let max = committee.locks().max_open;
+    if account.locks().len() >= usize::try_from(max).unwrap_or(usize::MAX) {
+        return Err(Refusal::TooManyLocks { max });
+    }
+    if account.lock_for(&terms.lease).is_some() {
+        return Err(Refusal::LeaseLocked { lease: terms.lease });
+    }
+    let available = account.available_micro();
+    if terms.amount_micro > available {
+        return Err(Refusal::Insufficient {
+            available_micro: available,
+            amount_micro: terms.amount_micro,
+        });
+    }
+    Ok(())
+}
+
+fn check_free_tier(
+    committee: &Committee,
+    account: &Account,
+    claim: &FreeTierClaim,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if !committee.free_tier_enabled() {
+        return Err(Refusal::FreeTierDisabled);
+    }
+    let current = committee.epoch_at(now);
+    if current != Some(claim.epoch) {
+        return Err(Refusal::WrongEpoch {
+            epoch: claim.epoch,
+            current,
+        });
+    }
+    let cap = committee.free_tier().cap_per_epoch;
+    if claim.index >= cap {
+        return Err(Refusal::PoolIndex {
+            index: claim.index,
+            cap,
+        });
+    }
+    if account.claimed(claim.epoch) {
+        return Err(Refusal::AlreadyClaimed { epoch: claim.epoch });
+    }
+    funds_fit(account, committee.free_tier().allowance_micro)
+}
+
+/// Whether `amount` more credit keeps the account's totals within `u64`.
+fn funds_fit(account: &Account, amount: u64) -> Result<(), Refusal> {
+    account
+        .credited_micro()
+        .checked_add(account.granted_micro())
+        .and_then(|total| total.checked_add(amount))
+        .map(|_| ())
+        .ok_or(Refusal::Overflow)
+}
+
+/// The open lock a closing names: known here, open, the same lock op.
+fn open_lock(
+    account: &Account,
+    id: crate::id::AgoraId,
+    lock_seq: u64,
+    lock_op: crate::signed::Digest,
+) -> Result<super::account::Lock, Refusal> {
+    if lock_seq >= account.next_seq() {
+        return Err(Refusal::Behind {
+            account: id,
+            next_seq: account.next_seq(),
+        });
+    }
+    let lock = account.locks().get(&lock_seq).ok_or(Refusal::NoSuchLock {
+        account: id,
+        lock_seq,
+    })?;
+    if lock.op != lock_op {
+        return Err(Refusal::LockMismatch { actual: lock.op });
+    }
+    Ok(*lock)
+}
