@@ -143,7 +143,7 @@ pub enum Frame {
         /// The topic.
         topic: TopicIdx,
     },
-    /// An offer-sync request (`/agora/offer-sync/1`).
+    /// An offer-sync request (`/agora/offer-sync/2`).
     SyncRequest(Box<SyncRequest>),
     /// An offer-sync page (boxed: it is rare and large, and every queued event is as
     /// large as the largest frame).
@@ -218,12 +218,7 @@ impl Frame {
             Frame::Graft { topic } => RPC_OVERHEAD + topic_bytes(*topic),
             // A PRUNE carries its backoff.
             Frame::Prune { topic } => RPC_OVERHEAD + topic_bytes(*topic) + 10,
-            Frame::SyncRequest(req) => {
-                SYNC_OVERHEAD
-                    + req
-                        .encode()
-                        .map_or(agora_protocol::gossip::MAX_SYNC_REQUEST_BYTES, |b| b.len())
-            }
+            Frame::SyncRequest(req) => SYNC_OVERHEAD + req.encoded_len(),
             Frame::SyncResponse(page) => {
                 // Each offer and withdrawal is a length-prefixed byte string (the kind
                 // byte is not sent).

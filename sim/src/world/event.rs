@@ -132,9 +132,29 @@ impl Traced for Event {
                         out.extend_from_slice(&topic.to_le_bytes());
                     }
                     Frame::SyncRequest(req) => {
-                        if let Ok(bytes) = req.encode() {
-                            out.extend_from_slice(&bytes);
+                        // Every field, in order (cheaper than its wire encoding, which
+                        // the frame's size already reflects).
+                        match &req.after {
+                            Some(after) => {
+                                out.push(1);
+                                out.extend_from_slice(after.as_bytes());
+                            }
+                            None => out.push(0),
                         }
+                        out.extend_from_slice(&req.limit.to_le_bytes());
+                        match &req.digest {
+                            Some(digest) => {
+                                out.push(1);
+                                out.extend_from_slice(&digest.0);
+                            }
+                            None => out.push(0),
+                        }
+                        out.extend_from_slice(&(req.held.len() as u32).to_le_bytes());
+                        for held in &req.held {
+                            out.extend_from_slice(held.key.as_bytes());
+                            out.extend_from_slice(&held.seq.to_le_bytes());
+                        }
+                        out.push(u8::from(req.held_all));
                     }
                     Frame::SyncResponse(page) => {
                         ids(out, &page.offers);

@@ -1,9 +1,11 @@
-//! Offer sync (`/agora/offer-sync/1`) at one node: periodic anti-entropy with one random
+//! Offer sync (`/agora/offer-sync/2`) at one node: periodic anti-entropy with one random
 //! peer, catch-up when a connection opens, and answering peers' requests page by page.
+//! Requests list what the asker's book holds, so pages carry only the offers it lacks or
+//! holds older (the protocol's `Market::sync_request` and `Market::page`, as in the node).
 //! First pages carry the newest withdrawals the peer remembers, as in the node, so a node
 //! that missed a withdrawal's gossip drops the offer at its next sync.
 
-use agora_protocol::gossip::{GossipMessage, MAX_SYNC_PAGE, SyncRequest};
+use agora_protocol::gossip::{GossipMessage, SyncRequest};
 use agora_protocol::market::Verdict;
 use agora_protocol::{AgoraId, Offer, OfferWithdrawal, Signed, SignedError};
 
@@ -36,7 +38,9 @@ impl World {
         ctx.at(now.saturating_add(interval), n, Event::SyncTick { epoch });
     }
 
-    /// Asks `peer` for the page after `after` (with our book's digest on the first page).
+    /// Asks `peer` for the page after `after`, as the node does: the protocol's request
+    /// lists what our book holds after `after` (and carries its digest on the first page),
+    /// so the page brings only offers we lack or hold older.
     pub(super) fn request_sync(
         &mut self,
         ctx: &mut impl Sched,
@@ -48,12 +52,7 @@ impl World {
         let Some(node) = self.nodes.get(n as usize) else {
             return;
         };
-        let digest = after.is_none().then(|| node.market.digest(now));
-        let request = SyncRequest {
-            after,
-            limit: MAX_SYNC_PAGE,
-            digest,
-        };
+        let request = node.market.sync_request(after, now);
         self.send(ctx, n, peer, Frame::SyncRequest(Box::new(request)));
     }
 
