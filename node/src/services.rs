@@ -2,15 +2,18 @@
 //! [`agora_protocol::service::Directory`] (book, owner rate limits, gossipsub verdicts) with
 //! the node's metrics.
 //!
-//! Records arrive by gossip on [`agora_protocol::service::SERVICES_TOPIC`] and from agents
-//! at `POST /v1/services` (rate-limited per owner like gossip, then published). They are
-//! not persisted and not synced on connect: a record lives at most a day and its owner
-//! republishes it, so a node that restarts or joins learns it from live gossip.
+//! Records arrive by gossip on [`agora_protocol::service::SERVICES_TOPIC`], from agents at
+//! `POST /v1/services` (rate-limited per owner like gossip, then published) and from peers'
+//! sync pages on `/agora/service-sync/1` (on every new connection and in each
+//! anti-entropy round, like offers: see `daemon::sync`), so a node that joins later lists
+//! services published before it came. They are not persisted: a node that restarts learns
+//! them again from its peers.
 
+use agora_protocol::service::sync::{ServiceSyncRequest, ServiceSyncResponse};
 use agora_protocol::service::{
-    Directory, ServiceBookConfig, ServiceFilter, ServiceGossip, ServiceRecord,
+    Directory, ServiceBookConfig, ServiceFilter, ServiceGossip, ServiceRecord, ServiceWithdrawal,
 };
-use agora_protocol::{Ed25519, Signed, Timestamp};
+use agora_protocol::{Digest, Ed25519, Signed, Timestamp};
 use tracing::debug;
 
 use crate::market::Verdict;
@@ -62,6 +65,44 @@ impl Services {
         self.metrics
             .gossip(kind, &format!("submitted_{}", verdict.label()));
         verdict
+    }
+
+    /// Applies a record received over sync (already verified by the caller).
+    pub fn on_synced(&mut self, record: Signed<ServiceRecord>, now: Timestamp) -> Verdict {
+        let outcome = self.inner.on_synced(record, now);
+        let verdict = outcome.verdict.map_offence(Offence::from);
+        self.metrics.synced_service("service", verdict.label());
+        verdict
+    }
+
+    /// Applies a withdrawal received over sync (already verified by the caller).
+    pub fn on_synced_withdrawal(
+        &mut self,
+        withdrawal: Signed<ServiceWithdrawal>,
+        now: Timestamp,
+    ) -> Verdict {
+        let outcome = self.inner.on_synced_withdrawal(withdrawal, now);
+        let verdict = outcome.verdict.map_offence(Offence::from);
+        self.metrics
+            .synced_service("service_withdrawal", verdict.label());
+        verdict
+    }
+
+    /// Counts a sync page's outcome that is not a record's (`malformed`, `bad_signature`).
+    pub fn count_synced(&self, kind: &str, result: &str) {
+        self.metrics.synced_service(kind, result);
+    }
+
+    /// The digest of the unexpired records held at `now`.
+    pub fn digest(&self, now: Timestamp) -> Digest {
+        self.inner.digest(now)
+    }
+
+    /// One page of unexpired records after the request's cursor, for a peer's sync
+    /// request; an empty page when the asker starts from the beginning with a directory
+    /// equal to ours.
+    pub fn page(&self, req: &ServiceSyncRequest, now: Timestamp) -> ServiceSyncResponse {
+        self.inner.page(req, now).to_response()
     }
 
     /// Drops records expired at `now`; returns how many.

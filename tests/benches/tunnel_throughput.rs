@@ -1,6 +1,8 @@
 //! One-stream throughput and added round trip of a QUIC tunnel (`agora tunnel -L` to a
 //! sandbox workload), beside an `ssh -L` forward through OpenSSH and plain TCP, all on
-//! loopback in the same run; then the time from a lease's stop to its live streams closing.
+//! loopback in the same run; a line echoed through an open direct exec session and a new
+//! process exec'd over the same connection (`agora agent exec --direct`'s path); then the
+//! time from a lease's stop to its live streams closing.
 //!
 //! ```sh
 //! cargo build --release -p agora-node --bin agora
@@ -8,7 +10,10 @@
 //! ```
 //! Options via env: `AGORA_BENCH_MIB` (per transfer, default 1024), `AGORA_BENCH_REPEAT`
 //! (transfers per path, default 3), `AGORA_BENCH_ROUNDS` (round trips per path, default
-//! 1000), `AGORA_BENCH_CUTS` (stop-to-cut samples, a lease each, default 10). Needs root,
+//! 1000), `AGORA_BENCH_LINES` (lines echoed through the direct exec session, default 1000),
+//! `AGORA_BENCH_SPAWNS` (new processes exec'd, default 50), `AGORA_BENCH_CUTS` (stop-to-cut
+//! samples, a lease each, default 10), `AGORA_BENCH_EXEC_ONLY=1` (only the direct exec
+//! rows: no transfers, round trips or cuts). Needs root,
 //! bubblewrap and busybox-static (the sandbox), and `openssh-server` + `openssh-client` for
 //! the ssh rows (skipped with a note without them).
 //!
@@ -24,6 +29,10 @@
 //!   (agent side: `agora tunnel` or `ssh`; far side: provider C or `sshd`) says where the
 //!   cycles go.
 //! - Round trip: one byte to the echo and back, on one connection with `TCP_NODELAY`.
+//! - Direct exec: over one `agora-ops/1` connection to C's tunnel endpoint, an exec of `cat`
+//!   stays open and each line sent as input is timed until it is back as output (target
+//!   ≤ 5 ms p50); then `true` is exec'd again and again, timed from the signed operation
+//!   to its exit (new-process exec latency, no target).
 //! - Stop to cut: a fresh lease with an echo, one stream through `agora tunnel` and one
 //!   straight from a `tunnel::Dialer`, each proven live; then `agora agent stop` at A, timed
 //!   until each stream ends.
@@ -61,6 +70,9 @@ use host::{SINK, Served};
 
 #[path = "tunnel_throughput/ssh.rs"]
 mod ssh;
+
+#[path = "tunnel_throughput/exec.rs"]
+mod exec;
 
 /// The workload's ports: the sink and the echo.
 const SINK_PORT: u16 = 7100;
@@ -240,7 +252,10 @@ fn main() {
     let mib = env_usize("AGORA_BENCH_MIB", 1024);
     let repeat = env_usize("AGORA_BENCH_REPEAT", 3).max(1);
     let rounds = env_usize("AGORA_BENCH_ROUNDS", 1000).max(10);
+    let lines = env_usize("AGORA_BENCH_LINES", 1000).max(10);
+    let spawns = env_usize("AGORA_BENCH_SPAWNS", 50).max(1);
     let cuts = env_usize("AGORA_BENCH_CUTS", 10);
+    let exec_only = std::env::var_os("AGORA_BENCH_EXEC_ONLY").is_some();
     let build = build_label();
     let load_before = host::load();
 
@@ -265,6 +280,33 @@ fn main() {
         &format!("nc -ll -p {ECHO_PORT} -e cat & exec nc -ll -p {SINK_PORT} -e sh -c '{SINK}'"),
     );
     let lease = view["lease"].as_str().unwrap().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = SocketAddr::from(([127, 0, 0, 1], tunnel_port));
+    let provider: AgoraId = c.id.parse().unwrap();
+    let direct_exec = |what: &str| {
+        eprintln!("direct exec ({what}): {lines} lines echoed, {spawns} new processes");
+        exec::direct_exec(
+            &rt,
+            &agent,
+            provider,
+            endpoint,
+            lease.parse().unwrap(),
+            lines,
+            spawns,
+        )
+    };
+    if exec_only {
+        let times = direct_exec("only");
+        println!(
+            "\ntunnel_throughput (direct exec only): agora {build}; {}; load {load_before} before, {} after",
+            host::machine(),
+            host::load()
+        );
+        report_exec(&times);
+        let (ok, _, err) = agent_cli(&home, &a, &["stop", &lease]);
+        assert!(ok, "agent stop: {err}");
+        return;
+    }
     let (tunnel, tunnel_locals) = TunnelProc::start(&home, &a, &lease, &[SINK_PORT, ECHO_PORT]);
     wait_for(WAIT, || host::transfer(tunnel_locals[0], 1).ok())
         .expect("the workload's sink answers through the tunnel");
@@ -321,15 +363,17 @@ fn main() {
     drop(sshd);
     drop(tunnel);
 
-    // 3. Stop to cut, a fresh lease each.
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    // 3. Direct exec on the same lease.
+    let exec_times = direct_exec("after the transfers");
+
+    // 4. Stop to cut, a fresh lease each.
     let net = Net {
         a: &a,
         c: &c,
         home: &home,
         agent: &agent,
-        provider: c.id.parse().unwrap(),
-        endpoint: SocketAddr::from(([127, 0, 0, 1], tunnel_port)),
+        provider,
+        endpoint,
     };
     let mut samples = Vec::new();
     for i in 0..cuts {
@@ -340,6 +384,35 @@ fn main() {
     assert!(ok, "agent stop: {err}");
 
     report(&paths, &rtts, mib, &samples, &build, &load_before);
+    report_exec(&exec_times);
+}
+
+/// The direct exec rows.
+fn report_exec(times: &exec::ExecTimes) {
+    let row = |name: &str, v: &[Duration], target: &str| {
+        let mut v = v.to_vec();
+        v.sort();
+        println!(
+            "| {name} | {} | {} | {} | {} | {target} |",
+            v.len(),
+            us(quantile(&v, 0.5)),
+            us(quantile(&v, 0.99)),
+            us(*v.last().unwrap()),
+        );
+    };
+    println!("\ndirect exec (`agora agent exec --direct`'s path, one QUIC connection to C):\n");
+    println!("| measure | samples | p50 µs | p99 µs | max µs | target |");
+    println!("|---|---:|---:|---:|---:|---|");
+    row(
+        "a line echoed through an open `cat` session",
+        &times.echo,
+        "≤ 5 ms p50",
+    );
+    row(
+        "a new process (`true`), signed operation to exit",
+        &times.spawn,
+        "none (reported)",
+    );
 }
 
 fn report(

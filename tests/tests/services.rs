@@ -19,8 +19,15 @@
 //!    grantee's tunnel is cut (deadline 10 s; the time is printed), new streams under the
 //!    grant are refused `grant_revoked`, and the owner's own streams still work.
 //!
+//! A second test: a node started after a service was published lists it (sync on connect,
+//! not gossip: its `agora_sync_services_total` counts it), and a grantee's `agora tunnel
+//! --grant` at that late node outlives the owner's first expiry: `agora agent extend`
+//! republishes the record with the re-signed capability, the tunnel picks it up from the
+//! directory, and a new connection after the old expiry gets the page (the old capability
+//! alone is refused `lease_ended` by then).
+//!
 //! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips. Without the Python
-//! test tools the test skips outside CI (see `agora_tests::python`).
+//! test tools the first test skips outside CI (see `agora_tests::python`).
 
 // Test code: failing loudly is the point.
 #![allow(
@@ -354,4 +361,199 @@ fn a_published_mcp_service_is_found_used_through_a_granted_tunnel_and_revoked() 
         "the grantee's tunnel still reaches the service"
     );
     drop(tunnel);
+}
+
+/// The page the sandbox workload serves on [`PORT`].
+const SERVE_PAGE: &str = "mkdir -p /tmp/www && echo hello-from-the-service > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+
+/// How many service records `node` accepted through sync (its `/metrics`).
+fn synced_records(node: &NodeProc) -> u64 {
+    let (status, text) = agora_tests::node::http_get_text(node.http, "/metrics");
+    assert_eq!(status, 200);
+    text.lines()
+        .find(|l| {
+            l.starts_with("agora_sync_services_total")
+                && l.contains("kind=\"service\"")
+                && l.contains("result=\"accepted\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The capability's expiry in `node`'s listing of `lease` (RFC 3339 of the record's
+/// capability), if listed.
+fn listed_capability_expiry(node: &NodeProc, home: &std::path::Path, lease: &str) -> Option<u64> {
+    let v = services(home, node, &["--lease", lease]);
+    let s = v["services"].as_array()?.first()?.clone();
+    let cap: Signed<agora_protocol::lease::Capability> = Signed::decode(
+        &URL_SAFE_NO_PAD.decode(s["capability"].as_str()?).ok()?,
+        &Ed25519,
+    )
+    .ok()?;
+    Some(cap.body().expires_at.as_unix_millis())
+}
+
+#[test]
+fn a_late_node_lists_services_by_sync_and_a_grantee_tunnel_outlives_the_owners_extension() {
+    if std::env::var_os("AGORA_SKIP_SANDBOX").is_some() {
+        eprintln!("skipped: AGORA_SKIP_SANDBOX is set");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let a = gateway(&tmp.path().join("a"));
+    let tunnel_port = free_udp_port();
+    let c = provider(
+        &tmp.path().join("c"),
+        &a.tcp_addr(),
+        "sandbox",
+        tunnel_port,
+        "",
+    );
+    leftovers.add(cgroup_parent(&c));
+    let owner_home = tmp.path().join("owner");
+    signup(&owner_home, &a);
+    wait_for(WAIT, || a.offer_providers("").contains(&c.id).then_some(()))
+        .expect("C's offer reaches A");
+
+    // A lease whose first capability expires in a minute, its page published at A.
+    let (ok, run, err) = agent_cli(
+        &owner_home,
+        &a,
+        &[
+            "run",
+            "--lifetime",
+            "60s",
+            "--port",
+            "8080",
+            "--",
+            "sh",
+            "-c",
+            SERVE_PAGE,
+        ],
+    );
+    assert!(ok, "agent run: {err}");
+    let lease = run["lease"]["lease"].as_str().unwrap().to_owned();
+    let first_capability = agora_tests::cluster::capability(&run["lease"]);
+    let first_expiry =
+        Signed::<agora_protocol::lease::Capability>::decode(&first_capability, &Ed25519)
+            .unwrap()
+            .body()
+            .expires_at;
+    let (ok, _, err) = agent_cli(
+        &owner_home,
+        &a,
+        &[
+            "publish", &lease, "--port", "8080", "--name", "late", "--kind", "http",
+        ],
+    );
+    assert!(ok, "agent publish: {err}");
+    // Long enough that gossipsub's message cache no longer offers it to newcomers.
+    std::thread::sleep(Duration::from_secs(6));
+
+    // 1. D starts now, bootstrapping from A, and lists the service: sync brought it.
+    let d = gateway_joining(&tmp.path().join("d"), &a);
+    let grantee_home = tmp.path().join("grantee");
+    std::fs::create_dir_all(&grantee_home).unwrap();
+    let (grantee, _) =
+        keyfile::load_or_create(&grantee_home.join("agent.key"), &mut rand::rng()).unwrap();
+    let listed = wait_for(WAIT, || {
+        services(&grantee_home, &d, &["--name", "late"])["services"]
+            .as_array()
+            .and_then(|s| s.first().cloned())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the late node never listed the service; D's log: {}",
+            d.log()
+        )
+    });
+    assert_eq!(listed["lease"], lease.as_str());
+    assert!(synced_records(&d) >= 1, "D got the record by sync");
+
+    // 2. A grant, and the grantee's tunnel at D.
+    let grant_file = tmp.path().join("grant.b64");
+    let (ok, _, err) = agent_cli(
+        &owner_home,
+        &a,
+        &[
+            "grant",
+            &lease,
+            "--to",
+            &grantee.agora_id().to_string(),
+            "--port",
+            "8080",
+            "--out",
+            grant_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "agent grant: {err}");
+    let (tunnel, locals) = TunnelProc::start_with(
+        &grantee_home,
+        &d,
+        &["--grant", grant_file.to_str().unwrap()],
+        &[PORT],
+    );
+    let page = |what: &str| {
+        wait_for(WAIT, || {
+            agora_tests::cluster::http_get(locals[0]).filter(|p| p.contains("200"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no page through the grantee's tunnel {what}; tunnel log: {}\nprovider log: {}",
+                std::fs::read_to_string(grantee_home.join("tunnel.log")).unwrap_or_default(),
+                c.log()
+            )
+        })
+    };
+    assert!(page("at first").contains("hello-from-the-service"));
+
+    // 3. The owner extends: `agora agent extend` republishes the record, D lists the new
+    // capability.
+    let (ok, extended, err) = agent_cli(&owner_home, &a, &["extend", &lease, "10m"]);
+    assert!(ok, "agent extend: {err}");
+    assert_eq!(
+        extended["republished"].as_array().map(Vec::len),
+        Some(1),
+        "{extended}"
+    );
+    wait_for(WAIT, || {
+        listed_capability_expiry(&d, &grantee_home, &lease)
+            .filter(|e| *e > first_expiry.as_unix_millis())
+    })
+    .expect("D lists the republished record");
+
+    // 4. Past the first expiry, the first capability alone is refused, and a new connection
+    // through the grantee's tunnel still gets the page.
+    let wait = first_expiry.saturating_duration_since(agora_node::clock::now());
+    std::thread::sleep(wait + Duration::from_secs(3));
+    let provider_id: AgoraId = c.id.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in_rt = rt.enter();
+    let grant_bytes = URL_SAFE_NO_PAD
+        .decode(std::fs::read_to_string(&grant_file).unwrap().trim())
+        .unwrap();
+    let stale = Dialer::new(
+        &grantee,
+        provider_id,
+        vec![format!("127.0.0.1:{tunnel_port}").parse().unwrap()],
+        first_capability,
+    )
+    .unwrap()
+    .with_grant(grant_bytes);
+    assert_eq!(
+        rt.block_on(async { refused(stale.open(PORT).await) }),
+        Code::LeaseEnded
+    );
+    assert!(page("after the first expiry").contains("hello-from-the-service"));
+    drop(tunnel);
+}
+
+/// A gateway in region `eu` bootstrapping from `peer` (it joins an existing network).
+fn gateway_joining(dir: &std::path::Path, peer: &NodeProc) -> NodeProc {
+    NodeProc::start_configured(
+        dir,
+        "roles = [\"gateway\"]\nregion = \"eu\"\n",
+        Some(&peer.tcp_addr()),
+    )
 }

@@ -4,7 +4,7 @@
 //! relay (`POST /v1/leases/{id}/relay`; TLS stays end to end).
 //!
 //! With `--grant`, another agent's published service through the owner's grant (see
-//! [`super::tunnel_grant`]).
+//! [`super::tunnel_grant`]), relayed the same way when its provider cannot be reached.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -52,15 +52,15 @@ pub struct TunnelArgs {
     relay: RelayMode,
     /// As a grantee: the owner's signed service grant for your key (a file, or the base64url
     /// `agora agent grant` printed). The lease's capability and tunnel endpoints then come
-    /// from the owner's published service record (`GET /v1/services` at `--node`); the
-    /// provider must be reachable (a grantee cannot ask for a relay).
+    /// from the owner's published service record (`GET /v1/services` at `--node`), kept
+    /// current as the owner extends the lease; `--relay` works as for your own leases.
     #[arg(long, value_name = "FILE|B64")]
     grant: Option<String>,
 }
 
 /// When to ask the node to relay the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum RelayMode {
+pub(super) enum RelayMode {
     /// When no endpoint of the provider answers.
     Auto,
     /// From the start.
@@ -78,8 +78,17 @@ fn request_relay(
 ) -> anyhow::Result<SocketAddr> {
     let body = forward::relay_body(identity, grant, agora_node::clock::now())
         .context("signing the relay operation")?;
+    post_relay(node, &grant.body().lease, &body)
+}
+
+/// Posts a signed relay request `body` for `lease` to `node`: where to send the packets.
+pub(super) fn post_relay(
+    node: &NodeClient,
+    lease: &LeaseId,
+    body: &Value,
+) -> anyhow::Result<SocketAddr> {
     let answer = node
-        .post_json(&format!("/v1/leases/{}/relay", grant.body().lease), &body)
+        .post_json(&format!("/v1/leases/{lease}/relay"), body)
         .context("asking the node to relay the tunnel")?;
     forward::relay_addr(&answer).context("the node's relay answer has no relay address")
 }
@@ -89,41 +98,58 @@ const TOKEN_RENEW_BEFORE: std::time::Duration = std::time::Duration::from_secs(6
 /// How often it asks from then on.
 const TOKEN_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What a look for a newer token found.
+pub(super) enum Renewal {
+    /// A token that expires later than the one in use.
+    Token(Signed<agora_protocol::lease::Capability>),
+    /// The lease (or the grant) is over: stop looking.
+    Over,
+    /// Nothing newer yet (or the node did not answer).
+    Nothing,
+}
+
 /// Keeps `dialer`'s token current, on a thread of its own (the node client blocks): from
-/// [`TOKEN_RENEW_BEFORE`] the token's expiry on, reads `lease`'s grant from `node` every
-/// [`TOKEN_POLL`] and hands a later token (an extension re-signs the grant) to the dialer.
-/// The provider refuses streams whose token has expired, so only this way does a tunnel
-/// outlive its lease's first expiry. Ends with the lease.
-fn keep_token_fresh(
+/// [`TOKEN_RENEW_BEFORE`] the token's expiry (`expires_at`) on, asks `fetch` every
+/// [`TOKEN_POLL`] and hands a token that expires later to the dialer. The provider refuses
+/// streams whose token has expired, so only this way does a tunnel outlive its lease's
+/// first expiry. `fetch` reads the lease's re-signed grant (the agent's own tunnel) or the
+/// owner's republished service record (a grantee's); it ends when `fetch` says so.
+pub(super) fn keep_token_fresh(
     node: NodeClient,
-    lease: LeaseId,
-    agent: agora_protocol::AgoraId,
-    grant: &LeaseGrant,
+    mut expires_at: agora_protocol::Timestamp,
     dialer: Arc<Dialer>,
+    fetch: impl Fn(&NodeClient) -> Renewal + Send + 'static,
 ) {
-    let mut expires_at = grant.token.body().expires_at;
     std::thread::spawn(move || {
         loop {
             let renew_at = expires_at.saturating_sub(TOKEN_RENEW_BEFORE);
             let wait = renew_at.saturating_duration_since(agora_node::clock::now());
             std::thread::sleep(wait.max(TOKEN_POLL));
-            let Ok(view) = node.get_json(&format!("/v1/leases/{lease}"), &[]) else {
-                continue;
-            };
-            if view["state"] == "ended" {
-                return;
-            }
-            let newer = view["grant"]
-                .as_str()
-                .and_then(|t| forward::verify_grant(t, &lease, &agent).ok())
-                .map(|g| g.body().token.clone())
-                .filter(|t| t.body().expires_at > expires_at);
-            if let Some(token) = newer {
-                expires_at = token.body().expires_at;
-                dialer.set_token(token.as_bytes().to_vec());
+            match fetch(&node) {
+                Renewal::Token(token) if token.body().expires_at > expires_at => {
+                    expires_at = token.body().expires_at;
+                    tracing::info!(%expires_at, "tunnel token renewed");
+                    dialer.set_token(token.as_bytes().to_vec());
+                }
+                Renewal::Over => return,
+                Renewal::Token(_) | Renewal::Nothing => {}
             }
         }
     });
+}
+
+/// The newest token of the agent's own `lease` at `node`: its re-signed grant's.
+fn own_renewal(node: &NodeClient, lease: &LeaseId, agent: &agora_protocol::AgoraId) -> Renewal {
+    let Ok(view) = node.get_json(&format!("/v1/leases/{lease}"), &[]) else {
+        return Renewal::Nothing;
+    };
+    if view["state"] == "ended" {
+        return Renewal::Over;
+    }
+    view["grant"]
+        .as_str()
+        .and_then(|t| forward::verify_grant(t, lease, agent).ok())
+        .map_or(Renewal::Nothing, |g| Renewal::Token(g.body().token.clone()))
 }
 
 /// Runs `agora tunnel` until interrupted.
@@ -145,6 +171,7 @@ pub(super) fn run(args: &TunnelArgs, global: &GlobalArgs) -> anyhow::Result<Exit
             forwards: &forwards,
             node: &args.node,
             endpoints: &args.endpoints,
+            relay: args.relay,
         };
         return super::tunnel_grant::run(&granted, &identity, global);
     }
@@ -208,7 +235,12 @@ pub(super) fn run(args: &TunnelArgs, global: &GlobalArgs) -> anyhow::Result<Exit
     let renewals = NodeClient::new(&args.node)?;
     runtime.block_on(async {
         let dialer = Arc::new(dialer);
-        keep_token_fresh(renewals, lease, agent, g, dialer.clone());
+        keep_token_fresh(
+            renewals,
+            g.token.body().expires_at,
+            dialer.clone(),
+            move |node| own_renewal(node, &lease, &agent),
+        );
         let describe = |local: SocketAddr, f: &Spec| match relayed {
             Some(r) => format!("{local} -> lease port {} (relayed by {r})", f.remote),
             None => format!("{local} -> lease port {}", f.remote),

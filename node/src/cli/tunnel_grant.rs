@@ -8,9 +8,15 @@
 //! ```
 //!
 //! Nothing the node says is taken on its word: the grant and the record are verified here,
-//! and the provider key pinned is the one that signed the capability. A grantee cannot ask
-//! a node to relay (the relay operation is the lease agent's), so the provider's tunnel
-//! endpoint must be reachable.
+//! and the provider key pinned is the one that signed the capability.
+//!
+//! - A provider that does not answer (or `--relay always`) is reached through the node's
+//!   relay: the grantee signs its own `relay` operation and sends the grant, the record's
+//!   capability and the port (`POST /v1/leases/{id}/relay`); TLS stays end to end.
+//! - The capability expires with the lease as first granted; when the owner extends the
+//!   lease it republishes the record with the re-signed capability, and from a minute before
+//!   the capability in use expires this tunnel looks for it in the directory and uses it
+//!   from then on (as `agora tunnel` does with its own lease's grant).
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -22,7 +28,7 @@ use std::sync::Arc;
 
 use agora_attest::Identity;
 use agora_node::tunnel::Dialer;
-use agora_node::tunnel::forward::Spec;
+use agora_node::tunnel::forward::{self, Spec};
 use agora_protocol::lease::LeaseId;
 use agora_protocol::service::{ServiceGrant, ServiceRecord};
 use agora_protocol::{AgoraId, Ed25519, Signed};
@@ -33,7 +39,7 @@ use serde_json::{Value, json};
 
 use super::GlobalArgs;
 use super::http_client::NodeClient;
-use super::tunnel::serve_forwards;
+use super::tunnel::{RelayMode, Renewal, keep_token_fresh, post_relay, serve_forwards};
 
 /// Reads a grant given as a file holding base64url, or as base64url itself.
 pub(super) fn read_grant(arg: &str) -> anyhow::Result<Signed<ServiceGrant>> {
@@ -97,6 +103,26 @@ pub(super) struct Granted<'a> {
     pub node: &'a str,
     /// `--endpoint`s.
     pub endpoints: &'a [SocketAddr],
+    /// `--relay`.
+    pub relay: RelayMode,
+}
+
+/// The newest capability of `grant`'s lease in the owner's records at `node` (an extension
+/// republishes them), or that the grant is over.
+fn renewal(node: &NodeClient, grant: &ServiceGrant) -> Renewal {
+    if agora_node::clock::now() >= grant.expires_at {
+        return Renewal::Over;
+    }
+    let query = [
+        ("lease".to_owned(), grant.lease.to_string()),
+        ("owner".to_owned(), grant.owner.to_string()),
+    ];
+    match node.get_json("/v1/services", &query) {
+        Ok(services) => record_for(grant, &services).map_or(Renewal::Nothing, |r| {
+            Renewal::Token(r.body().capability.clone())
+        }),
+        Err(_) => Renewal::Nothing,
+    }
 }
 
 /// Runs a grantee's `agora tunnel` with `identity` until interrupted.
@@ -147,19 +173,74 @@ pub(super) fn run(
     } else {
         args.endpoints.to_vec()
     };
-    let runtime = super::small_runtime()?;
-    runtime.block_on(async {
-        let dialer = Dialer::new(
+    let capability = record.body().capability.clone();
+    // The relay names one port; the provider checks each stream's port against the grant.
+    let port = args.forwards.first().map_or(0, |f| f.remote);
+    let ask_relay = || {
+        let body = forward::grantee_relay_body(
+            identity,
+            &grant,
+            &capability,
+            port,
+            agora_node::clock::now(),
+        )
+        .context("signing the relay operation")?;
+        post_relay(&node, &g.lease, &body)
+    };
+    let mut relayed = None;
+    let addrs = if args.relay == RelayMode::Always {
+        let relay = ask_relay()?;
+        relayed = Some(relay);
+        vec![relay]
+    } else {
+        addrs
+    };
+    let dial = |addrs: Vec<SocketAddr>| {
+        Dialer::new(
             identity,
             cap.provider,
             addrs,
-            record.body().capability.as_bytes().to_vec(),
+            capability.as_bytes().to_vec(),
         )
-        .context("cannot set up the tunnel")?
-        .with_grant(grant.as_bytes().to_vec());
+        .map(|d| d.with_grant(grant.as_bytes().to_vec()))
+        .context("cannot set up the tunnel")
+    };
+    let runtime = super::small_runtime()?;
+    let direct = runtime.block_on(async {
+        let dialer = dial(addrs)?;
+        // Dial now: the grantee learns at once whether the provider answers (or needs a
+        // relay).
+        let reached = if args.relay == RelayMode::Auto {
+            forward::dial_within(&dialer, forward::RELAY_AFTER).await
+        } else {
+            dialer.connection().await.map(|_| ())
+        };
+        anyhow::Ok((dialer, reached))
+    })?;
+    let dialer = match direct {
+        (dialer, Ok(())) => dialer,
+        (_, Err(e)) if args.relay == RelayMode::Auto => {
+            eprintln!(
+                "the provider's tunnel endpoint does not answer ({e}); asking {} to relay",
+                args.node
+            );
+            let relay = ask_relay()?;
+            relayed = Some(relay);
+            runtime.block_on(async { dial(vec![relay]) })?
+        }
+        (_, Err(e)) => return Err(e).context("cannot reach the provider's tunnel endpoint"),
+    };
+    let renewals = NodeClient::new(args.node)?;
+    runtime.block_on(async {
+        let dialer = Arc::new(dialer);
+        let owned = g.clone();
+        keep_token_fresh(renewals, cap.expires_at, dialer.clone(), move |node| {
+            renewal(node, &owned)
+        });
         let describe = |local: SocketAddr, f: &Spec| {
+            let via = relayed.map_or_else(String::new, |r| format!(", relayed by {r}"));
             format!(
-                "{local} -> port {} of {}'s service {} (grant {})",
+                "{local} -> port {} of {}'s service {} (grant {}{via})",
                 f.remote,
                 g.owner,
                 record.body().name,
@@ -172,8 +253,9 @@ pub(super) fn run(
             "owner": g.owner.to_string(),
             "service": record.body().name,
             "grant": g.id.to_string(),
+            "relay": relayed.map(|r| r.to_string()),
         });
-        serve_forwards(Arc::new(dialer), args.forwards, global, describe, summary).await
+        serve_forwards(dialer, args.forwards, global, describe, summary).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

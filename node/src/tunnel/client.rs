@@ -70,6 +70,18 @@ impl std::fmt::Debug for Dialer {
     }
 }
 
+/// A client endpoint bound to `bind` that accepts datagrams up to
+/// [`super::MAX_UDP_PAYLOAD`], so path MTU discovery can raise the packet size both ways.
+fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, TunnelError> {
+    let bind_err = |source| TunnelError::Bind { addr: bind, source };
+    let socket = std::net::UdpSocket::bind(bind).map_err(bind_err)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| TunnelError::Config("the tunnel dialer needs a tokio runtime".into()))?;
+    let mut config = quinn::EndpointConfig::default();
+    super::accept_large_datagrams(&mut config);
+    quinn::Endpoint::new(config, None, socket, runtime).map_err(bind_err)
+}
+
 /// The `host:port` endpoints of a grant that are socket addresses.
 pub fn grant_endpoints(grant: &LeaseGrant) -> Vec<SocketAddr> {
     grant
@@ -121,7 +133,7 @@ impl Dialer {
             .ok_or_else(|| TunnelError::Config("the lease lists no tunnel endpoint".into()))?;
         let crypto = tls::client_crypto_for(identity, provider, alpn)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
+        let mut transport = super::transport_config();
         transport
             .keep_alive_interval(Some(Duration::from_secs(10)))
             .max_concurrent_uni_streams(VarInt::from_u32(0));
@@ -131,8 +143,7 @@ impl Dialer {
         } else {
             SocketAddr::from(([0u16; 8], 0))
         };
-        let endpoint = quinn::Endpoint::client(bind)
-            .map_err(|source| TunnelError::Bind { addr: bind, source })?;
+        let endpoint = client_endpoint(bind)?;
         Ok(Self {
             endpoint,
             config,

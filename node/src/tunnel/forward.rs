@@ -37,22 +37,57 @@ pub fn relay_body(
     now: agora_protocol::Timestamp,
 ) -> Result<serde_json::Value, agora_protocol::EncodeError> {
     let g = grant.body();
-    let op = Signed::sign(
+    let op = relay_op(identity, g.provider, g.lease, now)?;
+    Ok(serde_json::json!({
+        "op": URL_SAFE_NO_PAD.encode(op.as_bytes()),
+        "grant": URL_SAFE_NO_PAD.encode(grant.as_bytes()),
+    }))
+}
+
+/// The body of `POST /v1/leases/{id}/relay` for a grantee: its own freshly signed `relay`
+/// operation (naming itself as the agent), the owner's signed `grant` for its key, the
+/// lease's provider-signed `capability` (the published record's) and the workload `port`
+/// it reaches (listed by both).
+///
+/// # Errors
+/// When signing fails (never for a valid key).
+pub fn grantee_relay_body(
+    identity: &agora_attest::Identity,
+    grant: &Signed<agora_protocol::service::ServiceGrant>,
+    capability: &Signed<agora_protocol::lease::Capability>,
+    port: u16,
+    now: agora_protocol::Timestamp,
+) -> Result<serde_json::Value, agora_protocol::EncodeError> {
+    let g = grant.body();
+    let op = relay_op(identity, g.provider, g.lease, now)?;
+    Ok(serde_json::json!({
+        "op": URL_SAFE_NO_PAD.encode(op.as_bytes()),
+        "service_grant": URL_SAFE_NO_PAD.encode(grant.as_bytes()),
+        "capability": URL_SAFE_NO_PAD.encode(capability.as_bytes()),
+        "port": port,
+    }))
+}
+
+/// The identity's own freshly signed `relay` operation on `lease` at `provider`: it names
+/// the signer as the agent, so the provider checks it against the signer's own rights.
+fn relay_op(
+    identity: &agora_attest::Identity,
+    provider: agora_protocol::AgoraId,
+    lease: agora_protocol::lease::LeaseId,
+    now: agora_protocol::Timestamp,
+) -> Result<Signed<agora_protocol::lease::LeaseOp>, agora_protocol::EncodeError> {
+    Signed::sign(
         agora_protocol::lease::LeaseOp {
             agent: identity.agora_id(),
-            provider: g.provider,
-            lease: g.lease,
+            provider,
+            lease,
             op: agora_protocol::lease::Op::Relay,
             nonce: crate::agent::request::nonce(),
             issued_at: now,
             delegation: None,
         },
         identity,
-    )?;
-    Ok(serde_json::json!({
-        "op": URL_SAFE_NO_PAD.encode(op.as_bytes()),
-        "grant": URL_SAFE_NO_PAD.encode(grant.as_bytes()),
-    }))
+    )
 }
 
 /// The relay address in a node's answer to [`relay_body`].

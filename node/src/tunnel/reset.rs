@@ -29,6 +29,7 @@ use agora_attest::Identity;
 pub fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::new(Arc::new(ResetKey::of(identity)));
     config.cid_generator(|| Box::new(RandomCids));
+    super::accept_large_datagrams(&mut config);
     config
 }
 

@@ -172,7 +172,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub fn endpoint(identity: &Identity, config: &Config) -> Result<quinn::Endpoint, TunnelError> {
     let crypto = tls::server_crypto(identity)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = super::transport_config();
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams))
         .max_concurrent_uni_streams(VarInt::from_u32(0))

@@ -1,9 +1,16 @@
 //! The relay: provider C sits in a network namespace the agent's namespace cannot route to;
 //! gateway A (on the host) reaches both. `agora tunnel --relay never` from the agent's
 //! namespace cannot reach C; `--relay auto` falls back to A's relay and the page comes
-//! through. Relay requests signed by another key or replayed are refused. Bytes altered on
-//! the relayed path (a proxy flipping one bit of every packet towards the agent once the
-//! handshake is done) break the connection instead of reaching the agent. Last, from the
+//! through. Relay requests are refused end to end with their codes: signed by another key
+//! (`unauthorized`), replayed (`replay`), signed too long ago (`stale`), naming an endpoint
+//! the grant does not list (`not_an_endpoint`), for a grant listing none (`no_tunnel_endpoint`),
+//! and past A's `[relay] per_agent = 2` (`relay_busy`). Bytes altered on the relayed path (a
+//! proxy flipping one bit of every packet towards the agent once the handshake is done)
+//! break the connection instead of reaching the agent. A grantee (another agent the owner
+//! granted port 8080 of its published service) in the agents' namespace gets the page
+//! through A's relay too (`agora tunnel --grant --relay auto`), while a stranger with its
+//! grant (`unauthorized`), a port it was not granted (`port_not_allowed`) and a lease whose
+//! provider signed no endpoint A knows (`no_tunnel_endpoint`) are refused. Last, from the
 //! host (which does route to C), `agora agent exec|logs --direct` run over a QUIC
 //! connection straight to C's tunnel endpoint.
 
@@ -13,7 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use agora_node::agent::request::sign_op;
+use agora_node::tunnel::forward::grantee_relay_body;
+use agora_protocol::Digest;
 use agora_protocol::lease::{LeaseGrant, Op};
+use agora_protocol::service::{GrantId, ServiceGrant};
 use agora_tests::netns::Island;
 use agora_tests::node::{Launch, http_json};
 use serde_json::json;
@@ -80,26 +90,22 @@ impl Drop for Tamperer {
     }
 }
 
-/// `agora --json tunnel LEASE -L 0.0.0.0:0:PORT --relay MODE` inside `island`; the child
-/// and its first stdout line.
+/// `agora --json tunnel TARGET… -L 0.0.0.0:0:PORT --relay MODE` inside `island` (TARGET: a
+/// lease, or `--grant FILE`); the child and its first stdout line.
 fn tunnel_in(
     island: &Island,
     home: &Path,
     node: &str,
-    lease: &str,
+    target: &[&str],
     mode: &str,
 ) -> (std::process::Child, String) {
     let mut child = island
         .command(agora_tests::agora_bin())
         .env("HOME", home)
         .env_remove("RUST_LOG")
-        .args([
-            "--json",
-            "tunnel",
-            lease,
-            "-L",
-            &format!("0.0.0.0:0:{HTTP}"),
-        ])
+        .args(["--json", "tunnel"])
+        .args(target)
+        .args(["-L", &format!("0.0.0.0:0:{HTTP}")])
         .args(["--relay", mode, "--node", node, "--key"])
         .arg(home.join("agent.key"))
         .stdout(Stdio::piped())
@@ -114,19 +120,68 @@ fn tunnel_in(
 }
 
 fn relay_body(agent: &Identity, grant: &Signed<LeaseGrant>) -> Value {
+    relay_body_at(agent, grant, agora_node::clock::now())
+}
+
+/// [`relay_body`] with the operation signed at `at`.
+fn relay_body_at(agent: &Identity, grant: &Signed<LeaseGrant>, at: Timestamp) -> Value {
     let g = grant.body();
-    let op = sign_op(
-        agent,
-        g.provider,
-        g.lease,
-        Op::Relay,
-        agora_node::clock::now(),
-    )
-    .unwrap();
+    let op = sign_op(agent, g.provider, g.lease, Op::Relay, at).unwrap();
     json!({
         "op": URL_SAFE_NO_PAD.encode(op.as_bytes()),
         "grant": URL_SAFE_NO_PAD.encode(grant.as_bytes()),
     })
+}
+
+/// `(status, error code)` of `POST /v1/leases/LEASE/relay` at `node` with `body`.
+fn relay_refusal(node: &NodeProc, lease: &str, body: &Value) -> (u16, String) {
+    let (status, answer) = http_json(
+        node.http,
+        "POST",
+        &format!("/v1/leases/{lease}/relay"),
+        &[],
+        Some(body),
+    );
+    let code = answer["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, code)
+}
+
+/// A lease of `agent` granted by a key of no real provider, listing no tunnel endpoint:
+/// the provider's word as the relay sees it, and nothing to relay to.
+fn endpointless_grant(agent: &Identity) -> Signed<LeaseGrant> {
+    let provider = Identity::generate(&mut rand::rng());
+    let now = agora_node::clock::now();
+    let until = now.saturating_add(Duration::from_secs(600));
+    let lease = Digest::of(b"a lease no node relayed");
+    let token = Signed::sign(
+        Capability {
+            lease,
+            agent: agent.agora_id(),
+            provider: provider.agora_id(),
+            ports: vec![HTTP],
+            expires_at: until,
+        },
+        &provider,
+    )
+    .unwrap();
+    Signed::sign(
+        LeaseGrant {
+            lease,
+            agent: agent.agora_id(),
+            provider: provider.agora_id(),
+            price_per_sec: 1,
+            reserved_micro: 600,
+            starts_at: now,
+            expires_at: until,
+            tunnel_endpoints: Vec::new(),
+            token,
+        },
+        &provider,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -146,7 +201,7 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::write(
         a_dir.join("node.toml"),
-        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n",
+        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[relay]\nsessions = 8\nper_agent = 2\n",
     )
     .unwrap();
     let a = NodeProc::start_in(
@@ -224,7 +279,7 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     let node_url = format!("http://{}", a.http);
 
     // 1. From the agents' namespace the provider is out of reach.
-    let (mut never, line) = tunnel_in(&agents, &home, &node_url, &lease, "never");
+    let (mut never, line) = tunnel_in(&agents, &home, &node_url, &[&lease], "never");
     let status = never.wait().unwrap();
     assert!(
         !status.success() && line.is_empty(),
@@ -232,7 +287,7 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     );
 
     // 2. `--relay auto` falls back to A's relay; the page comes through.
-    let (mut auto, line) = tunnel_in(&agents, &home, &node_url, &lease, "auto");
+    let (mut auto, line) = tunnel_in(&agents, &home, &node_url, &[&lease], "auto");
     let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
         panic!(
             "agora tunnel printed {line:?}; log: {}",
@@ -266,6 +321,50 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     assert_eq!(
         (status, replayed["error"]["code"].as_str()),
         (409, Some("replay"))
+    );
+    // Signed ten minutes ago; an endpoint the grant does not list; a grant listing none.
+    let old = agora_node::clock::now().saturating_sub(Duration::from_secs(600));
+    assert_eq!(
+        relay_refusal(&a, &lease, &relay_body_at(&agent, &grant, old)),
+        (409, "stale".to_owned())
+    );
+    let mut elsewhere = relay_body(&agent, &grant);
+    elsewhere["endpoint"] = json!(format!("{}:9", providers.ip));
+    assert_eq!(
+        relay_refusal(&a, &lease, &elsewhere),
+        (400, "not_an_endpoint".to_owned())
+    );
+    let nowhere = endpointless_grant(&agent);
+    assert_eq!(
+        relay_refusal(
+            &a,
+            &nowhere.body().lease.to_string(),
+            &relay_body(&agent, &nowhere)
+        ),
+        (409, "no_tunnel_endpoint".to_owned())
+    );
+    // `[relay] per_agent = 2`: with `--relay auto`'s session (until it idles) and the one
+    // just opened, the agent's next request is refused `relay_busy` (at most one more opens
+    // if the first idled out meanwhile).
+    let mut opened = 0;
+    let busy = loop {
+        let (status, answer) = http_json(
+            a.http,
+            "POST",
+            &path,
+            &[],
+            Some(&relay_body(&agent, &grant)),
+        );
+        match status {
+            201 if opened == 0 => opened += 1,
+            _ => break (status, answer),
+        }
+    };
+    assert_eq!(
+        (busy.0, busy.1["error"]["code"].as_str()),
+        (503, Some("relay_busy")),
+        "{}",
+        busy.1
     );
 
     // 4. Bytes altered on the relayed path break the connection; nothing altered arrives.
@@ -310,7 +409,100 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     );
     assert!(tamperer.altered.load(Ordering::Relaxed) > 0);
 
-    // 5. From the host (which routes to C), operations ride a direct QUIC connection to C's
+    // 5. A grantee in the agents' namespace: the agent publishes port 8080 and grants it to
+    // the grantee's key; `agora tunnel --grant` cannot reach C and falls back to A's relay.
+    let (ok, _, err) = agent_cli(
+        &home,
+        &a,
+        &[
+            "publish", &lease, "--port", "8080", "--name", "page", "--kind", "http",
+        ],
+    );
+    assert!(ok, "agent publish: {err}");
+    let grantee_home = tmp.path().join("grantee");
+    std::fs::create_dir_all(&grantee_home).unwrap();
+    let (grantee, _) =
+        keyfile::load_or_create(&grantee_home.join("agent.key"), &mut rand::rng()).unwrap();
+    let grant_file = tmp.path().join("grant.b64");
+    let (ok, _, err) = agent_cli(
+        &home,
+        &a,
+        &[
+            "grant",
+            &lease,
+            "--to",
+            &grantee.agora_id().to_string(),
+            "--port",
+            "8080",
+            "--out",
+            grant_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "agent grant: {err}");
+    let grant_arg = ["--grant", grant_file.to_str().unwrap()];
+    let (mut granted, line) = tunnel_in(&agents, &grantee_home, &node_url, &grant_arg, "auto");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        panic!(
+            "the grantee's agora tunnel printed {line:?}; log: {}",
+            std::fs::read_to_string(grantee_home.join("tunnel-auto.log")).unwrap_or_default()
+        )
+    });
+    assert!(v["relay"].is_string(), "relayed: {v}");
+    let local: SocketAddr = v["forwards"][0]["local"].as_str().unwrap().parse().unwrap();
+    let page = page_through(
+        SocketAddr::new(agents.ip.into(), local.port()),
+        &grantee_home,
+        &c,
+    );
+    assert!(page.contains("hello-through-the-tunnel"), "{page}");
+    let _ = granted.kill();
+    let _ = granted.wait();
+
+    // The grantee's relay is its grant's: not a stranger's, not another port, not a lease
+    // whose provider signed no endpoint A knows.
+    let service_grant: Signed<ServiceGrant> = Signed::decode(
+        &URL_SAFE_NO_PAD
+            .decode(std::fs::read_to_string(&grant_file).unwrap().trim())
+            .unwrap(),
+        &Ed25519,
+    )
+    .unwrap();
+    let cap = &grant.body().token;
+    let now = agora_node::clock::now();
+    let as_grantee = |who: &Identity, port: u16| {
+        grantee_relay_body(who, &service_grant, cap, port, agora_node::clock::now()).unwrap()
+    };
+    assert_eq!(
+        relay_refusal(&a, &lease, &as_grantee(&grantee, 22)),
+        (400, "port_not_allowed".to_owned())
+    );
+    assert_eq!(
+        relay_refusal(&a, &lease, &as_grantee(&stranger, HTTP)),
+        (403, "unauthorized".to_owned())
+    );
+    let nowhere = endpointless_grant(&agent);
+    let other_grant = Signed::sign(
+        ServiceGrant {
+            owner: agent.agora_id(),
+            lease: nowhere.body().lease,
+            provider: nowhere.body().provider,
+            grantee: grantee.agora_id(),
+            ports: vec![HTTP],
+            id: GrantId([9; 16]),
+            issued_at: now,
+            expires_at: now.saturating_add(Duration::from_secs(600)),
+        },
+        &agent,
+    )
+    .unwrap();
+    let body =
+        grantee_relay_body(&grantee, &other_grant, &nowhere.body().token, HTTP, now).unwrap();
+    assert_eq!(
+        relay_refusal(&a, &nowhere.body().lease.to_string(), &body),
+        (409, "no_tunnel_endpoint".to_owned())
+    );
+
+    // 6. From the host (which routes to C), operations ride a direct QUIC connection to C's
     // tunnel endpoint (`--direct`), skipping A: exec with input and its exit code, logs.
     let (ok, out, err) = agent_cli(
         &home,

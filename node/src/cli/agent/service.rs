@@ -7,7 +7,11 @@
 //! grant:   Signed<ServiceGrant> (lease, grantee, ports, expiry, random id) ─▶ stdout/--out,
 //!          handed to the grantee any way the agents like (nothing goes to a node)
 //! revoke:  Signed<LeaseOp> RevokeGrant ─▶ DELETE /v1/leases/{id}/grants/{grant} ─▶ provider
+//! extend:  (`agora agent extend`) the records of the lease re-signed with the new
+//!          capability ─▶ POST /v1/services, so grantees' tunnels outlive the old expiry
 //! ```
+//!
+//! What is signed is built by [`agora_node::agent::services`], as the MCP tools do.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -16,25 +20,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agora_protocol::AgoraId;
+use agora_node::agent::services::{self, Publication};
 use agora_protocol::lease::Op;
-use agora_protocol::service::{
-    GrantId, MAX_SERVICE_TTL, ServiceGrant, ServiceKind, ServiceRecord, ServiceWithdrawal,
-};
-use agora_protocol::{Signed, Timestamp};
+use agora_protocol::service::{GrantId, ServiceKind, ServiceRecord};
+use agora_protocol::{AgoraId, Signed};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::control::parse_secs;
 use super::lease::{
-    Agent, CALL_TIMEOUT, b64, find_lease, load_agent, report_failure, sign_op, verify_grant,
+    Agent, CALL_TIMEOUT, b64, decode_signed, find_lease, load_agent, report_failure, sign_op,
+    verify_grant,
 };
 use crate::cli::http_client::{DEFAULT_NODE, NodeClient};
 use crate::cli::{GlobalArgs, print_json};
-
-/// How long a grant works when `--ttl` is not given.
-const DEFAULT_GRANT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Args)]
 pub(crate) struct PublishArgs {
@@ -122,74 +122,25 @@ fn running_lease(client: &NodeClient, agent: &Agent, lease: &str) -> anyhow::Res
     Ok(Lease { id, grant })
 }
 
-fn check_ports(lease: &Lease, ports: &[u16]) -> anyhow::Result<()> {
-    let open = &lease.grant.body().token.body().ports;
-    for p in ports {
-        if !open.contains(p) {
-            bail!("port {p} is not one of the lease's ports {open:?}");
-        }
-    }
-    Ok(())
-}
-
-/// The record of `port` of `lease`, signed by its agent: listed until `ttl` from `now`, or
-/// the lease capability's expiry if sooner.
-fn record(
-    agent: &Agent,
-    lease: &Lease,
-    args: &PublishArgs,
-    now: Timestamp,
-) -> anyhow::Result<Signed<ServiceRecord>> {
-    let g = lease.grant.body();
-    let ttl = args
-        .ttl
-        .map_or(MAX_SERVICE_TTL, Duration::from_secs)
-        .min(MAX_SERVICE_TTL);
-    let expires_at = now.saturating_add(ttl).min(g.token.body().expires_at);
-    if expires_at <= now {
-        bail!("the lease's capability expired at {expires_at}");
-    }
-    Signed::sign(
-        ServiceRecord {
-            owner: agent.identity.agora_id(),
-            lease: lease.id,
-            provider: g.provider,
-            port: args.port,
-            name: args.name.clone().unwrap_or_default(),
-            kind: args.kind.unwrap_or(ServiceKind::Tcp),
-            description: args.description.clone(),
-            tunnel_endpoints: g.tunnel_endpoints.clone(),
-            capability: g.token.clone(),
-            seq: now.as_unix_millis(),
-            issued_at: now,
-            expires_at,
-        },
-        &agent.identity,
-    )
-    .context("cannot sign the service record")
-}
-
 pub(crate) fn publish(args: &PublishArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let agent = load_agent(args.key.as_deref())?;
     let client = NodeClient::new(&args.node)?;
     let lease = running_lease(&client, &agent, &args.lease)?;
-    check_ports(&lease, &[args.port])?;
+    services::check_ports(lease.grant.body(), &[args.port])?;
     let now = crate::cli::now()?;
     let body = if args.withdraw {
-        let w = Signed::sign(
-            ServiceWithdrawal {
-                owner: agent.identity.agora_id(),
-                lease: lease.id,
-                port: args.port,
-                seq: now.as_unix_millis(),
-                issued_at: now,
-            },
-            &agent.identity,
-        )
-        .context("cannot sign the withdrawal")?;
+        let w = services::withdrawal(&agent.identity, lease.id, args.port, now)?;
         json!({ "withdrawal": b64(&w) })
     } else {
-        json!({ "record": b64(&record(&agent, &lease, args, now)?) })
+        let what = Publication {
+            port: args.port,
+            name: args.name.clone().unwrap_or_default(),
+            kind: args.kind.unwrap_or(ServiceKind::Tcp),
+            description: args.description.clone(),
+            ttl: args.ttl.map(Duration::from_secs),
+        };
+        let record = services::record(&agent.identity, lease.grant.body(), &what, now)?;
+        json!({ "record": b64(&record) })
     };
     let (status, answer) = client.request_json(
         reqwest::Method::POST,
@@ -222,23 +173,15 @@ pub(crate) fn grant(args: &GrantArgs, global: &GlobalArgs) -> anyhow::Result<Exi
     let agent = load_agent(args.key.as_deref())?;
     let client = NodeClient::new(&args.node)?;
     let lease = running_lease(&client, &agent, &args.lease)?;
-    check_ports(&lease, &args.ports)?;
     let now = crate::cli::now()?;
-    let ttl = args.ttl.map_or(DEFAULT_GRANT_TTL, Duration::from_secs);
-    let signed = Signed::sign(
-        ServiceGrant {
-            owner: agent.identity.agora_id(),
-            lease: lease.id,
-            provider: lease.grant.body().provider,
-            grantee: args.to,
-            ports: args.ports.clone(),
-            id: GrantId(rand::random()),
-            issued_at: now,
-            expires_at: now.saturating_add(ttl),
-        },
+    let signed = services::grant(
         &agent.identity,
-    )
-    .context("cannot sign the grant")?;
+        lease.grant.body(),
+        args.to,
+        &args.ports,
+        args.ttl.map(Duration::from_secs),
+        now,
+    )?;
     let g = signed.body();
     let text = b64(&signed);
     if let Some(path) = &args.out {
@@ -302,4 +245,69 @@ pub(crate) fn revoke(args: &RevokeArgs, global: &GlobalArgs) -> anyhow::Result<E
         println!("revoked grant {} on lease {id}", args.grant);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After an extension re-signed `grant`: republishes the agent's records of the lease with
+/// the new capability (a grantee's tunnel presents the capability of the record it found,
+/// and the provider refuses one past its own expiry). Answers what was republished; a
+/// failure is reported, not fatal (the extension itself went through).
+pub(crate) fn republish_after_extension(
+    client: &NodeClient,
+    agent: &Agent,
+    grant: &Signed<agora_protocol::lease::LeaseGrant>,
+) -> Vec<Value> {
+    let g = grant.body();
+    let listed = match client.get_json(
+        "/v1/services",
+        &[
+            ("lease".into(), g.lease.to_string()),
+            ("owner".into(), agent.identity.agora_id().to_string()),
+        ],
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("could not list the lease's services to republish them: {e:#}");
+            return Vec::new();
+        }
+    };
+    let records: Vec<Signed<ServiceRecord>> = listed["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["signed"].as_str())
+        .filter_map(|t| decode_signed::<ServiceRecord>(t, "service record").ok())
+        .collect();
+    let fresh = match crate::cli::now()
+        .and_then(|now| Ok(services::refreshed(&agent.identity, g, &records, now)?))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("could not re-sign the lease's services: {e:#}");
+            return Vec::new();
+        }
+    };
+    let mut done = Vec::new();
+    for r in fresh {
+        let body = json!({ "record": b64(&r) });
+        match client.request_json(
+            reqwest::Method::POST,
+            "/v1/services",
+            Some(&body),
+            CALL_TIMEOUT,
+        ) {
+            Ok((200, answer)) => done.push(answer["service"].clone()),
+            Ok((status, answer)) => eprintln!(
+                "service {} (port {}) not republished: HTTP {status} {}",
+                r.body().name,
+                r.body().port,
+                answer["error"]
+            ),
+            Err(e) => eprintln!(
+                "service {} (port {}) not republished: {e:#}",
+                r.body().name,
+                r.body().port
+            ),
+        }
+    }
+    done
 }
