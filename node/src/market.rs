@@ -130,6 +130,11 @@ impl Market {
         verdict
     }
 
+    /// Counts a sync page's outcome that is not an offer's (`malformed`, `bad_signature`).
+    pub fn count_synced(&self, result: &str) {
+        self.metrics.synced(result);
+    }
+
     /// Applies one of our own messages before it is published (we never validate our own
     /// gossip, and our book must show our own offer).
     pub fn apply_own(&mut self, msg: &GossipMessage, now: Timestamp) -> Verdict {
@@ -215,6 +220,13 @@ impl Market {
     /// [`agora_protocol::gossip::book_digest`]).
     pub fn digest(&self, now: Timestamp) -> Digest {
         self.inner.digest(now)
+    }
+
+    /// Our request for a peer's sync page after provider `after` (from the beginning for
+    /// `None`, with our digest): it lists the offers we hold after `after`, so the page
+    /// carries only those we lack or hold older (see [`market::Market::sync_request`]).
+    pub fn sync_request(&self, after: Option<AgoraId>, now: Timestamp) -> SyncRequest {
+        self.inner.sync_request(after, now)
     }
 
     /// One page of unexpired offers after provider `after`, for a peer's sync request; an

@@ -43,12 +43,18 @@ pub struct NodeMetrics {
     pub publishes: Family<PublishLabels, Counter>,
     /// Offers received over point-to-point sync, by outcome.
     pub sync_offers: Family<GossipLabels, Counter>,
+    /// Service records and withdrawals received over point-to-point sync, by outcome.
+    pub sync_services: Family<GossipLabels, Counter>,
     /// Offers in the book now.
     pub offers: Gauge,
     /// Connected peers now.
     pub peers: Gauge,
     /// Lease requests answered (provider) and relayed (gateway), by result.
     pub leases: Family<LeaseLabels, Counter>,
+    /// Ledger entries: `kind` is `appended` (own, `result` the fact kind) or `synced`
+    /// (peers', `result` the outcome: `accepted`, `duplicate`, `pending`, `refused`,
+    /// `invalid`).
+    pub ledger_entries: Family<GossipLabels, Counter>,
 }
 
 impl NodeMetrics {
@@ -71,12 +77,22 @@ impl NodeMetrics {
             "Offers received through point-to-point sync, by result",
             m.sync_offers.clone(),
         );
+        r.register(
+            "sync_services",
+            "Service records and withdrawals received through point-to-point sync, by kind and result",
+            m.sync_services.clone(),
+        );
         r.register("offers", "Offers in the offer book", m.offers.clone());
         r.register("peers", "Connected peers", m.peers.clone());
         r.register(
             "leases",
             "Lease requests answered (provider) or relayed (gateway), by result",
             m.leases.clone(),
+        );
+        r.register(
+            "ledger_entries",
+            "Ledger entries appended by this node (by fact kind) or synced from peers (by outcome)",
+            m.ledger_entries.clone(),
         );
         m
     }
@@ -101,11 +117,33 @@ impl NodeMetrics {
             .inc();
     }
 
+    /// Counts one service record (`kind` `service`) or withdrawal (`service_withdrawal`)
+    /// received over sync.
+    pub fn synced_service(&self, kind: &str, result: &str) {
+        self.sync_services
+            .get_or_create(&GossipLabels {
+                kind: kind.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts one lease outcome for `role` (`provider` or `gateway`).
     pub fn lease(&self, role: &str, result: &str) {
         self.leases
             .get_or_create(&LeaseLabels {
                 role: role.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one ledger entry: `source` `appended` or `synced`, with its fact kind or
+    /// outcome.
+    pub fn ledger(&self, source: &str, result: &str) {
+        self.ledger_entries
+            .get_or_create(&GossipLabels {
+                kind: source.to_owned(),
                 result: result.to_owned(),
             })
             .inc();

@@ -132,6 +132,16 @@ fn sync_response() {
 }
 
 #[test]
+fn service_sync_request() {
+    replay_with_accepted("service_sync_request");
+}
+
+#[test]
+fn service_sync_response() {
+    replay_with_accepted("service_sync_response");
+}
+
+#[test]
 fn signed_signup_record() {
     replay_with_accepted("signed_signup_record");
 }
@@ -194,4 +204,14 @@ fn signed_read_proof() {
 #[test]
 fn signed_ledger_entry() {
     replay_with_accepted("signed_ledger_entry");
+}
+
+#[test]
+fn quota_certificate() {
+    replay_with_accepted("quota_certificate");
+}
+
+#[test]
+fn quota_request() {
+    replay_with_accepted("quota_request");
 }

@@ -15,6 +15,7 @@ mod attest;
 mod demo;
 mod http_client;
 mod id;
+mod ledger;
 mod mcp;
 mod node;
 mod offers;
@@ -24,7 +25,8 @@ mod tunnel_grant;
 
 /// Exit code for errors (bad input, I/O).
 pub const EXIT_ERROR: u8 = 1;
-/// Exit code when a credential was checked and rejected.
+/// Exit code when something was checked and rejected (a credential, a ledger that does not
+/// verify).
 pub const EXIT_REJECTED: u8 = 3;
 
 /// Largest input read from stdin or an argument file (a credential is far smaller).
@@ -95,6 +97,9 @@ enum Command {
     /// As an agent's owner: list or watch the lease requests waiting for your approval.
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
+    /// The replicated evidence log: a node's state, or a data dir verified offline.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Forward local TCP ports to a lease's workload ports over the provider's QUIC tunnel
     /// (`-L [BIND:]LOCAL:REMOTE`, repeatable); runs until interrupted.
     Tunnel(Box<tunnel::TunnelArgs>),
@@ -133,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => approvals::approve(&args, &cli.global),
         Command::Approvals(cmd) => approvals::run(&cmd, &cli.global),
         Command::Tunnel(args) => tunnel::run(&args, &cli.global),
+        Command::Ledger(cmd) => ledger::run(cmd, &cli.global),
     }
 }
 

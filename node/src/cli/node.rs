@@ -55,6 +55,9 @@ pub(super) struct StartArgs {
     /// Role (repeatable): provider, gateway, validator.
     #[arg(long = "role", value_name = "ROLE")]
     roles: Vec<Role>,
+    /// The quota committee's genesis file (a node it lists is a validator).
+    #[arg(long, value_name = "FILE")]
+    genesis: Option<PathBuf>,
     /// Region, e.g. eu-west.
     #[arg(long)]
     region: Option<String>,
@@ -121,6 +124,9 @@ impl StartArgs {
         }
         if !self.roles.is_empty() {
             c.roles.clone_from(&self.roles);
+        }
+        if let Some(g) = &self.genesis {
+            c.genesis = Some(g.clone());
         }
         if let Some(r) = &self.region {
             c.region.clone_from(r);

@@ -129,7 +129,11 @@ pub struct NodeConfig {
     /// The roles this node plays.
     #[serde(default = "default_roles")]
     pub roles: Vec<Role>,
-    /// The genesis file (validators, free-tier allowance), needed for the validator role.
+    /// The quota committee's genesis file (validators, issuers, free-tier allowance; see
+    /// [`agora_protocol::committee::Genesis`]), relative to this file. With it the node
+    /// takes part in the committee (as a validator when the genesis lists its id), gateways
+    /// certify agents' locks and providers admit only against lock certificates; without
+    /// it providers keep their own quota book. Needed for the validator role.
     #[serde(default)]
     pub genesis: Option<PathBuf>,
     /// Region, e.g. `eu-west`.
@@ -423,6 +427,9 @@ impl NodeConfig {
         for file in &mut config.trust.revocation_files {
             *file = base.join(&*file);
         }
+        if let Some(genesis) = &mut config.genesis {
+            *genesis = base.join(&*genesis);
+        }
         config.validate(path)?;
         Ok(config)
     }
@@ -449,6 +456,25 @@ impl NodeConfig {
         &self,
     ) -> Result<BTreeMap<String, agora_protocol::signup::TierLimits>, (String, String)> {
         signup::resolve_tiers(&self.tiers)
+    }
+
+    /// The quota committee of the `genesis` file, if one is configured.
+    ///
+    /// # Errors
+    /// The file cannot be read (or is over 1 MiB), or is not a valid genesis (the message
+    /// names the line and field).
+    pub fn committee(&self) -> Result<Option<agora_protocol::committee::Committee>, String> {
+        use std::io::Read as _;
+        let Some(path) = &self.genesis else {
+            return Ok(None);
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(Self::MAX_BYTES).read_to_string(&mut text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        agora_protocol::committee::Genesis::from_toml(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The key file: as configured, else `<data_dir>/identity.key`.
@@ -497,6 +523,7 @@ impl NodeConfig {
                 "the validator role needs a genesis file listing this node".into(),
             ));
         }
+        self.committee().map_err(|e| invalid("genesis", e))?;
         bounds::token("region", &self.region, 32).map_err(|e| invalid("region", e.to_string()))?;
         bounds::labels("labels", &self.labels, 16).map_err(|e| invalid("labels", e.to_string()))?;
         self.network.validate(&invalid)?;

@@ -62,7 +62,9 @@ pub fn open(
         crate::clock::now(),
     )
     .map_err(|e| DaemonError::Leases(e.to_string()))?
-    .with_metrics(shared.metrics.clone());
+    .with_metrics(shared.metrics.clone())
+    .with_ledger(shared.ledger().cloned())
+    .with_quota(shared.quota().cloned());
     // Requests may name the offer a previous run signed (still in peers' books).
     if let Some(offer) = shared
         .market()

@@ -26,10 +26,12 @@ use crate::store::{Column, RocksStore, Store};
 use crate::{clock, http};
 
 pub mod leases;
+pub mod ledger;
 pub mod network;
 pub mod peers;
 pub mod provider;
 pub mod shared;
+pub mod sync;
 pub mod tunnel;
 pub mod workloads;
 
@@ -37,7 +39,7 @@ pub use network::{NetCommand, split_peer};
 pub use shared::{NetStatus, PeerStatus, Shared};
 
 /// [`Column::Identity`] key recording which identity owns this data dir.
-const OWNER_KEY: &[u8] = b"agora_id";
+pub const OWNER_KEY: &[u8] = b"agora_id";
 
 /// Why the node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,12 @@ pub enum DaemonError {
     /// Agent signup could not be set up (trust roots, revocation lists, tiers).
     #[error("agent signup: {0}")]
     Signup(String),
+    /// The ledger could not be read from the store.
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// The quota committee could not be set up (genesis, stored votes).
+    #[error("quota committee: {0}")]
+    Quota(String),
 }
 
 impl From<crate::store::OpenError> for DaemonError {
@@ -200,9 +208,27 @@ impl RunningNode {
             crate::agent::SignupService::new(identity.agora_id(), store_dyn.clone(), &config)
                 .map_err(DaemonError::Signup)?,
         ));
+        let evidence = ledger::open(&identity, store_dyn.clone(), shared.metrics.clone())?;
+        shared.set_ledger(evidence.clone());
 
         let (net_tx, net_rx) = mpsc::channel(network::COMMAND_QUEUE);
         shared.set_net(net_tx.clone());
+        if let Some(committee) = config.committee().map_err(DaemonError::Quota)? {
+            let quota = crate::committee::Quota::open(
+                identity.clone(),
+                committee,
+                store_dyn.clone(),
+                net_tx.clone(),
+            )
+            .map_err(|e| DaemonError::Quota(e.to_string()))?;
+            if config.has_role(Role::Validator) && !quota.is_validator() {
+                return Err(DaemonError::Quota(format!(
+                    "the validator role is set, but the genesis does not list {}",
+                    identity.agora_id()
+                )));
+            }
+            shared.set_quota(Arc::new(quota));
+        }
         let mut regions = vec![config.region.clone()];
         regions.extend(
             config
@@ -252,6 +278,26 @@ impl RunningNode {
 
         let mut tasks = Vec::new();
         let (stop_reaper, _) = watch::channel(false);
+        if let Some(quota) = shared.quota() {
+            tasks.push(tokio::spawn(
+                quota
+                    .clone()
+                    .run_unlocks(stop_reaper.subscribe())
+                    .instrument(info_span!("quota")),
+            ));
+        }
+        // Revocations once the first sync had a moment (those peers logged are skipped).
+        let mut stop = stop_reaper.subscribe();
+        let (revoked, revoked_config) = (evidence.clone(), config.clone());
+        tasks.push(tokio::spawn(async move {
+            let waited = tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(10)) => true,
+                _ = stop.wait_for(|s| *s) => false,
+            };
+            if waited {
+                ledger::record_revocations(revoked, revoked_config).await;
+            }
+        }));
         tasks.push(tokio::spawn(
             prune_relayed(
                 gateway.clone(),
@@ -308,6 +354,10 @@ impl RunningNode {
                     runtimes.supervisor.clone(),
                 )?;
                 gateway.set_local(leases.clone());
+                tasks.push(tokio::spawn(
+                    ledger::reconcile(leases.clone(), evidence.clone(), stop_reaper.subscribe())
+                        .instrument(info_span!("ledger")),
+                ));
                 let tunnels = tunnel::start(
                     &config,
                     p,
@@ -422,6 +472,9 @@ impl RunningNode {
     /// (`[trust]` with its revocation lists, `[signup] pow_bits`, `[tiers]`) take effect
     /// while running; other changes are reported and need a restart.
     pub async fn reload(&self, config: NodeConfig) {
+        if let Some(evidence) = self.shared.ledger() {
+            tokio::spawn(ledger::record_revocations(evidence.clone(), config.clone()));
+        }
         if let Some(signup) = self.shared.signup() {
             match signup.reload(&config) {
                 Ok(()) => info!("trust roots, revocation lists, proof of work and tiers reloaded"),

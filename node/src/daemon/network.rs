@@ -9,7 +9,16 @@
 //! Published services ride the same gossipsub on their own topic
 //! ([`agora_protocol::service::SERVICES_TOPIC`], followed by every node): messages on it go
 //! to the services directory instead of the market, and [`NetCommand::PublishService`]
-//! publishes what agents submit. They are not synced on connect (live gossip only).
+//! publishes what agents submit. Both books are also synced point to point, page by page,
+//! on every new connection and in each anti-entropy round ([`super::sync`]: offers on
+//! `/agora/offer-sync/2`, services on `/agora/service-sync/1`).
+//!
+//! The quota committee (`committee` below) talks point to point on `/agora/quota/1`:
+//! [`NetCommand::Quota`] calls a validator, inbound requests go to the node's
+//! [`Quota`](crate::committee::Quota) service.
+//!
+//! The ledger (`ledger` below) announces its heads on `agora/v1/ledger` and syncs entries
+//! point to point on `/agora/ledger/1`.
 //!
 //! Leases travel point to point on `/agora/lease/1`: [`NetCommand::Lease`] sends a gateway's
 //! request to a provider by peer id (dialled through the addresses Kademlia knows, after a
@@ -22,12 +31,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use agora_attest::identity::agora_id_of;
-use agora_protocol::gossip::{
-    GossipMessage, MAX_REGION_TOPICS, MAX_SYNC_PAGE, SyncRequest, SyncResponse, offers_topic,
-    region_of_topic,
-};
+use agora_protocol::Timestamp;
+use agora_protocol::gossip::{GossipMessage, MAX_REGION_TOPICS, offers_topic, region_of_topic};
 use agora_protocol::service::{MAX_SERVICE_TTL, SERVICES_TOPIC, ServiceGossip};
-use agora_protocol::{Ed25519, Timestamp};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -42,11 +48,18 @@ use tracing::{debug, info, warn};
 
 use super::peers;
 use super::shared::{NetStatus, PeerStatus, Shared};
+use super::sync::Book;
 use crate::clock;
 use crate::market::Verdict;
 use crate::net::scoring::{Offence, Penalties, offers_topic_params};
 use crate::net::{Behaviour, BehaviourEvent, KAD_PROTOCOL, PROTOCOL_VERSION};
 use crate::store::Store;
+
+mod book_sync;
+mod committee;
+mod ledger;
+
+pub use committee::QuotaCall;
 
 /// Requests to the event loop.
 #[derive(Debug)]
@@ -61,6 +74,9 @@ pub enum NetCommand {
     /// Send a lease request (an encoded `lease_rpc::Request`) to a peer and hand back its
     /// encoded answer.
     Lease(Box<LeaseCall>),
+    /// Send a quota committee request (an encoded `quota_rpc::Request`) to a validator and
+    /// hand back its encoded answer.
+    Quota(Box<QuotaCall>),
 }
 
 /// A lease request to send to `peer`; the answer (or why there is none) goes to `reply`.
@@ -104,8 +120,6 @@ pub const COMMAND_QUEUE: usize = 64;
 
 /// Most own messages waiting for a retry; the oldest is dropped beyond it.
 const MAX_PENDING: usize = 32;
-/// Most sync pages fetched from one peer per connection (64 offers each).
-const MAX_SYNC_PAGES: u32 = 200;
 /// Event-loop tick: retries, expiry, status refresh.
 const TICK: Duration = Duration::from_millis(500);
 /// Delay before syncing with the peer that made us follow a new region.
@@ -153,7 +167,7 @@ pub struct NetworkLoop {
     peer_info: HashMap<PeerId, PeerInfo>,
     connected_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     pending: VecDeque<Pending>,
-    sync_requests: HashMap<OutboundRequestId, (PeerId, u32)>,
+    sync_requests: HashMap<(Book, OutboundRequestId), (PeerId, u32)>,
     delayed_syncs: Vec<(PeerId, tokio::time::Instant)>,
     redial_soon: bool,
     regions: BTreeSet<String>,
@@ -163,6 +177,8 @@ pub struct NetworkLoop {
     parked: HashMap<PeerId, Vec<LeaseCall>>,
     lookups: HashMap<kad::QueryId, PeerId>,
     answering: FuturesUnordered<Answering>,
+    ledger: ledger::LedgerSync,
+    quota: committee::QuotaNet,
 }
 
 impl NetworkLoop {
@@ -183,6 +199,7 @@ impl NetworkLoop {
                 .listen_on(addr.clone())
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         }
+        let ledger_sync = ledger::LedgerSync::new(shared.ledger().cloned());
         let mut this = Self {
             swarm,
             shared,
@@ -204,6 +221,8 @@ impl NetworkLoop {
             parked: HashMap::new(),
             lookups: HashMap::new(),
             answering: FuturesUnordered::new(),
+            ledger: ledger_sync,
+            quota: committee::QuotaNet::default(),
         };
         for region in this.config.regions.clone() {
             let _ = this.follow(&region)?;
@@ -215,6 +234,7 @@ impl NetworkLoop {
             .map_err(|e| format!("cannot subscribe to {services}: {e}"))?;
         gs.set_topic_params(services.clone(), offers_topic_params())
             .map_err(|e| format!("cannot score topic {services}: {e}"))?;
+        this.ledger_subscribe()?;
         for (peer, addr) in this.config.bootstrap.clone() {
             this.swarm
                 .behaviour_mut()
@@ -259,12 +279,19 @@ impl NetworkLoop {
                     Some(NetCommand::Publish(msg)) => self.publish(&msg),
                     Some(NetCommand::PublishService(msg)) => self.publish_service(&msg),
                     Some(NetCommand::Lease(call)) => self.send_lease(*call, false),
+                    Some(NetCommand::Quota(call)) => self.send_quota(*call),
                     Some(NetCommand::Shutdown(done)) => {
                         self.retry_pending();
                         stopping = Some((done, tokio::time::Instant::now() + SHUTDOWN_GRACE));
                     }
                     None => break,
                 },
+                Some(done) = self.ledger.ingesting.next(), if !self.ledger.ingesting.is_empty() => {
+                    self.on_ledger_ingested(done);
+                }
+                Some((channel, bytes)) = self.quota.answering.next(), if !self.quota.answering.is_empty() => {
+                    self.on_quota_answered(channel, bytes);
+                }
                 Some((channel, answer)) = self.answering.next(), if !self.answering.is_empty() => {
                     match answer {
                         Some(bytes) => {
@@ -413,7 +440,7 @@ impl NetworkLoop {
         self.delayed_syncs = later;
         for (peer, _) in ready {
             if self.swarm.is_connected(&peer) {
-                self.request_sync(peer, None, 0);
+                self.request_sync(Book::Offers, peer, None, 0);
             }
         }
         let expired = self.shared.market().expire(now);
@@ -441,12 +468,13 @@ impl NetworkLoop {
         }
         // Anti-entropy: now and then, sync with one connected peer.
         let sync_ticks = (self.config.sync_interval.as_millis() / TICK.as_millis()).max(1);
+        self.ledger_tick(u128::from(self.ticks).is_multiple_of(sync_ticks));
         if u128::from(self.ticks).is_multiple_of(sync_ticks) {
             let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
             if !peers.is_empty() {
                 let pick = usize::try_from(self.ticks).unwrap_or(0) % peers.len();
                 if let Some(peer) = peers.get(pick) {
-                    self.request_sync(*peer, None, 0);
+                    self.sync_round(*peer);
                 }
             }
         }
@@ -545,8 +573,13 @@ impl NetworkLoop {
                 self.libp2p_metrics.record(&ev);
                 self.on_kad(ev);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(Book::Offers, ev),
+            SwarmEvent::Behaviour(BehaviourEvent::ServiceSync(ev)) => {
+                self.on_sync(Book::Services, ev);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Lease(ev)) => self.on_lease(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Ledger(ev)) => self.on_ledger(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Quota(ev)) => self.on_quota(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address
@@ -578,7 +611,8 @@ impl NetworkLoop {
                     .or_default()
                     .push(endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
-                    self.request_sync(peer_id, None, 0);
+                    self.sync_round(peer_id);
+                    self.ledger_connected(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -592,6 +626,7 @@ impl NetworkLoop {
                 if num_established == 0 {
                     self.connected_addrs.remove(&peer_id);
                     self.peer_info.remove(&peer_id);
+                    self.ledger_disconnected(&peer_id);
                 } else if let Some(list) = self.connected_addrs.get_mut(&peer_id) {
                     let gone = endpoint.get_remote_address();
                     if let Some(i) = list.iter().position(|a| a == gone) {
@@ -616,6 +651,19 @@ impl NetworkLoop {
                 message_id,
                 message,
             } => {
+                if self.ledger.is_topic(&message.topic) {
+                    let acceptance =
+                        self.on_ledger_gossip(message.source, propagation_source, &message.data);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                    return;
+                }
                 let topic = message.topic.as_str();
                 let verdict = if topic == SERVICES_TOPIC {
                     self.shared
@@ -721,121 +769,6 @@ impl NetworkLoop {
                 debug!(peer = %ev.peer, error = %e, "ping failed; closing connection");
                 self.swarm.close_connection(ev.connection);
             }
-        }
-    }
-
-    fn request_sync(&mut self, peer: PeerId, after: Option<agora_protocol::AgoraId>, page: u32) {
-        let digest = after
-            .is_none()
-            .then(|| self.shared.market().digest(clock::now()));
-        let req = SyncRequest {
-            after,
-            limit: MAX_SYNC_PAGE,
-            digest,
-        };
-        let Ok(bytes) = req.encode() else {
-            return;
-        };
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
-        self.sync_requests.insert(id, (peer, page));
-    }
-
-    fn on_sync(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
-        match ev {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => self.answer_sync(peer, &request, channel),
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                let page = self.sync_requests.remove(&request_id).map_or(0, |(_, n)| n);
-                self.on_sync_page(peer, &response, page);
-            }
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                self.sync_requests.remove(&request_id);
-                debug!(%peer, %error, "sync request failed");
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "sync answer failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn answer_sync(&mut self, peer: PeerId, request: &[u8], channel: ResponseChannel<Vec<u8>>) {
-        let Ok(req) = SyncRequest::decode(request) else {
-            // Dropping the channel closes the stream: the peer gets no answer.
-            self.penalise(peer, Offence::BadSync);
-            return;
-        };
-        let page = self.shared.market().page(&req, clock::now());
-        match page.encode() {
-            Ok(bytes) => {
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, bytes);
-            }
-            Err(e) => warn!(error = %e, "cannot encode sync page"),
-        }
-    }
-
-    fn on_sync_page(&mut self, peer: PeerId, bytes: &[u8], page: u32) {
-        let resp = match SyncResponse::decode(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                debug!(%peer, error = %e, "malformed sync page");
-                self.shared.metrics.synced("malformed");
-                self.penalise(peer, Offence::BadSync);
-                return;
-            }
-        };
-        let (offers, bad_offers) = resp.verified_offers(&Ed25519);
-        let (withdrawals, bad_withdrawals) = resp.verified_withdrawals(&Ed25519);
-        let bad = bad_offers + bad_withdrawals;
-        for _ in 0..bad {
-            self.shared.metrics.synced("bad_signature");
-        }
-        if bad > 0 {
-            self.penalise(peer, Offence::BadSync);
-        }
-        let now = clock::now();
-        let mut accepted = 0usize;
-        {
-            let mut market = self.shared.market();
-            for offer in offers {
-                if market.on_synced(offer, now) == Verdict::Accept {
-                    accepted += 1;
-                }
-            }
-            for w in withdrawals {
-                if market.on_synced_withdrawal(w, now) == Verdict::Accept {
-                    accepted += 1;
-                }
-            }
-        }
-        debug!(%peer, page, accepted, "sync page applied");
-        if let Some(next) = resp.next
-            && page + 1 < MAX_SYNC_PAGES
-        {
-            self.request_sync(peer, Some(next), page + 1);
         }
     }
 }

@@ -71,6 +71,8 @@ pub struct Shared {
     services: Mutex<crate::services::Services>,
     net: std::sync::OnceLock<tokio::sync::mpsc::Sender<super::NetCommand>>,
     relay: std::sync::OnceLock<crate::tunnel::relay::Relay>,
+    ledger: std::sync::OnceLock<Arc<crate::ledger::Ledger>>,
+    quota: std::sync::OnceLock<Arc<crate::committee::Quota>>,
 }
 
 /// What a provider can run, as `GET /v1/node` shows it.
@@ -122,6 +124,8 @@ impl Shared {
             services: Mutex::new(services),
             net: std::sync::OnceLock::new(),
             relay: std::sync::OnceLock::new(),
+            ledger: std::sync::OnceLock::new(),
+            quota: std::sync::OnceLock::new(),
         }
     }
 
@@ -168,6 +172,26 @@ impl Shared {
     /// Sets the tunnel relay (once, at start, when `[relay] enabled`).
     pub fn set_relay(&self, relay: crate::tunnel::relay::Relay) {
         let _ = self.relay.set(relay);
+    }
+
+    /// Records the ledger (once, at start).
+    pub fn set_ledger(&self, ledger: Arc<crate::ledger::Ledger>) {
+        let _ = self.ledger.set(ledger);
+    }
+
+    /// The node's ledger (set at start).
+    pub fn ledger(&self) -> Option<&Arc<crate::ledger::Ledger>> {
+        self.ledger.get()
+    }
+
+    /// Records the quota committee service (once, at start, when a genesis is configured).
+    pub fn set_quota(&self, quota: Arc<crate::committee::Quota>) {
+        let _ = self.quota.set(quota);
+    }
+
+    /// The quota committee service, when the node has a genesis.
+    pub fn quota(&self) -> Option<&Arc<crate::committee::Quota>> {
+        self.quota.get()
     }
 
     /// The tunnel relay, if this node relays.

@@ -147,6 +147,7 @@ pub async fn approve(
         .propose(LeaseProposal {
             request: pending.request.clone(),
             approval: Some(approval),
+            lock: None,
         })
         .await;
     let state = match &outcome {

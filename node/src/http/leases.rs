@@ -350,6 +350,11 @@ pub struct CreateLease {
     /// The owner's signed `Approval`, base64url, when above the spending limit.
     #[serde(default)]
     pub approval: Option<String>,
+    /// The agent's signed lock (`ChainOp` with a `Lock` for this lease at one candidate),
+    /// base64url: on a network with a quota committee the node certifies it and relays the
+    /// request with the certificate, to that candidate only.
+    #[serde(default)]
+    pub lock: Option<String>,
 }
 
 pub(super) fn refusal_status(code: RefusalCode) -> StatusCode {
@@ -374,9 +379,16 @@ pub async fn create(
         .map(|a| decode_signed(a, "malformed_approval", "approval"))
         .transpose()?;
     let gateway = gateway(&shared)?;
+    let lock = super::quota::certify_lock(&shared, body.lock.as_deref(), &request).await?;
     let req = request.body().clone();
     let original = request.clone();
-    let outcome = gateway.propose(LeaseProposal { request, approval }).await;
+    let outcome = gateway
+        .propose(LeaseProposal {
+            request,
+            approval,
+            lock,
+        })
+        .await;
     // Over its spending limit, with an owner named: the request waits for the owner.
     if let Proposed::Stopped { refusal, attempts } = &outcome
         && refusal.body().refusal.code == RefusalCode::ApprovalRequired

@@ -12,6 +12,8 @@
 //! | `GET /v1/signup/challenge` | a fresh signup challenge and the proof of work required |
 //! | `POST /v1/signup` | `{"record": "<base64url>"}` → the agent's account and signup record |
 //! | `GET /v1/accounts/{agent}` | an agent's account at this node |
+//! | `GET /v1/accounts/{agent}/quota` | the agent's quota account at the committee (see [`quota`]) |
+//! | `POST /v1/accounts/{agent}/quota` | `{"op"}`: the agent's signed credit or free-tier claim, certified |
 //! | `POST /v1/tokens` | `{"delegation", "signup"?}` → a bearer token for this node only (see [`tokens`]) |
 //! | `GET`/`DELETE /v1/tokens/self` | what the request's bearer token stands for; revoke it |
 //! | `POST /v1/leases` | `{"request": "<signed LeaseRequest>"}` → relayed to its candidates (see [`leases`]) |
@@ -26,6 +28,7 @@
 //! | `GET /v1/leases/{id}/logs?op=` | the workload's output, NDJSON; follows when the signed op says so |
 //! | `PUT /v1/leases/{id}/files?op=` | a tar stream unpacked in the workload |
 //! | `GET /v1/leases/{id}/files?op=` | a file or directory of the workload as a tar stream |
+//! | `GET /v1/ledger/state` | the evidence log here: state hash, heads, counts by fact kind (see [`ledger`]) |
 //! | `GET /v1/approvals?owner=ID` | lease requests waiting for their owner (see [`approvals`]) |
 //! | `GET /v1/approvals/{id}` | one waiting request and where it is |
 //! | `POST /v1/approvals/{id}` | `{"approval": "<signed Approval>"}` → the request relayed again with it |
@@ -60,8 +63,10 @@ pub mod accounts;
 pub mod approvals;
 pub mod json;
 pub mod leases;
+pub mod ledger;
 pub mod offers;
 mod query;
+pub mod quota;
 pub mod read_proof;
 pub mod relay;
 pub mod services;
@@ -147,6 +152,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/accounts/{agent}", get(accounts::one))
         .route(
+            "/v1/accounts/{agent}/quota",
+            get(quota::account)
+                .post(quota::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(quota::MAX_BODY_BYTES)),
+        )
+        .route(
             "/v1/tokens",
             post(tokens::issue).layer(axum::extract::DefaultBodyLimit::max(
                 signup::MAX_BODY_BYTES + 1024,
@@ -179,6 +190,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/v1/leases/{id}/files",
             get(streams::get_files).put(streams::put_files),
         )
+        .route("/v1/ledger/state", get(ledger::state))
         .route("/v1/approvals", get(approvals::list))
         .route(
             "/v1/approvals/{id}",

@@ -13,6 +13,9 @@
 //! | `pow_invalid` | 403 | the proof of work does not check out |
 //! | `untrusted` | 403 | the attestation does not verify here (unknown issuer, expired, revoked, …) |
 //! | `unknown_account` | 404 | `GET /v1/accounts/{agent}`: no signup here |
+//!
+//! A signup is recorded in the ledger before it is answered; the answer's `ledger_entry`
+//! names the entry (hex digest), or is `null` when the ledger could not take it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,7 +89,35 @@ pub async fn signup(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let account = service(&shared)?.signup(peer.ip(), &body.record, clock::now())?;
     let record = account.signup_record.clone();
+    let entry = match shared.ledger() {
+        Some(ledger) => log_signup(ledger, &record).await,
+        None => None,
+    };
     Ok(Json(
-        serde_json::json!({ "account": account, "signup_record": record }),
+        serde_json::json!({ "account": account, "signup_record": record, "ledger_entry": entry }),
     ))
+}
+
+/// Appends the signup record to the ledger: the digest of the entry (hex), written and
+/// synced, or `None` (logged) when the ledger refused it. The account stands either way:
+/// the agent's signup does not depend on the evidence log.
+async fn log_signup(ledger: &Arc<crate::ledger::Ledger>, record_base64: &str) -> Option<String> {
+    use agora_protocol::ledger::Fact;
+    use agora_protocol::signup::SignupRecord;
+    use agora_protocol::{Ed25519, Signed};
+    let bytes = agora_protocol::attestation::decode_base64(
+        record_base64,
+        Signed::<SignupRecord>::MAX_WIRE_BYTES,
+    )
+    .ok()?;
+    let record = Signed::<SignupRecord>::decode(&bytes, &Ed25519).ok()?;
+    let agent = record.body().agent;
+    match ledger.record(Fact::Signup(record)).await {
+        Ok(crate::ledger::Appended::New(entry)) => Some(entry.digest().to_string()),
+        Ok(crate::ledger::Appended::Known(_)) => None,
+        Err(e) => {
+            tracing::warn!(%agent, error = %e, "cannot record the signup in the ledger");
+            None
+        }
+    }
 }

@@ -310,7 +310,13 @@ impl Gateway {
         let req = proposal.request.body().clone();
         let request = rpc::Request::Propose(proposal);
         let mut attempts = Vec::new();
-        for candidate in &req.candidates {
+        // A lock certificate names one provider: the request goes to that candidate only.
+        let locked_to = proposal_lock_provider(&request);
+        for candidate in req
+            .candidates
+            .iter()
+            .filter(|c| locked_to.is_none_or(|p| p == c.provider))
+        {
             let started = std::time::Instant::now();
             let answer = self.call(&candidate.provider, &request, self.timeout).await;
             let outcome = match answer {
@@ -638,4 +644,18 @@ pub fn is_relayed(op: &Op) -> bool {
         op,
         Op::Extend { .. } | Op::Stop | Op::Status | Op::RevokeGrant { .. }
     )
+}
+
+/// The provider a proposal's lock certificate names, if it carries one.
+fn proposal_lock_provider(request: &rpc::Request) -> Option<AgoraId> {
+    let rpc::Request::Propose(p) = request else {
+        return None;
+    };
+    match &p.lock.as_ref()?.op {
+        agora_protocol::committee::Op::Chain(c) => match &c.body().action {
+            agora_protocol::committee::Action::Lock(terms) => Some(terms.provider),
+            agora_protocol::committee::Action::Credit(_) => None,
+        },
+        _ => None,
+    }
 }

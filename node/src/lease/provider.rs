@@ -8,6 +8,7 @@
 //! Operate(Stop)   ─▶ check_op ─▶ Supervisor::stop(stopped_by_agent) ─▶ end ─▶ settle ─▶ final receipt
 //! Operate(RevokeGrant) ─▶ check_op ─▶ grant id kept with the lease ─▶ tunnel streams under it cut
 //! tick (1 s)      ─▶ workloads that ended, leases that expired ─▶ end ─▶ settle ─▶ final receipt
+//! grant, final receipt ─▶ Ledger::record (before the grant is answered; see `with_ledger`)
 //!                 ─▶ usage samples (5 s: runtime stats, tunnel bytes from tunnel::Meter)
 //!                 ─▶ periodic receipts ─▶ forget ended leases after retention
 //! ```
@@ -32,6 +33,7 @@ use agora_protocol::lease::{
     Refusal, RefusalCode,
 };
 use agora_protocol::lease_rpc::{self as rpc, LeaseStatus};
+use agora_protocol::ledger::{Fact, Usage as UsageFact};
 use agora_protocol::quota::{QuotaAnswer, QuotaBook};
 use agora_protocol::service::GrantId;
 use agora_protocol::signup::SignupRecord;
@@ -51,6 +53,10 @@ pub type Judge =
 
 /// Most grants one lease may have revoked (each revocation is kept with the lease record).
 pub const MAX_REVOKED_GRANTS: usize = 256;
+
+/// How much longer than the lease a lock certificate must last: admission restarts the
+/// lease's clock when quota answers, up to the request's freshness window after signing.
+pub const LOCK_MARGIN: Duration = Duration::from_secs(60);
 
 /// How often usage is sampled from the runtime.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -120,6 +126,11 @@ pub struct Provider {
     tunnels: crate::tunnel::Meter,
     /// Bumped at every grant revocation: live tunnel streams under a grant watch it.
     revocations: tokio::sync::watch::Sender<u64>,
+    /// Where grants and final receipts are recorded as evidence.
+    ledger: Option<Arc<crate::ledger::Ledger>>,
+    /// The quota committee, when the network has one: leases start only against its lock
+    /// certificates (instead of the local quota book) and are settled with it.
+    quota: Option<Arc<crate::committee::Quota>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -215,12 +226,62 @@ impl Provider {
             metrics: crate::metrics::NodeMetrics::default(),
             tunnels,
             revocations: tokio::sync::watch::channel(0).0,
+            ledger: None,
+            quota: None,
         })
+    }
+
+    /// Records every grant and final receipt in `ledger` (see [`Provider::ledger_facts`]).
+    #[must_use]
+    pub fn with_ledger(mut self, ledger: Option<Arc<crate::ledger::Ledger>>) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    /// Appends `fact` about `lease` to the ledger, if there is one. A failure is logged:
+    /// the daemon records what the ledger lacks again later (see
+    /// [`Provider::ledger_facts`]).
+    async fn log_fact(&self, lease: &LeaseId, fact: Fact) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        if let Err(e) = ledger.record(fact).await {
+            warn!(lease = %lease, error = %e, "cannot record the lease in the ledger; retried later");
+        }
+    }
+
+    /// The evidence of this provider's leases: each granted lease's grant and each ended
+    /// lease's final receipt (without the agent's acknowledgement: no agent sends one yet).
+    pub fn ledger_facts(&self) -> Vec<Fact> {
+        let st = self.state();
+        let mut facts = Vec::new();
+        for l in st.leases.values() {
+            if let Some(grant) = &l.grant {
+                facts.push(Fact::Lease(grant.clone()));
+            }
+            if let (Phase::Ended { .. }, Some(receipt)) = (&l.phase, &l.receipt)
+                && receipt.body().ended.is_some()
+            {
+                facts.push(Fact::Usage(UsageFact {
+                    receipt: receipt.clone(),
+                    ack: None,
+                }));
+            }
+        }
+        facts
     }
 
     /// The per-lease tunnel byte counters the tunnel endpoint adds to and receipts count.
     pub fn tunnel_meter(&self) -> crate::tunnel::Meter {
         self.tunnels.clone()
+    }
+
+    /// Admits leases against the quota committee's lock certificates (and settles them
+    /// there) instead of the local quota book, when `quota` is set.
+    #[must_use]
+    pub fn with_quota(mut self, quota: Option<Arc<crate::committee::Quota>>) -> Self {
+        self.quota = quota;
+        self
     }
 
     /// Counts outcomes in `metrics` (`agora_leases_total{role="provider"}`).
@@ -328,6 +389,7 @@ impl Provider {
             Ok(grant) => {
                 self.metrics.lease("provider", "granted");
                 info!(lease = %id, agent = %req.agent, workload = %workload, price = active.price_per_sec, "lease granted");
+                self.log_fact(&id, Fact::Lease(grant.clone())).await;
                 rpc::Response::Answer(LeaseAnswer::Granted(grant))
             }
             Err(r) => {
@@ -353,6 +415,19 @@ impl Provider {
         let req = proposal.request.body();
         let id = proposal.request.digest();
         let standing = (self.judge)(&req.signup, now)?;
+        // The lock certificate's votes are checked before the state is locked.
+        let lock = self.quota.as_ref().map(|quota| {
+            proposal.lock.clone().map(|unchecked| {
+                unchecked
+                    .verify(quota.committee(), &agora_protocol::Ed25519)
+                    .map_err(|e| {
+                        refusal(
+                            RefusalCode::Quota,
+                            format!("the lock certificate does not verify: {e}"),
+                        )
+                    })
+            })
+        });
         let mut st = self.state();
         if st.leases.contains_key(&id) {
             return Err(refusal(
@@ -364,7 +439,26 @@ impl Provider {
             Decision::Refused(r) => return Err(r),
             Decision::NeedQuota(q) => q,
         };
-        let answer = st.quota.lock(&q);
+        let answer = match (&self.quota, lock) {
+            (Some(_), Some(Some(Err(r)))) => QuotaAnswer::Denied(r),
+            (Some(quota), Some(lock)) => {
+                let lock = lock.and_then(Result::ok);
+                let answer = agora_protocol::committee::quota_answer(
+                    lock.as_ref(),
+                    quota.committee(),
+                    &q,
+                    &self.id(),
+                    LOCK_MARGIN,
+                );
+                if let (QuotaAnswer::Granted, Some(lock)) = (&answer, &lock)
+                    && let Err(e) = quota.state().put_lock(&id, lock)
+                {
+                    warn!(lease = %id, error = %e, "cannot keep the lock certificate");
+                }
+                answer
+            }
+            _ => st.quota.lock(&q),
+        };
         let active = st.admission.quota_answer(&q.lease, answer, now)?;
         st.leases.insert(
             id,
@@ -607,6 +701,12 @@ impl Provider {
         let mut st = self.state();
         let auth = self.check_running(&mut st, op, now)?;
         let id = auth.lease.lease;
+        if self.quota.is_some() {
+            return Err(refusal(
+                RefusalCode::Quota,
+                "with a quota committee a lease's lock covers its lifetime: start a new lease",
+            ));
+        }
         let (extra, expires_at) = st.admission.extension(&id, secs)?;
         let limit = auth.lease.tier.spending_limit_micro();
         if let QuotaAnswer::Denied(r) =
@@ -748,13 +848,29 @@ impl Provider {
                 reason
             }
         };
-        let mut st = self.state();
-        let provider = self.id();
-        let Some(l) = st.leases.get(id) else {
+        let Some(receipt) = self.end(id, reason, now) else {
             return;
         };
+        if let Some(quota) = &self.quota {
+            quota.settle(*id, receipt.clone());
+        }
+        self.log_fact(id, Fact::Usage(UsageFact { receipt, ack: None }))
+            .await;
+    }
+
+    /// The synchronous part of [`Provider::finish`] (no lock held across an await): frees
+    /// the capacity, settles the quota, signs and stores the final receipt; returns it.
+    fn end(
+        &self,
+        id: &LeaseId,
+        reason: TerminationReason,
+        now: Timestamp,
+    ) -> Option<Signed<agora_protocol::lease::UsageReceipt>> {
+        let mut st = self.state();
+        let provider = self.id();
+        let l = st.leases.get(id)?;
         if l.phase != Phase::Running {
-            return;
+            return None;
         }
         let agent = l.active.agent;
         let cost = l.active.cost_until(now);
@@ -783,6 +899,7 @@ impl Provider {
             charged = settled.map_or(0, |s| s.charged_micro),
             "lease ended"
         );
+        st.leases.get(id).and_then(|l| l.receipt.clone())
     }
 
     /// One pass of housekeeping at `now`; see the module docs. Call it every second.

@@ -255,6 +255,7 @@ fn proposal(agent: u8, nonce: u8, edit: impl FnOnce(&mut LeaseRequest)) -> Lease
     LeaseProposal {
         request: Signed::sign(r, &key(agent)).unwrap(),
         approval: None,
+        lock: None,
     }
 }
 

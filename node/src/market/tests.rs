@@ -134,6 +134,8 @@ fn withdrawals_and_expiry_clear_the_store() {
             after: None,
             limit: 64,
             digest: None,
+            held: Vec::new(),
+            held_all: true,
         },
         at(101),
     );
@@ -189,11 +191,13 @@ fn verdicts_carry_the_nodes_offences_and_are_counted() {
             &SyncRequest {
                 after: None,
                 limit: 64,
-                digest: None
+                digest: None,
+                held: Vec::new(),
+                held_all: true,
             },
             at(100)
         )
-        .offers
+        .entries
         .len(),
         2
     );

@@ -4,10 +4,12 @@
 //!   identity, so the Agora id and the PeerId name the same key).
 //! - [`Behaviour`]: connection limits, identify, ping, Kademlia (protocol
 //!   [`KAD_PROTOCOL`]), gossipsub with strict signing, our own validation and peer scoring,
-//!   and request-response for point-to-point messages: offer sync ([`SYNC_PROTOCOL`]) and
+//!   and request-response for point-to-point messages: offer sync ([`SYNC_PROTOCOL`]),
+//!   services sync ([`SERVICE_SYNC_PROTOCOL`]),
 //!   leases ([`LEASE_PROTOCOL`]: proposals, operations and status between a gateway and a
-//!   provider, never over gossip), and raw streams for streamed lease operations
-//!   ([`LEASE_STREAM_PROTOCOL`]: exec, logs, files).
+//!   provider, never over gossip) and ledger entries ([`LEDGER_PROTOCOL`]: by hash or by
+//!   frontier page), quota committee traffic ([`QUOTA_PROTOCOL`]), and raw streams for
+//!   streamed lease operations ([`LEASE_STREAM_PROTOCOL`]: exec, logs, files).
 //! - [`scoring`]: gossipsub score parameters and the application-specific penalties.
 //!
 //! The event loop that drives the swarm lives in [`crate::daemon`]; this module only builds.
@@ -16,6 +18,7 @@ use core::time::Duration;
 
 use agora_attest::Identity;
 use agora_protocol::gossip::{MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES};
+use agora_protocol::service::sync::MAX_SERVICE_SYNC_RESPONSE_BYTES;
 use libp2p::{
     StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, noise, ping,
     request_response, tcp, yamux,
@@ -33,12 +36,24 @@ pub const PROTOCOL_VERSION: &str = "/agora/1.0.0";
 /// Kademlia on its own protocol name, so Agora's DHT never mixes with IPFS's.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/kad/1.0.0");
 
-/// Point-to-point offer sync (catch-up after joining or a partition).
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/offer-sync/1");
+/// Point-to-point offer sync (catch-up after joining or a partition). Version 2: a request
+/// lists what the asker holds, so a page carries only the offers it lacks or holds older.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/offer-sync/2");
+
+/// Point-to-point sync of the published services directory (the same paging as offers).
+pub const SERVICE_SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/service-sync/1");
 
 /// Point-to-point leases: a gateway's proposals, operations and status queries to a
 /// provider (see [`agora_protocol::lease_rpc`]).
 pub const LEASE_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/lease/1");
+
+/// Point-to-point ledger sync: entries by hash or by frontier page (see
+/// [`agora_protocol::ledger_rpc`]).
+pub const LEDGER_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/ledger/1");
+
+/// Point-to-point quota committee traffic: vote requests, certificates, account queries
+/// (see [`agora_protocol::quota_rpc`]).
+pub const QUOTA_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/quota/1");
 
 /// Streamed lease operations (exec, logs, files): one libp2p stream per operation, framed
 /// as [`agora_protocol::frames`], opened by the gateway with the agent's signed operation.
@@ -108,8 +123,14 @@ mod behaviour {
         pub gossipsub: gossipsub::Behaviour,
         /// Point-to-point offer sync.
         pub sync: request_response::Behaviour<FrameCodec>,
+        /// Point-to-point services sync ([`super::SERVICE_SYNC_PROTOCOL`]).
+        pub service_sync: request_response::Behaviour<FrameCodec>,
         /// Point-to-point leases (gateway ⇄ provider).
         pub lease: request_response::Behaviour<FrameCodec>,
+        /// Point-to-point ledger sync ([`super::LEDGER_PROTOCOL`]).
+        pub ledger: request_response::Behaviour<FrameCodec>,
+        /// Point-to-point quota committee traffic ([`super::QUOTA_PROTOCOL`]).
+        pub quota: request_response::Behaviour<FrameCodec>,
         /// Raw streams for streamed lease operations ([`super::LEASE_STREAM_PROTOCOL`]).
         pub stream: libp2p_stream::Behaviour,
     }
@@ -213,6 +234,19 @@ pub fn build_swarm(
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(32),
     );
+    let service_sync = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: MAX_SYNC_REQUEST_BYTES,
+            max_response: MAX_SERVICE_SYNC_RESPONSE_BYTES,
+        },
+        [(
+            SERVICE_SYNC_PROTOCOL,
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(32),
+    );
     let lease = request_response::Behaviour::with_codec(
         FrameCodec {
             max_request: agora_protocol::lease_rpc::MAX_REQUEST_BYTES,
@@ -225,6 +259,28 @@ pub fn build_swarm(
             .with_request_timeout(config.lease_timeout)
             .with_max_concurrent_streams(MAX_LEASE_STREAMS),
     );
+    let ledger = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: agora_protocol::ledger_rpc::MAX_REQUEST_BYTES,
+            max_response: agora_protocol::ledger_rpc::MAX_RESPONSE_BYTES,
+        },
+        [(LEDGER_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(16),
+    );
+    let quota = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: agora_protocol::quota_rpc::MAX_REQUEST_BYTES,
+            max_response: agora_protocol::quota_rpc::MAX_RESPONSE_BYTES,
+        },
+        [(QUOTA_PROTOCOL, request_response::ProtocolSupport::Full)],
+        // Every lease request of a network with a committee is certified: one exchange per
+        // validator, small and short.
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(MAX_LEASE_STREAMS),
+    );
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         identify,
@@ -232,7 +288,10 @@ pub fn build_swarm(
         kad,
         gossipsub,
         sync,
+        service_sync,
         lease,
+        ledger,
+        quota,
         stream: libp2p_stream::Behaviour::new(),
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)

@@ -78,11 +78,16 @@ pub enum Column {
     Locks,
     /// Revoked keys and certificates.
     Revocations,
+    /// The quota committee's vote records of this validator (written, synced, before a
+    /// vote is sent).
+    QuotaVotes,
+    /// Quota committee certificates this node made or was sent.
+    QuotaCertificates,
 }
 
 impl Column {
     /// Every column, in declaration order.
-    pub const ALL: [Column; 12] = [
+    pub const ALL: [Column; 14] = [
         Column::Meta,
         Column::Identity,
         Column::Peers,
@@ -95,6 +100,8 @@ impl Column {
         Column::Certificates,
         Column::Locks,
         Column::Revocations,
+        Column::QuotaVotes,
+        Column::QuotaCertificates,
     ];
 
     /// The column family name on disk. Never change one: it would orphan existing data.
@@ -113,6 +120,8 @@ impl Column {
             Column::Certificates => "certificates",
             Column::Locks => "locks",
             Column::Revocations => "revocations",
+            Column::QuotaVotes => "quota_votes",
+            Column::QuotaCertificates => "quota_certificates",
         }
     }
 }

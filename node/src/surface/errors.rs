@@ -290,7 +290,15 @@ pub const NOT_AN_ENDPOINT: ErrorCode = ErrorCode {
 pub const NO_TUNNEL_ENDPOINT: ErrorCode = ErrorCode {
     code: "no_tunnel_endpoint",
     status: Some(409),
-    meaning: "the grant lists no tunnel endpoint packets can be sent to",
+    meaning: "the provider signed no tunnel endpoint packets can be sent to (in the lease's \
+              grant, or for a grantee in its current offer)",
+};
+/// `grant_expired`.
+pub const GRANT_EXPIRED: ErrorCode = ErrorCode {
+    code: "grant_expired",
+    status: Some(409),
+    meaning: "the owner's service grant is not valid now (not yet, or expired): ask the owner \
+              for a new one",
 };
 /// `relay_busy`.
 pub const RELAY_BUSY: ErrorCode = ErrorCode {
@@ -573,6 +581,33 @@ pub const TOKEN_SCOPE: ErrorCode = ErrorCode {
     meaning: "the token's delegation does not allow this operation now; sign a delegation that does",
 };
 
+/// `no_committee`.
+pub const NO_COMMITTEE: ErrorCode = ErrorCode {
+    code: "no_committee",
+    status: Some(404),
+    meaning: "this node has no quota committee (no genesis configured): the network runs \
+              without committee-certified quota",
+};
+/// `committee_unreachable`.
+pub const COMMITTEE_UNREACHABLE: ErrorCode = ErrorCode {
+    code: "committee_unreachable",
+    status: Some(503),
+    meaning: "too few quota validators answered in time; retry",
+};
+/// `malformed_lock`.
+pub const MALFORMED_LOCK: ErrorCode = ErrorCode {
+    code: "malformed_lock",
+    status: Some(400),
+    meaning: "the lock is not base64url or not a well-formed signed chain op",
+};
+/// `bad_lock`.
+pub const BAD_LOCK: ErrorCode = ErrorCode {
+    code: "bad_lock",
+    status: Some(400),
+    meaning: "the lock is not a lock of the request's agent for this lease at one of its \
+              candidates",
+};
+
 /// Every code, in the order documents list them.
 pub const CATALOG: &[ErrorCode] = &[
     BAD_QUERY,
@@ -610,6 +645,10 @@ pub const CATALOG: &[ErrorCode] = &[
     UNTRUSTED,
     UNKNOWN_ACCOUNT,
     BAD_AGENT,
+    NO_COMMITTEE,
+    COMMITTEE_UNREACHABLE,
+    MALFORMED_LOCK,
+    BAD_LOCK,
     BAD_QUOTE,
     MALFORMED_DELEGATION,
     DELEGATION_WRONG_NODE,
@@ -635,6 +674,7 @@ pub const CATALOG: &[ErrorCode] = &[
     MALFORMED_GRANT,
     NOT_AN_ENDPOINT,
     NO_TUNNEL_ENDPOINT,
+    GRANT_EXPIRED,
     RELAY_BUSY,
     PORT_NOT_ALLOWED,
     BAD_GRANT,

@@ -26,6 +26,9 @@ read proof for the node (or its token there); one lease by id, offers and servic
 - Trust: every offer carries `signed`, the provider's signed offer (base64url); verify it \
 rather than trusting the node that relayed it.
 - Errors: `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}`; branch on `code`, show `message`.
+- Ledger: every node keeps a replica of a signed evidence log (signups, lease grants, final \
+usage receipts, revocations), synced between nodes; `ledger_state` (`GET /v1/ledger/state`) \
+shows its state hash, equal on nodes that hold the same entries, and counts by kind of fact.
 - Services: agents publish ports of their leases (MCP servers, web apps, TCP services) as \
 signed records (`agora agent publish LEASE --port P --name N --kind mcp`); `list_services` \
 finds them. Using one needs its owner's signed grant for your key (`agora agent grant LEASE \

@@ -205,6 +205,24 @@ pub struct Input {
 pub type SignFn =
     for<'a> fn(SignContext<'a>) -> futures::future::BoxFuture<'a, Result<mcp::HttpCall, ErrorBody>>;
 
+/// What a tool does beside the agent (`agora mcp --key FILE`) once the node answered its
+/// call successfully, e.g. `extend` republishing the lease's services with the re-signed
+/// capability. Answers a field to add to the tool's result (`None`: nothing to add).
+pub type AfterFn =
+    for<'a> fn(
+        AfterContext<'a>,
+    ) -> futures::future::BoxFuture<'a, Option<(&'static str, serde_json::Value)>>;
+
+/// What an [`AfterFn`] works with.
+pub struct AfterContext<'a> {
+    /// The agent's key file beside it.
+    pub key: &'a mcp::AgentKey,
+    /// The node's JSON answer to the call.
+    pub answer: &'a serde_json::Value,
+    /// The node.
+    pub node: &'a dyn mcp::NodeRead,
+}
+
 /// What a [`SignFn`] works with.
 pub struct SignContext<'a> {
     /// Who signs: the agent with its key (beside it), or this node as the delegate of an
@@ -259,6 +277,8 @@ pub struct Operation {
     /// HTTP input (the tool takes what the agent wants; its [`SignFn`] builds the signed
     /// request from them).
     pub tool_input: Option<Input>,
+    /// What the MCP tool does beside the agent after a successful answer.
+    pub after: Option<AfterFn>,
 }
 
 fn check_as<T: DeserializeOwned>(value: serde_json::Value) -> Result<(), String> {
@@ -286,6 +306,7 @@ impl Operation {
             tool: true,
             raw_body: None,
             tool_input: None,
+            after: None,
         }
     }
 
@@ -383,6 +404,13 @@ impl Operation {
             schema: TypeSchema::of::<T>(),
             check: check_as::<T>,
         });
+        self
+    }
+
+    /// Beside the agent, the MCP tool runs `after` once the node answered it successfully
+    /// and adds the field it answers to the result.
+    pub fn after_beside_agent(mut self, after: AfterFn) -> Self {
+        self.after = Some(after);
         self
     }
 

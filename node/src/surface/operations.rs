@@ -10,8 +10,8 @@ use super::errors::*;
 use super::types::{
     AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, FilesInput, FilesPut,
     GetOfferInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput, ListApprovalsInput,
-    ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuoteInput, RelayInput,
-    RunInput, SignupInput, StreamEvent, TokenInput,
+    ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuotaOpInput,
+    QuoteInput, RelayInput, RunInput, SignupInput, StreamEvent, TokenInput,
 };
 use super::{Group, Operation, sign};
 use crate::http::offers::{OfferList, OfferView};
@@ -84,6 +84,18 @@ pub(super) fn all() -> Vec<Operation> {
             )
             .input::<NoInput>()
             .output::<PeerList>(),
+        Operation::get("ledger_state", "/v1/ledger/state", Group::Node)
+            .summary("Where this node's evidence log stands")
+            .describe(
+                "The replicated ledger's evidence log as this node holds it: the state hash \
+                 (equal on two nodes exactly when they hold the same entries), entry and byte \
+                 counts, counts by kind of fact (signup, lease, usage, rating, revocation, \
+                 equivocation), the heads, entries waiting for parents, equivocating authors \
+                 and this node's own chain. Every entry is a signed fact anyone can verify.",
+            )
+            .input::<NoInput>()
+            .output::<crate::ledger::LedgerState>()
+            .errors(&[UNAVAILABLE]),
         Operation::get("health", "/healthz", Group::Node)
             .summary("Check that the node runs")
             .describe("Answers `{\"status\":\"ok\"}` while the node runs.")
@@ -143,7 +155,11 @@ pub(super) fn all() -> Vec<Operation> {
                  name, kind, description, tunnel endpoints, the lease's provider-signed \
                  capability, `seq`, a TTL within the lease); `withdrawal`: it retracts one. \
                  The node checks it as it checks gossip, keeps it and publishes it on \
-                 `agora/v1/services`. `agora agent publish` builds and signs it.",
+                 `agora/v1/services` (nodes that join later get it by sync). `agora agent \
+                 publish` builds and signs it; as an MCP tool beside the agent it takes the \
+                 lease, port, name, kind, description and TTL (or `withdraw`) and signs the \
+                 record with the agent's own key (no delegate may), from the lease's \
+                 provider-signed grant. Then let others in with `grant_service`.",
             )
             .input::<PublishServiceInput>()
             .output::<Published>()
@@ -155,7 +171,7 @@ pub(super) fn all() -> Vec<Operation> {
                 RATE_LIMITED,
                 UNAVAILABLE,
             ])
-            .agent_signed_by_cli(),
+            .agent_signed_as::<sign::PublishServiceToolInput>(sign::publish_service),
         // The agent's account. Answers are described in README ("Agents: signup"); their
         // schemas become typed when the handlers' types derive `JsonSchema`.
         Operation::get("signup_challenge", "/v1/signup/challenge", Group::Agent)
@@ -198,6 +214,44 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<AccountInput>()
             .output::<AnyObject>()
             .errors(&[BAD_AGENT, UNKNOWN_ACCOUNT, UNAVAILABLE]),
+        Operation::get(
+            "get_quota_account",
+            "/v1/accounts/{agent}/quota",
+            Group::Agent,
+        )
+        .summary("Get an agent's quota account at the quota committee")
+        .describe(
+            "Balance (credited, granted by the free tier, spent, locked, available), open \
+             locks, and `next_seq` and `head`: the position and `prev` of the agent's next \
+             signed op. Asked of the committee's validators (the highest proven position \
+             wins).",
+        )
+        .input::<AccountInput>()
+        .output::<crate::agent::quota::QuotaAccount>()
+        .errors(&[BAD_AGENT, NO_COMMITTEE, COMMITTEE_UNREACHABLE]),
+        Operation::post(
+            "submit_quota_op",
+            "/v1/accounts/{agent}/quota",
+            Group::Agent,
+        )
+        .summary("Certify an agent-signed credit or free-tier claim")
+        .describe(
+            "The agent signs a `ChainOp` crediting its attestation's spending limit, or a \
+             `FreeTierClaim` of a pool slot of the current epoch; the node collects the \
+             validators' votes and answers the certificate and the account. `agora agent \
+             signup` does it.",
+        )
+        .input::<QuotaOpInput>()
+        .output::<AnyObject>()
+        .creates()
+        .errors(&[
+            MALFORMED_BODY,
+            MALFORMED_OP,
+            BAD_AGENT,
+            NO_COMMITTEE,
+            QUOTA,
+            COMMITTEE_UNREACHABLE,
+        ]),
         // Tokens: this node acting for an agent under its delegation.
         Operation::post("create_token", "/v1/tokens", Group::Agent)
             .summary("Exchange a delegation to this node for a bearer token")
@@ -270,6 +324,10 @@ pub(super) fn all() -> Vec<Operation> {
                 MALFORMED_BODY,
                 MALFORMED_REQUEST,
                 MALFORMED_APPROVAL,
+                MALFORMED_LOCK,
+                BAD_LOCK,
+                NO_COMMITTEE,
+                COMMITTEE_UNREACHABLE,
                 BAD_SIGNATURE,
                 NO_MATCH,
                 UNTRUSTED,
@@ -353,12 +411,15 @@ pub(super) fn all() -> Vec<Operation> {
             .summary("Extend a lease: an agent-signed operation")
             .describe(
                 "Answers the lease with its re-signed grant. `agora agent extend` signs the \
-                 operation.",
+                 operation; it, and the MCP tool beside the agent, then republish the agent's \
+                 services on the lease with the re-signed capability (`republished`), so \
+                 tunnels of agents it granted outlive the old expiry.",
             )
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
             .errors(LEASE_OP_ERRORS)
-            .agent_signed_as::<sign::ExtendToolInput>(sign::extend),
+            .agent_signed_as::<sign::ExtendToolInput>(sign::extend)
+            .after_beside_agent(sign::republish_services),
         Operation::delete("stop", "/v1/leases/{id}", Group::Leases)
             .summary("Stop a lease: an agent-signed operation; answers the final signed receipt")
             .describe("`agora agent stop` signs the operation.")
@@ -371,7 +432,8 @@ pub(super) fn all() -> Vec<Operation> {
             .describe(
                 "The lease's provider refuses the grant (`agora agent grant` printed its id) \
                  from now on and cuts the tunnel streams open under it at once; answers the \
-                 lease. `agora agent revoke LEASE GRANT_ID` signs the operation.",
+                 lease. `agora agent revoke LEASE GRANT_ID` signs the operation; as an MCP tool \
+                 it takes the lease `id` and the `grant` id.",
             )
             .input::<RevokeGrantInput>()
             .output::<AnyObject>()
@@ -391,7 +453,7 @@ pub(super) fn all() -> Vec<Operation> {
                 UNREACHABLE,
                 TIMEOUT,
             ])
-            .agent_signed_by_cli(),
+            .agent_signed_as::<sign::RevokeGrantToolInput>(sign::revoke_grant),
         Operation::post("relay", "/v1/leases/{id}/relay", Group::Leases)
             .summary("Relay a lease's tunnel through this node: an agent-signed operation")
             .describe(
@@ -403,7 +465,12 @@ pub(super) fn all() -> Vec<Operation> {
                  The session answers only the first address that sends to it and ends at the \
                  lease's expiry or after `idle_timeout_secs` without packets. Needs the \
                  agent's own signature (not a delegate's). `agora tunnel --relay` uses it; \
-                 it falls back to it by itself when the provider is unreachable.",
+                 it falls back to it by itself when the provider is unreachable. A grantee \
+                 (an agent the owner let in with a service grant) signs its own `relay` \
+                 operation and sends the owner's `service_grant`, the published record's \
+                 `capability` and the `port` it reaches: its session goes to an endpoint the \
+                 provider signed (the lease's grant, or the provider's offer) until the grant \
+                 or the capability ends; `agora tunnel --grant` does it by itself.",
             )
             .input::<RelayInput>()
             .output::<crate::http::relay::RelayView>()
@@ -423,6 +490,8 @@ pub(super) fn all() -> Vec<Operation> {
                 REPLAY,
                 NOT_AN_ENDPOINT,
                 NO_TUNNEL_ENDPOINT,
+                PORT_NOT_ALLOWED,
+                GRANT_EXPIRED,
                 RELAY_BUSY,
                 UNAVAILABLE,
             ])

@@ -16,10 +16,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::errors::{BAD_ARGUMENTS, ErrorBody, KEY_REQUIRED, NO_MATCH, NODE_UNREACHABLE};
-use super::mcp::{AgentKey, HttpCall};
-use super::{Method, SignContext};
+use super::errors::{
+    BAD_ARGUMENTS, BAD_GRANT, BAD_REPLY, ENDED, ErrorBody, KEY_REQUIRED, NO_MATCH,
+    NODE_UNREACHABLE, PORT_NOT_ALLOWED,
+};
+use super::mcp::{AgentKey, HttpCall, NodeRead};
+use super::{AfterContext, Method, SignContext};
 use crate::agent::request::{PlanError, RunPlan, sign_op, sign_read_proof};
+use crate::agent::services::{self, Publication, ServiceError};
 
 /// `run` as a tool: what to run; the tool quotes, picks offers and signs the request.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -127,6 +131,49 @@ pub struct ExecToolInput {
     pub stdin: Option<String>,
 }
 
+/// `publish_service` as a tool: what to publish (or withdraw); the tool reads the lease's
+/// provider-signed grant and signs the record with the agent's own key.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishServiceToolInput {
+    /// The lease id: 64 hex digits (one of the agent's running leases).
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub lease: String,
+    /// The workload port to publish (one of the lease's ports).
+    #[schemars(range(min = 1))]
+    pub port: u16,
+    /// The service's name: lowercase letters, digits, `-`, `_`, `.` (not needed to withdraw).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[a-z0-9._-]+$"))]
+    pub name: Option<String>,
+    /// What it speaks: `mcp`, `http` or `tcp` (not needed to withdraw).
+    #[serde(default)]
+    pub kind: Option<agora_protocol::service::ServiceKind>,
+    /// What it does (at most 280 bytes).
+    #[serde(default)]
+    #[schemars(length(max = 280))]
+    pub description: Option<String>,
+    /// How long it stays listed, seconds (default and most a day; never past the lease).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub ttl_secs: Option<u64>,
+    /// Withdraw the port's record instead of publishing it.
+    #[serde(default)]
+    pub withdraw: bool,
+}
+
+/// `revoke_grant` as a tool.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeGrantToolInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The grant's id: 32 hex digits (`grant_service` answered it).
+    #[schemars(pattern(r"^[0-9a-fA-F]{32}$"))]
+    pub grant: String,
+}
+
 fn args<T: for<'de> Deserialize<'de>>(args: &Map<String, Value>) -> Result<T, ErrorBody> {
     serde_json::from_value(Value::Object(args.clone()))
         .map_err(|e| ErrorBody::new(BAD_ARGUMENTS.code, e.to_string()))
@@ -184,6 +231,7 @@ pub fn op_kind(tool: &str) -> Option<OpKind> {
         "extend" => OpKind::Extend,
         "stop" => OpKind::Stop,
         "list_leases" => OpKind::Status,
+        "revoke_grant" => OpKind::Grant,
         _ => return None,
     })
 }
@@ -373,12 +421,47 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
         let request = plan
             .request(&quote, cx.author, record, crate::clock::now())
             .map_err(|e| plan_error(&e))?;
+        let body = match quota_lock(&cx, &request).await? {
+            Some(lock) => json!({ "request": b64(&request), "lock": lock }),
+            None => json!({ "request": b64(&request) }),
+        };
         Ok(HttpCall {
             method: Method::Post,
             path: "/v1/leases".into(),
-            body: json_body(&json!({ "request": b64(&request) })),
+            body: json_body(&body),
         })
     })
+}
+
+/// The agent's signed quota lock for `request` (base64url) where the node has a quota
+/// committee and the agent's own key is here (a delegate cannot sign one: the provider
+/// then refuses with `quota`).
+async fn quota_lock(
+    cx: &SignContext<'_>,
+    request: &Signed<agora_protocol::lease::LeaseRequest>,
+) -> Result<Option<String>, ErrorBody> {
+    let Some(key) = cx
+        .key
+        .filter(|k| k.identity.agora_id() == cx.author.signer())
+    else {
+        return Ok(None);
+    };
+    let reply = cx
+        .node
+        .get(&format!("/v1/accounts/{}/quota", key.identity.agora_id()))
+        .await
+        .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+    if reply.status == 404 {
+        return Ok(None);
+    }
+    if reply.status != 200 {
+        return Err(answer_error(&reply, "asking for the quota account"));
+    }
+    let view: crate::agent::quota::QuotaAccount = serde_json::from_slice(&reply.body)
+        .map_err(|e| ErrorBody::new(BAD_REPLY.code, format!("quota account: {e}")))?;
+    let lock = crate::agent::quota::lock_op(&key.identity, &view, request)
+        .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
+    Ok(Some(b64(&lock)))
 }
 
 /// The node's id (`GET /v1/node`): what a read proof names.
@@ -487,5 +570,186 @@ pub fn stop(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
             path: format!("/v1/leases/{lease}"),
             body: json_body(&json!({ "op": op })),
         })
+    })
+}
+
+/// A service error as a tool's.
+pub(crate) fn service_error(e: &ServiceError) -> ErrorBody {
+    let code = match e {
+        ServiceError::Port { .. } => PORT_NOT_ALLOWED.code,
+        ServiceError::Expired(_) => ENDED.code,
+        _ => BAD_ARGUMENTS.code,
+    };
+    ErrorBody::new(code, e.to_string())
+}
+
+/// The agent's own running lease `id` as `node` shows it, with its provider-signed grant
+/// checked here (the provider's signature, this lease, this agent): what an owner signs
+/// records and grants from.
+///
+/// # Errors
+/// `bad_arguments`, the node's own error, `bad_grant`, `ended`, `node_unreachable`.
+pub(crate) async fn owned_lease(
+    node: &dyn NodeRead,
+    id: &str,
+    agent: AgoraId,
+) -> Result<agora_protocol::Signed<agora_protocol::lease::LeaseGrant>, ErrorBody> {
+    let lease: LeaseId = id.parse().map_err(|_| {
+        ErrorBody::new(
+            BAD_ARGUMENTS.code,
+            format!("{id:?} is not a lease id (64 hex digits)"),
+        )
+    })?;
+    let reply = node
+        .get(&format!("/v1/leases/{lease}"))
+        .await
+        .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
+    if reply.status != 200 {
+        return Err(answer_error(&reply, "asking for the lease"));
+    }
+    let view: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let text = view
+        .get("grant")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let grant = crate::tunnel::forward::verify_grant(text, &lease, &agent)
+        .map_err(|e| ErrorBody::new(BAD_GRANT.code, e.to_string()))?;
+    if view.get("state").and_then(Value::as_str) == Some("ended") {
+        return Err(ErrorBody::new(
+            ENDED.code,
+            format!("lease {lease} has ended"),
+        ));
+    }
+    Ok(grant)
+}
+
+/// The agent's own key: a record or grant is the owner's word, signed by no delegate.
+fn own_key<'a>(cx: &SignContext<'a>, tool: &str) -> Result<&'a AgentKey, ErrorBody> {
+    cx.key.ok_or_else(|| {
+        ErrorBody::new(
+            KEY_REQUIRED.code,
+            format!(
+                "`{tool}` signs with the agent's own key (no delegate may): run `agora mcp \
+                 --key FILE` beside the agent"
+            ),
+        )
+    })
+}
+
+/// `publish_service`: the record of a port of the agent's lease (its capability and
+/// endpoints from the provider-signed grant), or its withdrawal, signed with the agent's
+/// own key.
+pub fn publish_service(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: PublishServiceToolInput = args(cx.args)?;
+        let key = own_key(&cx, "publish_service")?;
+        let grant = owned_lease(cx.node, &a.lease, key.identity.agora_id()).await?;
+        let g = grant.body();
+        services::check_ports(g, &[a.port]).map_err(|e| service_error(&e))?;
+        let now = crate::clock::now();
+        let body = if a.withdraw {
+            let w = services::withdrawal(&key.identity, g.lease, a.port, now)
+                .map_err(|e| service_error(&e))?;
+            json!({ "withdrawal": b64(&w) })
+        } else {
+            let (Some(name), Some(kind)) = (a.name, a.kind) else {
+                return Err(ErrorBody::new(
+                    BAD_ARGUMENTS.code,
+                    "`name` and `kind` are needed to publish (not to withdraw)",
+                ));
+            };
+            let what = Publication {
+                port: a.port,
+                name,
+                kind,
+                description: a.description.unwrap_or_default(),
+                ttl: a.ttl_secs.map(std::time::Duration::from_secs),
+            };
+            let record =
+                services::record(&key.identity, g, &what, now).map_err(|e| service_error(&e))?;
+            json!({ "record": b64(&record) })
+        };
+        Ok(HttpCall {
+            method: Method::Post,
+            path: "/v1/services".into(),
+            body: json_body(&body),
+        })
+    })
+}
+
+/// `revoke_grant`: the signed `RevokeGrant` operation for the lease's provider.
+pub fn revoke_grant(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: RevokeGrantToolInput = args(cx.args)?;
+        let grant: agora_protocol::service::GrantId = a.grant.parse().map_err(|_| {
+            ErrorBody::new(
+                BAD_ARGUMENTS.code,
+                format!("{:?} is not a grant id (32 hex digits)", a.grant),
+            )
+        })?;
+        let (lease, provider) = lease_and_provider(&cx, &a.id).await?;
+        let op = op_call(&cx, lease, provider, Op::RevokeGrant { grant })?;
+        Ok(HttpCall {
+            method: Method::Delete,
+            path: format!("/v1/leases/{lease}/grants/{grant}"),
+            body: json_body(&json!({ "op": op })),
+        })
+    })
+}
+
+/// After `extend` beside the agent: the agent's published services on the lease,
+/// re-signed with the capability the extension re-signed and posted again
+/// (`republished`: each as listed, or why not), so grantees' tunnels outlive the old
+/// expiry. Nothing when the lease has none.
+pub fn republish_services(cx: AfterContext<'_>) -> BoxFuture<'_, Option<(&'static str, Value)>> {
+    Box::pin(async move {
+        let me = cx.key.identity.agora_id();
+        let view = cx.answer.get("lease")?;
+        let lease: LeaseId = view.get("lease")?.as_str()?.parse().ok()?;
+        let text = view.get("grant")?.as_str()?;
+        let grant = crate::tunnel::forward::verify_grant(text, &lease, &me).ok()?;
+        let reply = cx
+            .node
+            .get(&format!("/v1/services?lease={lease}&owner={me}"))
+            .await
+            .ok()?;
+        let listed: Value = serde_json::from_slice(&reply.body).ok()?;
+        let records: Vec<agora_protocol::Signed<agora_protocol::service::ServiceRecord>> = listed
+            .get("services")?
+            .as_array()?
+            .iter()
+            .filter_map(|s| s.get("signed")?.as_str())
+            .filter_map(|t| URL_SAFE_NO_PAD.decode(t.as_bytes()).ok())
+            .filter_map(|b| agora_protocol::Signed::decode(&b, &Ed25519).ok())
+            .collect();
+        let fresh = services::refreshed(
+            &cx.key.identity,
+            grant.body(),
+            &records,
+            crate::clock::now(),
+        )
+        .ok()?;
+        if fresh.is_empty() {
+            return None;
+        }
+        let mut done = Vec::new();
+        for r in fresh {
+            let body = json!({ "record": b64(&r) }).to_string().into_bytes();
+            let outcome = match cx.node.post("/v1/services", body).await {
+                Ok(reply) if reply.status == 200 => serde_json::from_slice::<Value>(&reply.body)
+                    .ok()
+                    .and_then(|v| v.get("service").cloned())
+                    .unwrap_or(Value::Null),
+                Ok(reply) => json!({
+                    "port": r.body().port,
+                    "error": serde_json::to_value(answer_error(&reply, "republishing")).unwrap_or(Value::Null),
+                }),
+                Err(e) => {
+                    json!({ "port": r.body().port, "error": { "code": NODE_UNREACHABLE.code, "message": e } })
+                }
+            };
+            done.push(outcome);
+        }
+        Some(("republished", Value::Array(done)))
     })
 }

@@ -199,6 +199,22 @@ pub struct RunInput {
     /// The owner's signed `Approval`, base64url, when above the spending limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// The agent's signed lock for this lease at one candidate (a `ChainOp`), base64url:
+    /// needed where the network has a quota committee (`GET /v1/accounts/{agent}/quota`
+    /// gives its `seq` and `prev`); the request then goes to that candidate only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+}
+
+/// `POST /v1/accounts/{agent}/quota` body.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOpInput {
+    /// The agent's Agora id.
+    pub agent: agora_protocol::AgoraId,
+    /// base64url of the agent-signed op: a `ChainOp` crediting an attestation, or a
+    /// `FreeTierClaim`.
+    pub op: String,
 }
 
 /// `GET /v1/leases` arguments.
@@ -259,6 +275,18 @@ pub struct RelayInput {
     /// Which of the grant's tunnel endpoints (`ip:port`) to relay to (default: the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// A grantee's: the owner's signed `ServiceGrant` for the signer's key, base64url (then
+    /// `op` is the grantee's own, naming itself as the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_grant: Option<String>,
+    /// A grantee's: the lease's provider-signed capability (the published record's
+    /// `capability`), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+    /// A grantee's: the workload port it reaches (listed by the grant and the capability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub port: Option<u16>,
 }
 
 /// `POST /v1/leases/{id}/exec` arguments (the contract `http::streams::ExecBody`

@@ -1,5 +1,6 @@
 //! `agora agent extend` and `agora agent stop`: sign the operation, send it through any
-//! node, check the provider's signatures on what comes back.
+//! node, check the provider's signatures on what comes back. An extension then republishes
+//! the lease's published services with the re-signed capability.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -91,6 +92,7 @@ fn operate(
         .as_str()
         .and_then(|p| p.parse().ok())
         .context("the node does not say which provider holds the lease")?;
+    let is_extend = matches!(op, Op::Extend { .. });
     let (method, path) = match op {
         Op::Stop => (reqwest::Method::DELETE, format!("/v1/leases/{id}")),
         _ => (reqwest::Method::POST, format!("/v1/leases/{id}/extend")),
@@ -108,11 +110,29 @@ fn operate(
     let view: &Value = &body["lease"];
     let grant = verify_grant(view, &id, &me)?;
     let receipt = verify_receipt(view, &grant)?;
+    // An extension re-signs the capability: the lease's published services follow, so
+    // tunnels of agents holding a grant outlive the old expiry.
+    let republished = if is_extend {
+        super::service::republish_after_extension(&client, &agent, &grant)
+    } else {
+        Vec::new()
+    };
     if global.json {
         let mut out = body.clone();
         out["verified"] = json!(true);
+        if is_extend {
+            out["republished"] = Value::Array(republished);
+        }
         print_json(&out)?;
     } else {
+        for s in &republished {
+            println!(
+                "republished {} (port {}) until {}",
+                s["name"].as_str().unwrap_or("-"),
+                s["port"],
+                s["expires_at"].as_str().unwrap_or("-")
+            );
+        }
         print_lease(view);
         println!(
             "verified  the grant{} signed by the provider",

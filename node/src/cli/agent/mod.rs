@@ -9,6 +9,7 @@ use super::GlobalArgs;
 mod control;
 mod lease;
 mod ps;
+mod quota;
 mod run;
 mod service;
 mod session;

@@ -151,6 +151,7 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
         }
         Err(e) => return Err(e.into()),
     };
+    let lock = super::quota::lock_for(&client, &agent.identity, &request)?;
     let candidates = request.body().candidates.clone();
     let lease = request.digest();
     let progress = spinner(
@@ -161,10 +162,14 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
             args.node
         ),
     );
+    let mut body = json!({ "request": b64(&request) });
+    if let Some(lock) = lock {
+        body["lock"] = lock.into();
+    }
     let answer = client.request_json(
         reqwest::Method::POST,
         "/v1/leases",
-        Some(&json!({ "request": b64(&request) })),
+        Some(&body),
         CALL_TIMEOUT,
     );
     if let Some(p) = progress {

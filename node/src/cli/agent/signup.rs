@@ -56,7 +56,12 @@ pub(super) fn run(args: &SignupArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         serde_json::from_value(client.get_json("/v1/signup/challenge", &[])?)
             .context("the node's challenge is not in the expected form")?;
     let record = with_spinner(credential.is_none().then_some(issued.pow_bits), || {
-        agora_node::agent::request::signup_record(&identity, &issued, credential, args.name.clone())
+        agora_node::agent::request::signup_record(
+            &identity,
+            &issued,
+            credential.clone(),
+            args.name.clone(),
+        )
     })
     .context("cannot build the signup record")?;
     let body = json!({ "record": URL_SAFE_NO_PAD.encode(record.as_bytes()) });
@@ -78,11 +83,17 @@ pub(super) fn run(args: &SignupArgs, global: &GlobalArgs) -> anyhow::Result<Exit
     let saved = record_path(&key_path);
     agora_node::agent::record_file::save(&saved, &account.signup_record)
         .with_context(|| format!("saving the signup record to {}", saved.display()))?;
+    // Where the network has a quota committee: the attestation's spending limit becomes
+    // a credit, or the free tier a grant, each signed here and certified by the node.
+    let quota = super::quota::claim(&client, &identity, credential)
+        .context("signed up, but the quota committee did not take the credit")?;
     if global.json {
         print_json(&json!({
             "account": account,
             "signup_record": account.signup_record,
             "record_file": saved,
+            "ledger_entry": answer.get("ledger_entry").cloned().unwrap_or_default(),
+            "quota": quota.as_ref().and_then(|q| q.get("account")).cloned(),
         }))?;
     } else {
         print_account(&account, &saved);

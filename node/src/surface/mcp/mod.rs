@@ -18,7 +18,12 @@
 //!
 //! Besides the registry's operations, [`tunnels`] serves `open_tunnel` (beside the agent it
 //! opens a local listener forwarding to a workload port; on a node it answers how),
-//! `close_tunnel` and `list_tunnels`: tools that are not HTTP routes.
+//! `close_tunnel` and `list_tunnels`, and [`grants`] serves `grant_service` (beside the
+//! agent: signs a grant for another agent's key): tools that are not HTTP routes.
+//!
+//! Beside the agent, an operation may also act once the node answered
+//! ([`super::AfterFn`]): `extend` then republishes the lease's services with the re-signed
+//! capability.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +45,7 @@ use super::errors::{
 use super::{Auth, Operation, Output, operations};
 
 mod backend;
+pub mod grants;
 pub mod tunnels;
 
 pub use backend::{
@@ -257,6 +263,9 @@ impl<B: Backend> Server<B> {
         {
             return r;
         }
+        if let Some(r) = grants::call(&self.place, &*self.backend, name, &args).await {
+            return r;
+        }
         let Some(op) = self.tool_operations().find(|op| op.name == name) else {
             let known = self.ops.iter().find(|op| op.tool && op.name == name);
             return if known.is_some_and(|op| op.sign.is_none()) && self.has_key() {
@@ -328,9 +337,40 @@ impl<B: Backend> Server<B> {
             Err(body) => return failure(&body),
         };
         tracing::debug!(tool = name, path = %call.path, "tool call");
-        match self.backend.send(call, origin).await {
+        let answer = match self.backend.send(call, origin).await {
             Ok(reply) => result(op, reply),
-            Err(why) => failure(&ErrorBody::new(NODE_UNREACHABLE.code, why)),
+            Err(why) => return failure(&ErrorBody::new(NODE_UNREACHABLE.code, why)),
+        };
+        match (op.after, &*self.place) {
+            (Some(after), Place::Local(Some(key))) if answer.is_error == Some(false) => {
+                self.after(after, key, answer).await
+            }
+            _ => answer,
+        }
+    }
+
+    /// Runs `after` beside the agent on a successful `answer`, adding the field it gives.
+    async fn after(
+        &self,
+        after: super::AfterFn,
+        key: &AgentKey,
+        answer: CallToolResult,
+    ) -> CallToolResult {
+        let Some(Value::Object(mut fields)) = answer.structured_content.clone() else {
+            return answer;
+        };
+        let value = Value::Object(fields.clone());
+        let cx = super::AfterContext {
+            key,
+            answer: &value,
+            node: &*self.backend,
+        };
+        match after(cx).await {
+            Some((field, extra)) => {
+                fields.insert(field.to_owned(), extra);
+                CallToolResult::structured(Value::Object(fields))
+            }
+            None => answer,
         }
     }
 }
@@ -552,6 +592,7 @@ impl<B: Backend> ServerHandler for Server<B> {
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools: Vec<Tool> = self.tool_operations().map(|op| self.tool(op)).collect();
         tools.extend(tunnels::tools(&self.place));
+        tools.extend(grants::tools(&self.place));
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -581,6 +622,7 @@ impl<B: Backend> ServerHandler for Server<B> {
             .or_else(|| {
                 tunnels::tools(&self.place)
                     .into_iter()
+                    .chain(grants::tools(&self.place))
                     .find(|t| t.name == name)
             })
     }

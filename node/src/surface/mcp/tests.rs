@@ -112,10 +112,13 @@ fn tools_are_the_registry_operations_with_object_schemas() {
         [
             "node_info",
             "list_peers",
+            "ledger_state",
             "list_offers",
             "get_offer",
             "list_services",
             "get_account",
+            "get_quota_account",
+            "submit_quota_op",
             "quote",
             "get_lease",
             "get_tunnel",
@@ -135,11 +138,13 @@ fn tools_are_the_registry_operations_with_object_schemas() {
     assert_eq!(
         signed,
         [
+            "publish_service",
             "signup",
             "run",
             "list_leases",
             "extend",
             "stop",
+            "revoke_grant",
             "exec",
             "logs"
         ]

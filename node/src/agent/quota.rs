@@ -1,0 +1,214 @@
+//! What an agent signs for the quota committee, and the account view nodes answer.
+//!
+//! ```text
+//! GET /v1/accounts/{agent}/quota ─▶ QuotaAccount { next_seq, head, available_micro, … }
+//! signup:  credential ─▶ credit_op (ChainOp Credit at next_seq)  ┐
+//!          none       ─▶ free_tier_claim (pool slot of the epoch)  ├─▶ POST /v1/accounts/{agent}/quota
+//! run:     lease request ─▶ lock_op (ChainOp Lock at next_seq) ──▶ POST /v1/leases { lock }
+//! ```
+//!
+//! Only the agent's own key signs these (a delegate cannot: the committee checks the op is
+//! signed by the account).
+
+use core::time::Duration;
+
+use agora_attest::Identity;
+use agora_protocol::committee::{Action, ChainOp, FreeTierClaim, LockTerms, Op};
+use agora_protocol::lease::LeaseRequest;
+use agora_protocol::{AgoraId, Credential, Digest, EncodeError, Signed, Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How much longer than the lease's lifetime a lock lasts from the request's signing: the
+/// request may wait up to its freshness window (5 min) before a provider starts it, and the
+/// provider wants a margin after the lease ends (`lease::provider::LOCK_MARGIN`).
+pub const LOCK_SLACK: Duration = Duration::from_secs(600);
+
+/// How many pool slots an agent tries for its free-tier grant before giving up.
+pub const FREE_TIER_TRIES: usize = 8;
+
+/// One open lock, as `GET /v1/accounts/{agent}/quota` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LockEntry {
+    /// The chain position that made it.
+    pub seq: u64,
+    /// The lease it pays for (hex).
+    pub lease: String,
+    /// The provider that may settle it.
+    pub provider: String,
+    /// Micro-credits locked.
+    pub amount_micro: u64,
+    /// When it lapses (RFC 3339).
+    pub expires_at: String,
+}
+
+/// An agent's quota account at the committee (`GET /v1/accounts/{agent}/quota`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct QuotaAccount {
+    /// The agent.
+    pub agent: String,
+    /// The committee's genesis digest (hex).
+    pub genesis: String,
+    /// The current epoch (`null` before the genesis start).
+    pub epoch: Option<u64>,
+    /// Free-tier grants per epoch network-wide (pool slots 0 to this − 1).
+    pub free_tier_cap: u32,
+    /// Micro-credits one free-tier grant is worth.
+    pub free_tier_micro: u64,
+    /// The position the agent's next chain op takes (proven by the head certificate).
+    pub next_seq: u64,
+    /// The digest the next chain op names as `prev` (hex; `null` before the first op).
+    pub head: Option<String>,
+    /// Micro-credits credited from attestations.
+    pub credited_micro: u64,
+    /// Micro-credits granted by the free tier.
+    pub granted_micro: u64,
+    /// Micro-credits charged by settlements.
+    pub spent_micro: u64,
+    /// Micro-credits held by open locks.
+    pub locked_micro: u64,
+    /// What may still be locked.
+    pub available_micro: u64,
+    /// Open locks.
+    pub locks: Vec<LockEntry>,
+}
+
+/// Why the agent could not build an op.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaOpError {
+    /// The node's account view is malformed.
+    #[error("the node's quota account is malformed: {0}")]
+    BadView(&'static str),
+    /// Signing failed (a bound was broken).
+    #[error("cannot sign: {0}")]
+    Sign(#[from] EncodeError),
+}
+
+impl QuotaAccount {
+    fn head_digest(&self) -> Result<Option<Digest>, QuotaOpError> {
+        self.head
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| QuotaOpError::BadView("head is not a digest"))
+    }
+
+    fn chain_op(&self, agent: &Identity, action: Action) -> Result<Signed<ChainOp>, QuotaOpError> {
+        let op = ChainOp {
+            account: agent.agora_id(),
+            seq: self.next_seq,
+            prev: self.head_digest()?,
+            action,
+        };
+        Ok(Signed::sign(op, agent)?)
+    }
+}
+
+/// The agent's lock for `request` at its first candidate: price ceiling × lifetime, until
+/// the request's time + lifetime + [`LOCK_SLACK`].
+///
+/// # Errors
+/// [`QuotaOpError`].
+pub fn lock_op(
+    agent: &Identity,
+    view: &QuotaAccount,
+    request: &Signed<LeaseRequest>,
+) -> Result<Signed<ChainOp>, QuotaOpError> {
+    let body = request.body();
+    let provider = body
+        .candidates
+        .first()
+        .map(|c| c.provider)
+        .ok_or(QuotaOpError::BadView("the request names no candidate"))?;
+    let terms = LockTerms {
+        lease: request.digest(),
+        provider,
+        amount_micro: body.max_cost_micro().max(1),
+        expires_at: body
+            .issued_at
+            .saturating_add(Duration::from_secs(body.spec.lifetime_secs))
+            .saturating_add(LOCK_SLACK),
+    };
+    view.chain_op(agent, Action::Lock(terms))
+}
+
+/// The agent's credit of `credential`'s spending limit.
+///
+/// # Errors
+/// [`QuotaOpError`].
+pub fn credit_op(
+    agent: &Identity,
+    view: &QuotaAccount,
+    credential: Credential,
+) -> Result<Op, QuotaOpError> {
+    Ok(Op::Chain(view.chain_op(agent, Action::Credit(credential))?))
+}
+
+/// The agent's claim of a random free-tier pool slot of the current epoch.
+///
+/// # Errors
+/// [`QuotaOpError::BadView`] before the genesis start or without a free tier.
+pub fn free_tier_claim(agent: &Identity, view: &QuotaAccount) -> Result<Op, QuotaOpError> {
+    let epoch = view.epoch.ok_or(QuotaOpError::BadView(
+        "the committee's first epoch has not begun",
+    ))?;
+    if view.free_tier_cap == 0 {
+        return Err(QuotaOpError::BadView("the committee has no free tier"));
+    }
+    let claim = FreeTierClaim {
+        account: agent.agora_id(),
+        epoch,
+        index: rand::random_range(0..view.free_tier_cap),
+    };
+    Ok(Op::FreeTier(Signed::sign(claim, agent)?))
+}
+
+/// The base64url of an op's canonical encoding (the body of
+/// `POST /v1/accounts/{agent}/quota`).
+///
+/// # Errors
+/// [`EncodeError`] (not reachable for ops within the bounds).
+pub fn op_base64(op: &Op) -> Result<String, EncodeError> {
+    use base64::Engine as _;
+    let bytes = agora_protocol::codec::encode(op, agora_protocol::committee::MAX_OP_BYTES)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The view for `agent` from `view` at `now`.
+pub fn account_view(
+    agent: AgoraId,
+    committee: &agora_protocol::committee::Committee,
+    view: &agora_protocol::quota_rpc::AccountView,
+    now: Timestamp,
+) -> QuotaAccount {
+    let free = committee.free_tier();
+    QuotaAccount {
+        agent: agent.to_string(),
+        genesis: committee.digest().to_string(),
+        epoch: committee.epoch_at(now),
+        free_tier_cap: if committee.free_tier_enabled() {
+            free.cap_per_epoch
+        } else {
+            0
+        },
+        free_tier_micro: free.allowance_micro,
+        next_seq: view.next_seq(),
+        head: view.head_digest().map(|d| d.to_string()),
+        credited_micro: view.credited_micro,
+        granted_micro: view.granted_micro,
+        spent_micro: view.spent_micro,
+        locked_micro: view.locked_micro(),
+        available_micro: view.available_micro(),
+        locks: view
+            .locks
+            .iter()
+            .map(|l| LockEntry {
+                seq: l.seq,
+                lease: l.lease.to_string(),
+                provider: l.provider.to_string(),
+                amount_micro: l.amount_micro,
+                expires_at: l.expires_at.to_string(),
+            })
+            .collect(),
+    }
+}

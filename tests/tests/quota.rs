@@ -1,0 +1,386 @@
+//! The quota committee with real `agora` processes on 127.0.0.1: four validators (n = 4,
+//! f = 1) named in a genesis file, two sandbox providers, agents signed up through the CLI
+//! (each claims the free tier, certified by the committee).
+//!
+//! - Lock certificate latency: 30 locks certified one after the other through a gateway
+//!   that is itself a validator (each request then refused by the provider on price, so no
+//!   workload starts); the p50 and p90 of the gateway's aggregation time are printed.
+//! - Double spend: an agent signs two locks, each within its balance but together above
+//!   it, for two providers, and sends both requests at once through two different
+//!   gateways: exactly one lease starts, the other is refused with `quota`. The same with
+//!   two locks in the same chain position (the agent equivocating): at most one starts.
+//! - A request without a lock reaches the provider without a certificate: refused `quota`.
+//! - With f = 1 validator killed, a lock still certifies and its lease starts; the
+//!   validator restarted restores its votes from its store.
+//!
+//! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips the test.
+
+// Test code: failing loudly is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use agora_attest::{Identity, keyfile};
+use agora_node::agent::quota::{QuotaAccount, lock_op};
+use agora_node::agent::request::RunPlan;
+use agora_protocol::committee::Op;
+use agora_protocol::signup::SignupRecord;
+use agora_protocol::{Ed25519, Signed};
+use agora_tests::cluster::{agent_cli, cgroup_parent, signup, wait_for_offer};
+use agora_tests::leftovers::Leftovers;
+use agora_tests::node::{NodeProc, http_json, wait_for};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The free-tier grant: 10 credits.
+const FREE_MICRO: u64 = 10_000_000;
+
+fn key_of(dir: &Path) -> Identity {
+    let path = dir.join("data").join("identity.key");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    keyfile::load_or_create(&path, &mut rand::rng()).unwrap().0
+}
+
+fn write_genesis(path: &Path, validators: &[Identity]) {
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    let ids: Vec<String> = validators
+        .iter()
+        .map(|v| format!("\"{}\"", v.agora_id()))
+        .collect();
+    std::fs::write(
+        path,
+        format!(
+            "f = 1\nvalidators = [{}]\nstart_unix_secs = {start}\nepoch_secs = 86400\n\n[free_tier]\nallowance_micro = {FREE_MICRO}\ncap_per_epoch = 64\n\n[locks]\nsettle_grace_secs = 60\n",
+            ids.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
+fn validator(dir: &Path, genesis: &Path, bootstrap: Option<&str>) -> NodeProc {
+    NodeProc::start_configured(
+        dir,
+        &format!(
+            "roles = [\"gateway\", \"validator\"]\nregion = \"eu\"\ngenesis = \"{}\"\n\n[network]\nkad_server = true\n",
+            genesis.display()
+        ),
+        bootstrap,
+    )
+}
+
+fn provider(dir: &Path, genesis: &Path, bootstrap: &str) -> NodeProc {
+    NodeProc::start_configured(
+        dir,
+        &format!(
+            "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\ngenesis = \"{}\"\n\n[network]\nkad_server = true\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\ntunnel_port = {}\nprices = {{ vcpu = 100, memory_gib = 10 }}\n",
+            genesis.display(),
+            agora_tests::cluster::free_udp_port()
+        ),
+        Some(bootstrap),
+    )
+}
+
+/// Waits until `node` is connected to every id in `others`.
+fn wait_connected(node: &NodeProc, others: &[&NodeProc]) {
+    wait_for(WAIT, || {
+        let (_, peers) = node.get("/v1/peers");
+        let ids: Vec<&str> = peers["peers"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["agora_id"].as_str())
+            .collect();
+        others
+            .iter()
+            .all(|o| o.id == node.id || ids.contains(&o.id.as_str()))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{} does not reach the others:\n{}", node.id, node.log()));
+}
+
+fn quota_account(node: &NodeProc, agent: &str) -> QuotaAccount {
+    let (status, v) = node.get(&format!("/v1/accounts/{agent}/quota"));
+    assert_eq!(status, 200, "{v}");
+    serde_json::from_value(v).unwrap()
+}
+
+/// A signed lease request of `home`'s agent for `provider`'s offer as `node` quotes it.
+fn lease_request(
+    home: &Path,
+    node: &NodeProc,
+    provider: &NodeProc,
+    max_price: u64,
+    lifetime_secs: u64,
+) -> (Identity, Signed<agora_protocol::lease::LeaseRequest>) {
+    let key_path = home.join("agent.key");
+    let agent = keyfile::load(&key_path).unwrap();
+    let text =
+        agora_node::agent::record_file::load(&agora_node::agent::record_file::path_for(&key_path))
+            .unwrap()
+            .unwrap();
+    let bytes =
+        agora_protocol::attestation::decode_base64(&text, Signed::<SignupRecord>::MAX_WIRE_BYTES)
+            .unwrap();
+    let record = Signed::<SignupRecord>::decode(&bytes, &Ed25519).unwrap();
+    let plan = RunPlan {
+        lifetime_secs,
+        max_price_per_sec: Some(max_price),
+        candidates: 8,
+        command: vec!["sleep".into(), "600".into()],
+        ..RunPlan::default()
+    };
+    // Quote without the ceiling (a ceiling under the price would filter the offer out).
+    let quote_plan = RunPlan {
+        max_price_per_sec: None,
+        ..plan.clone()
+    };
+    let (_, quote) = http_json(
+        node.http,
+        "POST",
+        "/v1/leases/quote",
+        &[],
+        Some(&quote_plan.quote_body()),
+    );
+    // Name only `provider`'s offer (the lock names the first candidate).
+    let mut quote = quote;
+    let offers: Vec<Value> = quote["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["provider"] == provider.id.as_str())
+        .cloned()
+        .collect();
+    assert!(!offers.is_empty(), "no offer of {} quoted", provider.id);
+    quote["offers"] = Value::Array(offers);
+    let request = plan
+        .request(&quote, &agent, record, agora_node::clock::now())
+        .unwrap();
+    (agent, request)
+}
+
+fn b64<T>(m: &Signed<T>) -> String {
+    URL_SAFE_NO_PAD.encode(m.as_bytes())
+}
+
+fn post_lease(node: &NodeProc, body: &Value) -> (u16, Value) {
+    http_json(node.http, "POST", "/v1/leases", &[], Some(body))
+}
+
+/// The gateway's aggregation times of lock certificates, microseconds, from its log.
+fn lock_latencies_us(node: &NodeProc) -> Vec<u64> {
+    let text = std::fs::read_to_string(node.dir.join("node.log")).unwrap();
+    text.lines()
+        .filter(|l| l.contains("certified") && l.contains("kind=\"lock\""))
+        .filter_map(|l| {
+            let at = l.find("elapsed_us=")? + "elapsed_us=".len();
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+#[test]
+fn locks_are_certified_once_and_leases_start_only_against_them() {
+    if std::env::var_os("AGORA_SKIP_SANDBOX").is_some() {
+        eprintln!("skipped: AGORA_SKIP_SANDBOX is set");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut leftovers = Leftovers::new(root);
+    let dirs: Vec<_> = (1..=4).map(|i| root.join(format!("v{i}"))).collect();
+    let keys: Vec<Identity> = dirs.iter().map(|d| key_of(d)).collect();
+    let genesis = root.join("genesis.toml");
+    write_genesis(&genesis, &keys);
+
+    let v1 = validator(&dirs[0], &genesis, None);
+    let boot = v1.tcp_addr();
+    let v2 = validator(&dirs[1], &genesis, Some(&boot));
+    let v3 = validator(&dirs[2], &genesis, Some(&boot));
+    let mut v4 = Some(validator(&dirs[3], &genesis, Some(&boot)));
+    let p1 = provider(&root.join("p1"), &genesis, &boot);
+    let p2 = provider(&root.join("p2"), &genesis, &boot);
+    leftovers.add(cgroup_parent(&p1));
+    leftovers.add(cgroup_parent(&p2));
+    let all = [&v1, &v2, &v3, v4.as_ref().unwrap(), &p1, &p2];
+    for n in all {
+        wait_connected(n, &all);
+    }
+    for g in [&v1, &v2, &v3] {
+        wait_for_offer(g, &p1);
+        wait_for_offer(g, &p2);
+    }
+
+    // Signup claims the free tier: certified, so every validator's view has it.
+    let home = root.join("agent");
+    let agent = signup(&home, &v2);
+    let account = quota_account(&v3, &agent);
+    assert_eq!(account.granted_micro, FREE_MICRO, "{account:?}");
+    assert_eq!(account.next_seq, 0);
+
+    // Latency: locks certified by gateway v1, each request then refused on price by p1.
+    for _ in 0..30 {
+        let (agent_key, request) = lease_request(&home, &v1, &p1, 1, 60);
+        let view = quota_account(&v1, &agent);
+        let lock = lock_op(&agent_key, &view, &request).unwrap();
+        let (status, v) = post_lease(
+            &v1,
+            &json!({ "request": b64(&request), "lock": b64(&lock) }),
+        );
+        assert_ne!(status, 201, "a lease under its price started: {v}");
+        assert_eq!(
+            v["attempts"][0]["code"], "price",
+            "the lock certified and the provider refused on price: {v}"
+        );
+    }
+    let mut latencies = lock_latencies_us(&v1);
+    latencies.sort_unstable();
+    assert!(latencies.len() >= 30, "{latencies:?}");
+    println!(
+        "lock certificate latency, 4 validators on loopback, {} locks: p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        percentile(&latencies, 50) as f64 / 1000.0,
+        percentile(&latencies, 90) as f64 / 1000.0,
+        latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+    let spent_on_locks = quota_account(&v2, &agent).locked_micro;
+    assert_eq!(spent_on_locks, 30 * 60, "30 locks of 60 µcr each are open");
+
+    // Double spend: two locks of 6 credits each (10 available), chained, for two
+    // providers, sent at once through two gateways.
+    let available = quota_account(&v2, &agent).available_micro;
+    let price = available * 6 / 10 / 600;
+    let (agent_key, req_a) = lease_request(&home, &v2, &p1, price, 600);
+    let (_, req_b) = lease_request(&home, &v3, &p2, price, 600);
+    let view = quota_account(&v2, &agent);
+    let lock_a = lock_op(&agent_key, &view, &req_a).unwrap();
+    let after_a = QuotaAccount {
+        next_seq: view.next_seq + 1,
+        head: Some(Op::Chain(lock_a.clone()).digest().to_string()),
+        ..view.clone()
+    };
+    let lock_b = lock_op(&agent_key, &after_a, &req_b).unwrap();
+    assert!(lock_a.body().seq + 1 == lock_b.body().seq);
+    let body_a = json!({ "request": b64(&req_a), "lock": b64(&lock_a) });
+    let body_b = json!({ "request": b64(&req_b), "lock": b64(&lock_b) });
+    let (ra, rb) = std::thread::scope(|s| {
+        let a = s.spawn(|| post_lease(&v2, &body_a));
+        let b = s.spawn(|| post_lease(&v3, &body_b));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let started = [&ra, &rb].iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(
+        started,
+        1,
+        "exactly one of two over-committing leases starts:\n{ra:?}\n{rb:?}\n{}",
+        v2.log()
+    );
+    let refused = if ra.0 == 201 { &rb } else { &ra };
+    assert_eq!(refused.0, 409, "{refused:?}");
+    assert_eq!(refused.1["error"]["code"], "quota", "{refused:?}");
+    let after = quota_account(&v1, &agent);
+    assert!(
+        after.locked_micro <= FREE_MICRO,
+        "never more locked than held: {after:?}"
+    );
+
+    // The same chain position twice (the agent equivocates): at most one starts.
+    let home2 = root.join("agent2");
+    let agent2 = signup(&home2, &v3);
+    let (key2, req_c) = lease_request(&home2, &v2, &p1, price, 600);
+    let (_, req_d) = lease_request(&home2, &v3, &p2, price, 600);
+    let view2 = quota_account(&v2, &agent2);
+    let lock_c = lock_op(&key2, &view2, &req_c).unwrap();
+    let lock_d = lock_op(&key2, &view2, &req_d).unwrap();
+    let body_c = json!({ "request": b64(&req_c), "lock": b64(&lock_c) });
+    let body_d = json!({ "request": b64(&req_d), "lock": b64(&lock_d) });
+    let (rc, rd) = std::thread::scope(|s| {
+        let c = s.spawn(|| post_lease(&v2, &body_c));
+        let d = s.spawn(|| post_lease(&v3, &body_d));
+        (c.join().unwrap(), d.join().unwrap())
+    });
+    let started2 = [&rc, &rd].iter().filter(|(s, _)| *s == 201).count();
+    println!("same position twice at once: {started2} of 2 leases started");
+    assert!(started2 <= 1, "{rc:?}\n{rd:?}");
+
+    // No lock, no certificate: the provider refuses with `quota`.
+    let (_, req_e) = lease_request(&home, &v1, &p1, price, 60);
+    let (status, v) = post_lease(&v1, &json!({ "request": b64(&req_e) }));
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "quota", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lock certificate"),
+        "{v}"
+    );
+
+    // f = 1 validator down: a lock still certifies and its lease starts (the CLI signs it).
+    let home3 = root.join("agent3");
+    let agent3 = signup(&home3, &v1);
+    drop(v4.take());
+    let (ok, run, err) = agent_cli(
+        &home3,
+        &v2,
+        &[
+            "run",
+            "--lifetime",
+            "2m",
+            "--candidates",
+            "1",
+            "--",
+            "sleep",
+            "60",
+        ],
+    );
+    assert!(ok, "with one validator down: {err}\n{}", v2.log());
+    let lease = run["lease"]["lease"].as_str().unwrap().to_owned();
+    let account3 = quota_account(&v3, &agent3);
+    assert_eq!(account3.next_seq, 1, "the lock is certified: {account3:?}");
+
+    // The validator restarts from its store.
+    let v4 = validator(&dirs[3], &genesis, Some(&boot));
+    let log = std::fs::read_to_string(v4.dir.join("node.log")).unwrap();
+    let restored = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("quota validator restored"))
+        .expect("the restart restores the validator");
+    assert!(!restored.contains("votes=0 "), "{restored}");
+
+    // Stopping the lease settles its lock with the provider's final receipt.
+    let (ok, _, err) = agent_cli(&home3, &v2, &["stop", &lease]);
+    assert!(ok, "stop: {err}");
+    let settled = wait_for(WAIT, || {
+        let a = quota_account(&v3, &agent3);
+        a.locks.is_empty().then_some(a)
+    })
+    .unwrap_or_else(|| panic!("the lock is settled:\n{}", p1.log()));
+    // Settled by the provider (an unlock would wait for expiry + grace): what the final
+    // receipt charged is spent, the rest returned.
+    assert!(
+        settled.spent_micro + settled.available_micro == FREE_MICRO,
+        "{settled:?}"
+    );
+    drop(v4);
+}
