@@ -12,6 +12,7 @@
 //! - [`lease`]: leases: the provider's service and the gateway's relay.
 //! - [`ledger`]: the node's replica of the evidence log, kept in the store and synced.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`reputation`]: providers' per-epoch reputation over the ledger (with a genesis).
 //! - [`surface`]: the agent-facing operations, defined once: OpenAPI, `/llms.txt`, MCP.
 //! - [`runtime`]: workload runtimes (today: probing what the host offers a sandbox).
 
@@ -28,6 +29,7 @@ pub mod ledger;
 pub mod market;
 pub mod metrics;
 pub mod net;
+pub mod reputation;
 pub mod runtime;
 pub mod services;
 pub mod store;

@@ -12,6 +12,8 @@
 //! - A request without a lock reaches the provider without a certificate: refused `quota`.
 //! - With f = 1 validator killed, a lock still certifies and its lease starts; the
 //!   validator restarted restores its votes from its store.
+//! - Reputation under the genesis: `GET /v1/providers/{provider}` and `agora provider show`
+//!   answer with the provider's provisional epoch and its offer.
 //!
 //! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips the test.
 
@@ -382,5 +384,33 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         settled.spent_micro + settled.available_micro == FREE_MICRO,
         "{settled:?}"
     );
+
+    // Reputation under the genesis: the provider as a validator and as itself see it (the
+    // first epoch is still open: provisional, none completed).
+    for node in [&v2, &p1] {
+        let (status, v) = node.get(&format!("/v1/providers/{}", p1.id));
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["provider"], p1.id.as_str(), "{v}");
+        assert_eq!(v["offer"]["provider"], p1.id.as_str(), "{v}");
+        let rep = &v["reputation"];
+        assert_eq!(rep["available"], true, "{v}");
+        assert_eq!(rep["current"]["epoch"], 0, "{v}");
+        assert_eq!(rep["current"]["provisional"], true, "{v}");
+        assert!(rep["completed"].is_null(), "{v}");
+        assert!(v["history"].as_array().unwrap().is_empty(), "{v}");
+    }
+    let (status, v) = v2.get("/v1/providers/agora1nope");
+    assert_eq!((status, &v["error"]["code"]), (400, &json!("bad_provider")));
+    let (status, v) = v2.get("/v1/offers?sort=reputation");
+    assert_eq!(status, 200, "{v}");
+    assert!(v["count"].as_u64().unwrap() >= 2, "{v}");
+    let out = std::process::Command::new(agora_tests::agora_bin())
+        .args(["provider", "show", &p1.id, "--node"])
+        .arg(format!("http://{}", v2.http))
+        .output()
+        .unwrap();
+    let text = agora_tests::stdout(&out);
+    assert!(out.status.success(), "{}", agora_tests::stderr(&out));
+    assert!(text.contains(&p1.id) && text.contains("current"), "{text}");
     drop(v4);
 }

@@ -155,6 +155,14 @@ fn mcp_stdio_carries_only_json_rpc() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let out = child.stdout.take().unwrap();
+    // Drain stderr as it comes: debug logs (a tools list is one long line) would otherwise
+    // fill the pipe and block the server.
+    let mut err_pipe = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err_pipe, &mut text);
+        text
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
@@ -213,17 +221,13 @@ fn mcp_stdio_carries_only_json_rpc() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let out = child.wait_with_output().unwrap();
-    assert!(status.success(), "{status}: {}", stderr(&out));
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "{status}: {logs}");
     assert!(
         rx.try_iter()
             .all(|l| serde_json::from_str::<Value>(&l).is_ok())
     );
-    assert!(
-        stderr(&out).contains("MCP server on stdio"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(logs.contains("MCP server on stdio"), "{logs}");
 }
 
 /// Every operation that takes a body, as `/openapi.json` lists it, answers a malformed one

@@ -19,6 +19,7 @@ mod ledger;
 mod mcp;
 mod node;
 mod offers;
+mod provider;
 mod services;
 mod tunnel;
 mod tunnel_grant;
@@ -80,6 +81,9 @@ enum Command {
     Node(node::NodeCommand),
     /// List offers the network advertises, as a node sees them.
     Offers(Box<offers::OffersArgs>),
+    /// A provider as a node sees it: reputation, history and offer.
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
     /// List the services agents published (MCP servers, web apps, TCP services in their
     /// leases), as a node sees them.
     Services(Box<services::ServicesArgs>),
@@ -131,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(cmd) => attest::run(*cmd, &cli.global),
         Command::Node(cmd) => node::run(cmd, &cli.global),
         Command::Offers(args) => offers::run(&args, &cli.global),
+        Command::Provider(cmd) => provider::run(&cmd, &cli.global),
         Command::Services(args) => services::run(&args, &cli.global),
         Command::Mcp(args) => mcp::run(&args, &cli.global),
         Command::Demo(args) => demo::run(&args, &cli.global),

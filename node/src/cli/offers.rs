@@ -38,7 +38,7 @@ pub(crate) struct OffersArgs {
     /// Only providers with this label (key=value, repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Order: price or newest.
+    /// Order: price, newest or reputation (highest first, then price).
     #[arg(long, default_value = "price")]
     sort: String,
     /// Most offers shown.

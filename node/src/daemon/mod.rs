@@ -229,6 +229,9 @@ impl RunningNode {
             }
             shared.set_quota(Arc::new(quota));
         }
+        shared.set_reputation(Arc::new(crate::reputation::Reputations::new(
+            shared.quota().map(|q| q.committee()),
+        )));
         let mut regions = vec![config.region.clone()];
         regions.extend(
             config
@@ -284,6 +287,16 @@ impl RunningNode {
                     .clone()
                     .run_unlocks(stop_reaper.subscribe())
                     .instrument(info_span!("quota")),
+            ));
+        }
+        if let Some(reputation) = shared.reputation() {
+            tasks.push(tokio::spawn(
+                crate::reputation::run(
+                    reputation.clone(),
+                    evidence.clone(),
+                    stop_reaper.subscribe(),
+                )
+                .instrument(info_span!("reputation")),
             ));
         }
         // Revocations once the first sync had a moment (those peers logged are skipped).

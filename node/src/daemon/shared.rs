@@ -28,7 +28,9 @@ pub struct PeerStatus {
     pub rtt_ms: Option<u64>,
     /// gossipsub's score of it (includes our application score).
     pub score: Option<f64>,
-    /// Our application-specific score (≤ 0: penalties for stale, flooding or invalid input).
+    /// Our application-specific score: penalties for stale, flooding or invalid input
+    /// (negative), plus the provider's reputation (between -10 and 10; 0 for newcomers and
+    /// on nodes without a genesis).
     pub app_score: f64,
     /// Offers topics it subscribes to.
     pub topics: Vec<String>,
@@ -73,6 +75,7 @@ pub struct Shared {
     relay: std::sync::OnceLock<crate::tunnel::relay::Relay>,
     ledger: std::sync::OnceLock<Arc<crate::ledger::Ledger>>,
     quota: std::sync::OnceLock<Arc<crate::committee::Quota>>,
+    reputation: std::sync::OnceLock<Arc<crate::reputation::Reputations>>,
 }
 
 /// What a provider can run, as `GET /v1/node` shows it.
@@ -126,6 +129,7 @@ impl Shared {
             relay: std::sync::OnceLock::new(),
             ledger: std::sync::OnceLock::new(),
             quota: std::sync::OnceLock::new(),
+            reputation: std::sync::OnceLock::new(),
         }
     }
 
@@ -192,6 +196,16 @@ impl Shared {
     /// The quota committee service, when the node has a genesis.
     pub fn quota(&self) -> Option<&Arc<crate::committee::Quota>> {
         self.quota.get()
+    }
+
+    /// Records the reputation scores (once, at start).
+    pub fn set_reputation(&self, reputation: Arc<crate::reputation::Reputations>) {
+        let _ = self.reputation.set(reputation);
+    }
+
+    /// Providers' reputation (set at start; unavailable, with the reason, without a genesis).
+    pub fn reputation(&self) -> Option<&Arc<crate::reputation::Reputations>> {
+        self.reputation.get()
     }
 
     /// The tunnel relay, if this node relays.

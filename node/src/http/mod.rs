@@ -5,8 +5,9 @@
 //! | `GET /healthz` | `{"status":"ok"}` while the node runs |
 //! | `GET /v1/node` | id, peer id, version, roles, region, addresses, counts |
 //! | `GET /v1/peers` | connected peers with addresses, RTT, gossipsub and app scores |
-//! | `GET /v1/offers` | offers matching query filters (see [`offers::OfferQuery`]) |
+//! | `GET /v1/offers` | offers matching query filters, sorted by price, newest or reputation (see [`offers::OfferQuery`]) |
 //! | `GET /v1/offers/{provider}` | one provider's current offer |
+//! | `GET /v1/providers/{provider}` | a provider's reputation (current and completed epochs), history and offer (see [`providers`]) |
 //! | `GET /v1/services` | published services matching query filters (see [`services`]) |
 //! | `POST /v1/services` | `{"record"}` or `{"withdrawal"}`: an owner's signed service record, checked, kept and gossiped |
 //! | `GET /v1/signup/challenge` | a fresh signup challenge and the proof of work required |
@@ -65,6 +66,7 @@ pub mod json;
 pub mod leases;
 pub mod ledger;
 pub mod offers;
+pub mod providers;
 mod query;
 pub mod quota;
 pub mod read_proof;
@@ -143,6 +145,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/offers", get(offers::list))
         .route("/v1/offers/{provider}", get(offers::one))
+        .route("/v1/providers/{provider}", get(providers::one))
         .route("/v1/services", get(services::list).post(services::publish))
         .route("/v1/signup/challenge", get(signup::challenge))
         .route(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use agora_protocol::offer::{Capacity, Isolation, NetworkPolicy, Prices, RuntimeOffer};
 use agora_protocol::offer_book::{OfferFilter, OfferSort};
+
 use agora_protocol::{AgoraId, Offer, Signed};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -18,6 +19,7 @@ use super::ApiError;
 use super::query::{self, bad};
 use crate::clock;
 use crate::daemon::Shared;
+use crate::surface::types::OfferSortKey;
 
 /// Most offers one query returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -29,13 +31,13 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Parameters: `runtime` (`sandbox`|`docker`|`microvm`), `image`, `min_cpu` (vCPUs,
 /// fractions allowed), `min_memory_mib`, `max_price` (micro-credits per second for the
 /// requested vCPU and memory, or one vCPU and 1 GiB), `region`, `tier`, `label=key=value`
-/// (repeatable), `sort` (`price`|`newest`), `limit` (1 to 1000).
+/// (repeatable), `sort` (`price`|`newest`|`reputation`), `limit` (1 to 1000).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferQuery {
     /// The typed filter.
     pub filter: OfferFilter,
     /// The order.
-    pub sort: OfferSort,
+    pub sort: OfferSortKey,
     /// Most results.
     pub limit: usize,
 }
@@ -48,7 +50,7 @@ impl OfferQuery {
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
         let mut q = Self {
             filter: OfferFilter::default(),
-            sort: OfferSort::Price,
+            sort: OfferSortKey::Price,
             limit: DEFAULT_LIMIT,
         };
         for (name, value) in pairs {
@@ -98,10 +100,14 @@ impl OfferQuery {
                 }
                 "sort" => {
                     q.sort = match value {
-                        "price" => OfferSort::Price,
-                        "newest" => OfferSort::Newest,
+                        "price" => OfferSortKey::Price,
+                        "newest" => OfferSortKey::Newest,
+                        "reputation" => OfferSortKey::Reputation,
                         other => {
-                            return Err(bad(name, format!("{other:?} is not price or newest")));
+                            return Err(bad(
+                                name,
+                                format!("{other:?} is not price, newest or reputation"),
+                            ));
                         }
                     };
                 }
@@ -116,6 +122,21 @@ impl OfferQuery {
         }
         Ok(q)
     }
+}
+
+/// `offers` (in price order) reordered by `trust` (latest completed epoch's, then the
+/// current epoch's), highest first; the sort is stable, so ties keep price order. The first
+/// `limit`.
+fn by_reputation(
+    mut offers: Vec<Signed<Offer>>,
+    trust: &BTreeMap<AgoraId, (u64, u64)>,
+    limit: usize,
+) -> Vec<Signed<Offer>> {
+    offers.sort_by_key(|o| {
+        core::cmp::Reverse(trust.get(&o.body().provider).copied().unwrap_or_default())
+    });
+    offers.truncate(limit);
+    offers
 }
 
 fn bounded(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
@@ -202,7 +223,23 @@ pub async fn list(
 ) -> Result<Json<OfferList>, ApiError> {
     let q = OfferQuery::parse(&query::pairs(raw)?)?;
     let now = clock::now();
-    let hits = shared.market().query(&q.filter, q.sort, q.limit, now);
+    let hits = match q.sort {
+        OfferSortKey::Price => shared
+            .market()
+            .query(&q.filter, OfferSort::Price, q.limit, now),
+        OfferSortKey::Newest => shared
+            .market()
+            .query(&q.filter, OfferSort::Newest, q.limit, now),
+        OfferSortKey::Reputation => {
+            // Every match by price, then reordered (stably) by trust: highest first, ties
+            // and unscored providers by price.
+            let all = shared
+                .market()
+                .query(&q.filter, OfferSort::Price, usize::MAX, now);
+            let trust = shared.reputation().map(|r| r.trust()).unwrap_or_default();
+            by_reputation(all, &trust, q.limit)
+        }
+    };
     let views: Vec<OfferView> = hits.iter().map(|o| OfferView::new(o, &q.filter)).collect();
     Ok(Json(OfferList {
         count: views.len(),
@@ -247,9 +284,72 @@ mod tests {
         assert_eq!(q.filter.max_price, Some(300));
         assert_eq!(q.filter.region.as_deref(), Some("eu"));
         assert_eq!(q.filter.labels.len(), 2);
-        assert_eq!(q.sort, OfferSort::Newest);
+        assert_eq!(q.sort, OfferSortKey::Newest);
+        assert_eq!(
+            parse("sort=reputation").unwrap().sort,
+            OfferSortKey::Reputation
+        );
         assert_eq!(q.limit, 5);
         assert_eq!(parse("").unwrap().limit, DEFAULT_LIMIT);
+    }
+
+    /// A signed offer by key `n` at `vcpu` micro-credits per vCPU-second.
+    fn offer(n: u8, vcpu: u64) -> Signed<Offer> {
+        use crate::config::{NodeConfig, PriceConfig, ProviderConfig};
+        let provider = ProviderConfig::new(
+            2.0,
+            2048,
+            1024,
+            PriceConfig {
+                vcpu,
+                memory_gib: 10,
+                disk_gib: 1,
+                gpu: 0,
+            },
+        );
+        let identity = agora_attest::Identity::from_secret_bytes(&[n; 32]);
+        provider
+            .offer(
+                &identity,
+                1,
+                agora_protocol::Timestamp::from_unix_secs(1_000),
+                &NodeConfig::default(),
+                &Default::default(),
+                Vec::new(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn reputation_orders_by_trust_then_keeps_price_order() {
+        // In price order, as the book answers: 1 cheapest.
+        let offers = vec![offer(1, 10), offer(2, 20), offer(3, 30), offer(4, 40)];
+        let id = |o: &Signed<Offer>| o.body().provider;
+        let trust = BTreeMap::from([
+            (id(&offers[2]), (500, 0)),
+            (id(&offers[3]), (500, 9)),
+            (id(&offers[1]), (0, 7)),
+        ]);
+        let sorted: Vec<AgoraId> = by_reputation(offers.clone(), &trust, 10)
+            .iter()
+            .map(id)
+            .collect();
+        assert_eq!(
+            sorted,
+            [
+                id(&offers[3]),
+                id(&offers[2]),
+                id(&offers[1]),
+                id(&offers[0])
+            ],
+            "completed epoch's trust, then the current one's, then price"
+        );
+        // Nothing scored: price order stays; the limit applies after ordering.
+        let plain: Vec<AgoraId> = by_reputation(offers.clone(), &BTreeMap::new(), 2)
+            .iter()
+            .map(id)
+            .collect();
+        assert_eq!(plain, [id(&offers[0]), id(&offers[1])]);
     }
 
     #[test]

@@ -600,6 +600,19 @@ impl Ledger {
         self.inner().records(fact)
     }
 
+    /// The log's state hash (cached between changes).
+    pub fn state_hash(&self) -> Digest {
+        self.inner().state_hash()
+    }
+
+    /// The state hash and every accepted entry (cheap clones of shared signed messages),
+    /// taken under one short lock: work over them (reputation) runs without holding it.
+    pub fn snapshot(&self) -> (Digest, Vec<Signed<Entry>>) {
+        let mut inner = self.inner();
+        let hash = inner.state_hash();
+        (hash, inner.log.iter().cloned().collect())
+    }
+
     /// Calls `f` with the log (read-only), under the lock: keep it short.
     pub fn with_log<T>(&self, f: impl FnOnce(&EvidenceLog) -> T) -> T {
         f(&self.inner().log)

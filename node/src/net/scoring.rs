@@ -9,7 +9,11 @@
 //!
 //! On top, [`Penalties`] keeps our own tally per peer (stale replays, rate-limit floods,
 //! malformed sync pages) that gossipsub cannot see, decaying over time, and the event loop
-//! feeds it to gossipsub as the application-specific score.
+//! feeds it to gossipsub as the application-specific score, plus the peer's reputation as
+//! a provider ([`app_score`]: `Reputation::gossip_score` in [-1, 1] times
+//! [`REPUTATION_WEIGHT`]), so well-trusted providers' gossip is preferred and providers
+//! that take leases and never run them lose some standing, never enough on their own to be
+//! graylisted.
 
 use core::time::Duration;
 use std::collections::HashMap;
@@ -53,6 +57,22 @@ pub fn offers_topic_params() -> TopicScoreParams {
         invalid_message_deliveries_decay: 0.99,
         ..TopicScoreParams::default()
     }
+}
+
+/// What reputation weighs in the application score: a reputation score in [-1, 1] moves it
+/// by at most 10, far from the graylist threshold (-80) and below one invalid message's P4
+/// penalty, so reputation alone never silences a peer.
+pub const REPUTATION_WEIGHT: f64 = 10.0;
+
+/// A peer's application score from its `penalty` score (≤ 0, [`Penalties::score`]) and its
+/// `reputation` gossip score (clamped to [-1, 1]).
+pub fn app_score(penalty: f64, reputation: f64) -> f64 {
+    let reputation = if reputation.is_finite() {
+        reputation.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    penalty + REPUTATION_WEIGHT * reputation
 }
 
 /// What a peer did that we hold against it, beyond gossipsub's own accounting.
@@ -130,6 +150,16 @@ mod tests {
         peer_score_params().validate().unwrap();
         thresholds().validate().unwrap();
         offers_topic_params().validate().unwrap();
+    }
+
+    #[test]
+    fn reputation_weighs_within_bounds() {
+        assert_eq!(app_score(0.0, 0.0), 0.0, "newcomers are neutral");
+        assert_eq!(app_score(-12.0, 0.5), -7.0);
+        assert_eq!(app_score(0.0, 7.0), REPUTATION_WEIGHT, "clamped");
+        assert_eq!(app_score(0.0, -1.0), -REPUTATION_WEIGHT);
+        assert_eq!(app_score(-2.0, f64::NAN), -2.0);
+        assert!(app_score(0.0, -1.0) > thresholds().graylist_threshold);
     }
 
     #[test]

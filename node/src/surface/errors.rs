@@ -38,6 +38,12 @@ pub const NO_OFFER: ErrorCode = ErrorCode {
     status: Some(404),
     meaning: "this node knows no current (unexpired, not withdrawn) offer from that provider",
 };
+/// The node knows nothing of the provider.
+pub const UNKNOWN_PROVIDER: ErrorCode = ErrorCode {
+    code: "unknown_provider",
+    status: Some(404),
+    meaning: "this node holds no current offer from that provider and no reputation score of it",
+};
 /// A submitted service record or withdrawal does not decode or validate.
 pub const MALFORMED_SERVICE: ErrorCode = ErrorCode {
     code: "malformed_service",
@@ -613,6 +619,7 @@ pub const CATALOG: &[ErrorCode] = &[
     BAD_QUERY,
     BAD_PROVIDER,
     NO_OFFER,
+    UNKNOWN_PROVIDER,
     MALFORMED_SERVICE,
     STALE_SERVICE,
     SERVICES_FULL,

@@ -300,6 +300,6 @@ mod tests {
         // The list_offers arguments, with their types.
         assert!(t.contains("- `runtime` (sandbox|docker|microvm)"), "{t}");
         assert!(t.contains("- `label` (list of string)"), "{t}");
-        assert!(t.contains("- `sort` (price|newest)"), "{t}");
+        assert!(t.contains("- `sort` (price|newest|reputation)"), "{t}");
     }
 }

@@ -9,12 +9,13 @@
 use super::errors::*;
 use super::types::{
     AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, FilesInput, FilesPut,
-    GetOfferInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput, ListApprovalsInput,
-    ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument, QuotaOpInput,
-    QuoteInput, RelayInput, RunInput, SignupInput, StreamEvent, TokenInput,
+    GetOfferInput, GetProviderInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput,
+    ListApprovalsInput, ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument,
+    QuotaOpInput, QuoteInput, RelayInput, RunInput, SignupInput, StreamEvent, TokenInput,
 };
 use super::{Group, Operation, sign};
 use crate::http::offers::{OfferList, OfferView};
+use crate::http::providers::ProviderView;
 use crate::http::services::{
     ListServicesInput, PublishServiceInput, Published, RevokeGrantInput, ServiceList,
 };
@@ -115,7 +116,8 @@ pub(super) fn all() -> Vec<Operation> {
             .describe(
                 "Offers in this node's book that match every filter given: runtime, image, free \
                  vCPU and memory, price, region, tier, labels. Sorted by price (of the requested \
-                 resources, or one vCPU and 1 GiB) or newest first. Prices are micro-credits per \
+                 resources, or one vCPU and 1 GiB), newest first, or by reputation (highest \
+                 trust first, then price; see `get_provider`). Prices are micro-credits per \
                  second. Each offer carries `signed`, the provider's signed offer (base64url), so \
                  you need not trust this node: verify it yourself. Pick one and name its \
                  provider when you run a workload.",
@@ -132,6 +134,23 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<GetOfferInput>()
             .output::<OfferView>()
             .errors(&[BAD_PROVIDER, NO_OFFER]),
+        Operation::get("get_provider", "/v1/providers/{provider}", Group::Market)
+            .summary("Get a provider's reputation, its history and its offer")
+            .describe(
+                "What this node knows about a provider: its reputation from the evidence log \
+                 (per-epoch EigenTrust seeded by the committee's validators), for the current \
+                 epoch (provisional: judged up to `computed_at`) and the latest completed one: \
+                 trust and share in parts per billion, rank of how many, leases judged, ran, \
+                 failed, never ran, paid micro-credits, praise and complaints; its score in \
+                 each completed epoch kept (`history`, newest first); and its current offer. \
+                 A node without a genesis has no reputation and says why \
+                 (`reputation.available` false, `reputation.reason`). A provider with no lease \
+                 judged in an epoch has no score there (`score` null): newcomers are neither \
+                 good nor bad.",
+            )
+            .input::<GetProviderInput>()
+            .output::<ProviderView>()
+            .errors(&[BAD_PROVIDER, UNKNOWN_PROVIDER]),
         // Published services: ports of leases their agents advertise.
         Operation::get("list_services", "/v1/services", Group::Market)
             .summary("Find published services: MCP servers, web apps, TCP services in leases")

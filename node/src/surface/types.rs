@@ -28,6 +28,10 @@ pub enum OfferSortKey {
     Price,
     /// Most recently issued first.
     Newest,
+    /// Highest reputation first (trust in the latest completed epoch, then in the current
+    /// one), then cheapest; providers without a score, or every provider on a node without a
+    /// genesis, follow by price.
+    Reputation,
 }
 
 /// `GET /v1/offers` arguments: every filter is optional and they combine with AND.
@@ -69,7 +73,7 @@ pub struct ListOffersInput {
         inner(pattern(r"^[A-Za-z0-9_.:/-]{1,64}=[A-Za-z0-9_.:/-]{1,128}$"))
     )]
     pub label: Vec<String>,
-    /// Order: `price` (default) or `newest`.
+    /// Order: `price` (default), `newest` or `reputation` (highest first, then price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sort: Option<OfferSortKey>,
     /// Most offers returned (default 100).
@@ -82,6 +86,14 @@ pub struct ListOffersInput {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetOfferInput {
+    /// The provider's Agora id (`agora1…`).
+    pub provider: agora_protocol::AgoraId,
+}
+
+/// `GET /v1/providers/{provider}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetProviderInput {
     /// The provider's Agora id (`agora1…`).
     pub provider: agora_protocol::AgoraId,
 }

@@ -115,6 +115,7 @@ fn tools_are_the_registry_operations_with_object_schemas() {
             "ledger_state",
             "list_offers",
             "get_offer",
+            "get_provider",
             "list_services",
             "get_account",
             "get_quota_account",
