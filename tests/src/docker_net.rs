@@ -9,6 +9,15 @@
 //! outside it; the test host still reaches them through the bridge) and every container
 //! started on it. Dropping it removes them all, and prints their logs first when the test is
 //! panicking, so a failed run leaves diagnostics and no debris behind.
+//!
+//! Partitions: [`DockerNet::add_network`] creates further internal networks (removed on drop
+//! too) and [`DockerNet::start_on`] attaches a node to some of them from its first moment, so
+//! its peers learn those addresses too. Cutting a group off the main network with
+//! [`DockerNet::disconnect`] while it shares a side network splits the nodes in two halves
+//! that still reach each other within each half (and the test host reaches every node over
+//! one network or the other, see [`DockerNet::address_on`]). A network made by
+//! [`DockerNet::create_addressed`] has a subnet of its own, so [`DockerNet::connect_at`] can
+//! bring a node back at a new address.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};
@@ -151,6 +160,8 @@ pub struct DockerNet {
     pub name: String,
     image: String,
     containers: Mutex<Vec<String>>,
+    /// Side networks made by [`Self::add_network`], removed after the containers.
+    networks: Mutex<Vec<String>>,
     /// Node tags (last 12 characters of the id) of providers using the Docker runtime,
     /// whose workload networks are removed on drop.
     docker_nodes: Mutex<Vec<String>>,
@@ -185,12 +196,67 @@ impl DockerNet {
             "docker network create: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Self::with(name, image)
+    }
+
+    /// As [`Self::create`], with a subnet of its own (a free `10.213.x.0/24`), so that
+    /// [`Self::connect_at`] can re-attach a node at an address of the test's choosing.
+    ///
+    /// # Panics
+    /// When the image cannot be built or no such subnet is free.
+    #[allow(clippy::panic)]
+    pub fn create_addressed() -> Self {
+        let image = node_image().to_owned();
+        let name = format!("agora-test-{}", unique_suffix());
+        let first = u8::try_from(std::process::id() % 200).unwrap_or(0);
+        let mut errors = String::new();
+        // Docker refuses a subnet overlapping another network's; try a few.
+        for x in (0..16u8).map(|i| first.wrapping_add(i.wrapping_mul(13))) {
+            let subnet = format!("10.213.{x}.0/24");
+            let out = docker(&[
+                "network",
+                "create",
+                "--internal",
+                "--subnet",
+                &subnet,
+                &name,
+            ]);
+            if out.status.success() {
+                return Self::with(name, image);
+            }
+            errors.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        panic!("docker network create with a subnet: {errors}");
+    }
+
+    fn with(name: String, image: String) -> Self {
         Self {
             name,
             image,
             containers: Mutex::new(Vec::new()),
+            networks: Mutex::new(Vec::new()),
             docker_nodes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Creates another internal bridge network, `<network>-<suffix>`, removed with this one;
+    /// returns its name. Attach nodes to it with [`Self::start_on`].
+    ///
+    /// # Panics
+    /// When Docker refuses.
+    pub fn add_network(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.name);
+        let out = docker(&["network", "create", "--internal", &name]);
+        assert!(
+            out.status.success(),
+            "docker network create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.networks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name.clone());
+        name
     }
 
     /// Starts node `short` (container `<network>-<short>`) with `args` after `node start`,
@@ -201,15 +267,26 @@ impl DockerNet {
     ///
     /// # Panics
     /// When the container cannot start or the node does not report in time.
-    #[allow(clippy::panic)]
     pub fn start(&self, short: &str, args: &[&str]) -> Container {
+        self.start_on(short, &[], args)
+    }
+
+    /// As [`Self::start`], with the container also attached to each of `networks` (made by
+    /// [`Self::add_network`]) before the node starts: it listens on every one of them from
+    /// the first moment and tells its peers all those addresses.
+    ///
+    /// # Panics
+    /// When the container cannot start or the node does not report in time.
+    #[allow(clippy::panic)]
+    pub fn start_on(&self, short: &str, networks: &[&str], args: &[&str]) -> Container {
         let name = format!("{}-{short}", self.name);
         let tcp = format!("/ip4/0.0.0.0/tcp/{P2P_PORT}");
         let quic = format!("/ip4/0.0.0.0/udp/{P2P_PORT}/quic-v1");
         let http = format!("0.0.0.0:{HTTP_PORT}");
+        // `create`, `network connect`, `start`: `docker run` attaches a single network on
+        // engines before 25.
         let mut run = vec![
-            "run",
-            "-d",
+            "create",
             "--name",
             &name,
             "--network",
@@ -247,7 +324,21 @@ impl DockerNet {
         let out = docker(&run);
         assert!(
             out.status.success(),
-            "docker run {name}: {}",
+            "docker create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for network in networks {
+            let out = docker(&["network", "connect", network, &name]);
+            assert!(
+                out.status.success(),
+                "docker network connect {network} {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = docker(&["start", &name]);
+        assert!(
+            out.status.success(),
+            "docker start {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let started = wait_started(&name)
@@ -265,7 +356,7 @@ impl DockerNet {
         Container {
             id: field("id"),
             peer_id: field("peer_id"),
-            ip: self.ip_of(&name),
+            ip: ip_on(&self.name, &name),
             name,
         }
     }
@@ -297,7 +388,7 @@ impl DockerNet {
             c.name,
             String::from_utf8_lossy(&out.stderr)
         );
-        c.ip = self.ip_of(&c.name);
+        c.ip = ip_on(&self.name, &c.name);
     }
 
     /// `docker stop -t <grace>`: SIGTERM (the node withdraws its offer and leaves), SIGKILL
@@ -317,14 +408,31 @@ impl DockerNet {
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     }
 
-    /// The container's address on this network, if attached.
-    fn ip_of(&self, name: &str) -> Option<IpAddr> {
-        let format = format!(
-            "{{{{with index .NetworkSettings.Networks \"{}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}",
-            self.name
+    /// Re-attaches `c` to the network (made by [`Self::create_addressed`]) at `last`, its
+    /// address before it was cut off, with the host part replaced by `host`.
+    ///
+    /// # Panics
+    /// When Docker refuses (e.g. the address is taken), or `last` is not IPv4.
+    #[allow(clippy::panic)]
+    pub fn connect_at(&self, c: &mut Container, last: IpAddr, host: u8) {
+        let IpAddr::V4(v4) = last else {
+            panic!("{}: not an IPv4 address: {last}", c.name);
+        };
+        let [a, b, x, _] = v4.octets();
+        let ip = std::net::Ipv4Addr::new(a, b, x, host).to_string();
+        let out = docker(&["network", "connect", "--ip", &ip, &self.name, &c.name]);
+        assert!(
+            out.status.success(),
+            "docker network connect --ip {ip} {}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
         );
-        let out = docker(&["inspect", "-f", &format, name]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        c.ip = ip_on(&self.name, &c.name);
+    }
+
+    /// `c`'s address on `network` (this one or a side network), if attached.
+    pub fn address_on(&self, network: &str, c: &Container) -> Option<IpAddr> {
+        ip_on(network, &c.name)
     }
 
     fn lock_containers(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
@@ -348,6 +456,15 @@ impl Drop for DockerNet {
             let _ = docker(&rm);
         }
         let _ = docker(&["network", "rm", &self.name]);
+        let networks = std::mem::take(
+            &mut *self
+                .networks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for network in networks {
+            let _ = docker(&["network", "rm", &network]);
+        }
         let nodes = std::mem::take(
             &mut *self
                 .docker_nodes
@@ -399,6 +516,15 @@ impl Container {
     pub fn logs(&self) -> String {
         logs(&self.name)
     }
+}
+
+/// Container `name`'s address on `network`, if attached.
+fn ip_on(network: &str, name: &str) -> Option<IpAddr> {
+    let format = format!(
+        "{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}"
+    );
+    let out = docker(&["inspect", "-f", &format, name]);
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// Polls `docker logs` until the node prints its `started` JSON line, or 60 s pass.

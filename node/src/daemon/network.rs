@@ -4,7 +4,9 @@
 //! One task owns the [`Swarm`]; others talk to it through a bounded [`NetCommand`] channel
 //! and read [`Shared`]. Every wait is bounded: requests time out (request-response), dead
 //! connections are closed on ping failure, idle ones by the swarm's idle timeout, and
-//! publications that cannot go out are retried until their message expires.
+//! publications that cannot go out are retried until their message expires. A peer that
+//! dials in past a connection it evidently lost (it moved, or its network came back) has
+//! all its connections dropped and is redialled, so both sides start afresh (`stale`).
 //!
 //! Published services ride the same gossipsub on their own topic
 //! ([`agora_protocol::service::SERVICES_TOPIC`], followed by every node): messages on it go
@@ -58,6 +60,7 @@ use crate::store::Store;
 mod book_sync;
 mod committee;
 mod ledger;
+mod stale;
 
 pub use committee::QuotaCall;
 
@@ -166,6 +169,8 @@ pub struct NetworkLoop {
     penalties: Penalties,
     peer_info: HashMap<PeerId, PeerInfo>,
     connected_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When each open connection was established, to spot peers that lost theirs.
+    ages: stale::Ages,
     pending: VecDeque<Pending>,
     sync_requests: HashMap<(Book, OutboundRequestId), (PeerId, u32)>,
     delayed_syncs: Vec<(PeerId, tokio::time::Instant)>,
@@ -210,6 +215,7 @@ impl NetworkLoop {
             penalties: Penalties::default(),
             peer_info: HashMap::new(),
             connected_addrs: HashMap::new(),
+            ages: stale::Ages::default(),
             pending: VecDeque::new(),
             sync_requests: HashMap::new(),
             delayed_syncs: Vec::new(),
@@ -419,7 +425,8 @@ impl NetworkLoop {
     }
 
     fn penalise(&mut self, peer: PeerId, offence: Offence) {
-        let score = self.penalties.record(peer, offence);
+        self.penalties.record(peer, offence);
+        let score = self.app_score(&peer);
         self.swarm
             .behaviour_mut()
             .gossipsub
@@ -427,9 +434,22 @@ impl NetworkLoop {
         debug!(%peer, ?offence, score, "peer penalised");
     }
 
+    /// `peer`'s application score: our penalties plus its weighted reputation (see
+    /// [`crate::net::scoring::app_score`]).
+    fn app_score(&self, peer: &PeerId) -> f64 {
+        let reputation = match (self.shared.reputation(), agora_id_of(peer)) {
+            (Some(r), Ok(id)) => r.gossip_score(&id),
+            _ => 0.0,
+        };
+        crate::net::scoring::app_score(self.penalties.score(peer), reputation)
+    }
+
     fn on_tick(&mut self) {
         self.ticks += 1;
         let now = clock::now();
+        for peer in self.ages.due_resets(std::time::Instant::now()) {
+            self.reset_peer(peer);
+        }
         if !self.pending.is_empty() {
             self.retry_pending();
         }
@@ -459,7 +479,12 @@ impl NetworkLoop {
             self.maintain_connections();
         }
         if self.ticks.is_multiple_of(20) {
-            for (peer, score) in self.penalties.decay() {
+            // Decayed penalties, and reputation (recomputed every 30 s) for every peer.
+            let mut peers: BTreeSet<PeerId> =
+                self.penalties.decay().into_iter().map(|(p, _)| p).collect();
+            peers.extend(self.swarm.connected_peers().copied());
+            for peer in peers {
+                let score = self.app_score(&peer);
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -537,7 +562,7 @@ impl NetworkLoop {
                         .and_then(|i| i.rtt)
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     score: gs.peer_score(peer),
-                    app_score: self.penalties.score(peer),
+                    app_score: self.app_score(peer),
                     topics: topics_of.get(peer).cloned().unwrap_or_default(),
                 }
             })
@@ -587,6 +612,10 @@ impl NetworkLoop {
                     .with_p2p(*self.swarm.local_peer_id())
                     .unwrap_or(address);
                 info!(address = %full, "listening");
+                // A new interface (a container network re-attached, a cable plugged in) may
+                // reach peers that were out of reach: keep connections up at once rather than
+                // at the next round.
+                self.redial_soon = true;
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 // An interface went away (a cable, a VPN, a container network detached):
@@ -601,6 +630,7 @@ impl NetworkLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
@@ -610,19 +640,33 @@ impl NetworkLoop {
                     .entry(peer_id)
                     .or_default()
                     .push(endpoint.get_remote_address().clone());
-                if num_established.get() == 1 {
+                let now = std::time::Instant::now();
+                if self
+                    .ages
+                    .established(peer_id, connection_id, endpoint.is_listener(), now)
+                {
+                    // It dialled us past a connection it no longer has: reset it once its
+                    // identify names its addresses (`stale`), so that gossipsub and the
+                    // syncs treat the next connection as a first one.
+                    info!(peer = %peer_id, "peer redialled past an open connection; resetting it");
+                } else if num_established.get() == 1 {
                     self.sync_round(peer_id);
                     self.ledger_connected(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 cause,
                 ..
             } => {
                 debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                if self.ages.closed(&peer_id, connection_id) {
+                    // A peer we reset is gone: redial it (now at its new address).
+                    self.redial_soon = true;
+                }
                 if num_established == 0 {
                     self.connected_addrs.remove(&peer_id);
                     self.peer_info.remove(&peer_id);
@@ -726,6 +770,13 @@ impl NetworkLoop {
         }
     }
 
+    /// Drops every connection to `peer`, which redialled us past an open one (see
+    /// `stale`); it is redialled once the last one has closed.
+    fn reset_peer(&mut self, peer: PeerId) {
+        debug!(%peer, "dropping the connections of a peer that redialled");
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
     fn on_identify(&mut self, ev: identify::Event) {
         let identify::Event::Received { peer_id, info, .. } = ev else {
             return;
@@ -760,6 +811,10 @@ impl NetworkLoop {
         }
         let entry = self.peer_info.entry(peer_id).or_default();
         entry.agent_version = Some(info.agent_version.chars().take(64).collect());
+        // Its new addresses are known now: a peer awaiting a reset can be reset and redialled.
+        if self.ages.take_reset(&peer_id) {
+            self.reset_peer(peer_id);
+        }
     }
 
     fn on_ping(&mut self, ev: ping::Event) {
