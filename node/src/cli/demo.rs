@@ -2,9 +2,14 @@
 //!
 //! Starts a bootstrap node, two providers on the embedded sandbox runtime and a gateway,
 //! each its own `agora node start` process with its own store, libp2p swarm on 127.0.0.1
-//! and HTTP port (ephemeral ports, one temporary directory). Prints each node's API, the
-//! gateway first, then walks an agent through the market. Without `--once` the network
-//! stays up for the user to try the CLI until SIGINT or SIGTERM, which stops every child.
+//! and HTTP port (ephemeral ports, one temporary directory). The four are the quota
+//! committee (n = 4, f = 1): their keys are made first and a genesis for this run names
+//! them as validators and the run's issuer as the only issuer ([`committee`]). Prints each
+//! node's API, the gateway first, then walks an agent through the market: its attested
+//! spending limit is credited at the committee and its lease starts against a lock
+//! certificate, which the provider settles with the final receipt. Without `--once` the
+//! network stays up for the user to try the CLI until SIGINT or SIGTERM, which stops every
+//! child. With `--json` the narrative goes to stderr and a JSON summary to stdout.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -22,6 +27,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::GlobalArgs;
 
+mod committee;
+
 /// `agora demo` flags.
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
@@ -37,6 +44,27 @@ pub(super) struct DemoArgs {
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the gateway may take to see both providers' offers.
 const OFFERS_TIMEOUT: Duration = Duration::from_secs(20);
+/// The four nodes, each a validator of the quota committee.
+const NODES: [&str; 4] = ["bootstrap", "provider-1", "provider-2", "gateway"];
+/// The agent's attested spending limit, credits (credited at the committee on signup).
+const SPENDING_LIMIT_CREDITS: &str = "100";
+
+/// Where the narrative goes: stdout for people, stderr under `--json` (stdout then carries
+/// only the JSON summary).
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn say(self, text: &str) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
 
 /// One child node.
 struct NodeChild {
@@ -110,7 +138,7 @@ pub(super) fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     rt.block_on(demo(args, global))
 }
 
-async fn demo(args: &DemoArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+async fn demo(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (work, temporary) = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -120,23 +148,37 @@ async fn demo(args: &DemoArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode>
     };
     let exe = std::env::current_exe().context("finding the agora binary")?;
     let mut net = Network::default();
-    let outcome = journey(&exe, &work, &mut net, args.once).await;
+    let out = Out { json: global.json };
+    let started = std::time::Instant::now();
+    let outcome = journey(&exe, &work, &mut net, args.once, out).await;
+    let outcome = outcome.and_then(|mut summary| {
+        // The journey's wall time, up to the settled lock (stopping the nodes follows).
+        summary["journey_ms"] =
+            serde_json::json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        if out.json {
+            super::print_json(&summary).map_err(|source| StepFailed {
+                step: "print the summary",
+                source,
+            })?;
+        }
+        Ok(())
+    });
     let code = match outcome {
         Ok(()) if args.once => {
-            println!("demo: every step succeeded");
+            out.say("demo: every step succeeded");
             ExitCode::SUCCESS
         }
         Ok(()) => {
-            println!();
-            println!("The network keeps running; try the CLI against the gateway, e.g.");
-            println!(
+            out.say("");
+            out.say("The network keeps running; try the CLI against the gateway, e.g.");
+            out.say(&format!(
                 "  agora offers --node {}",
                 net.api("gateway").unwrap_or("?")
-            );
-            println!(
+            ));
+            out.say(&format!(
                 "Press Ctrl-C to stop every node (files in {}).",
                 work.display()
-            );
+            ));
             wait_for_signal().await?;
             ExitCode::SUCCESS
         }
@@ -153,7 +195,14 @@ async fn demo(args: &DemoArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode>
     Ok(code)
 }
 
-async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Result<(), StepFailed> {
+/// The journey; its summary (nodes, committee, the agent's quota, the lease's receipt).
+async fn journey(
+    exe: &Path,
+    work: &Path,
+    net: &mut Network,
+    once: bool,
+    out: Out,
+) -> Result<Value, StepFailed> {
     let issuer = step("make an attestation issuer for this run", async {
         let key = work.join("issuer.key");
         cli(exe, &["id", "new", "--out", path(&key)?]).await?;
@@ -170,20 +219,48 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
         Ok(id)
     })
     .await?;
+    let (keys, genesis, members) = step(
+        "make the four nodes' keys and the quota committee's genesis",
+        async {
+            let keys = committee::node_keys(work, &NODES)?;
+            let validators: Vec<_> = keys.iter().map(|k| k.id).collect();
+            let issuer_id: agora_protocol::AgoraId = issuer
+                .parse()
+                .map_err(|e| anyhow!("the issuer id {issuer:?} does not parse: {e}"))?;
+            let (genesis, members) = committee::write_genesis(work, &validators, issuer_id)?;
+            Ok((keys, genesis, members))
+        },
+    )
+    .await?;
     let config = work.join("node.toml");
-    let config_arg = |mut args: Vec<String>| {
-        args.push("--config".into());
-        args.push(config.to_string_lossy().into_owned());
-        args
-    };
+    // Every node: the shared config (trust), its own key, the genesis, and the validator
+    // role (a node refuses to start as a validator the genesis does not list).
+    let node_args =
+        |name: &str, roles: &[&str], mut args: Vec<String>| -> anyhow::Result<Vec<String>> {
+            let key = keys
+                .iter()
+                .find(|k| k.name == name)
+                .ok_or_else(|| anyhow!("no key made for {name}"))?;
+            for role in roles.iter().chain(&["validator"]) {
+                args.extend(["--role".to_owned(), (*role).to_owned()]);
+            }
+            args.extend([
+                "--key".to_owned(),
+                path(&key.key_file)?.to_owned(),
+                "--genesis".to_owned(),
+                path(&genesis)?.to_owned(),
+                "--config".to_owned(),
+                path(&config)?.to_owned(),
+            ]);
+            Ok(args)
+        };
     step("start the bootstrap node", async {
-        let boot = start_node(
-            exe,
-            work,
+        let args = node_args(
             "bootstrap",
-            &config_arg(vec!["--kad-server".into(), "true".into()]),
-        )
-        .await?;
+            &["gateway"],
+            vec!["--kad-server".into(), "true".into()],
+        )?;
+        let boot = start_node(exe, work, "bootstrap", &args).await?;
         net.nodes.push(boot);
         Ok(())
     })
@@ -204,8 +281,6 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
             let args: Vec<String> = [
                 "--bootstrap",
                 &bootstrap,
-                "--role",
-                "provider",
                 "--runtime",
                 "sandbox",
                 "--region",
@@ -220,35 +295,76 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-            net.nodes
-                .push(start_node(exe, work, name, &config_arg(args)).await?);
+            let args = node_args(name, &["provider"], args)?;
+            net.nodes.push(start_node(exe, work, name, &args).await?);
             Ok(())
         })
         .await?;
     }
     step("start the gateway", async {
-        let args = vec![
-            "--bootstrap".to_owned(),
-            bootstrap.clone(),
-            "--role".to_owned(),
-            "gateway".to_owned(),
-        ];
-        let gw = start_node(exe, work, "gateway", &config_arg(args)).await?;
+        let args = node_args(
+            "gateway",
+            &["gateway"],
+            vec!["--bootstrap".to_owned(), bootstrap.clone()],
+        )?;
+        let gw = start_node(exe, work, "gateway", &args).await?;
         net.nodes.insert(0, gw);
         Ok(())
     })
     .await?;
-    println!("Local Agora network (work dir {}):", work.display());
+    step(
+        "check each node runs with the key the genesis names",
+        async {
+            for node in &net.nodes {
+                let key = keys
+                    .iter()
+                    .find(|k| k.name == node.name)
+                    .ok_or_else(|| anyhow!("no key made for {}", node.name))?;
+                if node.id != key.id.to_string() {
+                    bail!(
+                        "{} started as {}, the genesis names {}",
+                        node.name,
+                        node.id,
+                        key.id
+                    );
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    out.say(&format!(
+        "Local Agora network (work dir {}):",
+        work.display()
+    ));
     for node in &net.nodes {
-        println!("  {:<11} {}   {}", node.name, node.api, node.id);
+        out.say(&format!("  {:<11} {}   {}", node.name, node.api, node.id));
     }
+    out.say(&format!(
+        "Quota committee: the {} nodes above are its validators (f = {}, {} votes certify), \
+         issuer {issuer}; genesis {} ({})",
+        members.validators().len(),
+        members.genesis().f,
+        members.quorum(),
+        genesis.display(),
+        members.digest()
+    ));
     let gateway = net.nodes.first().map(|n| n.api.clone()).unwrap_or_default();
     step("see both providers' offers at the gateway", async {
         wait_offers(&gateway, 2).await
     })
     .await?;
+    step("connect the committee's four validators", async {
+        let nodes: Vec<(String, String)> = net
+            .nodes
+            .iter()
+            .map(|n| (n.api.clone(), n.id.clone()))
+            .collect();
+        committee::wait_mesh(&nodes).await
+    })
+    .await?;
     let agent_key = work.join("agent.key");
-    step(
+    let (agent, signed_up) = step(
         "sign up an agent with an attestation from the issuer",
         async {
             let key = path(&agent_key)?;
@@ -270,7 +386,7 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
                     "--expires",
                     "24h",
                     "--spending-limit",
-                    "100",
+                    SPENDING_LIMIT_CREDITS,
                     "--model",
                     "demo-agent",
                     "--out",
@@ -294,16 +410,30 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
                 ],
             )
             .await?;
-            println!(
+            out.say(&format!(
                 "agent {agent} signed up at the gateway (issuer {issuer}): {}",
                 account["account"]["tier"]["name"]
-            );
-            Ok(())
+            ));
+            // The signup credited the attestation's spending limit at the committee.
+            let quota = account["quota"].clone();
+            let credited = quota["credited_micro"].as_u64().unwrap_or(0);
+            if credited == 0 {
+                bail!("the committee credited nothing for the attestation: {quota}");
+            }
+            out.say(&format!(
+                "quota at the committee: {} credits credited from the attestation (certified \
+                 by {} of {} validators), {} available",
+                committee::credits(credited),
+                members.quorum(),
+                members.validators().len(),
+                committee::credits(quota["available_micro"].as_u64().unwrap_or(0))
+            ));
+            Ok((agent, quota))
         },
     )
     .await?;
-    let lease = step(
-        "run a workload on a provider chosen through the gateway",
+    let (lease, lock) = step(
+        "run a workload on a provider chosen through the gateway, against a lock certificate",
         async {
             let lease = cli(
                 exe,
@@ -328,12 +458,32 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
                 .as_str()
                 .ok_or_else(|| anyhow!("the gateway answered without a lease id: {lease}"))?
                 .to_owned();
-            println!(
+            out.say(&format!(
                 "lease {id} granted by {} at {} µcr/s",
                 lease["provider"].as_str().unwrap_or("?"),
                 lease["price_per_sec"]
-            );
-            Ok(id)
+            ));
+            // The lease started against the agent's lock: certified, it is in the account.
+            let account = committee::account(&gateway, &agent).await?;
+            let lock = committee::lock_of(&account, &id)
+                .cloned()
+                .ok_or_else(|| anyhow!("no certified lock pays for lease {id}: {account}"))?;
+            let latency_us = committee::lock_latency_us(&work.join("gateway.log"));
+            let took = latency_us.map_or_else(String::new, |us| {
+                format!(" in {}.{:03} ms", us / 1000, us % 1000)
+            });
+            out.say(&format!(
+                "lock certificate{took}: {} credits held for {} until {} (chain seq {}); \
+                 {} available",
+                committee::credits(lock["amount_micro"].as_u64().unwrap_or(0)),
+                lock["provider"].as_str().unwrap_or("?"),
+                lock["expires_at"].as_str().unwrap_or("?"),
+                lock["seq"],
+                committee::credits(account["available_micro"].as_u64().unwrap_or(0))
+            ));
+            let mut lock = lock;
+            lock["certified_us"] = latency_us.map_or(Value::Null, Value::from);
+            Ok((id, lock))
         },
     )
     .await?;
@@ -350,7 +500,7 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
             .filter(|l| l["type"] == "stdout")
             .filter_map(|l| l["text"].as_str())
             .collect();
-        print_output(&text);
+        print_output(out, &text);
         if !lines.iter().any(|l| l["type"] == "stdout") {
             bail!("the workload printed nothing");
         }
@@ -360,7 +510,7 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
     step(
         "run a command inside it (exec, relayed over libp2p)",
         async {
-            let out = cli(
+            let exec = cli(
                 exe,
                 &[
                     "agent",
@@ -377,44 +527,84 @@ async fn journey(exe: &Path, work: &Path, net: &mut Network, once: bool) -> Resu
                 ],
             )
             .await?;
-            print_output(out["stdout"].as_str().unwrap_or(""));
-            if out["exit_code"] != 0 {
-                bail!("exec exited with {}", out["exit_code"]);
+            print_output(out, exec["stdout"].as_str().unwrap_or(""));
+            if exec["exit_code"] != 0 {
+                bail!("exec exited with {}", exec["exit_code"]);
             }
             Ok(())
         },
     )
     .await?;
-    step(
+    let receipt = step(
         "stop it and check the provider-signed final receipt",
         async {
-            let out = cli(
+            let stopped = cli(
                 exe,
                 &["agent", "stop", &lease, "--node", &gateway, "--key", key],
             )
             .await?;
-            let view = &out["lease"];
-            if out["verified"] != true || view["receipt"].is_null() {
-                bail!("no verified final receipt: {out}");
+            let view = &stopped["lease"];
+            if stopped["verified"] != true || view["receipt"].is_null() {
+                bail!("no verified final receipt: {stopped}");
             }
-            println!("lease ended: {}", view["ended"]);
-            println!("final receipt, signed by the provider: {}", view["receipt"]);
-            Ok(())
+            out.say(&format!("lease ended: {}", view["ended"]));
+            out.say(&format!(
+                "final receipt, signed by the provider: {}",
+                view["receipt"]
+            ));
+            Ok(view["receipt"].clone())
+        },
+    )
+    .await?;
+    let settled = step(
+        "see the provider settle the lock with that receipt",
+        async {
+            let account = committee::wait_settled(&gateway, &agent, &lease).await?;
+            out.say(&format!(
+                "lock settled at the committee: {} credits spent, {} available",
+                committee::credits(account["spent_micro"].as_u64().unwrap_or(0)),
+                committee::credits(account["available_micro"].as_u64().unwrap_or(0))
+            ));
+            Ok(account)
         },
     )
     .await?;
     if !once {
-        println!(
-            "\ntry it yourself (the agent's key is {key}):\n  agora agent run --node {gateway} --key {key} -- sh -c 'echo hi; sleep 300'\n  agora agent exec LEASE --node {gateway} --key {key} -- uname -a\n  agora agent logs LEASE --node {gateway} --key {key}"
-        );
+        out.say(&format!(
+            "\ntry it yourself (the agent's key is {key}):\n  agora agent run --node {gateway} --key {key} -- sh -c 'echo hi; sleep 300'\n  agora agent exec LEASE --node {gateway} --key {key} -- uname -a\n  agora agent logs LEASE --node {gateway} --key {key}\n  curl {gateway}/v1/accounts/{agent}/quota"
+        ));
     }
-    Ok(())
+    let nodes: Vec<Value> = net
+        .nodes
+        .iter()
+        .map(|n| serde_json::json!({ "name": n.name, "api": n.api, "id": n.id }))
+        .collect();
+    Ok(serde_json::json!({
+        "ok": true,
+        "work_dir": work.display().to_string(),
+        "nodes": nodes,
+        "committee": {
+            "genesis": genesis.display().to_string(),
+            "digest": members.digest().to_string(),
+            "f": members.genesis().f,
+            "validators": members.validators(),
+            "issuers": members.genesis().issuers,
+        },
+        "agent": agent,
+        "quota": {
+            "after_signup": signed_up,
+            "lock": lock,
+            "after_settle": settled,
+        },
+        "lease": lease,
+        "receipt": receipt,
+    }))
 }
 
 /// A workload's output, each line marked as such.
-fn print_output(text: &str) {
+fn print_output(out: Out, text: &str) {
     for line in text.lines() {
-        println!("  | {line}");
+        out.say(&format!("  | {line}"));
     }
 }
 
