@@ -28,6 +28,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::GlobalArgs;
 
 mod committee;
+mod host;
 
 /// `agora demo` flags.
 #[derive(Debug, Args)]
@@ -81,6 +82,8 @@ struct NodeChild {
 #[derive(Default)]
 struct Network {
     nodes: Vec<NodeChild>,
+    /// The providers' cgroup parents, released with a temporary demo directory.
+    cgroup_parents: Vec<String>,
 }
 
 impl Network {
@@ -190,7 +193,12 @@ async fn demo(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     net.stop().await;
     if temporary && code == ExitCode::SUCCESS {
-        let _ = std::fs::remove_dir_all(&work);
+        // Ended workloads keep their scratch mount and cgroup past their node (see
+        // `host`); the directory cannot go while they do.
+        host::release(&work, &net.cgroup_parents);
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            eprintln!("warning: could not remove {}: {e}", work.display());
+        }
     }
     Ok(code)
 }
@@ -297,6 +305,12 @@ async fn journey(
             .collect();
             let args = node_args(name, &["provider"], args)?;
             net.nodes.push(start_node(exe, work, name, &args).await?);
+            if let Some(key) = keys.iter().find(|k| k.name == name) {
+                net.cgroup_parents
+                    .push(agora_node::daemon::workloads::default_cgroup_parent(
+                        &key.id,
+                    ));
+            }
             Ok(())
         })
         .await?;
