@@ -16,9 +16,7 @@ pub async fn one(
     State(shared): State<Arc<Shared>>,
     Path(agent): Path<String>,
 ) -> Result<Json<Account>, ApiError> {
-    let id: agora_protocol::AgoraId = agent.parse().map_err(|e| {
-        ApiError::bad_request("bad_agent", format!("{agent:?} is not an Agora id: {e}"))
-    })?;
+    let id = ApiError::path_id("bad_agent", &agent)?;
     service(&shared)?.account(&id)?.map(Json).ok_or_else(|| {
         ApiError::not_found(
             "unknown_account",

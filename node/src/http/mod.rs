@@ -114,6 +114,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// The Agora id in a path segment, or a 400 `code` (`bad_agent`, `bad_provider`)
+    /// quoting what was there.
+    ///
+    /// # Errors
+    /// The 400 when `text` is not an Agora id.
+    pub fn path_id(code: &'static str, text: &str) -> Result<agora_protocol::AgoraId, Self> {
+        text.parse()
+            .map_err(|e| Self::bad_request(code, format!("{text:?} is not an Agora id: {e}")))
+    }
+
     /// 404 with `code`.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)

@@ -42,12 +42,7 @@ pub async fn one(
     State(shared): State<Arc<Shared>>,
     Path(provider): Path<String>,
 ) -> Result<Json<ProviderView>, ApiError> {
-    let id: AgoraId = provider.parse().map_err(|e| {
-        ApiError::bad_request(
-            "bad_provider",
-            format!("{provider:?} is not an Agora id: {e}"),
-        )
-    })?;
+    let id = ApiError::path_id("bad_provider", &provider)?;
     let offer = shared
         .market()
         .get(&id, clock::now())

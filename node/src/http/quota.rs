@@ -51,12 +51,6 @@ fn quota(shared: &Shared) -> Result<&Arc<Quota>, ApiError> {
     })
 }
 
-fn agent_id(agent: &str) -> Result<AgoraId, ApiError> {
-    agent.parse().map_err(|e| {
-        ApiError::bad_request("bad_agent", format!("{agent:?} is not an Agora id: {e}"))
-    })
-}
-
 async fn view(quota: &Arc<Quota>, agent: AgoraId) -> Result<QuotaAccount, ApiError> {
     let view = quota.account(agent).await.map_err(|e| {
         ApiError::new(
@@ -74,7 +68,7 @@ pub async fn account(
     Path(agent): Path<String>,
 ) -> Result<Json<QuotaAccount>, ApiError> {
     // The path is checked before the node's configuration: bad input is named as such.
-    let agent = agent_id(&agent)?;
+    let agent = ApiError::path_id("bad_agent", &agent)?;
     Ok(Json(view(quota(&shared)?, agent).await?))
 }
 
@@ -120,7 +114,7 @@ pub async fn submit(
     Path(agent): Path<String>,
     JsonBody(body): JsonBody<OpBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let agent = agent_id(&agent)?;
+    let agent = ApiError::path_id("bad_agent", &agent)?;
     let quota = quota(&shared)?;
     let bytes = URL_SAFE_NO_PAD
         .decode(body.op.trim().as_bytes())
