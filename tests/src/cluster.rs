@@ -99,6 +99,25 @@ pub fn agent_cli(home: &Path, node: &NodeProc, args: &[&str]) -> (bool, Value, S
     (out.status.success(), v, stderr(&out))
 }
 
+/// `agora agent grant LEASE --to GRANTEE --port PORT [EXTRA…] --out OUT` by the lease's
+/// owner (key at `home/agent.key`) through `node`; asserts success, returns its JSON.
+pub fn grant(
+    home: &Path,
+    node: &NodeProc,
+    lease: &str,
+    grantee: &str,
+    port: &str,
+    extra: &[&str],
+    out: &Path,
+) -> Value {
+    let mut args = vec!["grant", lease, "--to", grantee, "--port", port];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let (ok, granted, err) = agent_cli(home, node, &args);
+    assert!(ok, "agent grant: {err}");
+    granted
+}
+
 /// Signs up a new agent at `node`: its key at `home/agent.key` (created), its record
 /// beside it; returns the agent's id.
 pub fn signup(home: &Path, node: &NodeProc) -> String {

@@ -48,7 +48,7 @@ use agora_node::tunnel::{Code, Dialer, OpenError};
 use agora_protocol::service::{ServiceGrant, ServiceRecord};
 use agora_protocol::{AgoraId, Ed25519, Signed};
 use agora_tests::cluster::{
-    TunnelProc, agent_cli, cgroup_parent, free_udp_port, gateway, provider, signup,
+    TunnelProc, agent_cli, cgroup_parent, free_udp_port, gateway, grant, provider, signup,
 };
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, wait_for};
@@ -199,23 +199,15 @@ fn a_published_mcp_service_is_found_used_through_a_granted_tunnel_and_revoked() 
 
     // 3. A grant for the grantee's key, a tunnel with it, an MCP session through it.
     let grant_file = tmp.path().join("grant.b64");
-    let (ok, granted, err) = agent_cli(
+    let granted = grant(
         &owner_home,
         &a,
-        &[
-            "grant",
-            &lease,
-            "--to",
-            &grantee_id,
-            "--port",
-            "8080",
-            "--ttl",
-            "20m",
-            "--out",
-            grant_file.to_str().unwrap(),
-        ],
+        &lease,
+        &grantee_id,
+        "8080",
+        &["--ttl", "20m"],
+        &grant_file,
     );
-    assert!(ok, "agent grant: {err}");
     let grant_id = granted["id"].as_str().unwrap().to_owned();
     let grant_bytes = URL_SAFE_NO_PAD
         .decode(std::fs::read_to_string(&grant_file).unwrap().trim())
@@ -473,21 +465,15 @@ fn a_late_node_lists_services_by_sync_and_a_grantee_tunnel_outlives_the_owners_e
 
     // 2. A grant, and the grantee's tunnel at D.
     let grant_file = tmp.path().join("grant.b64");
-    let (ok, _, err) = agent_cli(
+    grant(
         &owner_home,
         &a,
-        &[
-            "grant",
-            &lease,
-            "--to",
-            &grantee.agora_id().to_string(),
-            "--port",
-            "8080",
-            "--out",
-            grant_file.to_str().unwrap(),
-        ],
+        &lease,
+        &grantee.agora_id().to_string(),
+        "8080",
+        &[],
+        &grant_file,
     );
-    assert!(ok, "agent grant: {err}");
     let (tunnel, locals) = TunnelProc::start_with(
         &grantee_home,
         &d,

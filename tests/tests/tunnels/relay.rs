@@ -424,21 +424,15 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     let (grantee, _) =
         keyfile::load_or_create(&grantee_home.join("agent.key"), &mut rand::rng()).unwrap();
     let grant_file = tmp.path().join("grant.b64");
-    let (ok, _, err) = agent_cli(
+    agora_tests::cluster::grant(
         &home,
         &a,
-        &[
-            "grant",
-            &lease,
-            "--to",
-            &grantee.agora_id().to_string(),
-            "--port",
-            "8080",
-            "--out",
-            grant_file.to_str().unwrap(),
-        ],
+        &lease,
+        &grantee.agora_id().to_string(),
+        "8080",
+        &[],
+        &grant_file,
     );
-    assert!(ok, "agent grant: {err}");
     let grant_arg = ["--grant", grant_file.to_str().unwrap()];
     let (mut granted, line) = tunnel_in(&agents, &grantee_home, &node_url, &grant_arg, "auto");
     let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
