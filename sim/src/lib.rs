@@ -17,6 +17,8 @@
 //! - [`verifier`]: the memoising signature verifier ([`verifier::MemoVerifier`]);
 //! - [`workload`]: providers with real keys signing real offers;
 //! - [`world`]: the simulated network that ties them together ([`world::World`]);
+//! - [`market`]: agents, providers, the quota committee, the evidence log and EigenTrust
+//!   on top of it (scenarios with a `[market]` section), and the invariants checked;
 //! - [`metrics`]: what a run measures and the files it writes;
 //! - [`run`]: one run of a scenario ([`run::run`]);
 //! - [`plot`], [`compare`]: charts of a run, and two runs side by side.
@@ -39,12 +41,14 @@ pub mod compare;
 pub mod engine;
 pub mod fast_hash;
 pub mod gossip;
+pub mod market;
 pub mod metrics;
 pub mod net_model;
 pub mod plot;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod sweep;
 pub mod time;
 pub mod trace;
 pub mod verifier;

@@ -6,6 +6,7 @@
 //! agora-sim plot DIR
 //! agora-sim compare A B
 //! agora-sim verify-trace FILE [--expect HASH]
+//! agora-sim sweep SCENARIO --param KEY=V1,V2 [--param …] [--seeds N] [--jobs J] [--out DIR]
 //! ```
 //!
 //! Exit codes: 0 success, 1 any error (bad scenario, unwritable output, hash mismatch).
@@ -62,6 +63,25 @@ enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
+    /// Run a scenario over a grid of parameter values and seeds (in parallel) and report
+    /// each figure's mean and 95% confidence interval as CSV.
+    Sweep {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// A dotted scenario key and its values, e.g. `adversary.fraction=0,0.1,0.2`
+        /// (repeat for a grid).
+        #[arg(long = "param", value_name = "KEY=V1,V2")]
+        params: Vec<String>,
+        /// Seeds per point (the scenario's seed and the ones after it).
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write sweep.csv and sweep_runs.csv into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Recompute the trace hash of a trace file (one `time node kind fingerprint` line per event).
     VerifyTrace {
         /// The trace file to check.
@@ -117,6 +137,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Sweep {
+            scenario,
+            params,
+            seeds,
+            jobs,
+            out,
+        } => sweep_command(&scenario, &params, seeds, jobs, out),
         Command::VerifyTrace { file, expect } => {
             let hash = agora_sim::verify_trace(&file)
                 .with_context(|| format!("verifying trace file {}", file.display()))?;
@@ -184,6 +211,61 @@ fn run_command(
     Ok(())
 }
 
+fn sweep_command(
+    path: &std::path::Path,
+    params: &[String],
+    seeds: u64,
+    jobs: Option<usize>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use agora_sim::sweep;
+    let source = std::fs::read_to_string(path)
+        .with_context(|| format!("reading scenario {}", path.display()))?;
+    let params = params
+        .iter()
+        .map(|p| sweep::Param::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let origin = path.display().to_string();
+    let points = sweep::grid(&source, &origin, &params)?;
+    anyhow::ensure!(seeds > 0, "--seeds must be at least 1");
+    let first_seed = points.first().map_or(1, |p| p.scenario.seed);
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let started = Instant::now();
+    let rows = sweep::run_all(&points, first_seed, seeds, jobs);
+    for row in rows.iter().filter(|r| r.error.is_some()) {
+        eprintln!(
+            "run (point {}, seed {}) failed: {}",
+            row.point,
+            row.seed,
+            row.error.as_deref().unwrap_or("")
+        );
+    }
+    let csv = sweep::summary_csv(&points, &rows);
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join("sweep.csv"), &csv)
+                .with_context(|| format!("writing {}", dir.join("sweep.csv").display()))?;
+            std::fs::write(dir.join("sweep_runs.csv"), sweep::runs_csv(&points, &rows))
+                .with_context(|| format!("writing {}", dir.join("sweep_runs.csv").display()))?;
+            let files = agora_sim::plot::plot_sweep(&dir, &csv)
+                .with_context(|| format!("plotting into {}", dir.display()))?;
+            for file in files {
+                println!("{}", file.display());
+            }
+            println!("results: {}", dir.display());
+        }
+        None => print!("{csv}"),
+    }
+    eprintln!(
+        "{} runs ({} points x {seeds} seeds) on {jobs} threads in {:.1} s",
+        rows.len(),
+        points.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn print_summary(result: &RunResult, wall_secs: f64) {
     let s = &result.summary;
     let p = &s.propagation;
@@ -221,6 +303,30 @@ fn print_summary(result: &RunResult, wall_secs: f64) {
         s.mesh.below_d_lo * 100.0,
         s.book_completeness
     );
+    if let Some(m) = &s.market {
+        println!(
+            "market: {} agents, {} providers ({} lying), {} validators ({} byzantine); {} wishes, {} leases ({:.1}%), time-to-lease p50 {:.0} ms p99 {:.0} ms; double-spends certified {} (rejected {}), overspend {} µcr, quota conserved {}; final AUC {}",
+            m.agents,
+            m.providers,
+            m.lying_providers,
+            m.validators,
+            m.byzantine_validators,
+            m.arrivals,
+            m.granted,
+            m.lease_success_rate * 100.0,
+            m.time_to_lease_ms.p50,
+            m.time_to_lease_ms.p99,
+            m.double_spends_certified,
+            m.double_spends_rejected,
+            m.quota_overspend_micro,
+            m.quota_conserved,
+            m.final_auc.map_or("-".to_owned(), |a| format!("{a:.3}"))
+        );
+        println!(
+            "market no-match: {:?}; failed attempts: {:?}",
+            m.no_match, m.attempt_failures
+        );
+    }
     eprintln!(
         "wall time {wall_secs:.2} s ({:.0} events/s, {:.1}x real time)",
         s.events as f64 / wall_secs.max(1e-9),

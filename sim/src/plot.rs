@@ -338,6 +338,86 @@ pub fn plot_dir(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     Ok(written)
 }
 
+/// Figures a sweep charts, when it measured them.
+const SWEEP_FIGURES: [(&str, &str); 5] = [
+    ("market.lease_success_rate", "sweep_lease_success"),
+    ("market.final_auc", "sweep_auc"),
+    ("market.time_to_lease_ms.p50", "sweep_time_to_lease"),
+    ("market.quota_overspend_micro", "sweep_overspend"),
+    ("propagation.p99_ms", "sweep_propagation_p99"),
+];
+
+/// Charts a sweep's `csv` (as [`crate::sweep::summary_csv`] writes it) into `dir`: per
+/// key figure, its mean and 95% interval against the first parameter. Nothing is drawn
+/// when the first parameter is not numeric.
+///
+/// # Errors
+/// [`PlotError`] when no font is found or drawing fails.
+pub fn plot_sweep(dir: &Path, csv: &str) -> Result<Vec<PathBuf>, PlotError> {
+    let mut lines = csv.lines();
+    let Some(header) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<&str> = header.split(',').collect();
+    let Some(figure_at) = columns.iter().position(|c| *c == "figure") else {
+        return Ok(Vec::new());
+    };
+    if figure_at == 0 {
+        return Ok(Vec::new());
+    }
+    let x_label = columns.first().copied().unwrap_or("parameter");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let mut files = Vec::new();
+    for (figure, file) in SWEEP_FIGURES {
+        let mut mean = Vec::new();
+        let mut low = Vec::new();
+        let mut high = Vec::new();
+        for row in rows.iter().filter(|r| r.get(figure_at) == Some(&figure)) {
+            let num = |i: usize| row.get(i).and_then(|v| v.parse::<f64>().ok());
+            let (Some(x), Some(m), Some(l), Some(h)) = (
+                num(0),
+                num(figure_at + 2),
+                num(figure_at + 3),
+                num(figure_at + 4),
+            ) else {
+                continue;
+            };
+            mean.push((x, m));
+            low.push((x, l));
+            high.push((x, h));
+        }
+        if mean.is_empty() {
+            continue;
+        }
+        ensure_font()?;
+        let chart = Chart {
+            file,
+            title: figure,
+            x_label,
+            y_label: "mean and 95% interval",
+            series: vec![
+                Series {
+                    label: "mean",
+                    points: mean,
+                    color: BLUE,
+                },
+                Series {
+                    label: "95% low",
+                    points: low,
+                    color: RGBColor(150, 150, 150),
+                },
+                Series {
+                    label: "95% high",
+                    points: high,
+                    color: RGBColor(150, 150, 150),
+                },
+            ],
+        };
+        files.extend(render(dir, &chart)?);
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

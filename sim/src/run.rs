@@ -53,6 +53,16 @@ pub enum RunError {
     /// The results could not be written.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// An invariant failed: the run stopped at the event that broke it.
+    #[error("invariant violated at {at}: {what}; rerun with AGORA_SIM_SEED={seed}")]
+    Invariant {
+        /// The run's seed.
+        seed: u64,
+        /// When.
+        at: SimTime,
+        /// What was violated, by which event.
+        what: String,
+    },
 }
 
 /// A finished run: the summary and the world as it ended.
@@ -78,7 +88,14 @@ impl RunResult {
             &self.world.region_names(),
             |n| net.region_of(n),
             self.world.params().d_lo,
-        )
+        )?;
+        if let Some(market) = &self.summary.market {
+            crate::market::stats::write_csv(dir, market).map_err(|source| OutputError::Write {
+                path: dir.join("market_epochs.csv"),
+                source,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -116,6 +133,14 @@ pub fn run(
     while now < end {
         now = now.saturating_add(step).min(end);
         engine.run_until(now, |ctx, node, event| world.handle(ctx, node, event))?;
+        if let Some(v) = world.violation() {
+            engine.flush_trace()?;
+            return Err(RunError::Invariant {
+                seed,
+                at: v.at,
+                what: v.what.clone(),
+            });
+        }
         progress(now, end);
     }
     engine.flush_trace()?;
@@ -133,6 +158,9 @@ pub fn run(
         d_lo: world.params().d_lo,
         verifier: world.verifier().stats(),
     };
-    let summary = world.metrics().summary(facts);
+    let mut summary = world.metrics().summary(facts);
+    summary.market = world
+        .market()
+        .map(|m| m.summary(world.scenario().nodes.count));
     Ok(RunResult { summary, world })
 }

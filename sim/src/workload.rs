@@ -14,6 +14,7 @@ use agora_protocol::offer::MAX_OFFER_TTL;
 use agora_protocol::{AgoraId, EncodeError, Offer, OfferWithdrawal, Signed, Signer, Timestamp};
 use ed25519_dalek::SigningKey;
 
+use crate::market::setup::OfferTerms;
 use crate::time::SimTime;
 
 /// The wall-clock instant simulated time zero stands for (2027-01-15T08:00:00Z): offers
@@ -68,10 +69,31 @@ impl Provider {
         region: &str,
         memory_mib: u64,
     ) -> Result<Signed<Offer>, EncodeError> {
+        self.sign_offer_with(now, ttl, region, memory_mib, None)
+    }
+
+    /// As [`Provider::sign_offer`], with a market provider's own prices and advertised
+    /// capacity (`terms`) in place of the sample offer's and `memory_mib`.
+    ///
+    /// # Errors
+    /// As [`Provider::sign_offer`].
+    pub fn sign_offer_with(
+        &mut self,
+        now: Timestamp,
+        ttl: Duration,
+        region: &str,
+        memory_mib: u64,
+        terms: Option<&OfferTerms>,
+    ) -> Result<Signed<Offer>, EncodeError> {
         let seq = now.as_unix_millis().max(self.last_seq.saturating_add(1));
         let mut offer = Offer::example(self.id, seq, now);
         region.clone_into(&mut offer.region);
         offer.capacity.memory_mib = memory_mib;
+        if let Some(terms) = terms {
+            offer.prices = terms.prices;
+            offer.capacity.vcpu_milli = terms.vcpu_milli;
+            offer.capacity.memory_mib = terms.memory_mib;
+        }
         offer.expires_at = now.saturating_add(ttl.min(MAX_OFFER_TTL));
         let signed = Signed::sign(offer, &self.key)?;
         // Only a signed offer uses up its number: a withdrawal names the last one.

@@ -156,6 +156,9 @@ pub struct Summary {
     pub churn: BTreeMap<&'static str, u64>,
     /// Signature verifications saved by the memo.
     pub verifier: MemoStats,
+    /// The market (with a `[market]` section only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<crate::market::MarketSummary>,
 }
 
 /// What the summary needs besides the metrics.
@@ -299,6 +302,7 @@ impl Metrics {
             sync_verdicts: self.sync_verdicts.clone(),
             churn: self.churn.clone(),
             verifier: facts.verifier,
+            market: None,
         }
     }
 }

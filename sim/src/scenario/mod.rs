@@ -20,8 +20,10 @@ mod values;
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 pub use error::ScenarioError;
+pub use sections::{Adversary, Attack, Byzantine, Committee, Lie, Market, Providers, Reputation};
 pub use sections::{
     Churn, ChurnAction, ChurnEvent, Gossip, Latency, Link, Metrics, Network, NodeRange, Nodes,
     Partition, Region, RegionLink, Side, Subscribe, Workload,
@@ -66,6 +68,15 @@ pub struct Scenario {
     /// What the metrics sample, and when.
     #[serde(default)]
     pub metrics: Metrics,
+    /// Agents leasing from providers through the real admission, quota committee and
+    /// evidence log (absent: offer gossip only).
+    pub market: Option<Spanned<Market>>,
+    /// The quota committee (needs `[market]`).
+    pub committee: Option<Spanned<Committee>>,
+    /// Attackers among the agents (needs `[market]`).
+    pub adversary: Option<Spanned<Adversary>>,
+    /// EigenTrust epochs (needs `[market]`).
+    pub reputation: Option<Spanned<Reputation>>,
 }
 
 fn default_seed() -> u64 {
@@ -104,6 +115,35 @@ impl Scenario {
             source,
         })?;
         Self::from_toml(&source, &path.display().to_string())
+    }
+
+    /// The `[market]` section, if any.
+    pub fn market(&self) -> Option<&Market> {
+        self.market.as_ref().map(Spanned::get_ref)
+    }
+
+    /// The `[committee]` section, or its defaults.
+    pub fn committee(&self) -> Committee {
+        self.committee
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_default()
+    }
+
+    /// The `[adversary]` section, or no attack.
+    pub fn adversary(&self) -> Adversary {
+        self.adversary
+            .as_ref()
+            .map(|a| a.get_ref().clone())
+            .unwrap_or_default()
+    }
+
+    /// The `[reputation]` section, or its defaults.
+    pub fn reputation(&self) -> Reputation {
+        self.reputation
+            .as_ref()
+            .map(|r| r.get_ref().clone())
+            .unwrap_or_default()
     }
 
     /// The total number of node slots: the initial nodes plus those that join later.
@@ -175,6 +215,38 @@ impl Scenario {
         }
         for event in &self.churn.schedule {
             in_range(&event.nodes)?;
+        }
+        if self.market.is_none() {
+            let lone = [
+                self.committee.as_ref().map(|c| ("committee", c.span())),
+                self.adversary.as_ref().map(|a| ("adversary", a.span())),
+                self.reputation.as_ref().map(|r| ("reputation", r.span())),
+            ];
+            if let Some((name, span)) = lone.into_iter().flatten().next() {
+                return Err((span, format!("[{name}] needs a [market] section")));
+            }
+        }
+        if let Some(adversary) = &self.adversary {
+            let a = adversary.get_ref();
+            let max = if a.kind == Attack::Sybil { 100.0 } else { 1.0 };
+            if a.fraction.0 > max {
+                return Err((
+                    adversary.span(),
+                    format!(
+                        "adversary.fraction {} is above {max} for a {} attack",
+                        a.fraction.0,
+                        a.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(market) = &self.market
+            && *self.workload.providers.get_ref() == 0
+        {
+            return Err((
+                market.span(),
+                "[market] needs providers (workload.providers is 0)".to_owned(),
+            ));
         }
         if self.workload.providers.get_ref() > &self.nodes.count {
             return Err((

@@ -77,6 +77,8 @@ pub enum Event {
     },
     /// The metrics take a sample.
     Sample,
+    /// Something in the market (scenarios with a `[market]` section).
+    Market(crate::market::Event),
 }
 
 impl Traced for Event {
@@ -102,6 +104,7 @@ impl Traced for Event {
             Event::PartitionTimeout { .. } => "partition-timeout",
             Event::PartitionHeal { .. } => "heal",
             Event::Sample => "sample",
+            Event::Market(event) => event.kind(),
         }
     }
 
@@ -177,6 +180,7 @@ impl Traced for Event {
             | Event::PartitionTimeout { index }
             | Event::PartitionHeal { index } => out.extend_from_slice(&index.to_le_bytes()),
             Event::Start | Event::Sample => {}
+            Event::Market(event) => event.write_payload(out),
         }
     }
 }

@@ -233,18 +233,31 @@ impl World {
             .unwrap_or_default();
         let ttl = core::time::Duration::from_micros(self.scenario.workload.offer_ttl.as_micros());
         let memory_mib = 1024 * (1 + rng::below(ctx.rng(), 64));
+        if self.providers.get(index as usize).is_none() {
+            return;
+        }
+        let next = now.saturating_add(self.scenario.workload.readvertise.0);
+        ctx.at(next, n, super::Event::Advertise { epoch });
+        let terms = self.market.as_deref_mut().and_then(|m| {
+            let env = crate::market::Env {
+                net: &mut self.net,
+                nodes: &self.nodes,
+            };
+            m.offer_terms(index, &env, timestamp(now))
+        });
         let Some(slot) = self.providers.get_mut(index as usize) else {
             return;
         };
-        let next = now.saturating_add(self.scenario.workload.readvertise.0);
-        ctx.at(next, n, super::Event::Advertise { epoch });
-        let Ok(signed) = slot
-            .provider
-            .sign_offer(timestamp(now), ttl, &region, memory_mib)
+        let Ok(signed) =
+            slot.provider
+                .sign_offer_with(timestamp(now), ttl, &region, memory_mib, terms.as_ref())
         else {
             return;
         };
         slot.latest = Some(self.messages.len() as MsgIdx);
+        if let Some(market) = self.market.as_deref_mut() {
+            market.offer_published(index, &signed);
+        }
         self.publish(ctx, n, index, GossipMessage::Offer(signed));
     }
 

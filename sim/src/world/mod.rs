@@ -139,6 +139,10 @@ pub struct World {
     /// Incremented whenever a connection closes (a crash closes all of the node's): a
     /// frame sent over an open connection in the same epoch is still on an open one.
     topology_epoch: u32,
+    /// The market, with a `[market]` section.
+    market: Option<Box<crate::market::Market>>,
+    /// Why the market could not start, if it could not.
+    market_failure: Option<crate::market::Violation>,
 }
 
 impl World {
@@ -186,6 +190,20 @@ impl World {
     /// The signature memo.
     pub fn verifier(&self) -> &MemoVerifier {
         &self.verifier
+    }
+
+    /// The market, with a `[market]` section.
+    pub fn market(&self) -> Option<&crate::market::Market> {
+        self.market.as_deref()
+    }
+
+    /// An invariant violation that stopped the run (or the market's failure to start).
+    pub fn violation(&self) -> Option<&crate::market::Violation> {
+        self.market_failure.as_ref().or_else(|| {
+            self.market
+                .as_deref()
+                .and_then(crate::market::Market::violation)
+        })
     }
 
     /// Region names, by index.
@@ -243,6 +261,18 @@ impl World {
             Event::PartitionTimeout { index } => self.on_partition_timeout(index),
             Event::PartitionHeal { index } => self.on_partition_heal(ctx, index),
             Event::Sample => self.on_sample(ctx),
+            Event::Market(event) => {
+                if let Some(market) = self.market.as_deref_mut() {
+                    let mut env = crate::market::Env {
+                        net: &mut self.net,
+                        nodes: &self.nodes,
+                    };
+                    market.handle(ctx, &mut env, n, event);
+                    if market.violation().is_some() {
+                        ctx.request_stop();
+                    }
+                }
+            }
         }
     }
 

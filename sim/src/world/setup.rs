@@ -58,6 +58,8 @@ impl World {
             scratch: Vec::new(),
             heartbeat_scratch: super::heartbeat::Scratch::default(),
             topology_epoch: 0,
+            market: None,
+            market_failure: None,
             scenario,
         }
     }
@@ -172,6 +174,21 @@ impl World {
             }
         }
         engine.at(SimTime::ZERO, WORLD, Event::Sample);
+        // The market comes last, so runs without one draw exactly as before.
+        let keys: Vec<(u32, ed25519_dalek::SigningKey)> = self
+            .providers
+            .iter()
+            .map(|slot| (slot.node, slot.provider.key().clone()))
+            .collect();
+        match crate::market::Market::start(engine, &self.scenario, &keys) {
+            Ok(market) => self.market = market.map(Box::new),
+            Err(e) => {
+                self.market_failure = Some(crate::market::Violation {
+                    at: SimTime::ZERO,
+                    what: format!("the market cannot start: {e}"),
+                });
+            }
+        }
     }
 
     /// Schedules a started node's heartbeat and sync timers at random phases after `now`.

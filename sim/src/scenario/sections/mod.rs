@@ -10,9 +10,11 @@ use toml::Spanned;
 use super::values::{NonNegative, Positive, Probability, Span};
 
 mod gossip;
+mod market;
 mod network;
 
 pub use gossip::{Gossip, Subscribe};
+pub use market::{Adversary, Attack, Byzantine, Committee, Lie, Market, Providers, Reputation};
 pub use network::{Latency, Link, Network, RegionLink};
 
 /// How many nodes start, in which regions.
