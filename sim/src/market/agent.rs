@@ -829,7 +829,6 @@ impl Market {
             agent: id,
             receipt: receipt.digest(),
             acked_at: now,
-            delegation: None,
         };
         let Ok(ack) = Signed::sign(ack, &key) else {
             return;
