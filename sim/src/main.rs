@@ -36,7 +36,8 @@ enum Command {
     Run {
         /// The scenario file (TOML; see sim/scenarios/README.md).
         scenario: PathBuf,
-        /// The RNG seed (default: the scenario's `seed`).
+        /// The RNG seed (default: `AGORA_SIM_SEED` if set, as a failed run prints it, else
+        /// the scenario's `seed`).
         #[arg(long)]
         seed: Option<u64>,
         /// Write metrics.json and CSV time series into this directory.
@@ -167,6 +168,10 @@ fn run_command(
     trace: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let scenario = Scenario::load(&path)?;
+    let seed = match seed {
+        Some(seed) => Some(seed),
+        None => seed_from_env()?,
+    };
     let total_ms = scenario.duration.as_micros() / 1_000;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total_ms);
@@ -209,6 +214,19 @@ fn run_command(
     }
     println!("trace_hash: {}", result.summary.trace_hash);
     Ok(())
+}
+
+/// `AGORA_SIM_SEED`, the seed a failed run tells to rerun with.
+fn seed_from_env() -> anyhow::Result<Option<u64>> {
+    match std::env::var("AGORA_SIM_SEED") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("AGORA_SIM_SEED={text:?} is not an unsigned integer")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(e).context("reading AGORA_SIM_SEED"),
+    }
 }
 
 fn sweep_command(
@@ -311,21 +329,32 @@ fn print_summary(result: &RunResult, wall_secs: f64) {
             m.lying_providers,
             m.validators,
             m.byzantine_validators,
-            m.arrivals,
-            m.granted,
+            m.counts.arrivals,
+            m.counts.granted,
             m.lease_success_rate * 100.0,
             m.time_to_lease_ms.p50,
             m.time_to_lease_ms.p99,
             m.double_spends_certified,
-            m.double_spends_rejected,
+            m.counts.double_spends_rejected,
             m.quota_overspend_micro,
             m.quota_conserved,
             m.final_auc.map_or("-".to_owned(), |a| format!("{a:.3}"))
         );
         println!(
-            "market no-match: {:?}; failed attempts: {:?}",
-            m.no_match, m.attempt_failures
+            "market no-match: {:?}; failed attempts: {:?}; leases by role {:?} of wishes {:?}",
+            m.counts.no_match,
+            m.counts.attempt_failures,
+            m.counts.granted_by_role,
+            m.counts.arrivals_by_role
         );
+        if let Some(share) = m.eclipse_attacker_share {
+            println!(
+                "eclipse: {} leases of agents on the victims, {:.1}% to the attackers' providers (other honest agents: {:.1}% to them in the last epoch)",
+                m.counts.victim_leases,
+                share * 100.0,
+                m.final_liar_share.unwrap_or(0.0) * 100.0
+            );
+        }
     }
     eprintln!(
         "wall time {wall_secs:.2} s ({:.0} events/s, {:.1}x real time)",

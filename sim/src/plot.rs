@@ -6,7 +6,8 @@
 //! - `hops.{png,svg}`: gossip deliveries by hop count;
 //! - `mesh.{png,svg}`: mesh degree (mean, min, max) over time;
 //! - `completeness.{png,svg}`: book completeness and live nodes over time;
-//! - `traffic.{png,svg}`: bytes sent per second over time.
+//! - `traffic.{png,svg}`: bytes sent per second over time;
+//! - with a market, its reputation and trust per epoch ([`market`]).
 //!
 //! Text needs a TrueType font: `AGORA_SIM_FONT` names one, else DejaVu Sans or Liberation
 //! Sans is looked up in the usual system places.
@@ -17,6 +18,8 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+
+mod market;
 
 /// Why a chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
@@ -335,13 +338,15 @@ pub fn plot_dir(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     for chart in &charts {
         written.extend(render(dir, chart)?);
     }
+    written.extend(market::plot(dir)?);
     Ok(written)
 }
 
 /// Figures a sweep charts, when it measured them.
-const SWEEP_FIGURES: [(&str, &str); 5] = [
+const SWEEP_FIGURES: [(&str, &str); 6] = [
     ("market.lease_success_rate", "sweep_lease_success"),
     ("market.final_auc", "sweep_auc"),
+    ("market.final_liar_share", "sweep_liar_share"),
     ("market.time_to_lease_ms.p50", "sweep_time_to_lease"),
     ("market.quota_overspend_micro", "sweep_overspend"),
     ("propagation.p99_ms", "sweep_propagation_p99"),

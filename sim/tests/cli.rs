@@ -179,3 +179,30 @@ fn plot_draws_png_and_svg_and_compare_sets_runs_side_by_side() {
     let missing = agora_sim(&["plot", dir.path().join("nothing").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// A failed run says `rerun with AGORA_SIM_SEED=<seed>`: `run` takes its seed from there
+/// (`--seed` still wins), and refuses a value that is not a seed.
+#[test]
+fn run_takes_its_seed_from_agora_sim_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let path = scenario.to_str().unwrap();
+    let run = |env: &str, extra: &[&str]| {
+        let mut args = vec!["run", path];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_agora-sim"))
+            .args(&args)
+            .env("AGORA_SIM_SEED", env)
+            .output()
+            .unwrap()
+    };
+    let from_env = run("7", &[]);
+    assert!(from_env.status.success(), "{from_env:?}");
+    assert!(String::from_utf8_lossy(&from_env.stdout).contains("(seed 7)"));
+    let flag = run("7", &["--seed", "9"]);
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("(seed 9)"));
+    let bad = run("seven", &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("AGORA_SIM_SEED"));
+}

@@ -74,7 +74,7 @@ trust_weight = 0.8
     }
     let (m, _) = market(s, 3);
     assert_eq!(m.lying_providers, 2);
-    assert!(m.granted > 50, "too few leases to judge: {m:?}");
+    assert!(m.counts.granted > 50, "too few leases to judge: {m:?}");
     let last = m.epochs.last().unwrap();
     assert!(
         last.liar_trust_ppb < last.honest_trust_ppb,
@@ -123,14 +123,14 @@ fn f_double_signing_validators_allow_no_double_spend() {
     let (m, _) = market(byzantine(1), 5);
     assert_eq!(m.byzantine_validators, 1);
     assert!(
-        m.double_spend_attempts > 0,
+        m.counts.double_spend_attempts > 0,
         "no double-spend was tried: {m:?}"
     );
-    assert!(m.double_spends_rejected > 0, "{m:?}");
+    assert!(m.counts.double_spends_rejected > 0, "{m:?}");
     assert_eq!(m.double_spends_certified, 0);
     assert_eq!(m.quota_overspend_micro, 0);
     assert!(m.quota_conserved);
-    assert!(m.granted > 0);
+    assert!(m.counts.granted > 0);
 }
 
 /// With `f + 1`, both halves certify and the auditor stops the run, naming the seed.
@@ -151,41 +151,35 @@ fn f_plus_one_double_signers_are_caught_by_the_invariant_check() {
     }
 }
 
+/// A committee of four, one of which withholds its votes.
+const ONE_WITHHOLDING_VALIDATOR: &str =
+    "[committee]\nf = 1\nbyzantine = 1\nbehaviour = \"withhold\"\n";
+
 /// Withholding validators (`f` of them) cost nothing; free riders never get a lease.
 #[test]
 fn withholding_validators_and_free_riders_get_nowhere() {
-    let extra = r#"
-[committee]
-f = 1
-byzantine = 1
-behaviour = "withhold"
-[adversary]
-kind = "free-riders"
-fraction = 0.25
-"#;
-    let (m, _) = market(scenario("10m", 6, 24, extra), 9);
-    assert!(m.free_rider_attempts > 0);
-    assert_eq!(m.free_rider_grants, 0);
-    assert!(m.granted > 0);
-    assert!(m.attempt_failures.contains_key("refused-quota"), "{m:?}");
+    let extra = format!(
+        "{ONE_WITHHOLDING_VALIDATOR}[adversary]\nkind = \"free-riders\"\nfraction = 0.25\n"
+    );
+    let (m, _) = market(scenario("10m", 6, 24, &extra), 9);
+    assert!(m.counts.free_rider_attempts > 0);
+    assert_eq!(m.counts.free_rider_grants, 0);
+    assert!(m.counts.granted > 0);
+    assert!(
+        m.counts.attempt_failures.contains_key("refused-quota"),
+        "{m:?}"
+    );
 }
 
 /// Every actor at once (lying providers going offline mid-lease, a withholding
 /// validator, colluding raters, reputation epochs): one seed, one trace hash.
 #[test]
 fn the_same_seed_gives_the_same_trace_hash_with_every_actor_on() {
-    let extra = r#"
-[committee]
-f = 1
-byzantine = 1
-behaviour = "withhold"
-[adversary]
-kind = "colluding-raters"
-fraction = 0.2
-[reputation]
-epoch = "3m"
-"#;
-    let mut s = scenario("8m", 6, 20, extra);
+    let extra = format!(
+        "{ONE_WITHHOLDING_VALIDATOR}[adversary]\nkind = \"colluding-raters\"\nfraction = 0.2\n\
+         [reputation]\nepoch = \"3m\"\n"
+    );
+    let mut s = scenario("8m", 6, 20, &extra);
     if let Some(m) = s.market.as_mut() {
         let m = toml::Spanned::get_mut(m);
         m.providers.lying_share.0 = 0.34;
@@ -196,7 +190,7 @@ epoch = "3m"
     let (_, hash_c) = market(s, 12);
     assert_eq!(hash_a, hash_b);
     assert_ne!(hash_a, hash_c);
-    assert!(a.granted > 0 && a.certificates > 0);
+    assert!(a.counts.granted > 0 && a.counts.certificates > 0);
 }
 
 #[test]
@@ -234,14 +228,63 @@ fn market_sections_are_checked_with_their_line() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("above 1"), "{err}");
+    let err = Scenario::from_toml(
+        &format!("{base}[market]\nagents = 3\n[adversary]\nkind = \"eclipse\"\n"),
+        "x.toml",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("needs lying providers"), "{err}");
     // Every shipped market scenario checks.
     for name in [
         "market-1k",
+        "market-10k",
         "sybil-attack",
         "lying-providers",
         "byzantine-validators",
+        "eclipse",
     ] {
         let path = format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
         Scenario::load(path.as_ref()).unwrap();
     }
+}
+
+fn eclipse(honest_peers: u32) -> Scenario {
+    let extra = format!(
+        r#"
+[adversary]
+kind = "eclipse"
+fraction = 0.25
+victims = 2
+attackers = 6
+honest_peers = {honest_peers}
+[reputation]
+epoch = "4m"
+[market.providers]
+lying_share = 0.25
+liar_discount = 0.5
+"#
+    );
+    scenario("20m", 8, 24, &extra)
+}
+
+/// Attackers that hold every connection of their victims pass them only their own offers:
+/// every lease of an agent on a victim goes to the attackers' providers, while the other
+/// agents learn to avoid them. One honest connection is enough to break the eclipse.
+#[test]
+fn an_eclipse_hands_the_victims_leases_to_the_attackers_unless_one_honest_peer_remains() {
+    let (surrounded, _) = market(eclipse(0), 4);
+    assert!(surrounded.counts.victim_leases >= 10, "{surrounded:?}");
+    assert_eq!(surrounded.eclipse_attacker_share, Some(1.0));
+    let others = surrounded.final_liar_share.unwrap();
+    assert!(
+        others < 0.5,
+        "the liars also win the others' leases: {others}"
+    );
+    let (open, _) = market(eclipse(1), 4);
+    assert!(open.counts.victim_leases >= 10, "{open:?}");
+    let share = open.eclipse_attacker_share.unwrap();
+    assert!(
+        share < 0.6,
+        "one honest peer should bring the victims the honest offers: {share}"
+    );
 }

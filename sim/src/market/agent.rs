@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! arrival ──query home node's OfferBook──▶ offers that fit, cheapest `consider`
-//!   ──rank: price and last epoch's EigenTrust──▶ provider
+//!   ──draw an order, weighted by price and remembered EigenTrust──▶ provider
 //!   ──sign LeaseRequest──▶ lock op (its chain's next seq) ──committee──▶ lock certificate
 //!   ──LeaseProposal { request, lock }──▶ provider's Admission ──▶ LeaseGrant | Refusal
 //! grant ──▶ wait for the receipt ──▶ ReceiptAck + Rating into the evidence log
@@ -51,6 +51,10 @@ const RECEIPT_GRACE: SimDuration = SimDuration::from_secs(30);
 /// Extra time a lock lasts beyond the lease (quota and admission may take that long).
 pub const LOCK_MARGIN: Duration = Duration::from_secs(60);
 
+/// An offer an agent weighs: its provider (index), digest, price per second, and the
+/// provider's remembered trust (`None`: never ranked).
+type Fit = (u32, Digest, u64, Option<u64>);
+
 /// What an agent is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -67,6 +71,17 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Honest => "honest",
+            Role::Colluder => "colluder",
+            Role::Sybil => "sybil",
+            Role::FreeRider => "free-rider",
+            Role::DoubleSpender => "double-spender",
+        }
+    }
+
     /// Whether it belongs to the liars' collective.
     pub fn colludes(self) -> bool {
         matches!(self, Role::Colluder | Role::Sybil)
@@ -265,6 +280,9 @@ impl Market {
             agent.remember(cert);
         } else {
             self.stats.free_tier_grants += 1;
+            if agent.role == Role::Sybil {
+                self.stats.sybils_funded += 1;
+            }
         }
         agent.funded = true;
         let node = agent.node;
@@ -314,6 +332,11 @@ impl Market {
             Event::Arrive { agent: a },
         );
         self.stats.arrivals += 1;
+        *self
+            .stats
+            .arrivals_by_role
+            .entry(agent.role.as_str())
+            .or_default() += 1;
         if agent.busy.is_some() || agent.arrival.is_some() {
             agent.backlog.push(now);
             return;
@@ -393,17 +416,8 @@ impl Market {
         let lease_id = request.digest();
         let request_body = request.body().clone();
         let lease = self.leases.len() as u32;
-        self.leases.push(LeaseRecord {
-            agent: a,
-            provider,
-            id: Some(lease_id),
-            lock: None,
-            grant: None,
-            wanted_at,
-            state: LeaseState::Locking,
-            receipt: false,
-            closed: false,
-        });
+        self.leases
+            .push(LeaseRecord::new(a, provider, lease_id, wanted_at));
         agent.busy = Some(lease);
         let (key, id, node, role) = (agent.key.clone(), agent.id, agent.node, agent.role);
         let history = agent.chain.clone();
@@ -457,17 +471,8 @@ impl Market {
                 return;
             };
             let twin_lease = self.leases.len() as u32;
-            self.leases.push(LeaseRecord {
-                agent: a,
-                provider: second,
-                id: Some(twin.digest()),
-                lock: None,
-                grant: None,
-                wanted_at,
-                state: LeaseState::Locking,
-                receipt: false,
-                closed: false,
-            });
+            self.leases
+                .push(LeaseRecord::new(a, second, twin.digest(), wanted_at));
             let (Ok(op_a), Ok(op_b)) = (
                 lock(lease_id, provider_id, available),
                 lock(twin.digest(), second_id, available),
@@ -550,7 +555,7 @@ impl Market {
             ..OfferFilter::default()
         };
         let collective = agent.role.colludes();
-        let mut fits: Vec<(u32, Digest, u64, u64)> = node
+        let mut fits: Vec<Fit> = node
             .market
             .book()
             .query(&filter, OfferSort::Price, usize::MAX, now)
@@ -562,7 +567,7 @@ impl Market {
                     return None;
                 }
                 let price = agora_protocol::admission::price_of(&o.body().prices, &spec.resources);
-                let trust = self.ledger.trust_of(&o.body().provider);
+                let trust = self.ledger.remembered_trust(&o.body().provider);
                 Some((index, o.digest(), price, trust))
             })
             .take(self.config.consider as usize)
@@ -570,26 +575,46 @@ impl Market {
         if fits.is_empty() {
             return Vec::new();
         }
-        // Score: price relative to the cheapest, and trust relative to the most trusted.
+        // Weight: price relative to the cheapest, and trust relative to the mean of the
+        // known providers considered, capped at 1 (a provider at least as trusted as a
+        // typical one gets full credit, a distrusted one little); a provider never ranked
+        // (a newcomer) counts `newcomer_trust`, so new providers get tried rather than
+        // starved by the ones already known.
         let w = self.reputation_config.trust_weight;
+        let newcomer = self.reputation_config.newcomer_trust;
         let cheapest = fits.iter().map(|f| f.2).min().unwrap_or(1).max(1) as f64;
-        let most = fits.iter().map(|f| f.3).max().unwrap_or(0) as f64;
-        let score = |f: &(u32, Digest, u64, u64)| {
+        let known: Vec<u64> = fits.iter().filter_map(|f| f.3).collect();
+        let typical = if known.is_empty() {
+            0.0
+        } else {
+            known.iter().sum::<u64>() as f64 / known.len() as f64
+        };
+        let weight = |f: &Fit| {
             let price = cheapest / (f.2.max(1) as f64);
-            let trust = if most > 0.0 { f.3 as f64 / most } else { 0.0 };
+            let trust = match f.3 {
+                None => newcomer,
+                Some(t) if typical > 0.0 => (t as f64 / typical).min(1.0),
+                Some(_) => 0.0,
+            };
             (1.0 - w) * price + w * trust
         };
-        type Scored = (f64, u64, (u32, Digest, u64, u64));
-        let mut scored: Vec<Scored> = fits
+        // The order of attempts is drawn with probability proportional to the weight, as
+        // EigenTrust's peer selection does (an exponential race: each offer draws a time
+        // of rate `weight`, earliest first): load spreads over the good providers instead
+        // of every agent reading the same books herding onto the one best-ranked offer
+        // (which then refuses them, its advertised capacity being up to one `readvertise`
+        // old), and a distrusted provider is picked rarely, not never.
+        let mut raced: Vec<(f64, Fit)> = fits
             .drain(..)
-            .map(|f| (score(&f), rng::below(ctx.rng(), u64::MAX), f))
+            .map(|f| {
+                let u = rng::unit(ctx.rng()).max(f64::MIN_POSITIVE);
+                (-u.ln() / weight(&f).max(1e-9), f)
+            })
             .collect();
-        // Best score first; random order among equals (the draw), so equal providers
-        // share the load.
-        scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        scored
+        raced.sort_by(|x, y| x.0.total_cmp(&y.0));
+        raced
             .into_iter()
-            .map(|(_, _, (i, d, p, _))| (i, d, p))
+            .map(|(_, (i, d, p, _))| (i, d, p))
             .collect()
     }
 
@@ -695,13 +720,20 @@ impl Market {
                     .providers
                     .get(p as usize)
                     .is_some_and(|p| p.lie.is_some());
-                if role == Some(Role::Honest) {
+                let node = self.agents.get(a as usize).map_or(0, |g| g.node);
+                let victim = self.eclipse.as_ref().is_some_and(|e| e.is_victim(node));
+                if victim {
+                    self.stats.victim_leases += 1;
+                    self.stats.victim_attacker_leases += u64::from(liar);
+                } else if role == Some(Role::Honest) {
                     self.ledger.honest_lease(liar);
                 }
                 if role == Some(Role::FreeRider) {
                     self.stats.free_rider_grants += 1;
                 }
-                let node = self.agents.get(a as usize).map_or(0, |g| g.node);
+                if let Some(role) = role {
+                    *self.stats.granted_by_role.entry(role.as_str()).or_default() += 1;
+                }
                 at(
                     ctx,
                     expires.saturating_add(RECEIPT_GRACE),

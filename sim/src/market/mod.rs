@@ -25,6 +25,8 @@
 //!   [`EvidenceLog`](agora_protocol::ledger::EvidenceLog); every epoch the real
 //!   [`reputation::compute`](agora_protocol::ledger::reputation::compute) ranks providers,
 //!   and agents weigh that trust when they pick;
+//! - **an eclipse attempt** ([`eclipse`]): attacker nodes surround victims so that the
+//!   victims' agents see only the attackers' offers;
 //! - **the auditor** ([`audit`]): every certificate and grant is checked (no double-spend,
 //!   no lease on an expired offer or without a covering lock, quota conserved); a
 //!   violation stops the run.
@@ -36,6 +38,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod eclipse;
 pub mod event;
 pub mod provider;
 pub mod quota;
@@ -94,6 +97,16 @@ pub enum Mail {
         validator: u16,
         /// `Answer::encode` bytes.
         bytes: Vec<u8>,
+    },
+    /// A certificate its client sends to every validator once it formed (as the node
+    /// does), so the validators' views of the accounts stay current: a free-tier grant or a
+    /// settlement is otherwise never shown to them (a request's proofs carry only the
+    /// previous chain position).
+    Certified {
+        /// The validator (index).
+        validator: u16,
+        /// The certificate.
+        certificate: Box<Certificate>,
     },
     /// An agent's lease proposal to a provider.
     Proposal {
@@ -165,6 +178,24 @@ pub struct LeaseRecord {
     pub closed: bool,
 }
 
+impl LeaseRecord {
+    /// A new attempt of `agent` at `provider` for the signed request `id`, waiting for its
+    /// lock; `wanted_at` is the arrival it serves.
+    pub fn new(agent: u32, provider: u32, id: LeaseId, wanted_at: SimTime) -> Self {
+        LeaseRecord {
+            agent,
+            provider,
+            id: Some(id),
+            lock: None,
+            grant: None,
+            wanted_at,
+            state: LeaseState::Locking,
+            receipt: false,
+            closed: false,
+        }
+    }
+}
+
 /// The protocol timestamp of simulated instant `t` (as the world's offers use).
 pub fn timestamp(t: SimTime) -> Timestamp {
     crate::workload::timestamp(t)
@@ -184,6 +215,7 @@ fn wire_size(mail: &Mail) -> usize {
     match mail {
         Mail::QuotaRequest { request, .. } => request.encode().map_or(1024, |b| b.len()),
         Mail::QuotaAnswer { bytes, .. } => bytes.len(),
+        Mail::Certified { certificate, .. } => certificate.encode().map_or(1024, |b| b.len()),
         Mail::Proposal { proposal, .. } => {
             // A lock certificate: the op and a quorum of (id, signature) pairs.
             proposal.request.as_bytes().len() + proposal.lock.as_ref().map_or(0, |_| 512)

@@ -197,17 +197,52 @@ impl Market {
             at(ctx, next, node, Event::ClientTimer { client: id });
         }
         if let Some(event) = outcome {
-            let purpose = self
+            let client = self
                 .clients
                 .get_mut(id as usize)
                 .and_then(Option::take)
-                .map(|c| c.purpose);
-            if let Some(purpose) = purpose {
+                .map(|c| (c.purpose, c.node));
+            if let Some((purpose, node)) = client {
                 match event {
-                    AggEvent::Certified(cert) => self.on_certified(ctx, env, purpose, cert),
+                    AggEvent::Certified(cert) => {
+                        self.disseminate(ctx, env, node, &cert);
+                        self.on_certified(ctx, env, purpose, cert);
+                    }
                     AggEvent::Failed(failure) => self.on_failed(ctx, env, purpose, &failure),
                 }
             }
+        }
+    }
+
+    /// Sends a new certificate from `node` to every validator (the node's `Certified`).
+    fn disseminate(
+        &mut self,
+        ctx: &mut impl Sched,
+        env: &mut Env<'_>,
+        node: u32,
+        cert: &Certificate,
+    ) {
+        for v in 0..self.validators.len() {
+            let Some(to) = self.validators.get(v).map(|v| v.node) else {
+                continue;
+            };
+            let mail = Mail::Certified {
+                validator: v as u16,
+                certificate: Box::new(cert.clone()),
+            };
+            send(ctx, env, &mut self.mailbox, &mut self.stats, node, to, mail);
+        }
+    }
+
+    /// A validator's node received a certificate: its view applies it (a Byzantine one
+    /// keeps its view too; it misbehaves only in what it signs).
+    pub(super) fn on_certified_mail(&mut self, v: u16, cert: &Certificate) {
+        if let Some(validator) = self.validators.get_mut(usize::from(v))
+            && validator.machine.handle_certificate(cert).is_err()
+        {
+            // Earlier certificates of the account are missing: a later request's proofs
+            // bring them.
+            self.stats.certificates_not_applied += 1;
         }
     }
 

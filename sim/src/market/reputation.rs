@@ -27,8 +27,12 @@ use crate::world::{Sched, WORLD};
 pub struct EpochRow {
     /// The epoch's end, seconds.
     pub t_s: f64,
-    /// Trust separation of honest and lying providers (`None` without both kinds).
+    /// Trust separation of honest and lying providers (`None` without both kinds): every
+    /// provider counts, those without leases in the window at zero trust.
     pub auc: Option<f64>,
+    /// The same over the providers with leases in the window only (those EigenTrust has
+    /// evidence about): an honest provider nobody tried is unknown, not distrusted.
+    pub auc_rated: Option<f64>,
     /// Mean trust share of an honest provider, parts per billion.
     pub honest_trust_ppb: f64,
     /// Mean trust share of a lying provider, parts per billion.
@@ -46,6 +50,8 @@ pub struct Ledger {
     log: EvidenceLog,
     window: Duration,
     trust: BTreeMap<AgoraId, u64>,
+    /// Each provider's trust as of the last epoch that ranked it: what agents remember.
+    remembered: BTreeMap<AgoraId, u64>,
     /// Per epoch.
     pub epochs: Vec<EpochRow>,
     leases: u64,
@@ -77,6 +83,7 @@ impl Ledger {
             })?,
             window: Duration::from_micros(config.window.as_micros()),
             trust: BTreeMap::new(),
+            remembered: BTreeMap::new(),
             epochs: Vec::new(),
             leases: 0,
             liar_leases: 0,
@@ -99,6 +106,13 @@ impl Ledger {
     /// A provider's trust share in the last epoch, parts per billion (0 if unknown).
     pub fn trust_of(&self, provider: &AgoraId) -> u64 {
         self.trust.get(provider).copied().unwrap_or(0)
+    }
+
+    /// A provider's trust as of the last epoch that ranked it (`None`: never ranked, a
+    /// newcomer). A provider without leases in the last window keeps what it had: agents
+    /// remember the last trust they saw rather than forget a liar once it goes quiet.
+    pub fn remembered_trust(&self, provider: &AgoraId) -> Option<u64> {
+        self.remembered.get(provider).copied()
     }
 
     /// An honest agent got a lease (from a liar or not).
@@ -142,23 +156,33 @@ impl Market {
         };
         let issuers = BTreeSet::from([self.issuer.id()]);
         let funding = SignupFunding::from_entries(self.ledger.log.iter(), &issuers, end);
+        let mut rated = BTreeSet::new();
         match reputation::compute(&self.ledger.log, epoch, &config, &funding) {
             Ok(rep) => {
+                rated = rep.ranking.iter().copied().collect();
                 self.ledger.trust = rep
                     .ranking
                     .iter()
                     .filter_map(|id| rep.score(id).map(|s| (*id, s.share_ppb)))
                     .collect();
+                self.ledger
+                    .remembered
+                    .extend(self.ledger.trust.iter().map(|(id, t)| (*id, *t)));
             }
             Err(_) => self.stats.reputation_errors += 1,
         }
         let (mut honest, mut liars) = (Vec::new(), Vec::new());
+        let (mut honest_rated, mut liars_rated) = (Vec::new(), Vec::new());
         for p in &self.providers {
             let t = self.ledger.trust_of(&p.id);
-            if p.lie.is_some() {
-                liars.push(t);
+            let (all, known) = if p.lie.is_some() {
+                (&mut liars, &mut liars_rated)
             } else {
-                honest.push(t);
+                (&mut honest, &mut honest_rated)
+            };
+            all.push(t);
+            if rated.contains(&p.id) {
+                known.push(t);
             }
         }
         let mean = |v: &[u64]| {
@@ -171,6 +195,7 @@ impl Market {
         let row = EpochRow {
             t_s: now.as_micros() as f64 / 1e6,
             auc: auc(&honest, &liars),
+            auc_rated: auc(&honest_rated, &liars_rated),
             honest_trust_ppb: mean(&honest),
             liar_trust_ppb: mean(&liars),
             honest_leases: self.ledger.leases,

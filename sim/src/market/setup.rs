@@ -12,6 +12,7 @@ use rand_core::Rng;
 
 use super::agent::{Agent, Role};
 use super::audit::Auditor;
+use super::eclipse::Eclipse;
 use super::provider::MarketProvider;
 use super::quota::{Client, SimValidator};
 use super::reputation::Ledger;
@@ -72,6 +73,8 @@ pub struct Market {
     pub(super) ledger: Ledger,
     pub(super) stats: Stats,
     pub(super) violation: Option<Violation>,
+    /// The eclipse attempt, with `adversary.kind = "eclipse"`.
+    pub(super) eclipse: Option<Eclipse>,
 }
 
 impl Market {
@@ -155,6 +158,11 @@ impl Market {
                 &config.providers,
             ));
         }
+        // An eclipse's victims and attackers (drawn only for one).
+        let eclipse = (adversary.kind == Attack::Eclipse).then(|| {
+            let nodes: Vec<u32> = providers.iter().map(|(node, _)| *node).collect();
+            Eclipse::choose(ctx.rng(), count, &nodes, liars, &adversary)
+        });
         // Agents: honest, then attackers, then (for a Sybil flood) the Sybils on top.
         let attackers = (f64::from(config.agents) * adversary.fraction.0).round() as u32;
         let (regular_attackers, sybils) = match adversary.kind {
@@ -171,12 +179,20 @@ impl Market {
                     Attack::ColludingRaters => Role::Colluder,
                     Attack::FreeRiders => Role::FreeRider,
                     Attack::DoubleSpend => Role::DoubleSpender,
-                    Attack::None | Attack::Sybil => Role::Honest,
+                    // An eclipse's share of agents are honest ones living on the victims.
+                    Attack::None | Attack::Sybil | Attack::Eclipse => Role::Honest,
                 }
             } else {
                 Role::Honest
             };
-            let node = rng::below(ctx.rng(), u64::from(count)) as u32;
+            let mut node = rng::below(ctx.rng(), u64::from(count)) as u32;
+            if let Some(e) = &eclipse
+                && a >= config.agents - regular_attackers
+                && !e.victims().is_empty()
+            {
+                let i = (a - (config.agents - regular_attackers)) as usize % e.victims().len();
+                node = e.victims().get(i).copied().unwrap_or(node);
+            }
             let attested = match role {
                 Role::Sybil => false,
                 Role::Colluder | Role::DoubleSpender => true,
@@ -236,6 +252,7 @@ impl Market {
             ledger,
             stats: Stats::default(),
             violation: None,
+            eclipse,
         }))
     }
 
@@ -257,6 +274,11 @@ impl Market {
     /// The evidence log and reputation history.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The eclipse attempt, if the scenario has one.
+    pub fn eclipse(&self) -> Option<&Eclipse> {
+        self.eclipse.as_ref()
     }
 
     /// The quota committee.
@@ -308,6 +330,10 @@ impl Market {
                         validator,
                         bytes,
                     } => self.on_quota_answer(ctx, env, client, validator, &bytes),
+                    Mail::Certified {
+                        validator,
+                        certificate,
+                    } => self.on_certified_mail(validator, &certificate),
                     Mail::Proposal { lease, proposal } => {
                         self.on_proposal(ctx, env, lease, *proposal);
                     }

@@ -10,8 +10,8 @@ use super::Market;
 use super::reputation::EpochRow;
 use crate::metrics::summary::Spread;
 
-/// The market's counters.
-#[derive(Debug, Clone, Default)]
+/// The market's counters (in `metrics.json`, flattened into the market object).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
     /// Agents signed up.
     pub signups: u64,
@@ -19,15 +19,26 @@ pub struct Stats {
     pub sybil_signups: u64,
     /// Free-tier grants certified.
     pub free_tier_grants: u64,
+    /// Of which to Sybils.
+    pub sybils_funded: u64,
     /// Funding ops that failed (a free-tier pool slot taken, a timeout).
     pub fund_failures: u64,
     /// Lease wishes.
     pub arrivals: u64,
     /// Leases granted.
     pub granted: u64,
+    /// Leases granted, by the agent's role.
+    pub granted_by_role: BTreeMap<&'static str, u64>,
+    /// Lease wishes, by the agent's role.
+    pub arrivals_by_role: BTreeMap<&'static str, u64>,
+    /// Leases granted to agents living on an eclipse's victims.
+    pub victim_leases: u64,
+    /// Of which the attackers' (lying) providers won.
+    pub victim_attacker_leases: u64,
     /// Wishes that ended without a lease.
     pub unserved: u64,
-    /// Time from wish to grant, ms.
+    /// Time from wish to grant, ms (summarised as a spread in the summary).
+    #[serde(skip)]
     pub time_to_lease_ms: Vec<f64>,
     /// Why a wish found nothing to try.
     pub no_match: BTreeMap<String, u64>,
@@ -49,6 +60,8 @@ pub struct Stats {
     pub quota_failures: u64,
     /// Validator answers the aggregators did not count.
     pub answers_ignored: u64,
+    /// Disseminated certificates a validator could not apply yet (it lacked earlier ones).
+    pub certificates_not_applied: u64,
     /// Locks settled.
     pub settled: u64,
     /// Locks unlocked after they lapsed.
@@ -76,6 +89,12 @@ pub struct Stats {
 /// The market's section of `metrics.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MarketSummary {
+    /// The counters: signups, wishes and leases (also by role), "no match" and failed
+    /// attempts by reason, receipts missing, double-spends tried and rejected, free-tier
+    /// grants (and to Sybils), free riders, quota ops, certificates, settlements, unlocks,
+    /// an eclipse's victim leases, market messages.
+    #[serde(flatten)]
+    pub counts: Stats,
     /// Agents (Sybils included).
     pub agents: usize,
     /// Providers, and of them liars.
@@ -86,24 +105,10 @@ pub struct MarketSummary {
     pub validators: usize,
     /// Byzantine validators.
     pub byzantine_validators: usize,
-    /// Lease wishes.
-    pub arrivals: u64,
-    /// Leases granted.
-    pub granted: u64,
     /// Granted / wishes.
     pub lease_success_rate: f64,
     /// Time from wish to grant, ms.
     pub time_to_lease_ms: Spread,
-    /// Why wishes found nothing to try.
-    pub no_match: BTreeMap<String, u64>,
-    /// Why attempts failed.
-    pub attempt_failures: BTreeMap<String, u64>,
-    /// Granted leases without a receipt.
-    pub no_receipt: u64,
-    /// Double-spends tried / halves refused / certified twice.
-    pub double_spend_attempts: u64,
-    /// Halves the committee refused.
-    pub double_spends_rejected: u64,
     /// Slots certified twice (must be 0 while at most `f` validators misbehave).
     pub double_spends_certified: u64,
     /// Micro-credits locked twice.
@@ -112,28 +117,22 @@ pub struct MarketSummary {
     pub quota_conserved: bool,
     /// Credited + granted, micro-credits, over all accounts.
     pub quota_total_micro: u128,
-    /// Free-tier grants certified, and the per-epoch cap.
-    pub free_tier_grants: u64,
-    /// Free riders' attempts and grants.
-    pub free_rider_attempts: u64,
-    /// Granted to free riders (must be 0).
-    pub free_rider_grants: u64,
-    /// Certificates, quota ops, failures.
-    pub certificates: u64,
-    /// Quota ops started.
-    pub quota_ops: u64,
-    /// Quota ops failed.
-    pub quota_failures: u64,
-    /// Settled and unlocked locks.
-    pub settled: u64,
-    /// Unlocked locks.
-    pub unlocked: u64,
+    /// The committee's cap on free-tier grants per committee epoch.
+    pub free_tier_cap: u32,
     /// Evidence-log entries.
     pub log_entries: usize,
     /// The last epoch's AUC, honest vs lying providers.
     pub final_auc: Option<f64>,
+    /// The last epoch's AUC over the providers with leases in its window.
+    pub final_auc_rated: Option<f64>,
+    /// The share of honest agents' leases the liars won in the last epoch.
+    pub final_liar_share: Option<f64>,
     /// Per epoch: AUC, trust, liars' lease share.
     pub epochs: Vec<EpochRow>,
+    /// Eclipse: the share of those leases the attackers' providers won (`None` without an
+    /// eclipse or without leases); compare `final_liar_share`, the liars' share of the
+    /// other honest agents' leases.
+    pub eclipse_attacker_share: Option<f64>,
     /// Market messages and bytes per node (its network cost).
     pub messages_per_node: f64,
     /// Bytes per node.
@@ -147,6 +146,7 @@ impl Market {
         let conservation = self.audit.conservation();
         let nodes = f64::from(nodes.max(1));
         MarketSummary {
+            counts: s.clone(),
             agents: self.agents.len(),
             providers: self.providers.len(),
             lying_providers: self.providers.iter().filter(|p| p.lie.is_some()).count(),
@@ -156,34 +156,24 @@ impl Market {
                 .iter()
                 .filter(|v| v.byzantine.is_some())
                 .count(),
-            arrivals: s.arrivals,
-            granted: s.granted,
             lease_success_rate: if s.arrivals == 0 {
                 0.0
             } else {
                 s.granted as f64 / s.arrivals as f64
             },
             time_to_lease_ms: Spread::of(s.time_to_lease_ms.clone()),
-            no_match: s.no_match.clone(),
-            attempt_failures: s.attempt_failures.clone(),
-            no_receipt: s.no_receipt,
-            double_spend_attempts: s.double_spend_attempts,
-            double_spends_rejected: s.double_spends_rejected,
             double_spends_certified: self.audit.double_spends,
             quota_overspend_micro: self.audit.overspend_micro,
             quota_conserved: conservation.as_ref().is_ok_and(|(f, h)| f == h),
             quota_total_micro: conservation.map_or(0, |(f, _)| f),
-            free_tier_grants: s.free_tier_grants,
-            free_rider_attempts: s.free_rider_attempts,
-            free_rider_grants: s.free_rider_grants,
-            certificates: s.certificates,
-            quota_ops: s.quota_ops,
-            quota_failures: s.quota_failures,
-            settled: s.settled,
-            unlocked: s.unlocked,
+            free_tier_cap: self.committee.free_tier().cap_per_epoch,
             log_entries: self.ledger.log().len(),
             final_auc: self.ledger.epochs.iter().rev().find_map(|e| e.auc),
+            final_auc_rated: self.ledger.epochs.iter().rev().find_map(|e| e.auc_rated),
+            final_liar_share: self.ledger.epochs.last().map(|e| e.liar_share),
             epochs: self.ledger.epochs.clone(),
+            eclipse_attacker_share: (self.eclipse.is_some() && s.victim_leases > 0)
+                .then(|| s.victim_attacker_leases as f64 / s.victim_leases as f64),
             messages_per_node: s.messages as f64 / nodes,
             bytes_per_node: s.bytes as f64 / nodes,
         }
@@ -196,14 +186,15 @@ impl Market {
 /// The I/O error.
 pub fn write_csv(dir: &Path, summary: &MarketSummary) -> std::io::Result<()> {
     let mut csv = String::from(
-        "t_s,auc,honest_trust_ppb,liar_trust_ppb,honest_leases,liar_share,log_entries\n",
+        "t_s,auc,auc_rated,honest_trust_ppb,liar_trust_ppb,honest_leases,liar_share,log_entries\n",
     );
     for e in &summary.epochs {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             e.t_s,
             e.auc.map_or(String::new(), |a| a.to_string()),
+            e.auc_rated.map_or(String::new(), |a| a.to_string()),
             e.honest_trust_ppb,
             e.liar_trust_ppb,
             e.honest_leases,

@@ -240,6 +240,33 @@ impl Scenario {
                 ));
             }
         }
+        if let (Some(adversary), Some(market)) = (&self.adversary, &self.market)
+            && adversary.get_ref().kind == Attack::Eclipse
+        {
+            let a = adversary.get_ref();
+            let providers = *self.workload.providers.get_ref();
+            let liars =
+                (f64::from(providers) * market.get_ref().providers.lying_share.0).round() as u32;
+            let needed = u64::from(providers) + u64::from(a.victims) + u64::from(a.attackers);
+            let fail = |what: String| Err((adversary.span(), what));
+            if liars == 0 {
+                return fail(
+                    "an eclipse needs lying providers (market.providers.lying_share): \
+                     their offers are the ones the attackers let through"
+                        .to_owned(),
+                );
+            }
+            if a.victims == 0 {
+                return fail("an eclipse needs adversary.victims of at least 1".to_owned());
+            }
+            if needed > u64::from(self.nodes.count) {
+                return fail(format!(
+                    "an eclipse needs {needed} nodes (providers, victims and attackers) \
+                     but nodes.count is {}",
+                    self.nodes.count
+                ));
+            }
+        }
         if let Some(market) = &self.market
             && *self.workload.providers.get_ref() == 0
         {

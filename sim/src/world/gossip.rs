@@ -140,13 +140,14 @@ impl World {
         let wanted: Vec<MsgIdx> = ids
             .iter()
             .copied()
-            .filter(|id| !node.seen.contains(*id) && !node.pending_iwant.contains(id))
+            .filter(|id| !node.seen.contains(*id) && node.pending_iwant.binary_search(id).is_err())
             .take(max)
             .collect();
         if wanted.is_empty() {
             return;
         }
         node.pending_iwant.extend_from_slice(&wanted);
+        node.pending_iwant.sort_unstable();
         self.send(ctx, n, from, Frame::IWant { ids: wanted.into() });
     }
 

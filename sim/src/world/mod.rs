@@ -299,6 +299,22 @@ impl World {
         to: u32,
         frame: Frame,
     ) {
+        // An eclipse's attackers withhold honest offers from its victims.
+        let frame = match self
+            .market
+            .as_deref()
+            .and_then(crate::market::Market::eclipse)
+        {
+            Some(eclipse) => {
+                let messages = &self.messages;
+                let provider_of = |m: MsgIdx| messages.get(m as usize).map(|msg| msg.provider);
+                match eclipse.filter(from, to, frame, provider_of) {
+                    Some(frame) => frame,
+                    None => return,
+                }
+            }
+            None => frame,
+        };
         let bytes = frame.wire_bytes(
             |m| {
                 self.messages

@@ -99,7 +99,8 @@ pub struct SimNode {
     pub meshes: Vec<TopicMesh>,
     /// IWANT answers and IHAVE ids.
     pub mcache: MessageCache,
-    /// Ids asked for by IWANT since the last heartbeat.
+    /// Ids asked for by IWANT since the last heartbeat, sorted (each IHAVE looks every id
+    /// up: a binary search, not a scan).
     pub pending_iwant: Vec<MsgIdx>,
     /// The protocol's market, as the node runs it: offer book, rate limits, verdicts.
     pub market: Market,

@@ -189,6 +189,38 @@ impl World {
                 });
             }
         }
+        self.surround_victims();
+    }
+
+    /// An eclipse: each victim's connections go to every attacker instead, but for at most
+    /// `honest_peers` of its honest ones (no draws: the first in id order are kept).
+    fn surround_victims(&mut self) {
+        let Some(eclipse) = self
+            .market
+            .as_deref()
+            .and_then(crate::market::Market::eclipse)
+            .cloned()
+        else {
+            return;
+        };
+        for &victim in eclipse.victims() {
+            let peers = self
+                .node(victim)
+                .map(|n| n.peer_ids().to_vec())
+                .unwrap_or_default();
+            let mut kept = 0;
+            for peer in peers {
+                let honest = !eclipse.is_attacker(peer) && !eclipse.is_victim(peer);
+                if honest && kept < eclipse.honest_peers() {
+                    kept += 1;
+                } else {
+                    self.unlink(victim, peer);
+                }
+            }
+            for &attacker in eclipse.attackers() {
+                self.link(victim, attacker);
+            }
+        }
     }
 
     /// Schedules a started node's heartbeat and sync timers at random phases after `now`.

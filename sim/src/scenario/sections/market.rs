@@ -31,7 +31,8 @@ pub struct Market {
     pub attested_share: f64,
     /// Credits an attested agent's attestation grants.
     pub budget_credits: u64,
-    /// Offers an agent considers (the cheapest that fit), among which it picks by
+    /// Offers an agent considers (the cheapest that fit, at most [`MAX_CONSIDER`]), among
+    /// which it picks by
     /// reputation.
     pub consider: u32,
     /// How long an agent waits for a provider's answer (or a quota certificate).
@@ -92,8 +93,12 @@ fn default_attested() -> Probability {
 fn default_budget() -> u64 {
     1_000
 }
+/// The most offers an agent may weigh per wish (a book's whole market at 10,000
+/// providers).
+pub const MAX_CONSIDER: u32 = 10_000;
+
 fn default_consider() -> u32 {
-    8
+    64
 }
 fn default_timeout() -> Span {
     Span::secs(10)
@@ -127,9 +132,9 @@ impl TryFrom<RawMarket> for Market {
                 raw.memory_mib
             ));
         }
-        if raw.consider == 0 || raw.consider > 64 {
+        if raw.consider == 0 || raw.consider > MAX_CONSIDER {
             return Err(format!(
-                "market.consider must be from 1 to 64, got {}",
+                "market.consider must be from 1 to {MAX_CONSIDER}, got {}",
                 raw.consider
             ));
         }
@@ -353,6 +358,11 @@ pub enum Attack {
     /// Agents that lock one chain position twice for two providers, colluding with
     /// double-signing validators.
     DoubleSpend,
+    /// Attacker nodes surround victim nodes: each victim's connections are replaced by
+    /// connections to the attackers (the lying providers' nodes and `attackers` more),
+    /// which pass it only the lying providers' offers; `fraction` of the agents live on
+    /// the victims.
+    Eclipse,
 }
 
 impl Attack {
@@ -364,6 +374,7 @@ impl Attack {
             Attack::ColludingRaters => "colluding-raters",
             Attack::FreeRiders => "free-riders",
             Attack::DoubleSpend => "double-spend",
+            Attack::Eclipse => "eclipse",
         }
     }
 }
@@ -379,6 +390,12 @@ pub struct Adversary {
     pub fraction: NonNegative,
     /// When a Sybil flood signs up (all within one second).
     pub at: Span,
+    /// Eclipse: the victim nodes (random nodes that run no provider).
+    pub victims: u32,
+    /// Eclipse: attacker nodes besides the lying providers' own.
+    pub attackers: u32,
+    /// Eclipse: connections to honest nodes each victim keeps (0: fully surrounded).
+    pub honest_peers: u32,
 }
 
 impl Default for Adversary {
@@ -387,6 +404,9 @@ impl Default for Adversary {
             kind: Attack::None,
             fraction: NonNegative(0.0),
             at: Span::secs(60),
+            victims: 1,
+            attackers: 8,
+            honest_peers: 0,
         }
     }
 }
@@ -402,6 +422,9 @@ pub struct Reputation {
     /// Weight of a provider's trust against its price when an agent picks: 0 picks the
     /// cheapest, 1 weighs trust alone.
     pub trust_weight: f64,
+    /// The trust an agent credits a provider no epoch has ranked yet, as a fraction of the
+    /// most trusted one it considers (0: newcomers come last).
+    pub newcomer_trust: f64,
 }
 
 #[derive(Deserialize)]
@@ -412,6 +435,8 @@ struct RawReputation {
     window: Option<Span>,
     #[serde(default = "default_trust_weight")]
     trust_weight: Probability,
+    #[serde(default = "default_newcomer_trust")]
+    newcomer_trust: Probability,
 }
 
 fn default_rep_epoch() -> Span {
@@ -419,6 +444,9 @@ fn default_rep_epoch() -> Span {
 }
 fn default_trust_weight() -> Probability {
     Probability(0.8)
+}
+fn default_newcomer_trust() -> Probability {
+    Probability(0.5)
 }
 
 impl TryFrom<RawReputation> for Reputation {
@@ -438,6 +466,7 @@ impl TryFrom<RawReputation> for Reputation {
             epoch: raw.epoch,
             window,
             trust_weight: raw.trust_weight.0,
+            newcomer_trust: raw.newcomer_trust.0,
         })
     }
 }
@@ -448,6 +477,7 @@ impl Default for Reputation {
             epoch: default_rep_epoch(),
             window: default_rep_epoch(),
             trust_weight: default_trust_weight().0,
+            newcomer_trust: default_newcomer_trust().0,
         }
     }
 }
