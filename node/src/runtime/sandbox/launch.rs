@@ -7,9 +7,7 @@
 //! status file on the descriptors bubblewrap reads (3, 4, 5), which needs no `unsafe`
 //! descriptor juggling in the node. Bubblewrap then blocks once more (`--block-fd 6`, a
 //! copy of stdin) after it has reported the sandbox's pid and before it runs the command,
-//! so the node can wire the sandbox's network first. Bubblewrap announces the sandbox's pid
-//! on `--info-fd 7`, a FIFO the node reads, and closes it at once: the node learns the pid
-//! the moment it exists, without polling the status file.
+//! so the node can wire the sandbox's network first.
 //!
 //! An exec enters the running sandbox's network, IPC and UTS namespaces with `nsenter`, then
 //! starts a second bubblewrap inside its user and PID namespaces (`--userns`, `--pidns`)
@@ -24,9 +22,9 @@ use agora_protocol::workload::WorkloadSpec;
 
 use crate::runtime::ExecRequest;
 
-/// Shell script that starts the workload: `$1`, `$2` seccomp programs, `$3` status file,
-/// `$4` the FIFO for bubblewrap's `--info-fd` (the node holds its read end open).
-pub const LAUNCH: &str = r#"d=$1 c=$2 s=$3 i=$4; shift 4; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s" 6<&0 7>"$i""#;
+/// Shell script that starts the workload: `$1`, `$2` seccomp programs, `$3` status file.
+pub const LAUNCH: &str =
+    r#"d=$1 c=$2 s=$3; shift 3; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s" 6<&0"#;
 
 /// Shell script that starts an exec: `$1`, `$2` seccomp programs, `$3` the sandbox's init pid.
 pub const EXEC: &str = r#"d=$1 c=$2 p=$3; shift 3; read -r _ || exit 97; exec nsenter --net=/proc/$p/ns/net --ipc=/proc/$p/ns/ipc --uts=/proc/$p/ns/uts -- "$@" 3<"$d" 4<"$c" 6</proc/$p/ns/user 7</proc/$p/ns/pid"#;
@@ -130,9 +128,6 @@ pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Ve
             hostname,
             "--json-status-fd",
             "5",
-            // The sandbox's pid, written once and closed: the node's start signal.
-            "--info-fd",
-            "7",
             // Waits for the node's second line on stdin: the network is ready.
             "--block-fd",
             "6",

@@ -12,7 +12,6 @@
 //! | `scratch/`              | a size-limited tmpfs (`disk_mib`), mounted at `/tmp` inside |
 //! | `stdout.log`, `stderr.log` | the main process's output                                |
 //! | `status.json`           | bubblewrap's status: the sandbox's init pid, its exit code  |
-//! | `info.fifo`             | while it starts: where bubblewrap announces its pid ([`info`]) |
 //! | `reason.json`           | the [`TerminationReason`], once it ended                    |
 //!
 //! and a cgroup `<parent>/<id>` holding every process it starts (see [`super::cgroup`]).
@@ -26,7 +25,6 @@
 //! /30 of its own, under the provider's policy (see [`net`] and
 //! [`super::netpolicy`]).
 
-mod info;
 mod launch;
 mod logs;
 pub mod net;
@@ -895,7 +893,6 @@ impl SandboxRuntime {
             scratch: &scratch,
         };
         let args = launch::main_args(workload.id.as_str(), &workload.spec, &layout);
-        let mut info = info::InfoFifo::create(&workload.dir)?;
         let mut child = self
             .spawn_in_cgroup(
                 workload,
@@ -905,7 +902,6 @@ impl SandboxRuntime {
                         self.seccomp.0.as_os_str(),
                         self.seccomp.1.as_os_str(),
                         status_path.as_os_str(),
-                        info.path().as_os_str(),
                     ],
                     bwrap_args: args,
                     kill_on_drop: false,
@@ -914,25 +910,23 @@ impl SandboxRuntime {
                 Stdio::from(stderr),
             )
             .await?;
-        let init = tokio::select! {
-            pid = info.child_pid() => match pid {
-                Ok(pid) => Some(pid),
-                Err(e) => {
-                    let _ = child.kill().await;
-                    return Err(e);
-                }
-            },
-            // Ended before announcing: the waiter records why.
-            _ = child.wait() => None,
-            () = tokio::time::sleep(START_TIMEOUT) => {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let init = loop {
+            if let Some(init) = read_status(&status_path).init {
+                break Some(init);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break None; // Ended before reporting: the waiter records why.
+            }
+            if tokio::time::Instant::now() >= deadline {
                 let _ = child.kill().await;
                 return Err(RuntimeError::host(
                     "start sandbox",
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "bubblewrap did not report"),
                 ));
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        drop(info);
         if let (Some(init), Some(lease)) = (init, &workload.lease)
             && let Err(e) = net::attach(&workload.id, init, lease, &self.network.policy).await
         {
