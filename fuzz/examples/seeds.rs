@@ -752,6 +752,21 @@ fn lease_seeds(w: &mut Writer) -> Res<()> {
         ("stop", Op::Stop, None),
         ("status", Op::Status, None),
         (
+            "acknowledge",
+            Op::Acknowledge {
+                ack: Signed::sign(
+                    ReceiptAck {
+                        agent: id(AGENT),
+                        receipt: Digest::of(b"final receipt"),
+                        acked_at: t(61),
+                        delegation: None,
+                    },
+                    &key(AGENT),
+                )?,
+            },
+            None,
+        ),
+        (
             "exec-delegated",
             exec(&["id"], false, false),
             Some(d_exec.clone()),
@@ -1167,6 +1182,7 @@ fn ledger_seeds(w: &mut Writer) -> Res<()> {
             agent: id(AGENT),
             receipt: receipt.digest(),
             acked_at: t(61),
+            delegation: None,
         },
         &key(AGENT),
     )?;
@@ -1252,6 +1268,7 @@ fn ledger_seeds(w: &mut Writer) -> Res<()> {
 fn quota_seeds(w: &mut Writer) -> Res<()> {
     use agora_protocol::committee::{
         Action, ChainOp, FreeTierClaim, LockTerms, MAX_PROOFS, Op as QuotaOp, Request, Settle,
+        TopUpTerms,
         UncheckedCertificate, Unlock, Vote, VoteSig,
     };
     let committee = agora_fuzz::quota_committee()?;
@@ -1311,6 +1328,20 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         }),
     )?;
     let lock_cert = certify(&lock)?;
+    let top_up = chain_op(
+        AGENT,
+        2,
+        Some(lock_cert.digest()),
+        Action::TopUp(TopUpTerms {
+            lock: LockTerms {
+                lease: Digest::of(b"lease"),
+                provider: id(PROVIDER),
+                amount_micro: 300,
+                expires_at: t(7200),
+            },
+            base_micro: 600,
+        }),
+    )?;
     let free_tier = QuotaOp::FreeTier(Signed::sign(
         FreeTierClaim {
             account: id(AGENT),
@@ -1344,6 +1375,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("settle", &settle),
         ("unlock", &unlock),
         ("credit-max", &credit_max),
+        ("top-up", &top_up),
     ] {
         let cert = match name {
             "credit" => credit_cert.clone(),
@@ -1360,7 +1392,8 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
     let requests = [
         ("free-tier", free_tier.clone(), Vec::new()),
         ("lock", lock.clone(), vec![credit_cert.clone()]),
-        ("settle", settle, vec![lock_cert]),
+        ("settle", settle, vec![lock_cert.clone()]),
+        ("top-up", top_up, vec![lock_cert.clone()]),
         (
             "full",
             credit_max,
@@ -1371,6 +1404,119 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         let bytes = Request { op, proofs }.encode()?;
         eprintln!("quota_request/{name}: {} bytes", bytes.len());
         w.put("quota_request", name, &bytes)?;
+    }
+    quota_answer_seeds(w, &lock, &lock_cert, &certs)
+}
+
+/// Validators' answers on `/agora/quota/1` (`quota_rpc::Response`): a vote for `lock` by
+/// validator 1, refusals (behind, insufficient, conflict), `Stored`, account views (empty;
+/// with `lock_cert` as head and its lock; every field at its bound: the largest certificate
+/// of `certs` as head and `MAX_VIEW_LOCKS` locks), and refused requests' reasons (typical,
+/// `MAX_REASON_BYTES` long).
+fn quota_answer_seeds(
+    w: &mut Writer,
+    lock: &agora_protocol::committee::Op,
+    lock_cert: &agora_protocol::committee::Certificate,
+    certs: &[agora_protocol::committee::Certificate],
+) -> Res<()> {
+    use agora_protocol::committee::{Answer, Refusal, Slot, Vote};
+    use agora_protocol::quota_rpc::{
+        AccountView, LockView, MAX_REASON_BYTES, MAX_VIEW_LOCKS, Response,
+    };
+    let committee = agora_fuzz::quota_committee()?;
+    let vote = Signed::sign(
+        Vote {
+            genesis: committee.digest(),
+            slot: lock.slot(),
+            op: lock.digest(),
+        },
+        &key(1),
+    )?;
+    let lock_view = |seq: u64| LockView {
+        seq,
+        lease: Digest::of(&seq.to_be_bytes()),
+        provider: id(PROVIDER),
+        amount_micro: 600,
+        expires_at: t(3600),
+        op: lock.digest(),
+    };
+    let largest = certs
+        .iter()
+        .max_by_key(|c| c.encode().map(|b| b.len()).unwrap_or(0))
+        .cloned()
+        .ok_or("no certificate")?;
+    let answers = [
+        ("vote", Response::Answer(Answer::Vote(vote))),
+        (
+            "behind",
+            Response::Answer(Answer::Refused(Refusal::Behind {
+                account: id(AGENT),
+                next_seq: 1,
+            })),
+        ),
+        (
+            "insufficient",
+            Response::Answer(Answer::Refused(Refusal::Insufficient {
+                available_micro: 400,
+                amount_micro: 600,
+            })),
+        ),
+        (
+            "conflict",
+            Response::Answer(Answer::Refused(Refusal::Conflict {
+                slot: Slot::Seq {
+                    account: id(AGENT),
+                    seq: 1,
+                },
+                voted: Digest::of(b"other op"),
+            })),
+        ),
+        ("stored", Response::Stored),
+        (
+            "account-empty",
+            Response::Account(AccountView {
+                head: None,
+                credited_micro: 0,
+                granted_micro: 0,
+                spent_micro: 0,
+                locks: Vec::new(),
+            }),
+        ),
+        (
+            "account",
+            Response::Account(AccountView {
+                head: Some(lock_cert.clone()),
+                credited_micro: 1_000_000,
+                granted_micro: 10_000_000,
+                spent_micro: 1200,
+                locks: vec![lock_view(1)],
+            }),
+        ),
+        (
+            "account-max",
+            Response::Account(AccountView {
+                head: Some(largest),
+                credited_micro: u64::MAX,
+                granted_micro: u64::MAX,
+                spent_micro: u64::MAX,
+                locks: (0..MAX_VIEW_LOCKS as u64)
+                    .map(|i| lock_view(u64::MAX - i))
+                    .collect(),
+            }),
+        ),
+        (
+            "refused",
+            Response::Refused("this node has no quota committee".into()),
+        ),
+        (
+            "refused-max",
+            Response::Refused("é".repeat(MAX_REASON_BYTES / 2)),
+        ),
+    ];
+    for (name, answer) in answers {
+        let bytes = answer.encode()?;
+        eprintln!("quota_answer/{name}: {} bytes", bytes.len());
+        w.put("quota_answer", name, &bytes)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use core::fmt::Debug;
 
 use agora_protocol::cofactored::Cofactored;
 use agora_protocol::committee::{
-    Action, Certificate, Committee, FreeTier, Genesis, LockRules, MAX_PROOFS, Op, Request,
+    Action, Answer, Certificate, Committee, FreeTier, Genesis, LockRules, MAX_PROOFS, Op, Request,
 };
 use agora_protocol::frames::{
     self, Decoder, FrameError, MAX_CHUNK_BYTES, MAX_FRAME_BYTES, MAX_OPEN_BYTES, OpenFrame,
@@ -25,6 +25,7 @@ use agora_protocol::lease::{
     LeaseRefusal, LeaseRequest, UsageReceipt,
 };
 use agora_protocol::ledger::{self, Entry, Equivocation, Fact, MAX_PARENTS};
+use agora_protocol::quota_rpc::{MAX_REASON_BYTES, MAX_VIEW_LOCKS, Response as QuotaResponse};
 use agora_protocol::read_proof::ReadProof;
 use agora_protocol::service::sync::{ServiceSyncRequest, ServiceSyncResponse};
 use agora_protocol::service::{ServiceGossip, ServiceGrant};
@@ -78,6 +79,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("service_sync_response", service_sync_response),
     ("quota_certificate", quota_certificate),
     ("quota_request", quota_request),
+    ("quota_answer", quota_answer),
 ];
 
 /// The bound [`lease_proposal`] decodes a [`LeaseProposal`] under: its two signed parts and
@@ -1134,6 +1136,46 @@ pub fn quota_request(data: &[u8]) -> Result<Verdict, String> {
         certificate_invariants(proof, committee)?;
     }
     quota_op_invariants(&request.op)?;
+    Ok(Verdict::Accepted)
+}
+
+/// `quota_rpc::Response::decode` against [`quota_committee`] (what a validator sends back
+/// on `/agora/quota/1`): an accepted answer re-encodes to exactly the input; a vote
+/// rebuilds to its own bytes and is signed by its author; an account view lists at most
+/// `MAX_VIEW_LOCKS` locks and its head certificate passes [`quota_certificate`]'s checks;
+/// a refusal's reason is within `MAX_REASON_BYTES`.
+///
+/// # Errors
+/// A violated invariant.
+pub fn quota_answer(data: &[u8]) -> Result<Verdict, String> {
+    let committee = quota_committee()?;
+    let Ok(response) = QuotaResponse::decode(data, committee, &Ed25519) else {
+        return Ok(Verdict::Rejected);
+    };
+    reencodes("quota_answer", response.encode(), data)?;
+    match &response {
+        QuotaResponse::Answer(Answer::Vote(vote)) => nested(vote)?,
+        QuotaResponse::Answer(Answer::Refused(_)) | QuotaResponse::Stored => {}
+        QuotaResponse::Account(view) => {
+            if view.locks.len() > MAX_VIEW_LOCKS {
+                return Err(format!(
+                    "quota_answer: accepted {} locks in an account view",
+                    view.locks.len()
+                ));
+            }
+            if let Some(head) = &view.head {
+                certificate_invariants(head, committee)?;
+            }
+        }
+        QuotaResponse::Refused(reason) => {
+            if reason.len() > MAX_REASON_BYTES {
+                return Err(format!(
+                    "quota_answer: accepted a {}-byte reason",
+                    reason.len()
+                ));
+            }
+        }
+    }
     Ok(Verdict::Accepted)
 }
 

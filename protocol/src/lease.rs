@@ -548,6 +548,14 @@ pub enum Op {
         /// The grant's id.
         grant: crate::service::GrantId,
     },
+    /// Countersign the lease's final receipt: the provider records the receipt with this
+    /// acknowledgement as evidence (`ledger::Fact::Usage`). Accepted for an ended lease the
+    /// provider still retains; the acknowledgement must be by the operation's agent (or
+    /// its delegate) and name the provider's final receipt.
+    Acknowledge {
+        /// The agent's signed acknowledgement of the final receipt.
+        ack: Signed<ReceiptAck>,
+    },
 }
 
 impl Op {
@@ -562,6 +570,9 @@ impl Op {
             Self::Status => OpKind::Status,
             Self::Relay => OpKind::Tunnel,
             Self::RevokeGrant { .. } => OpKind::Grant,
+            // Countersigning the final receipt is the last step of ending the lease: a
+            // delegate that may stop the lease may acknowledge what it cost.
+            Self::Acknowledge { .. } => OpKind::Stop,
         }
     }
 }
@@ -610,6 +621,18 @@ impl SignedKind for LeaseOp {
                 bounds::max_len("op.path", path, 1024)?;
                 if !path.starts_with('/') || path.contains('\0') {
                     return Err(invalid("op.path", "must be absolute, without NUL".into()));
+                }
+            }
+            Op::Acknowledge { ack } => {
+                if ack.body().agent != self.agent {
+                    return Err(invalid(
+                        "op.ack",
+                        format!(
+                            "acknowledges for {}, not for the operation's agent {}",
+                            ack.body().agent,
+                            self.agent
+                        ),
+                    ));
                 }
             }
             Op::Logs { .. }
@@ -681,6 +704,57 @@ impl SignedKind for UsageReceipt {
 
     fn author(&self) -> Option<AgoraId> {
         Some(self.provider)
+    }
+}
+
+/// An agent's signed acknowledgement of a provider's usage receipt: "this is what my lease
+/// used". A receipt with one weighs more than a provider's word alone (see
+/// `ledger::reputation`). Signed by the agent, or by a delegate whose delegation (carried
+/// here) allows [`OpKind::Stop`] at `acked_at`: acknowledging what a lease cost is part of
+/// ending it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptAck {
+    /// The agent (the signer, unless `delegation` names a delegate).
+    pub agent: AgoraId,
+    /// The digest of the provider's signed receipt.
+    pub receipt: Digest,
+    /// When it was signed.
+    pub acked_at: Timestamp,
+    /// Present when a delegate signs for the agent.
+    pub delegation: Option<Signed<Delegation>>,
+}
+
+impl ReceiptAck {
+    /// The kind of operation a delegation must allow for a delegate to acknowledge.
+    pub const DELEGATED_AS: OpKind = OpKind::Stop;
+}
+
+impl SignedKind for ReceiptAck {
+    const DOMAIN: &'static str = "agora/receipt-ack/v1";
+    /// A key, a digest and a varint time (74 bytes at most), the option tag and a delegation.
+    const MAX_PAYLOAD_BYTES: usize = 96 + Signed::<Delegation>::MAX_WIRE_BYTES;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_delegation(self.agent, self.delegation.as_ref())?;
+        // Checked here, against the acknowledgement's own time, so every replica of the
+        // evidence log decides alike whenever it reads it.
+        if let Some(d) = &self.delegation
+            && !d.body().allows(Self::DELEGATED_AS, self.acked_at)
+        {
+            return Err(invalid(
+                "delegation",
+                format!(
+                    "does not allow {:?} at {}",
+                    Self::DELEGATED_AS,
+                    self.acked_at
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn author(&self) -> Option<AgoraId> {
+        Some(author_of(self.agent, self.delegation.as_ref()))
     }
 }
 

@@ -5,7 +5,11 @@
 //! gateway ──Request::Propose(LeaseProposal)──────────▶ provider ──▶ Response::Answer(LeaseAnswer)
 //! gateway ──Request::Operate(Signed<LeaseOp>)────────▶ provider ──▶ Response::Status | Refused
 //! gateway ──Request::Query(LeaseId)──────────────────▶ provider ──▶ Response::Status | Refused
+//! gateway ──Request::Extend { op, top_up }────────────▶ provider ──▶ Response::Status | Refused
 //! ```
+//!
+//! [`Request::Extend`] is an extension under a quota committee: the agent's signed `Extend`
+//! with the committee's certificate of the agent's top-up lock that pays for it.
 //!
 //! Both directions are one postcard frame each, bounded ([`MAX_REQUEST_BYTES`],
 //! [`MAX_RESPONSE_BYTES`]); nested signed messages are verified as they are decoded, so a
@@ -21,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::lease::{
     Approval, LeaseAnswer, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRefusal, LeaseRequest,
-    Refusal, UsageReceipt,
+    ReceiptAck, Refusal, UsageReceipt,
 };
 use crate::signed::Signed;
 use crate::time::Timestamp;
@@ -34,9 +38,11 @@ pub const MAX_REQUEST_BYTES: usize = Signed::<LeaseRequest>::MAX_WIRE_BYTES
     + crate::committee::MAX_CERTIFICATE_BYTES
     + 32;
 
-/// Largest encoded [`Response`]: a status with the largest grant and receipt.
+/// Largest encoded [`Response`]: a status with the largest grant, receipt and
+/// acknowledgement.
 pub const MAX_RESPONSE_BYTES: usize = Signed::<LeaseGrant>::MAX_WIRE_BYTES
     + Signed::<UsageReceipt>::MAX_WIRE_BYTES
+    + Signed::<ReceiptAck>::MAX_WIRE_BYTES
     + Signed::<LeaseRefusal>::MAX_WIRE_BYTES
     + 1024;
 
@@ -49,6 +55,15 @@ pub enum Request {
     Operate(Signed<LeaseOp>),
     /// The state of a lease (read-only, unsigned).
     Query(LeaseId),
+    /// An agent-signed `Extend` with the certificate of the agent's top-up lock paying for
+    /// it (a provider with a quota committee extends only so).
+    Extend {
+        /// The agent's signed operation.
+        op: Signed<LeaseOp>,
+        /// The committee's certificate of the agent's top-up (votes checked by the
+        /// provider against its committee).
+        top_up: crate::committee::UncheckedCertificate,
+    },
 }
 
 /// Where a lease is in its life, as its provider says.
@@ -87,6 +102,9 @@ pub struct LeaseStatus {
     pub grant: Signed<LeaseGrant>,
     /// The latest usage receipt; the final one has `ended` set.
     pub receipt: Option<Signed<UsageReceipt>>,
+    /// The agent's acknowledgement of the final receipt, once the provider recorded one
+    /// ([`crate::lease::Op::Acknowledge`]).
+    pub ack: Option<Signed<ReceiptAck>>,
 }
 
 /// A provider's answer.
@@ -263,6 +281,7 @@ mod tests {
                 },
                 grant: grant(lease),
                 receipt: None,
+                ack: None,
             })),
             Response::Refused(Refusal::new(RefusalCode::UnknownLease, "no such lease")),
         ] {

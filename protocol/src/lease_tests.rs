@@ -280,3 +280,89 @@ fn receipts_are_ordered_in_time() {
     r.from = t(1);
     assert!(Signed::sign(r, &key(PROVIDER)).is_err());
 }
+
+fn receipt_ack(delegation: Option<Signed<Delegation>>, acked_at: Timestamp) -> ReceiptAck {
+    ReceiptAck {
+        agent: id(AGENT),
+        receipt: Digest::of(b"receipt"),
+        acked_at,
+        delegation,
+    }
+}
+
+#[test]
+fn an_acknowledgement_is_the_agents_or_a_delegates_that_may_stop() {
+    // The agent's own, round trip.
+    let own = Signed::sign(receipt_ack(None, t(61)), &key(AGENT)).unwrap();
+    let back = Signed::<ReceiptAck>::decode(own.as_bytes(), &Ed25519).unwrap();
+    assert_eq!(back, own);
+    // Nobody else signs for the agent without a delegation.
+    assert!(Signed::sign(receipt_ack(None, t(61)), &key(GATEWAY)).is_err());
+    // A delegate allowed to stop, within the delegation's time: accepted, signed by it.
+    let stop = receipt_ack(Some(delegation(vec![OpKind::Stop])), t(61));
+    let signed = Signed::sign(stop.clone(), &key(GATEWAY)).unwrap();
+    assert!(Signed::<ReceiptAck>::decode(signed.as_bytes(), &Ed25519).is_ok());
+    assert!(
+        Signed::sign(stop, &key(AGENT)).is_err(),
+        "the agent is not the delegate"
+    );
+    // Not allowed to stop, or signed outside the delegation's time: refused on decode too.
+    for bad in [
+        receipt_ack(Some(delegation(vec![OpKind::Status])), t(61)),
+        receipt_ack(Some(delegation(vec![OpKind::Stop])), t(3600)),
+    ] {
+        assert!(Signed::sign(bad, &key(GATEWAY)).is_err());
+    }
+    // Another agent's delegation.
+    let mut foreign = receipt_ack(Some(delegation(vec![OpKind::Stop])), t(61));
+    foreign.agent = id(9);
+    assert!(Signed::sign(foreign, &key(GATEWAY)).is_err());
+    // Bounded: the largest fits its kind's bound.
+    let largest = Signed::sign(
+        receipt_ack(Some(delegation(OpKindAll::ops())), t(61)),
+        &key(GATEWAY),
+    )
+    .unwrap();
+    assert!(largest.as_bytes().len() <= Signed::<ReceiptAck>::MAX_WIRE_BYTES);
+}
+
+/// Eight kinds of operation (a delegation's most).
+struct OpKindAll;
+
+impl OpKindAll {
+    fn ops() -> Vec<OpKind> {
+        vec![
+            OpKind::Lease,
+            OpKind::Exec,
+            OpKind::Logs,
+            OpKind::Files,
+            OpKind::Extend,
+            OpKind::Stop,
+            OpKind::Status,
+            OpKind::Tunnel,
+        ]
+    }
+}
+
+#[test]
+fn an_acknowledge_operation_carries_its_own_agents_acknowledgement() {
+    let ack = Signed::sign(receipt_ack(None, t(61)), &key(AGENT)).unwrap();
+    let signed = Signed::sign(op(Op::Acknowledge { ack: ack.clone() }), &key(AGENT)).unwrap();
+    assert_eq!(signed.body().op.kind(), OpKind::Stop);
+    let back = Signed::<LeaseOp>::decode(signed.as_bytes(), &Ed25519).unwrap();
+    assert_eq!(back, signed);
+    // Another agent's acknowledgement inside the agent's operation.
+    let mut other = receipt_ack(None, t(61));
+    other.agent = id(9);
+    let other = Signed::sign(other, &key(9)).unwrap();
+    assert!(Signed::sign(op(Op::Acknowledge { ack: other }), &key(AGENT)).is_err());
+    // A tampered nested acknowledgement does not decode.
+    let mut bytes = signed.as_bytes().to_vec();
+    let at = bytes
+        .windows(ack.as_bytes().len())
+        .position(|w| w == ack.as_bytes())
+        .unwrap();
+    let last = at + ack.as_bytes().len() - 1;
+    bytes[last] ^= 1;
+    assert!(Signed::<LeaseOp>::decode(&bytes, &Ed25519).is_err());
+}

@@ -8,12 +8,22 @@
 //! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 100),
 //! `AGORA_BENCH_VCPU_MILLI` (the workload's vCPU share, default 100).
 //!
-//! Two `agora node` processes: a gateway A and a sandbox provider C (its contained tier
-//! raised to 200 concurrent leases). One sample = an agent-signed lease request POSTed to A
-//! (relayed to C over libp2p: admission, quota, launch, signed grant) and then `GET
-//! /v1/leases/{id}/logs` with a signed `follow` operation (relayed over a libp2p stream),
-//! until the first line of the workload's output arrives. Each lease is then stopped
-//! (untimed). The marketplace's overhead is the difference of the p50s.
+//! Two networks of `agora node` processes, one after the other, each with a gateway A and a
+//! sandbox provider C (its contained tier raised to 256 concurrent leases):
+//! - local quota book: no genesis, C admits leases against its own quota book;
+//! - committee n = 4: A and C are validators of a genesis with two validator-only nodes
+//!   (f = 1); every request carries the agent's lock op, which A has certified by the
+//!   validators before it relays the proposal, and C admits the lease only against that
+//!   certificate (and settles it when the lease stops). Agents sign up through the CLI
+//!   (claiming the free tier); one agent per concurrent sample, since an agent's locks are
+//!   one chain, certified one after the other.
+//!
+//! One sample = an agent-signed lease request POSTed to A (relayed to C over libp2p:
+//! admission, quota, launch, signed grant) and then `GET /v1/leases/{id}/logs` with a signed
+//! `follow` operation (relayed over a libp2p stream), until the first line of the workload's
+//! output arrives. Each lease is then stopped (untimed); under the committee the agent's
+//! account view (for its lock's chain position) is fetched before the clock starts. The
+//! marketplace's overhead is the difference of the p50s.
 
 #![allow(
     clippy::unwrap_used,
@@ -23,11 +33,13 @@
     missing_docs
 )]
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_attest::{Identity, keyfile};
+use agora_node::agent::quota::{QuotaAccount, lock_op};
 use agora_node::runtime::Runtime;
 use agora_node::runtime::sandbox::net::SandboxNetwork;
 use agora_node::runtime::sandbox::{SandboxConfig, SandboxRuntime};
@@ -37,6 +49,7 @@ use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::{ImageSource, WorkloadSpec};
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, Timestamp};
 use agora_tests::agora;
+use agora_tests::committee::Committee;
 use agora_tests::node::{NodeProc, wait_for};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -68,22 +81,32 @@ fn node(dir: &Path, config: &str, extra: &[String]) -> NodeProc {
     NodeProc::start(dir, &args)
 }
 
+/// An agent that takes samples: its key and signup record.
+#[derive(Clone)]
+struct Agent {
+    key: Arc<Identity>,
+    signup: Signed<SignupRecord>,
+}
+
 /// What every sample needs.
 struct Setup {
     http: reqwest::Client,
     gateway: String,
-    agent: Identity,
-    signup: Signed<SignupRecord>,
     provider: AgoraId,
     candidates: Vec<Candidate>,
     spec: WorkloadSpec,
+    /// Agents free to take a sample (each sample holds one, then puts it at the back).
+    agents: tokio::sync::Mutex<VecDeque<Agent>>,
+    /// Under a committee: requests carry the agent's lock op and a price ceiling its
+    /// free tier covers.
+    committee: bool,
 }
 
 impl Setup {
-    fn op(&self, lease: Digest, op: Op) -> String {
+    fn op(&self, agent: &Agent, lease: Digest, op: Op) -> String {
         b64(&Signed::sign(
             LeaseOp {
-                agent: self.agent.agora_id(),
+                agent: agent.key.agora_id(),
                 provider: self.provider,
                 lease,
                 op,
@@ -91,34 +114,66 @@ impl Setup {
                 issued_at: now(),
                 delegation: None,
             },
-            &self.agent,
+            agent.key.as_ref(),
         )
         .unwrap())
     }
 
     /// Request → grant → first output line through the gateway; then stops the lease.
     async fn sample(&self) -> Duration {
+        let agent = self
+            .agents
+            .lock()
+            .await
+            .pop_front()
+            .expect("an agent for every concurrent sample");
+        let took = self.sample_as(&agent).await;
+        self.agents.lock().await.push_back(agent);
+        took
+    }
+
+    async fn sample_as(&self, agent: &Agent) -> Duration {
         let request = Signed::sign(
             LeaseRequest {
-                agent: self.agent.agora_id(),
+                agent: agent.key.agora_id(),
                 candidates: self.candidates.clone(),
                 isolation: Isolation::Sandbox,
                 spec: self.spec.clone(),
-                max_price_per_sec: 1_000_000,
+                // The committee's lock is of price ceiling × lifetime, within the free tier.
+                max_price_per_sec: if self.committee { 100 } else { 1_000_000 },
                 nonce: rand::random::<[u8; NONCE_LEN]>(),
                 issued_at: now(),
-                signup: self.signup.clone(),
+                signup: agent.signup.clone(),
                 delegation: None,
             },
-            &self.agent,
+            agent.key.as_ref(),
         )
         .unwrap();
+        let body = if self.committee {
+            let view: QuotaAccount = self
+                .http
+                .get(format!(
+                    "{}/v1/accounts/{}/quota",
+                    self.gateway,
+                    agent.key.agora_id()
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let lock = lock_op(&agent.key, &view, &request).unwrap();
+            json!({ "request": b64(&request), "lock": b64(&lock) })
+        } else {
+            json!({ "request": b64(&request) })
+        };
         let lease = request.digest();
         let started = Instant::now();
         let resp = self
             .http
             .post(format!("{}/v1/leases", self.gateway))
-            .json(&json!({ "request": b64(&request) }))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -127,7 +182,7 @@ impl Setup {
         let logs = self
             .http
             .get(format!("{}/v1/leases/{lease}/logs", self.gateway))
-            .query(&[("op", self.op(lease, Op::Logs { follow: true }))])
+            .query(&[("op", self.op(agent, lease, Op::Logs { follow: true }))])
             .send()
             .await
             .unwrap();
@@ -154,7 +209,7 @@ impl Setup {
         let stop = self
             .http
             .delete(format!("{}/v1/leases/{lease}", self.gateway))
-            .json(&json!({ "op": self.op(lease, Op::Stop) }))
+            .json(&json!({ "op": self.op(agent, lease, Op::Stop) }))
             .send()
             .await
             .unwrap();
@@ -237,35 +292,103 @@ async fn main() {
         .await
     };
 
-    // The marketplace: gateway A, provider C.
+    // The marketplace: gateway A, provider C, first on their own quota book, then under a
+    // committee of four.
+    let local_row = {
+        let setup = market(&tmp.path().join("local"), None, concurrent, &workload).await;
+        market_series(
+            "through a gateway, local quota book",
+            setup,
+            runs,
+            concurrent,
+        )
+        .await
+    };
+    let committee_row = {
+        let root = tmp.path().join("committee");
+        // Every agent claims a free-tier grant: the genesis allows as many an epoch.
+        let committee = Committee::new_capped(
+            &root,
+            &[root.join("a").as_path(), root.join("c").as_path()],
+            u32::try_from(concurrent + 8).unwrap(),
+        );
+        let setup = market(&root, Some(committee), concurrent, &workload).await;
+        market_series(
+            "through a gateway, committee n = 4 (lock certified)",
+            setup,
+            runs,
+            concurrent,
+        )
+        .await
+    };
+
+    println!(
+        "\n| path | p50 ms | p95 ms | p50 of {concurrent} at once | p95 of {concurrent} at once | wall of {concurrent} at once |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in [&runtime_row, &local_row, &committee_row] {
+        println!("| {} |", row.join(" | "));
+    }
+    for row in [&local_row, &committee_row] {
+        let overhead = row[1].parse::<f64>().unwrap() - runtime_row[1].parse::<f64>().unwrap();
+        println!(
+            "\nmarketplace overhead at p50, {}: {overhead:.1} ms ({runs} sequential samples each)",
+            row[0]
+        );
+    }
+}
+
+/// Starts gateway A and provider C in `root` (under `committee` when given, with its
+/// validator-only nodes), signs up agents at A (one under the local book, `concurrent`
+/// under a committee) and quotes C's offer for `workload`: the setup of a series. The
+/// nodes run until the returned setup is dropped.
+/// [`series`] of launches through `setup`'s gateway.
+async fn market_series(name: &str, setup: Market, runs: usize, concurrent: usize) -> [String; 6] {
+    let setup = Arc::new(setup);
+    series(name, runs, concurrent, move || {
+        let setup = setup.clone();
+        Box::pin(async move { setup.sample().await })
+    })
+    .await
+}
+
+async fn market(
+    root: &Path,
+    committee: Option<Committee>,
+    concurrent: usize,
+    workload: &WorkloadSpec,
+) -> Market {
+    let (roles, genesis) = match &committee {
+        Some(c) => (", \"validator\"", c.config_line()),
+        None => ("", String::new()),
+    };
     let a = node(
-        &tmp.path().join("a"),
-        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[signup]\npow_bits = 8\n",
+        &root.join("a"),
+        &format!(
+            "roles = [\"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[network]\nkad_server = true\n\n[signup]\npow_bits = 8\n"
+        ),
         &[],
     );
     let c = node(
-        &tmp.path().join("c"),
-        "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = { vcpu = 1, memory_gib = 1 }\n\n[signup]\npow_bits = 8\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n",
+        &root.join("c"),
+        &format!(
+            "roles = [\"provider\", \"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = {{ vcpu = 1, memory_gib = 1 }}\n\n[signup]\npow_bits = 8\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n"
+        ),
         &["--bootstrap".to_owned(), a.tcp_addr()],
     );
-    let home = tmp.path().join("agent");
-    std::fs::create_dir_all(&home).unwrap();
-    let key = home.join("agent.key");
-    let out = agora(&home)
-        .args(["--json", "agent", "signup", "--node"])
-        .arg(format!("http://{}", a.http))
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record = std::fs::read_to_string(home.join("agent.key.signup")).unwrap();
-    let signup: Signed<SignupRecord> =
-        Signed::decode(&URL_SAFE_NO_PAD.decode(record.trim()).unwrap(), &Ed25519).unwrap();
+    let committee = committee.map(|mut committee| {
+        committee.start_extra(&a.tcp_addr());
+        committee.wait_connected(&[&a, &c]);
+        committee
+    });
+    let agents: VecDeque<Agent> = if committee.is_some() {
+        (0..concurrent)
+            .map(|i| sign_up(&root.join(format!("agent-{i}")), &a))
+            .collect()
+    } else {
+        let agent = sign_up(&root.join("agent"), &a);
+        std::iter::repeat_n(agent, concurrent).collect()
+    };
     let quote = wait_for(Duration::from_secs(60), || {
         let (status, v) = agora_tests::node::http_get(a.http, "/v1/offers");
         (status == 200 && v["count"].as_u64() >= Some(1)).then_some(())
@@ -284,40 +407,62 @@ async fn main() {
     let offer = &q["offers"][0];
     let provider: AgoraId = offer["provider"].as_str().unwrap().parse().unwrap();
     let digest: Digest = offer["image"]["digest"].as_str().unwrap().parse().unwrap();
+    let mut workload = workload.clone();
     workload.image = ImageSource::Named {
         name: "busybox".into(),
         digest,
     };
-    let setup = Arc::new(Setup {
+    let setup = Setup {
         http,
         gateway: format!("http://{}", a.http),
-        agent: keyfile::load(&key).unwrap(),
-        signup,
         provider,
         candidates: vec![Candidate {
             provider,
             offer: offer["offer"].as_str().unwrap().parse().unwrap(),
         }],
         spec: workload,
-    });
-    let market_row = {
-        let setup = setup.clone();
-        series("through a gateway", runs, concurrent, move || {
-            let setup = setup.clone();
-            Box::pin(async move { setup.sample().await })
-        })
-        .await
+        agents: tokio::sync::Mutex::new(agents),
+        committee: committee.is_some(),
     };
-
-    println!(
-        "\n| path | p50 ms | p95 ms | p50 of {concurrent} at once | p95 of {concurrent} at once | wall of {concurrent} at once |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|");
-    for row in [&runtime_row, &market_row] {
-        println!("| {} |", row.join(" | "));
+    Market {
+        setup,
+        _nodes: (a, c, committee),
     }
-    let overhead = market_row[1].parse::<f64>().unwrap() - runtime_row[1].parse::<f64>().unwrap();
-    println!("\nmarketplace overhead at p50: {overhead:.1} ms ({runs} sequential samples each)");
-    drop(c);
-    drop(a);
+}
+
+/// A series' setup and the nodes it runs on (stopped on drop).
+struct Market {
+    setup: Setup,
+    _nodes: (NodeProc, NodeProc, Option<Committee>),
+}
+
+impl std::ops::Deref for Market {
+    type Target = Setup;
+    fn deref(&self) -> &Setup {
+        &self.setup
+    }
+}
+
+/// `agora agent signup` at `node` with the key at `home/agent.key` (under a committee the
+/// CLI claims the free tier too).
+fn sign_up(home: &Path, node: &NodeProc) -> Agent {
+    std::fs::create_dir_all(home).unwrap();
+    let key = home.join("agent.key");
+    let out = agora(home)
+        .args(["--json", "agent", "signup", "--node"])
+        .arg(format!("http://{}", node.http))
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = std::fs::read_to_string(home.join("agent.key.signup")).unwrap();
+    Agent {
+        key: Arc::new(keyfile::load(&key).unwrap()),
+        signup: Signed::decode(&URL_SAFE_NO_PAD.decode(record.trim()).unwrap(), &Ed25519).unwrap(),
+    }
 }

@@ -54,8 +54,8 @@ use agora_attest::{Identity, keyfile};
 use agora_node::tunnel::Dialer;
 use agora_protocol::AgoraId;
 use agora_tests::cluster::{
-    TunnelProc, agent_cli, capability, cgroup_parent, gateway_and_provider, run_lease, signup,
-    wait_for_offer,
+    Cluster, TunnelProc, agent_cli, capability, cgroup_parent, gateway_and_provider, run_lease,
+    signup, wait_for_offer,
 };
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, wait_for};
@@ -262,7 +262,12 @@ fn main() {
     // The network: gateway A, provider C, the agent's lease with the sink and the echo.
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let (a, c, tunnel_port) = gateway_and_provider(
+    let Cluster {
+        a,
+        c,
+        tunnel_port,
+        committee: _committee,
+    } = gateway_and_provider(
         tmp.path(),
         "sandbox",
         "\n[tiers.contained]\nmax_concurrent = 16\nspending_limit_credits = 1000000\n",

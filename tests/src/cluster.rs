@@ -2,6 +2,11 @@
 //! with its QUIC tunnel endpoint on a UDP port, agents signed up through the `agora` CLI,
 //! and `agora tunnel` processes.
 //!
+//! The network runs under a quota committee of n = 4 ([`crate::committee`]): the gateway
+//! and the provider are two of its validators, two validator-only nodes make up the rest.
+//! [`signup`] claims the agent's free tier there, and a lease starts only against a lock
+//! certificate the gateway gathers.
+//!
 //! Shared by `tests/tunnels.rs`, `tests/services.rs` and `benches/tunnel_throughput.rs`.
 
 // Test support: failing loudly is the point; indexing a serde_json::Value yields Null.
@@ -22,6 +27,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
+use crate::committee::Committee;
 use crate::node::{NodeProc, wait_for};
 use crate::{agora, stderr, stdout};
 
@@ -40,7 +46,8 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A gateway node in region `eu` (Kademlia server: the others bootstrap from it).
+/// A gateway node in region `eu` (Kademlia server: the others bootstrap from it), without
+/// a quota committee (providers keep their own quota book).
 pub fn gateway(dir: &Path) -> NodeProc {
     NodeProc::start_configured(
         dir,
@@ -50,7 +57,8 @@ pub fn gateway(dir: &Path) -> NodeProc {
 }
 
 /// A provider (and gateway) on `runtime` (`sandbox`, `docker`) with its tunnel endpoint on
-/// UDP `tunnel_port`, more configuration (whole sections) appended.
+/// UDP `tunnel_port`, more configuration (whole sections) appended; without a quota
+/// committee.
 pub fn provider(
     dir: &Path,
     bootstrap: &str,
@@ -67,14 +75,75 @@ pub fn provider(
     )
 }
 
+/// [`gateway`], also a validator of `committee`.
+pub fn validator_gateway(dir: &Path, committee: &Committee) -> NodeProc {
+    NodeProc::start_configured(
+        dir,
+        &format!(
+            "roles = [\"gateway\", \"validator\"]\nregion = \"eu\"\n{}\n[network]\nkad_server = true\n",
+            committee.config_line()
+        ),
+        None,
+    )
+}
+
+/// [`provider`], also a validator of `committee`: it admits leases only against the
+/// committee's lock certificates.
+pub fn validator_provider(
+    dir: &Path,
+    bootstrap: &str,
+    runtime: &str,
+    tunnel_port: u16,
+    extra: &str,
+    committee: &Committee,
+) -> NodeProc {
+    NodeProc::start_configured(
+        dir,
+        &format!(
+            "roles = [\"provider\", \"gateway\", \"validator\"]\nregion = \"eu\"\n{}\n[provider]\nruntimes = [\"{runtime}\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\ntunnel_port = {tunnel_port}\nprices = {{ vcpu = 100, memory_gib = 10 }}\n{extra}",
+            committee.config_line()
+        ),
+        Some(bootstrap),
+    )
+}
+
+/// The network [`gateway_and_provider`] starts.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Gateway A (a validator).
+    pub a: NodeProc,
+    /// Provider C (a validator).
+    pub c: NodeProc,
+    /// C's tunnel endpoint's UDP port.
+    pub tunnel_port: u16,
+    /// The committee (its validator-only nodes run while this lives).
+    pub committee: Committee,
+}
+
 /// Gateway A in `root/a` and provider C in `root/c` (bootstrapped from A) on `runtime`,
-/// its tunnel endpoint on a free UDP port, `extra` appended to its configuration: (A, C,
-/// the port).
-pub fn gateway_and_provider(root: &Path, runtime: &str, extra: &str) -> (NodeProc, NodeProc, u16) {
-    let a = gateway(&root.join("a"));
+/// its tunnel endpoint on a free UDP port, `extra` appended to its configuration, under a
+/// committee of A, C and two validator-only nodes, all connected to each other.
+pub fn gateway_and_provider(root: &Path, runtime: &str, extra: &str) -> Cluster {
+    let (a_dir, c_dir) = (root.join("a"), root.join("c"));
+    let mut committee = Committee::new(root, &[a_dir.as_path(), c_dir.as_path()]);
+    let a = validator_gateway(&a_dir, &committee);
     let tunnel_port = free_udp_port();
-    let c = provider(&root.join("c"), &a.tcp_addr(), runtime, tunnel_port, extra);
-    (a, c, tunnel_port)
+    let c = validator_provider(
+        &c_dir,
+        &a.tcp_addr(),
+        runtime,
+        tunnel_port,
+        extra,
+        &committee,
+    );
+    committee.start_extra(&a.tcp_addr());
+    committee.wait_connected(&[&a, &c]);
+    Cluster {
+        a,
+        c,
+        tunnel_port,
+        committee,
+    }
 }
 
 /// `agora --json agent SUB ARGS… --node N --key HOME/agent.key [-- COMMAND…]`: (success,
@@ -119,7 +188,8 @@ pub fn grant(
 }
 
 /// Signs up a new agent at `node`: its key at `home/agent.key` (created), its record
-/// beside it; returns the agent's id.
+/// beside it; under a committee, the CLI also claims the agent's free tier there. Returns
+/// the agent's id.
 pub fn signup(home: &Path, node: &NodeProc) -> String {
     std::fs::create_dir_all(home).unwrap();
     let (ok, _, err) = agent_cli(home, node, &["signup"]);

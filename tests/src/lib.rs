@@ -5,6 +5,7 @@
 
 pub mod busybox;
 pub mod cluster;
+pub mod committee;
 pub mod docker_engine;
 pub mod docker_net;
 pub mod leftovers;

@@ -215,3 +215,8 @@ fn quota_certificate() {
 fn quota_request() {
     replay_with_accepted("quota_request");
 }
+
+#[test]
+fn quota_answer() {
+    replay_with_accepted("quota_answer");
+}

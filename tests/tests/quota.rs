@@ -12,6 +12,13 @@
 //! - A request without a lock reaches the provider without a certificate: refused `quota`.
 //! - With f = 1 validator killed, a lock still certifies and its lease starts; the
 //!   validator restarted restores its votes from its store.
+//! - Extension under the committee: `agora agent extend` twice, each paid by a certified
+//!   top-up the provider keeps beside the lock; the stop settles all three locks and the
+//!   account is charged the final receipt's cost once.
+//! - Acknowledged receipts: `agora agent stop` countersigns the final receipt; the provider
+//!   records the acknowledged usage fact (`GET /v1/ledger/state` `acknowledged_receipts`,
+//!   gossiped to the gateway), `agora agent status` then has nothing to send, and the
+//!   provider's reputation counts the lease as run (`score.ran`).
 //! - Reputation under the genesis: `GET /v1/providers/{provider}` and `agora provider show`
 //!   answer with the provider's provisional epoch and its offer.
 //!
@@ -35,6 +42,7 @@ use agora_protocol::committee::Op;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::{Ed25519, Signed};
 use agora_tests::cluster::{agent_cli, cgroup_parent, signup, wait_for_offer};
+use agora_tests::committee::{FREE_MICRO, key_of, validator, wait_connected, write_genesis};
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, http_json, wait_for};
 use base64::Engine as _;
@@ -42,46 +50,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The free-tier grant: 10 credits.
-const FREE_MICRO: u64 = 10_000_000;
-
-fn key_of(dir: &Path) -> Identity {
-    let path = dir.join("data").join("identity.key");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    keyfile::load_or_create(&path, &mut rand::rng()).unwrap().0
-}
-
-fn write_genesis(path: &Path, validators: &[Identity]) {
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 60;
-    let ids: Vec<String> = validators
-        .iter()
-        .map(|v| format!("\"{}\"", v.agora_id()))
-        .collect();
-    std::fs::write(
-        path,
-        format!(
-            "f = 1\nvalidators = [{}]\nstart_unix_secs = {start}\nepoch_secs = 86400\n\n[free_tier]\nallowance_micro = {FREE_MICRO}\ncap_per_epoch = 64\n\n[locks]\nsettle_grace_secs = 60\n",
-            ids.join(", ")
-        ),
-    )
-    .unwrap();
-}
-
-fn validator(dir: &Path, genesis: &Path, bootstrap: Option<&str>) -> NodeProc {
-    NodeProc::start_configured(
-        dir,
-        &format!(
-            "roles = [\"gateway\", \"validator\"]\nregion = \"eu\"\ngenesis = \"{}\"\n\n[network]\nkad_server = true\n",
-            genesis.display()
-        ),
-        bootstrap,
-    )
-}
 
 fn provider(dir: &Path, genesis: &Path, bootstrap: &str) -> NodeProc {
     NodeProc::start_configured(
@@ -93,23 +61,6 @@ fn provider(dir: &Path, genesis: &Path, bootstrap: &str) -> NodeProc {
         ),
         Some(bootstrap),
     )
-}
-
-/// Waits until `node` is connected to every id in `others`.
-fn wait_connected(node: &NodeProc, others: &[&NodeProc]) {
-    wait_for(WAIT, || {
-        let (_, peers) = node.get("/v1/peers");
-        let ids: Vec<&str> = peers["peers"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| p["agora_id"].as_str())
-            .collect();
-        others
-            .iter()
-            .all(|o| o.id == node.id || ids.contains(&o.id.as_str()))
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("{} does not reach the others:\n{}", node.id, node.log()));
 }
 
 fn quota_account(node: &NodeProc, agent: &str) -> QuotaAccount {
@@ -370,20 +321,72 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         .expect("the restart restores the validator");
     assert!(!restored.contains("votes=0 "), "{restored}");
 
-    // Stopping the lease settles its lock with the provider's final receipt.
-    let (ok, _, err) = agent_cli(&home3, &v2, &["stop", &lease]);
+    // Extending it under the committee: the CLI signs a top-up over the lease's lock, the
+    // gateway has it certified, the provider checks and keeps it beside the lock.
+    let before = quota_account(&v3, &agent3);
+    let (ok, extended, err) = agent_cli(&home3, &v2, &["extend", &lease, "1m"]);
+    assert!(ok, "extend under the committee: {err}\n{}", p1.log());
+    assert_eq!(extended["verified"], true, "{extended}");
+    let account3 = wait_for(WAIT, || {
+        let a = quota_account(&v3, &agent3);
+        (a.next_seq == 2).then_some(a)
+    })
+    .unwrap_or_else(|| panic!("the top-up is certified:\n{}", v2.log()));
+    assert_eq!(account3.locks.len(), 2, "{account3:?}");
+    assert!(
+        account3.locked_micro > before.locked_micro,
+        "{before:?} then {account3:?}"
+    );
+    // A second extension: its top-up's base is what both locks hold.
+    let (ok, _, err) = agent_cli(&home3, &v2, &["extend", &lease, "30"]);
+    assert!(ok, "a second extension: {err}\n{}", p1.log());
+    assert_eq!(quota_account(&v3, &agent3).locks.len(), 3);
+
+    // Stopping the lease settles its locks with the provider's final receipt, which the CLI
+    // countersigns: the provider shows the acknowledgement and logs it as evidence.
+    let (ok, stopped, err) = agent_cli(&home3, &v2, &["stop", &lease]);
     assert!(ok, "stop: {err}");
+    assert_eq!(stopped["acknowledged"], true, "{stopped}\n{err}");
+    assert!(stopped["lease"]["acknowledgement"].is_string(), "{stopped}");
+    // `status` of the lease now acknowledged sends nothing more.
+    let (ok, shown, err) = agent_cli(&home3, &v2, &["status", &lease]);
+    assert!(ok, "status: {err}");
+    assert_eq!(shown["acknowledged"], false, "{shown}");
+    assert_eq!(
+        shown["lease"]["acknowledgement"], stopped["lease"]["acknowledgement"],
+        "{shown}"
+    );
+    // In the provider's evidence log, and by gossip in the gateway's.
+    for node in [&p1, &v2] {
+        wait_for(WAIT, || {
+            let (_, state) = node.get("/v1/ledger/state");
+            (state["acknowledged_receipts"].as_u64()? >= 1).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{} logs the acknowledged receipt:\n{}", node.id, node.log()));
+    }
+    // Reputation counts the lease as one that ran only with the agent's word for it.
+    // (Recomputed periodically; generous for a loaded machine.)
+    wait_for(Duration::from_secs(180), || {
+        let (_, v) = p1.get(&format!("/v1/providers/{}", p1.id));
+        (v["reputation"]["current"]["score"]["ran"].as_u64()? >= 1).then_some(())
+    })
+    .unwrap_or_else(|| {
+        let (_, v) = p1.get(&format!("/v1/providers/{}", p1.id));
+        panic!("the acknowledged lease counts as run: {v}\n{}", p1.log())
+    });
     let settled = wait_for(WAIT, || {
         let a = quota_account(&v3, &agent3);
         a.locks.is_empty().then_some(a)
     })
     .unwrap_or_else(|| panic!("the lock is settled:\n{}", p1.log()));
     // Settled by the provider (an unlock would wait for expiry + grace): what the final
-    // receipt charged is spent, the rest returned.
+    // receipt charged is spent once over the lock and its top-ups, the rest returned.
     assert!(
         settled.spent_micro + settled.available_micro == FREE_MICRO,
         "{settled:?}"
     );
+    let total = stopped["lease"]["receipt"]["total_micro"].as_u64().unwrap();
+    assert_eq!(settled.spent_micro, total, "{settled:?}\n{stopped}");
 
     // Reputation under the genesis: the provider as a validator and as itself see it (the
     // first epoch is still open: provisional, none completed).

@@ -1,6 +1,8 @@
 //! Published services, end to end with real `agora` processes on 127.0.0.1: gateway A and
 //! sandbox provider C (its tunnel endpoint on a UDP port), an owner agent signed up at A and
-//! another agent, the grantee, signed up at C.
+//! another agent, the grantee, signed up at C. The network runs under a quota committee of
+//! n = 4 (A, C and two validator-only nodes; `agora_tests::cluster`): signups claim the free
+//! tier there, leases start against lock certificates.
 //!
 //! 1. The owner runs busybox `httpd` on port 8080 of a lease with a CGI script that is a
 //!    real MCP server (streamable HTTP, plain JSON answers: `initialize`, notifications
@@ -48,8 +50,9 @@ use agora_node::tunnel::{Code, Dialer, OpenError};
 use agora_protocol::service::{ServiceGrant, ServiceRecord};
 use agora_protocol::{AgoraId, Ed25519, Signed};
 use agora_tests::cluster::{
-    TunnelProc, agent_cli, cgroup_parent, free_udp_port, gateway, grant, provider, signup,
+    Cluster, TunnelProc, agent_cli, cgroup_parent, gateway_and_provider, grant, signup,
 };
+use agora_tests::committee::Committee;
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, wait_for};
 use agora_tests::python::{python_venv, scripts_dir};
@@ -112,15 +115,12 @@ fn a_published_mcp_service_is_found_used_through_a_granted_tunnel_and_revoked() 
     };
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let tunnel_port = free_udp_port();
-    let c = provider(
-        &tmp.path().join("c"),
-        &a.tcp_addr(),
-        "sandbox",
+    let Cluster {
+        a,
+        c,
         tunnel_port,
-        "",
-    );
+        committee: _committee,
+    } = gateway_and_provider(tmp.path(), "sandbox", "");
     leftovers.add(cgroup_parent(&c));
     let owner_home = tmp.path().join("owner");
     let owner_id = signup(&owner_home, &a);
@@ -393,15 +393,12 @@ fn a_late_node_lists_services_by_sync_and_a_grantee_tunnel_outlives_the_owners_e
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let tunnel_port = free_udp_port();
-    let c = provider(
-        &tmp.path().join("c"),
-        &a.tcp_addr(),
-        "sandbox",
+    let Cluster {
+        a,
+        c,
         tunnel_port,
-        "",
-    );
+        committee,
+    } = gateway_and_provider(tmp.path(), "sandbox", "");
     leftovers.add(cgroup_parent(&c));
     let owner_home = tmp.path().join("owner");
     signup(&owner_home, &a);
@@ -444,7 +441,7 @@ fn a_late_node_lists_services_by_sync_and_a_grantee_tunnel_outlives_the_owners_e
     std::thread::sleep(Duration::from_secs(6));
 
     // 1. D starts now, bootstrapping from A, and lists the service: sync brought it.
-    let d = gateway_joining(&tmp.path().join("d"), &a);
+    let d = gateway_joining(&tmp.path().join("d"), &a, &committee);
     let grantee_home = tmp.path().join("grantee");
     std::fs::create_dir_all(&grantee_home).unwrap();
     let (grantee, _) =
@@ -536,10 +533,13 @@ fn a_late_node_lists_services_by_sync_and_a_grantee_tunnel_outlives_the_owners_e
 }
 
 /// A gateway in region `eu` bootstrapping from `peer` (it joins an existing network).
-fn gateway_joining(dir: &std::path::Path, peer: &NodeProc) -> NodeProc {
+fn gateway_joining(dir: &std::path::Path, peer: &NodeProc, committee: &Committee) -> NodeProc {
     NodeProc::start_configured(
         dir,
-        "roles = [\"gateway\"]\nregion = \"eu\"\n",
+        &format!(
+            "roles = [\"gateway\"]\nregion = \"eu\"\n{}",
+            committee.config_line()
+        ),
         Some(&peer.tcp_addr()),
     )
 }

@@ -1,5 +1,7 @@
 //! QUIC tunnels with real `agora` processes on 127.0.0.1: gateway A, provider C with its
-//! tunnel endpoint on a UDP port, an agent signed up at A.
+//! tunnel endpoint on a UDP port, an agent signed up at A (its free tier claimed at the
+//! network's quota committee: A, C and two validator-only nodes, n = 4; each lease starts
+//! against a lock certificate).
 //!
 //! On the sandbox runtime, one network for every check (in this order): the agent runs a
 //! busybox workload serving `httpd` on 8080, an echo (`nc -ll -e cat`) on 7000 and a flood
@@ -49,8 +51,8 @@ use agora_node::tunnel::{Code, Dialer, OpenError};
 use agora_protocol::lease::Capability;
 use agora_protocol::{AgoraId, Ed25519, Signed, Timestamp};
 use agora_tests::cluster::{
-    TunnelProc, agent_cli, capability, cgroup_parent, gateway_and_provider, http_get, provider,
-    run_lease, signup, wait_for_offer,
+    Cluster, TunnelProc, agent_cli, capability, cgroup_parent, gateway_and_provider, http_get,
+    run_lease, signup, validator_provider, wait_for_offer,
 };
 use agora_tests::docker_engine::DockerLeftovers;
 use agora_tests::leftovers::Leftovers;
@@ -116,7 +118,12 @@ fn a_workload_port_is_reached_through_a_tunnel_and_only_by_its_agent() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let (a, c, tunnel_port) = gateway_and_provider(tmp.path(), "sandbox", "");
+    let Cluster {
+        a,
+        c,
+        tunnel_port,
+        committee,
+    } = gateway_and_provider(tmp.path(), "sandbox", "");
     leftovers.add(cgroup_parent(&c));
     let home = tmp.path().join("agent");
     let agent = sign_up(&home, &a);
@@ -268,7 +275,14 @@ fn a_workload_port_is_reached_through_a_tunnel_and_only_by_its_agent() {
     let c_dir = c.dir.clone();
     drop(c);
     let killed = Instant::now();
-    let c = provider(&c_dir, &a.tcp_addr(), "sandbox", tunnel_port, "");
+    let c = validator_provider(
+        &c_dir,
+        &a.tcp_addr(),
+        "sandbox",
+        tunnel_port,
+        "",
+        &committee,
+    );
     rt.block_on(async {
         // Ready once a fresh dialer gets through.
         wait_for_async(|| async {
@@ -426,7 +440,12 @@ fn the_tunnel_reaches_a_docker_workload_too() {
     let tmp = tempfile::tempdir().unwrap();
     let mut engine = DockerLeftovers::new();
     engine.busybox(tmp.path());
-    let (a, c, _) = gateway_and_provider(tmp.path(), "docker", &engine.config());
+    let Cluster {
+        a,
+        c,
+        committee: _committee,
+        ..
+    } = gateway_and_provider(tmp.path(), "docker", &engine.config());
     let home = tmp.path().join("agent");
     sign_up(&home, &a);
     wait_for_offer(&a, &c);

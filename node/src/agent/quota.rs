@@ -5,6 +5,8 @@
 //! signup:  credential ─▶ credit_op (ChainOp Credit at next_seq)  ┐
 //!          none       ─▶ free_tier_claim (pool slot of the epoch)  ├─▶ POST /v1/accounts/{agent}/quota
 //! run:     lease request ─▶ lock_op (ChainOp Lock at next_seq) ──▶ POST /v1/leases { lock }
+//! extend:  lease + secs ─▶ top_up_op (ChainOp TopUp at next_seq over the lease's open locks)
+//!                        ──▶ POST /v1/leases/{id}/extend { op, top_up }
 //! ```
 //!
 //! Only the agent's own key signs these (a delegate cannot: the committee checks the op is
@@ -13,8 +15,8 @@
 use core::time::Duration;
 
 use agora_attest::Identity;
-use agora_protocol::committee::{Action, ChainOp, FreeTierClaim, LockTerms, Op};
-use agora_protocol::lease::LeaseRequest;
+use agora_protocol::committee::{Action, ChainOp, FreeTierClaim, LockTerms, Op, TopUpTerms};
+use agora_protocol::lease::{LeaseId, LeaseRequest};
 use agora_protocol::{AgoraId, Credential, Digest, EncodeError, Signed, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -130,6 +132,65 @@ pub fn lock_op(
             .saturating_add(LOCK_SLACK),
     };
     view.chain_op(agent, Action::Lock(terms))
+}
+
+/// What an extension costs and until when its lease then runs: the lease's price × `secs`,
+/// its end + `secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Its provider.
+    pub provider: AgoraId,
+    /// Its price, micro-credits per second.
+    pub price_per_sec: u64,
+    /// Its current end.
+    pub expires_at: Timestamp,
+    /// Seconds added.
+    pub secs: u64,
+}
+
+/// The agent's top-up paying for `extension`: price × seconds, lasting until the new end
+/// + [`LOCK_SLACK`], over what the lease's open locks in `view` hold.
+///
+/// # Errors
+/// [`QuotaOpError::BadView`] when the view shows no open lock for the lease (it ended and
+/// was settled, or it was started without the committee).
+pub fn top_up_op(
+    agent: &Identity,
+    view: &QuotaAccount,
+    extension: &Extension,
+) -> Result<Signed<ChainOp>, QuotaOpError> {
+    let lease = extension.lease.to_string();
+    let base_micro = view
+        .locks
+        .iter()
+        .filter(|l| l.lease == lease)
+        .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro));
+    if base_micro == 0 {
+        return Err(QuotaOpError::BadView(
+            "the committee shows no open lock for this lease to top up",
+        ));
+    }
+    let terms = LockTerms {
+        lease: extension.lease,
+        provider: extension.provider,
+        amount_micro: extension
+            .price_per_sec
+            .saturating_mul(extension.secs)
+            .max(1),
+        expires_at: extension
+            .expires_at
+            .saturating_add(Duration::from_secs(extension.secs))
+            .saturating_add(LOCK_SLACK),
+    };
+    view.chain_op(
+        agent,
+        Action::TopUp(TopUpTerms {
+            lock: terms,
+            base_micro,
+        }),
+    )
 }
 
 /// The agent's credit of `credential`'s spending limit.

@@ -8,6 +8,7 @@ use agora_attest::Identity;
 use agora_protocol::Credential;
 use agora_protocol::lease::{
     Candidate, Delegation, LeaseId, LeaseOp, LeaseRequest, MAX_CANDIDATES, NONCE_LEN, Op,
+    ReceiptAck, UsageReceipt,
 };
 use agora_protocol::offer::Isolation;
 use agora_protocol::read_proof::ReadProof;
@@ -16,6 +17,7 @@ use agora_protocol::workload::{
     ImageSource, NetworkRequest, PortSpec, Resources, Transport, WorkloadSpec,
 };
 use agora_protocol::{AgoraId, Digest, Signed, Timestamp};
+use base64::Engine as _;
 use serde_json::Value;
 #[cfg(test)]
 use serde_json::json;
@@ -29,6 +31,9 @@ pub enum PlanError {
     /// The node's quote is not what the API describes.
     #[error("the node's quote is malformed: {0}")]
     BadQuote(&'static str),
+    /// The node's lease view is not what the API describes, or its receipt does not verify.
+    #[error("the node's lease view is malformed: {0}")]
+    BadView(&'static str),
     /// The request breaks a protocol bound (a field is named).
     #[error("cannot sign: {0}")]
     Sign(#[from] agora_protocol::codec::EncodeError),
@@ -339,6 +344,95 @@ pub fn sign_op<'a>(
     )?)
 }
 
+/// What an agent acknowledges: the final receipt of one of its ended leases, as a node's
+/// lease view shows it, with the provider's signature checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalReceipt {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Its provider (the receipt's signer).
+    pub provider: AgoraId,
+    /// The provider's signed final receipt.
+    pub receipt: Signed<UsageReceipt>,
+}
+
+impl FinalReceipt {
+    /// The final receipt of the lease `view` shows (`GET /v1/leases/{id}`, or the `lease` of
+    /// a stop's answer) for `agent` to acknowledge: `None` while the lease runs, when the
+    /// provider has not signed a final receipt, or when it already holds an acknowledgement.
+    ///
+    /// # Errors
+    /// [`PlanError::BadView`] when the view's receipt does not decode, is not signed by
+    /// the lease's provider, or is another lease's or agent's.
+    pub fn of_view(view: &Value, agent: AgoraId) -> Result<Option<Self>, PlanError> {
+        if view.get("state").and_then(Value::as_str) != Some("ended")
+            || view.get("acknowledgement").is_some_and(|a| !a.is_null())
+        {
+            return Ok(None);
+        }
+        let Some(text) = view.pointer("/receipt/signed").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let bad = PlanError::BadView;
+        let lease: LeaseId = view
+            .get("lease")
+            .and_then(Value::as_str)
+            .and_then(|l| l.parse().ok())
+            .ok_or(bad("the lease view has no lease id"))?;
+        let provider: AgoraId = view
+            .get("provider")
+            .and_then(Value::as_str)
+            .and_then(|p| p.parse().ok())
+            .ok_or(bad("the lease view names no provider"))?;
+        let receipt: Signed<UsageReceipt> = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| Signed::decode(&b, &agora_protocol::Ed25519).ok())
+            .ok_or(bad("the lease's receipt does not verify"))?;
+        let r = receipt.body();
+        if r.lease != lease || r.agent != agent || r.provider != provider {
+            return Err(bad("the receipt is another lease's, agent's or provider's"));
+        }
+        if r.ended.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            lease,
+            provider,
+            receipt,
+        }))
+    }
+
+    /// The signed `Acknowledge` operation countersigning this receipt (the agent's, or its
+    /// delegate's under a delegation allowing `stop`).
+    ///
+    /// # Errors
+    /// [`PlanError::Sign`] when a bound is broken (a delegation that does not allow `stop`).
+    pub fn acknowledge<'a>(
+        &self,
+        author: impl Into<Author<'a>>,
+        now: Timestamp,
+    ) -> Result<Signed<LeaseOp>, PlanError> {
+        let author = author.into();
+        let ack = Signed::sign(
+            ReceiptAck {
+                agent: author.agent_id(),
+                receipt: self.receipt.digest(),
+                acked_at: now,
+                delegation: author.delegation(),
+            },
+            author.key,
+        )?;
+        sign_op(
+            author,
+            self.provider,
+            self.lease,
+            Op::Acknowledge { ack },
+            now,
+        )
+    }
+}
+
 /// A proof, for the node `node`, that `author` is the agent (or acts for it): what listing
 /// the agent's leases there needs.
 ///
@@ -404,5 +498,103 @@ mod tests {
             none.choose(&quote(&[(&a, 1)])),
             Err(PlanError::Invalid(_))
         ));
+    }
+
+    fn final_view(agent: &Identity, provider: &Identity, ended: bool) -> (Value, Digest) {
+        let lease = Digest::of(b"lease");
+        let receipt = Signed::sign(
+            UsageReceipt {
+                lease,
+                agent: agent.agora_id(),
+                provider: provider.agora_id(),
+                seq: 1,
+                from: Timestamp::from_unix_secs(1_800_000_000),
+                to: Timestamp::from_unix_secs(1_800_000_060),
+                cpu_ms: 5,
+                memory_mib_secs: 5,
+                egress_bytes: 0,
+                tunnel_in_bytes: 0,
+                tunnel_out_bytes: 0,
+                price_per_sec: 1,
+                total_micro: 60,
+                ended: ended.then_some(agora_protocol::workload::TerminationReason::StoppedByAgent),
+            },
+            provider,
+        )
+        .unwrap();
+        let signed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(receipt.as_bytes());
+        let view = json!({
+            "lease": lease.to_string(),
+            "provider": provider.agora_id().to_string(),
+            "state": if ended { "ended" } else { "running" },
+            "receipt": { "signed": signed },
+            "acknowledgement": null,
+        });
+        (view, receipt.digest())
+    }
+
+    #[test]
+    fn the_final_receipt_of_an_ended_lease_is_acknowledged_once() {
+        let agent = Identity::generate(&mut rand::rng());
+        let provider = Identity::generate(&mut rand::rng());
+        let node = Identity::generate(&mut rand::rng());
+        let now = Timestamp::from_unix_secs(1_800_000_100);
+        let (view, digest) = final_view(&agent, &provider, true);
+        let receipt = FinalReceipt::of_view(&view, agent.agora_id())
+            .unwrap()
+            .unwrap();
+        // The agent's own acknowledgement, inside its operation for the provider.
+        let op = receipt.acknowledge(&agent, now).unwrap();
+        let back = Signed::<LeaseOp>::decode(op.as_bytes(), &agora_protocol::Ed25519).unwrap();
+        assert_eq!(back.body().provider, provider.agora_id());
+        let Op::Acknowledge { ack } = &back.body().op else {
+            panic!("not an acknowledgement: {:?}", back.body().op);
+        };
+        assert_eq!(
+            (ack.body().receipt, ack.signer()),
+            (digest, agent.agora_id())
+        );
+        // A delegate allowed to stop signs it under the agent's delegation.
+        let delegation = Signed::sign(
+            Delegation {
+                agent: agent.agora_id(),
+                delegate: node.agora_id(),
+                ops: vec![agora_protocol::lease::OpKind::Stop],
+                spend_cap_credits: 1,
+                issued_at: Timestamp::from_unix_secs(1_800_000_000),
+                expires_at: Timestamp::from_unix_secs(1_800_003_600),
+            },
+            &agent,
+        )
+        .unwrap();
+        let op = receipt
+            .acknowledge(Author::delegate(&node, &delegation), now)
+            .unwrap();
+        let Op::Acknowledge { ack } = &op.body().op else {
+            panic!("not an acknowledgement");
+        };
+        assert_eq!(
+            (ack.body().agent, ack.signer()),
+            (agent.agora_id(), node.agora_id())
+        );
+        // Nothing to acknowledge: running, already acknowledged, or not a final receipt.
+        let (running, _) = final_view(&agent, &provider, false);
+        assert!(
+            FinalReceipt::of_view(&running, agent.agora_id())
+                .unwrap()
+                .is_none()
+        );
+        let mut done = view.clone();
+        done["acknowledgement"] = json!("AAAA");
+        assert!(
+            FinalReceipt::of_view(&done, agent.agora_id())
+                .unwrap()
+                .is_none()
+        );
+        // Another agent's receipt, or a forged one: refused.
+        assert!(FinalReceipt::of_view(&view, node.agora_id()).is_err());
+        let mut forged = view.clone();
+        forged["receipt"]["signed"] = json!("AAAA");
+        assert!(FinalReceipt::of_view(&forged, agent.agora_id()).is_err());
     }
 }

@@ -495,44 +495,60 @@ impl Quota {
         best.ok_or(NoAnswer)
     }
 
-    /// Settles the lock a provider kept for `lease` with its final receipt, in the
-    /// background (logged; a lock not settled within the grace is unlocked by validators).
+    /// Settles the locks a provider kept for `lease` (its lock and top-ups) with its final
+    /// receipt, in the background (logged; a lock not settled within the grace is unlocked
+    /// by validators). Each settlement charges only the cost above its lock's base.
     pub fn settle(
         self: &Arc<Self>,
         lease: agora_protocol::lease::LeaseId,
         receipt: agora_protocol::Signed<agora_protocol::lease::UsageReceipt>,
     ) {
-        let lock = match self.state.lock_of(&lease) {
-            Ok(Some(lock)) => lock,
-            Ok(None) => return,
+        let locks = match self.state.locks_of(&lease) {
+            Ok(locks) => locks,
             Err(e) => {
-                warn!(%lease, error = %e, "cannot read the lease's lock certificate");
+                warn!(%lease, error = %e, "cannot read the lease's lock certificates");
                 return;
             }
         };
-        let Slot::Seq { account, seq } = lock.slot() else {
-            return;
-        };
-        let settle = agora_protocol::committee::Settle {
-            account,
-            lock_seq: seq,
-            lock: lock.digest(),
-            receipt,
-        };
-        let op = match agora_protocol::Signed::sign(settle, self.identity.as_ref()) {
-            Ok(s) => Op::Settle(s),
-            Err(e) => {
-                warn!(%lease, error = %e, "cannot sign the settlement");
-                return;
-            }
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            match this.certify(op, vec![lock]).await {
-                Ok(_) => info!(%lease, "lock settled"),
-                Err(e) => warn!(%lease, error = %e, "lock not settled"),
-            }
-        });
+        for lock in locks {
+            let Slot::Seq { account, seq } = lock.slot() else {
+                continue;
+            };
+            let settle = agora_protocol::committee::Settle {
+                account,
+                lock_seq: seq,
+                lock: lock.digest(),
+                receipt: receipt.clone(),
+            };
+            let op = match agora_protocol::Signed::sign(settle, self.identity.as_ref()) {
+                Ok(s) => Op::Settle(s),
+                Err(e) => {
+                    warn!(%lease, error = %e, "cannot sign the settlement");
+                    return;
+                }
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                match this.certify(op, vec![lock]).await {
+                    Ok(_) => info!(%lease, lock_seq = seq, "lock settled"),
+                    Err(e) => warn!(%lease, lock_seq = seq, error = %e, "lock not settled"),
+                }
+            });
+        }
+    }
+
+    /// What the locks a provider kept for `lease` hold together: the base a top-up for it
+    /// must name.
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be read.
+    pub fn held_for(&self, lease: &agora_protocol::lease::LeaseId) -> Result<u64, StateError> {
+        Ok(self
+            .state
+            .locks_of(lease)?
+            .iter()
+            .filter_map(|c| lock_terms(c.op()))
+            .fold(0u64, |sum, t| sum.saturating_add(t.amount_micro)))
     }
 
     /// Unlocks, every [`UNLOCK_PERIOD`] until `stop`, the locks this validator sees past
@@ -610,5 +626,17 @@ fn empty_view() -> AccountView {
         granted_micro: 0,
         spent_micro: 0,
         locks: Vec::new(),
+    }
+}
+
+/// The lock terms of a lock or top-up op.
+pub fn lock_terms(op: &Op) -> Option<&agora_protocol::committee::LockTerms> {
+    let Op::Chain(chain) = op else {
+        return None;
+    };
+    match &chain.body().action {
+        agora_protocol::committee::Action::Lock(terms) => Some(terms),
+        agora_protocol::committee::Action::TopUp(top_up) => Some(&top_up.lock),
+        agora_protocol::committee::Action::Credit(_) => None,
     }
 }

@@ -66,6 +66,10 @@ pub fn slot_key(slot: &Slot) -> Vec<u8> {
     key
 }
 
+/// Most lock certificates read back for one lease: the genesis bounds open locks per
+/// account (64 by default), so a lease has no more.
+const MAX_LOCKS_PER_LEASE: usize = 256;
+
 fn lease_key(lease: &LeaseId) -> Vec<u8> {
     let mut key = vec![b'L'];
     key.extend_from_slice(&lease.0);
@@ -132,8 +136,8 @@ impl State {
         Ok(())
     }
 
-    /// Keeps the lock certificate of `lease` (a provider about to start it), indexed by the
-    /// lease for the settlement.
+    /// Keeps a lock or top-up certificate of `lease` (a provider about to start or extend
+    /// it), indexed by the lease for the settlement: `L ‖ lease ‖ slot key` → slot key.
     ///
     /// # Errors
     /// [`StateError`].
@@ -142,26 +146,39 @@ impl State {
             .encode()
             .map_err(|e| StateError::Encode(e.to_string()))?;
         let key = slot_key(&cert.slot());
+        let mut index = lease_key(lease);
+        index.extend_from_slice(&key);
         let mut batch = WriteBatch::new();
         batch
             .put(Column::QuotaCertificates, key.clone(), bytes)
-            .put(Column::QuotaCertificates, lease_key(lease), key);
+            .put(Column::QuotaCertificates, index, key);
         self.store.write(batch)?;
         Ok(())
     }
 
-    /// The lock certificate a provider kept for `lease`.
+    /// The lock and top-up certificates a provider kept for `lease`, by chain position
+    /// (an index entry without the slot suffix is the single lock of an older store).
     ///
     /// # Errors
     /// [`StateError`].
-    pub fn lock_of(&self, lease: &LeaseId) -> Result<Option<Certificate>, StateError> {
-        let Some(key) = self
-            .store
-            .get(Column::QuotaCertificates, &lease_key(lease))?
-        else {
-            return Ok(None);
-        };
-        self.certificate_at(&key)
+    pub fn locks_of(&self, lease: &LeaseId) -> Result<Vec<Certificate>, StateError> {
+        let mut out = Vec::new();
+        for (_, key) in self.store.scan_prefix(
+            Column::QuotaCertificates,
+            &lease_key(lease),
+            MAX_LOCKS_PER_LEASE,
+        )? {
+            if let Some(cert) = self.certificate_at(&key)?
+                && !out.iter().any(|c: &Certificate| c.slot() == cert.slot())
+            {
+                out.push(cert);
+            }
+        }
+        out.sort_by_key(|c| match c.slot() {
+            Slot::Seq { seq, .. } => seq,
+            _ => u64::MAX,
+        });
+        Ok(out)
     }
 
     /// The certificate of `slot`, if kept here.

@@ -1,5 +1,6 @@
 //! Leases through any node: `POST /v1/leases`, `GET /v1/leases`, `GET /v1/leases/{id}`,
-//! `POST /v1/leases/{id}/extend`, `DELETE /v1/leases/{id}` and `POST /v1/leases/quote`.
+//! `POST /v1/leases/{id}/extend`, `DELETE /v1/leases/{id}`, `POST /v1/leases/{id}/ack` and
+//! `POST /v1/leases/quote`.
 //!
 //! The handlers only decode and verify what the agent signed, hand it to the
 //! [`Gateway`](crate::lease::Gateway) and translate the outcome. Every grant, refusal and
@@ -32,7 +33,7 @@ use std::sync::Arc;
 
 use agora_protocol::admission::price_of;
 use agora_protocol::lease::{
-    Approval, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRequest, Op, RefusalCode,
+    Approval, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRequest, Op, Refusal, RefusalCode,
     UsageReceipt,
 };
 use agora_protocol::lease_rpc::{LeaseState, LeaseStatus};
@@ -241,6 +242,9 @@ pub struct LeaseView {
     pub capability: String,
     /// The latest signed usage receipt.
     pub receipt: Option<ReceiptView>,
+    /// The agent's signed acknowledgement of the final receipt (base64url), once its
+    /// provider recorded one; null before (or when this node has only its own record).
+    pub acknowledgement: Option<String>,
     /// Runtime, image and command, when this node relayed the lease.
     pub runtime: Option<Isolation>,
     /// Image name.
@@ -292,6 +296,7 @@ impl LeaseView {
             grant: b64(grant),
             capability: b64(&g.token),
             receipt: receipt.map(ReceiptView::from),
+            acknowledgement: None,
             runtime: None,
             image: None,
             command: None,
@@ -302,6 +307,7 @@ impl LeaseView {
 
     fn of_status(s: &LeaseStatus, now: Timestamp) -> Self {
         let mut v = Self::new(&s.grant, &s.state, s.receipt.as_ref(), now);
+        v.acknowledgement = s.ack.as_ref().map(b64);
         v.fresh = true;
         v
     }
@@ -328,6 +334,7 @@ impl LeaseView {
     fn of_provider(l: &ProviderLease, now: Timestamp) -> Option<Self> {
         let grant = l.grant.as_ref()?;
         let mut v = Self::new(grant, &l.state(), l.receipt.as_ref(), now);
+        v.acknowledgement = l.ack.as_ref().map(b64);
         v.runtime = Some(l.active.isolation);
         v.fresh = true;
         Some(v)
@@ -644,10 +651,19 @@ pub(super) async fn relay(
         ));
     }
     let gateway = gateway(shared)?;
-    match gateway.operate(op).await {
+    status_answer(gateway, &id, gateway.operate(op).await)
+}
+
+/// A relayed operation's answer: the lease's view, or the provider's refusal.
+fn status_answer(
+    gateway: &Gateway,
+    id: &LeaseId,
+    answer: Result<Result<LeaseStatus, Refusal>, CallError>,
+) -> Result<Response, ApiError> {
+    match answer {
         Ok(Ok(status)) => {
             let mut view = LeaseView::of_status(&status, clock::now());
-            if let Ok(Some(r)) = gateway.lease(&id) {
+            if let Ok(Some(r)) = gateway.lease(id) {
                 view.runtime = Some(r.isolation);
                 view.image = Some(r.image);
                 view.command = Some(r.command);
@@ -672,8 +688,41 @@ pub(super) fn call_error(e: &CallError) -> ApiError {
     ApiError::new(status, e.code(), e.to_string())
 }
 
-/// `POST /v1/leases/{id}/extend` with `{"op": "<signed Extend>"}`.
+/// Body of `POST /v1/leases/{id}/extend`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// The agent's signed `Extend` operation, base64url.
+    pub op: String,
+    /// Under a quota committee: the agent's signed top-up lock (`Signed<ChainOp>`,
+    /// base64url) paying for the extension; this node has it certified.
+    #[serde(default)]
+    pub top_up: Option<String>,
+}
+
+/// `POST /v1/leases/{id}/extend` with `{"op": "<signed Extend>", "top_up": "<signed
+/// top-up>"?}`.
 pub async fn extend(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ExtendBody>,
+) -> Result<Response, ApiError> {
+    let want = |op: &Op| matches!(op, Op::Extend { .. });
+    let Some(top_up) = &body.top_up else {
+        let body = OpBody { op: body.op };
+        return relay(&shared, &id, &body, want, "extend").await;
+    };
+    let op = checked_op(&id, &body.op, want, "extend")?;
+    let gateway = gateway(&shared)?;
+    let top_up = super::quota::certify_top_up(&shared, top_up, &op).await?;
+    let id = op.body().lease;
+    status_answer(gateway, &id, gateway.extend_with_top_up(op, top_up).await)
+}
+
+/// `POST /v1/leases/{id}/ack` with `{"op": "<signed Acknowledge>"}`: the agent's
+/// countersignature of an ended lease's final receipt, relayed to its provider, which
+/// records it as evidence.
+pub async fn acknowledge(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<OpBody>,
@@ -682,8 +731,8 @@ pub async fn extend(
         &shared,
         &id,
         &body,
-        |op| matches!(op, Op::Extend { .. }),
-        "extend",
+        |op| matches!(op, Op::Acknowledge { .. }),
+        "acknowledge",
     )
     .await
 }

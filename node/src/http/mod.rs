@@ -186,6 +186,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/leases/quote", post(leases::quote))
         .route("/v1/leases/{id}", get(leases::one).delete(leases::stop))
         .route("/v1/leases/{id}/extend", post(leases::extend))
+        .route("/v1/leases/{id}/ack", post(leases::acknowledge))
         .route(
             "/v1/leases/{id}/grants/{grant}",
             axum::routing::delete(services::revoke_grant),

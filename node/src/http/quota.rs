@@ -13,7 +13,7 @@ use std::sync::Arc;
 use agora_protocol::committee::{
     Action, Certificate, ChainOp, MAX_OP_BYTES, Op, Refusal, UncheckedCertificate,
 };
-use agora_protocol::lease::LeaseRequest;
+use agora_protocol::lease::{LeaseOp, LeaseRequest};
 use agora_protocol::{AgoraId, Signed};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -200,4 +200,49 @@ pub async fn certify_lock(
     }
     let cert = certify(quota, Op::Chain(lock)).await?;
     Ok(Some(cert.into_unchecked()))
+}
+
+/// The certificate of the agent's top-up paying for the extension `op` (`top_up`:
+/// base64url of its `Signed<ChainOp>`). The top-up must be the operation's agent's, for
+/// this lease, at its provider; the provider checks the rest (amount, expiry, base).
+///
+/// # Errors
+/// `no_committee`, `malformed_top_up`, `bad_signature`, `bad_top_up`, `quota` (the
+/// committee refused), `committee_unreachable`.
+pub async fn certify_top_up(
+    shared: &Shared,
+    top_up: &str,
+    op: &Signed<LeaseOp>,
+) -> Result<UncheckedCertificate, ApiError> {
+    let quota = quota(shared)?;
+    let top_up: Signed<ChainOp> =
+        super::leases::decode_signed(top_up, "malformed_top_up", "top_up")?;
+    let body = top_up.body();
+    let Action::TopUp(terms) = &body.action else {
+        return Err(ApiError::bad_request(
+            "bad_top_up",
+            "the op is not a top-up",
+        ));
+    };
+    let extend = op.body();
+    let mismatch = if body.account != extend.agent {
+        Some(format!(
+            "the top-up is {}'s, the operation {}'s",
+            body.account, extend.agent
+        ))
+    } else if terms.lock.lease != extend.lease {
+        Some("the top-up is for another lease".to_owned())
+    } else if terms.lock.provider != extend.provider {
+        Some(format!(
+            "the top-up names {}, the lease's provider is {}",
+            terms.lock.provider, extend.provider
+        ))
+    } else {
+        None
+    };
+    if let Some(detail) = mismatch {
+        return Err(ApiError::bad_request("bad_top_up", detail));
+    }
+    let cert = certify(quota, Op::Chain(top_up)).await?;
+    Ok(cert.into_unchecked())
 }

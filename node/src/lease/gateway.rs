@@ -493,6 +493,27 @@ impl Gateway {
         self.checked_status(&provider, &lease, answer)
     }
 
+    /// Relays an agent's `Extend` with the committee's certificate of its top-up lock.
+    ///
+    /// # Errors
+    /// [`CallError`] when the provider gives no usable answer.
+    pub async fn extend_with_top_up(
+        &self,
+        op: Signed<LeaseOp>,
+        top_up: agora_protocol::committee::UncheckedCertificate,
+    ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
+        let provider = op.body().provider;
+        let lease = op.body().lease;
+        let answer = self
+            .call(
+                &provider,
+                &rpc::Request::Extend { op, top_up },
+                self.timeout,
+            )
+            .await;
+        self.checked_status(&provider, &lease, answer)
+    }
+
     /// Asks the provider of a relayed lease for its state (read-only).
     ///
     /// # Errors
@@ -642,7 +663,7 @@ impl From<&Attempt> for AttemptView {
 pub fn is_relayed(op: &Op) -> bool {
     matches!(
         op,
-        Op::Extend { .. } | Op::Stop | Op::Status | Op::RevokeGrant { .. }
+        Op::Extend { .. } | Op::Stop | Op::Status | Op::RevokeGrant { .. } | Op::Acknowledge { .. }
     )
 }
 
@@ -654,7 +675,8 @@ fn proposal_lock_provider(request: &rpc::Request) -> Option<AgoraId> {
     match &p.lock.as_ref()?.op {
         agora_protocol::committee::Op::Chain(c) => match &c.body().action {
             agora_protocol::committee::Action::Lock(terms) => Some(terms.provider),
-            agora_protocol::committee::Action::Credit(_) => None,
+            agora_protocol::committee::Action::TopUp(_)
+            | agora_protocol::committee::Action::Credit(_) => None,
         },
         _ => None,
     }

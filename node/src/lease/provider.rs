@@ -5,9 +5,14 @@
 //!        ─▶ record (starting) ─▶ Supervisor::launch ─▶ sign LeaseGrant + Capability ─▶ record (running)
 //!                                      └─ failure: abort, release quota, refusal `unavailable`
 //! Operate(Extend) ─▶ check_op ─▶ extension ─▶ QuotaBook::grow ─▶ extended ─▶ re-signed grant
+//! Extend { op, top_up } (quota committee) ─▶ check_op ─▶ extension ─▶ check_top_up (covers
+//!                 the extension over the kept locks) ─▶ kept with the lease ─▶ extended
 //! Operate(Stop)   ─▶ check_op ─▶ Supervisor::stop(stopped_by_agent) ─▶ end ─▶ settle ─▶ final receipt
 //! Operate(RevokeGrant) ─▶ check_op ─▶ grant id kept with the lease ─▶ tunnel streams under it cut
+//! Operate(Acknowledge) (ended lease) ─▶ the agent's ack of the final receipt ─▶ record
+//!                 ─▶ Ledger::record(Usage { receipt, ack })
 //! tick (1 s)      ─▶ workloads that ended, leases that expired ─▶ end ─▶ settle ─▶ final receipt
+//!                 (under a committee: every kept lock and top-up settled with it)
 //! grant, final receipt ─▶ Ledger::record (before the grant is answered; see `with_ledger`)
 //!                 ─▶ usage samples (5 s: runtime stats, tunnel bytes from tunnel::Meter)
 //!                 ─▶ periodic receipts ─▶ forget ended leases after retention
@@ -30,7 +35,7 @@ use agora_attest::Identity;
 use agora_protocol::admission::{ActiveLease, Admission, AdmissionConfig, Decision, Standing};
 use agora_protocol::lease::{
     Capability, LeaseAnswer, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRefusal, Op,
-    Refusal, RefusalCode,
+    ReceiptAck, Refusal, RefusalCode,
 };
 use agora_protocol::lease_rpc::{self as rpc, LeaseStatus};
 use agora_protocol::ledger::{Fact, Usage as UsageFact};
@@ -57,6 +62,9 @@ pub const MAX_REVOKED_GRANTS: usize = 256;
 /// How much longer than the lease a lock certificate must last: admission restarts the
 /// lease's clock when quota answers, up to the request's freshness window after signing.
 pub const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// How far ahead of this provider's clock an acknowledgement may be dated (clock skew).
+pub const ACK_MAX_AHEAD: Duration = Duration::from_secs(300);
 
 /// How often usage is sampled from the runtime.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -251,7 +259,7 @@ impl Provider {
     }
 
     /// The evidence of this provider's leases: each granted lease's grant and each ended
-    /// lease's final receipt (without the agent's acknowledgement: no agent sends one yet).
+    /// lease's final receipt, with the agent's acknowledgement once it sent one.
     pub fn ledger_facts(&self) -> Vec<Fact> {
         let st = self.state();
         let mut facts = Vec::new();
@@ -264,7 +272,7 @@ impl Provider {
             {
                 facts.push(Fact::Usage(UsageFact {
                     receipt: receipt.clone(),
-                    ack: None,
+                    ack: l.ack.clone(),
                 }));
             }
         }
@@ -329,6 +337,15 @@ impl Provider {
             rpc::Request::Propose(p) => self.propose(p, now).await,
             rpc::Request::Operate(op) => self.operate(op, now).await,
             rpc::Request::Query(id) => self.query(id),
+            rpc::Request::Extend { op, top_up } => match op.body().op {
+                Op::Extend { secs } => {
+                    answer(&op.body().lease, self.extend(op, secs, Some(top_up), now))
+                }
+                _ => rpc::Response::Refused(refusal(
+                    RefusalCode::Invalid,
+                    "a top-up certificate comes with an extend operation only",
+                )),
+            },
         }
     }
 
@@ -473,6 +490,7 @@ impl Provider {
                     ..Usage::default()
                 },
                 revoked_grants: Vec::new(),
+                ack: None,
             },
         );
         self.persist(&st, &id, &req.agent);
@@ -658,7 +676,7 @@ impl Provider {
         let body = op.body();
         let result = match &body.op {
             Op::Status => self.status_op(op, now),
-            Op::Extend { secs } => self.extend(op, *secs, now),
+            Op::Extend { secs } => self.extend(op, *secs, None, now),
             Op::Stop => self.stop(op, now).await,
             Op::Exec { .. } | Op::Logs { .. } | Op::PutFiles { .. } | Op::GetFiles { .. } => {
                 Err(refusal(
@@ -671,14 +689,9 @@ impl Provider {
                 "a relay is asked of a gateway node, not of the provider",
             )),
             Op::RevokeGrant { grant } => self.revoke_grant(op, *grant, now),
+            Op::Acknowledge { ack } => self.acknowledge(op, ack, now).await,
         };
-        match result {
-            Ok(status) => rpc::Response::Status(Box::new(status)),
-            Err(r) => {
-                debug!(lease = %body.lease, code = %r.code, "operation refused");
-                rpc::Response::Refused(r)
-            }
-        }
+        answer(&body.lease, result)
     }
 
     fn status_op(&self, op: &Signed<LeaseOp>, now: Timestamp) -> Result<LeaseStatus, Refusal> {
@@ -692,28 +705,83 @@ impl Provider {
         status_of(&st, &op.body().lease)
     }
 
+    /// Extends a running lease by `secs`: paid from the local quota book, or under a quota
+    /// committee by the agent's `top_up` lock, which must cover the extension's cost until
+    /// the new end (plus [`LOCK_MARGIN`]) over exactly what the lease's kept locks hold.
     fn extend(
         &self,
         op: &Signed<LeaseOp>,
         secs: u64,
+        top_up: Option<&agora_protocol::committee::UncheckedCertificate>,
         now: Timestamp,
     ) -> Result<LeaseStatus, Refusal> {
+        // The top-up's votes are checked before the state is locked.
+        let top_up = match (&self.quota, top_up) {
+            (Some(quota), Some(unchecked)) => Some(
+                unchecked
+                    .clone()
+                    .verify(quota.committee(), &agora_protocol::Ed25519)
+                    .map_err(|e| {
+                        refusal(
+                            RefusalCode::Quota,
+                            format!("the top-up certificate does not verify: {e}"),
+                        )
+                    })?,
+            ),
+            (Some(_), None) => {
+                return Err(refusal(
+                    RefusalCode::Quota,
+                    "with a quota committee an extension needs the committee's certificate of \
+                     the agent's top-up lock paying for it (`agora agent extend` makes one)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(refusal(
+                    RefusalCode::Invalid,
+                    "this provider has no quota committee: extend without a top-up",
+                ));
+            }
+            (None, None) => None,
+        };
         let mut st = self.state();
         let auth = self.check_running(&mut st, op, now)?;
         let id = auth.lease.lease;
-        if self.quota.is_some() {
-            return Err(refusal(
-                RefusalCode::Quota,
-                "with a quota committee a lease's lock covers its lifetime: start a new lease",
-            ));
-        }
         let (extra, expires_at) = st.admission.extension(&id, secs)?;
-        let limit = auth.lease.tier.spending_limit_micro();
-        if let QuotaAnswer::Denied(r) =
-            st.quota
-                .grow(&auth.lease.agent, &id, extra, limit, expires_at)
-        {
-            return Err(r);
+        match (&self.quota, &top_up) {
+            (Some(quota), Some(cert)) => {
+                let unavailable = |e: crate::committee::StateError| {
+                    refusal(
+                        RefusalCode::Unavailable,
+                        format!("cannot read or keep the lease's locks: {e}"),
+                    )
+                };
+                let held = quota.held_for(&id).map_err(unavailable)?;
+                let cover = agora_protocol::committee::Cover {
+                    agent: auth.lease.agent,
+                    lease: id,
+                    provider: self.id(),
+                    amount_micro: extra,
+                    until: expires_at.saturating_add(LOCK_MARGIN),
+                };
+                agora_protocol::committee::check_top_up(cert, quota.committee(), &cover, held)
+                    .map_err(|e| {
+                        refusal(
+                            RefusalCode::Quota,
+                            format!("top-up certificate refused: {e}"),
+                        )
+                    })?;
+                // Kept before the lease is extended: it is what the extension is paid from.
+                quota.state().put_lock(&id, cert).map_err(unavailable)?;
+            }
+            _ => {
+                let limit = auth.lease.tier.spending_limit_micro();
+                if let QuotaAnswer::Denied(r) =
+                    st.quota
+                        .grow(&auth.lease.agent, &id, extra, limit, expires_at)
+                {
+                    return Err(r);
+                }
+            }
         }
         let active = st
             .admission
@@ -746,6 +814,120 @@ impl Provider {
         self.finish(&id, TerminationReason::StoppedByAgent, now)
             .await;
         status_of(&self.state(), &id)
+    }
+
+    /// Records the agent's acknowledgement of an ended lease's final receipt: kept with the
+    /// lease record (its status shows it) and appended to the ledger as the receipt's
+    /// acknowledged usage fact. The same acknowledgement again answers the status alone;
+    /// a different one for a receipt already acknowledged is refused as a replay.
+    async fn acknowledge(
+        &self,
+        op: &Signed<LeaseOp>,
+        ack: &Signed<ReceiptAck>,
+        now: Timestamp,
+    ) -> Result<LeaseStatus, Refusal> {
+        let id = op.body().lease;
+        let receipt = {
+            let mut st = self.state();
+            let receipt = self.check_ack(&st, op.body(), ack, now)?;
+            let Some(l) = st.leases.get_mut(&id) else {
+                return Err(refusal(
+                    RefusalCode::UnknownLease,
+                    "the lease was forgotten meanwhile",
+                ));
+            };
+            match &l.ack {
+                Some(held) if held == ack => return status_of(&st, &id),
+                Some(_) => {
+                    return Err(refusal(
+                        RefusalCode::Replay,
+                        "the final receipt was acknowledged before",
+                    ));
+                }
+                None => l.ack = Some(ack.clone()),
+            }
+            let agent = l.active.agent;
+            self.persist(&st, &id, &agent);
+            receipt
+        };
+        info!(lease = %id, receipt = %receipt.digest(), "final receipt acknowledged by the agent");
+        self.log_fact(
+            &id,
+            Fact::Usage(UsageFact {
+                receipt,
+                ack: Some(ack.clone()),
+            }),
+        )
+        .await;
+        status_of(&self.state(), &id)
+    }
+
+    /// Checks an acknowledgement against the lease it names: an ended lease of this
+    /// provider, the operation's agent, its delegate allowed to stop it, the final receipt
+    /// this provider signed, signed no later than the freshness window from now. Returns
+    /// that receipt.
+    fn check_ack(
+        &self,
+        st: &State,
+        op: &LeaseOp,
+        ack: &Signed<ReceiptAck>,
+        now: Timestamp,
+    ) -> Result<Signed<agora_protocol::lease::UsageReceipt>, Refusal> {
+        let Some(l) = st.leases.get(&op.lease) else {
+            return Err(refusal(
+                RefusalCode::UnknownLease,
+                format!(
+                    "no lease {} here (or it ended longer ago than it is kept)",
+                    op.lease
+                ),
+            ));
+        };
+        match self.ended_lease_of(st, op) {
+            Some(r) => r?,
+            None => {
+                return Err(refusal(
+                    RefusalCode::Invalid,
+                    "only the final receipt of an ended lease is acknowledged: stop it first",
+                ));
+            }
+        }
+        if let Some(d) = &op.delegation
+            && !d.body().allows(op.op.kind(), now)
+        {
+            return Err(refusal(
+                RefusalCode::Unauthorized,
+                format!("the delegation does not allow {:?} now", op.op.kind()),
+            ));
+        }
+        let a = ack.body();
+        if a.agent != l.active.agent {
+            return Err(refusal(
+                RefusalCode::Unauthorized,
+                "not the lease's agent's acknowledgement",
+            ));
+        }
+        let receipt = l
+            .receipt
+            .clone()
+            .filter(|r| r.body().ended.is_some())
+            .ok_or_else(|| refusal(RefusalCode::Unavailable, "the lease has no final receipt"))?;
+        if a.receipt != receipt.digest() {
+            return Err(refusal(
+                RefusalCode::Invalid,
+                format!(
+                    "acknowledges receipt {}, not the lease's final receipt {}",
+                    a.receipt,
+                    receipt.digest()
+                ),
+            ));
+        }
+        if a.acked_at > now.saturating_add(ACK_MAX_AHEAD) {
+            return Err(refusal(
+                RefusalCode::Stale,
+                format!("signed at {}, in the future", a.acked_at),
+            ));
+        }
+        Ok(receipt)
     }
 
     /// Revokes one of the owner's service grants on a running lease: refused from now on,
@@ -1045,6 +1227,17 @@ impl Provider {
     }
 }
 
+/// An operation's result as the provider's answer.
+fn answer(lease: &LeaseId, result: Result<LeaseStatus, Refusal>) -> rpc::Response {
+    match result {
+        Ok(status) => rpc::Response::Status(Box::new(status)),
+        Err(r) => {
+            debug!(%lease, code = %r.code, "operation refused");
+            rpc::Response::Refused(r)
+        }
+    }
+}
+
 fn status_of(st: &State, id: &LeaseId) -> Result<LeaseStatus, Refusal> {
     let l = st
         .leases
@@ -1059,6 +1252,7 @@ fn status_of(st: &State, id: &LeaseId) -> Result<LeaseStatus, Refusal> {
         state: l.state(),
         grant,
         receipt: l.receipt.clone(),
+        ack: l.ack.clone(),
     })
 }
 

@@ -712,3 +712,126 @@ async fn a_revoked_grant_is_kept_with_the_lease_and_wakes_its_streams() {
         RefusalCode::Ended
     );
 }
+
+fn acknowledgement(
+    signer: u8,
+    receipt: Digest,
+    at: Timestamp,
+) -> Signed<agora_protocol::lease::ReceiptAck> {
+    Signed::sign(
+        agora_protocol::lease::ReceiptAck {
+            agent: id(signer),
+            receipt,
+            acked_at: at,
+            delegation: None,
+        },
+        &key(signer),
+    )
+    .unwrap()
+}
+
+/// `signer`'s `Acknowledge` of `ack` on `lease` (op nonce `nonce`) at `at`, as `provider`
+/// answers it.
+async fn send_ack(
+    provider: &Provider,
+    signer: u8,
+    lease: LeaseId,
+    ack: Signed<agora_protocol::lease::ReceiptAck>,
+    nonce: u8,
+    at: Timestamp,
+) -> rpc::Response {
+    provider
+        .operate(&op(signer, lease, Op::Acknowledge { ack }, nonce, at), at)
+        .await
+}
+
+/// The agent countersigns the final receipt of its stopped lease: the provider keeps the
+/// acknowledgement with the lease, shows it in the status, logs the acknowledged usage fact
+/// after the bare one (the ledger then counts the receipt as acknowledged), answers the
+/// same acknowledgement again, and refuses one for a running lease, for another receipt,
+/// by another agent, or a second, different one.
+#[tokio::test]
+async fn the_agents_acknowledgement_of_the_final_receipt_becomes_evidence() {
+    let mut h = harness();
+    let ledger = Arc::new(
+        crate::ledger::Ledger::open(
+            Arc::new(key(PROVIDER)),
+            Arc::new(MemStore::new()),
+            agora_protocol::ledger::Config::default(),
+            crate::metrics::NodeMetrics::default(),
+            t(13),
+        )
+        .unwrap(),
+    );
+    h.provider = h.provider.with_ledger(Some(ledger.clone()));
+    let p = proposal(AGENT, 1, |_| {});
+    let lease = p.request.digest();
+    granted(h.provider.propose(&p, t(11)).await);
+    h.provider.tick(t(72)).await;
+    let periodic = status(h.provider.query(&lease)).receipt.unwrap();
+    // While the lease runs there is no final receipt to acknowledge.
+    let early = acknowledgement(AGENT, periodic.digest(), t(73));
+    assert_eq!(
+        refused(send_ack(&h.provider, AGENT, lease, early, 1, t(73)).await),
+        RefusalCode::Invalid
+    );
+    let stopped = status(
+        h.provider
+            .operate(&op(AGENT, lease, Op::Stop, 2, t(100)), t(100))
+            .await,
+    );
+    let last = stopped.receipt.unwrap();
+    assert!(stopped.ack.is_none());
+    assert_eq!(ledger.state().acknowledged_receipts, 0);
+    assert_eq!(ledger.state().facts.get("usage"), Some(&1));
+    // Another receipt (the periodic one), or another agent's acknowledgement: refused.
+    let stale = acknowledgement(AGENT, periodic.digest(), t(101));
+    assert_eq!(
+        refused(send_ack(&h.provider, AGENT, lease, stale, 3, t(101)).await),
+        RefusalCode::Invalid
+    );
+    let foreign = acknowledgement(STRANGER, last.digest(), t(101));
+    assert_eq!(
+        refused(send_ack(&h.provider, STRANGER, lease, foreign, 4, t(101)).await),
+        RefusalCode::Unauthorized
+    );
+    // Dated far ahead of the provider's clock: refused.
+    let ahead = acknowledgement(AGENT, last.digest(), t(101 + 3600));
+    assert_eq!(
+        refused(send_ack(&h.provider, AGENT, lease, ahead, 5, t(101)).await),
+        RefusalCode::Stale
+    );
+    // The agent's acknowledgement of the final receipt: kept, shown, logged.
+    let ack = acknowledgement(AGENT, last.digest(), t(102));
+    let s = status(send_ack(&h.provider, AGENT, lease, ack.clone(), 6, t(102)).await);
+    assert_eq!(s.ack.as_ref(), Some(&ack));
+    assert_eq!(status(h.provider.query(&lease)).ack, Some(ack.clone()));
+    let state = ledger.state();
+    assert_eq!(state.acknowledged_receipts, 1);
+    assert_eq!(
+        state.facts.get("usage"),
+        Some(&2),
+        "the bare fact, then the acknowledged one"
+    );
+    // The reconciled evidence carries the acknowledgement, which the ledger already holds.
+    let usage: Vec<Fact> = h
+        .provider
+        .ledger_facts()
+        .into_iter()
+        .filter(|f| matches!(f, Fact::Usage(_)))
+        .collect();
+    assert!(matches!(&usage[..], [Fact::Usage(u)] if u.ack.as_ref() == Some(&ack)));
+    assert!(ledger.records(&usage[0]));
+    // The same acknowledgement again answers the status; another one is a replay.
+    let again = status(send_ack(&h.provider, AGENT, lease, ack.clone(), 7, t(103)).await);
+    assert_eq!(again.ack, Some(ack.clone()));
+    let second = acknowledgement(AGENT, last.digest(), t(104));
+    assert_eq!(
+        refused(send_ack(&h.provider, AGENT, lease, second, 8, t(104)).await),
+        RefusalCode::Replay
+    );
+    assert_eq!(ledger.state().facts.get("usage"), Some(&2));
+    // Kept across a restart with the lease record.
+    let reopened = open(h.store.clone(), h.fake.clone());
+    assert_eq!(status(reopened.provider.query(&lease)).ack, Some(ack));
+}

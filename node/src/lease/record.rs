@@ -97,6 +97,9 @@ pub struct ProviderLease {
     /// The latest usage receipt.
     #[serde(with = "b64_opt", default)]
     pub receipt: Option<agora_protocol::Signed<UsageReceipt>>,
+    /// The agent's acknowledgement of the final receipt, once it sent one.
+    #[serde(with = "b64_opt", default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<agora_protocol::Signed<agora_protocol::lease::ReceiptAck>>,
     /// Usage so far.
     pub usage: Usage,
     /// The ids of the owner's service grants revoked on this lease: refused from then on

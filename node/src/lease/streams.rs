@@ -245,7 +245,12 @@ where
             )
             .await
         }
-        Op::Extend { .. } | Op::Stop | Op::Status | Op::Relay | Op::RevokeGrant { .. } => Ok(()),
+        Op::Extend { .. }
+        | Op::Stop
+        | Op::Status
+        | Op::Relay
+        | Op::RevokeGrant { .. }
+        | Op::Acknowledge { .. } => Ok(()),
     }
 }
 

@@ -127,6 +127,9 @@ pub struct LedgerState {
     /// Accepted entries by kind of fact (`signup`, `lease`, `usage`, `rating`,
     /// `revocation`, `equivocation`).
     pub facts: BTreeMap<String, u64>,
+    /// Usage receipts the log holds with the agent's acknowledgement (counted once each,
+    /// however many acknowledged facts name them).
+    pub acknowledged_receipts: u64,
     /// The heads (hex, ascending; at most 64 listed).
     pub heads: Vec<String>,
     /// How many heads there are.
@@ -155,6 +158,8 @@ struct Inner {
     facts: BTreeSet<Digest>,
     /// Leases with a grant fact (an extension re-signs the grant: one fact per lease).
     leases: BTreeSet<LeaseId>,
+    /// Receipts with a usage fact carrying the agent's acknowledgement.
+    acked: BTreeSet<Digest>,
     kinds: BTreeMap<&'static str, u64>,
     own: Option<OwnRecord>,
     state_hash: Option<Digest>,
@@ -177,8 +182,14 @@ impl Inner {
             if let Some(d) = fact_digest(fact) {
                 self.facts.insert(d);
             }
-            if let Fact::Lease(grant) = fact {
-                self.leases.insert(grant.body().lease);
+            match fact {
+                Fact::Lease(grant) => {
+                    self.leases.insert(grant.body().lease);
+                }
+                Fact::Usage(usage) if usage.ack.is_some() => {
+                    self.acked.insert(usage.receipt.digest());
+                }
+                _ => {}
             }
         }
         if !digests.is_empty() {
@@ -186,15 +197,19 @@ impl Inner {
         }
     }
 
-    /// Whether the log already records `fact`: the same signed message, or for a grant
-    /// any grant of its lease.
+    /// Whether the log already records `fact`: the same signed message, for a grant any
+    /// grant of its lease, and for a usage fact one that prevails over it or is as good
+    /// (see [`agora_protocol::ledger::Usage::prevails_over`]): an acknowledged receipt is
+    /// recorded once, and an acknowledgement arriving after the receipt alone is appended
+    /// as a second fact that upgrades it.
     fn records(&self, fact: &Fact) -> bool {
-        if let Fact::Lease(grant) = fact
-            && self.leases.contains(&grant.body().lease)
-        {
-            return true;
+        match fact {
+            Fact::Lease(grant) if self.leases.contains(&grant.body().lease) => true,
+            Fact::Usage(usage) if usage.ack.is_some() => {
+                self.acked.contains(&usage.receipt.digest())
+            }
+            _ => fact_digest(fact).is_some_and(|d| self.facts.contains(&d)),
         }
-        fact_digest(fact).is_some_and(|d| self.facts.contains(&d))
     }
 }
 
@@ -281,6 +296,7 @@ impl Ledger {
             log: rebuilt.log,
             facts: BTreeSet::new(),
             leases: BTreeSet::new(),
+            acked: BTreeSet::new(),
             kinds: BTreeMap::new(),
             own: rebuilt.own,
             state_hash: None,
@@ -634,6 +650,7 @@ impl Ledger {
                 .iter()
                 .map(|(k, n)| ((*k).to_owned(), *n))
                 .collect(),
+            acknowledged_receipts: u64::try_from(inner.acked.len()).unwrap_or(u64::MAX),
             heads: log
                 .heads()
                 .take(MAX_ANNOUNCED_HEADS)

@@ -613,6 +613,19 @@ pub const BAD_LOCK: ErrorCode = ErrorCode {
     meaning: "the lock is not a lock of the request's agent for this lease at one of its \
               candidates",
 };
+/// `malformed_top_up`.
+pub const MALFORMED_TOP_UP: ErrorCode = ErrorCode {
+    code: "malformed_top_up",
+    status: Some(400),
+    meaning: "the top-up is not base64url or not a well-formed signed chain op",
+};
+/// `bad_top_up`.
+pub const BAD_TOP_UP: ErrorCode = ErrorCode {
+    code: "bad_top_up",
+    status: Some(400),
+    meaning: "the top-up is not a top-up of the operation's agent for this lease at its \
+              provider",
+};
 
 /// Every code, in the order documents list them.
 pub const CATALOG: &[ErrorCode] = &[
@@ -656,6 +669,8 @@ pub const CATALOG: &[ErrorCode] = &[
     COMMITTEE_UNREACHABLE,
     MALFORMED_LOCK,
     BAD_LOCK,
+    MALFORMED_TOP_UP,
+    BAD_TOP_UP,
     BAD_QUOTE,
     MALFORMED_DELEGATION,
     DELEGATION_WRONG_NODE,

@@ -205,9 +205,11 @@ pub struct Input {
 pub type SignFn =
     for<'a> fn(SignContext<'a>) -> futures::future::BoxFuture<'a, Result<mcp::HttpCall, ErrorBody>>;
 
-/// What a tool does beside the agent (`agora mcp --key FILE`) once the node answered its
-/// call successfully, e.g. `extend` republishing the lease's services with the re-signed
-/// capability. Answers a field to add to the tool's result (`None`: nothing to add).
+/// What a tool does for the agent (beside it with `agora mcp --key FILE`, or at `/mcp` as
+/// its delegate) once the node answered its call successfully, e.g. `extend` republishing
+/// the lease's services with the re-signed capability (beside the agent only), `stop`
+/// acknowledging the final receipt. Answers a field to add to the tool's result (`None`:
+/// nothing to add).
 pub type AfterFn =
     for<'a> fn(
         AfterContext<'a>,
@@ -215,8 +217,10 @@ pub type AfterFn =
 
 /// What an [`AfterFn`] works with.
 pub struct AfterContext<'a> {
-    /// The agent's key file beside it.
-    pub key: &'a mcp::AgentKey,
+    /// Who signs: the agent with its key (beside it), or this node as its delegate.
+    pub author: crate::agent::request::Author<'a>,
+    /// The agent's key file beside it; `None` on a node.
+    pub key: Option<&'a mcp::AgentKey>,
     /// The node's JSON answer to the call.
     pub answer: &'a serde_json::Value,
     /// The node.
@@ -259,6 +263,8 @@ pub struct Operation {
     pub output: Output,
     /// Error codes it may return (besides transport trouble).
     pub errors: &'static [ErrorCode],
+    /// More codes, beside a shared list in `errors`.
+    pub more_errors: &'static [ErrorCode],
     /// Who may call it.
     pub auth: Auth,
     /// For [`Auth::Agent`]: how `agora mcp --key` builds the signed request (`None`: not
@@ -277,7 +283,7 @@ pub struct Operation {
     /// HTTP input (the tool takes what the agent wants; its [`SignFn`] builds the signed
     /// request from them).
     pub tool_input: Option<Input>,
-    /// What the MCP tool does beside the agent after a successful answer.
+    /// What the MCP tool does for the agent after a successful answer.
     pub after: Option<AfterFn>,
 }
 
@@ -299,6 +305,7 @@ impl Operation {
             input: None,
             output: Output::Text("text/plain; charset=utf-8"),
             errors: &[],
+            more_errors: &[],
             auth: Auth::None,
             sign: None,
             safe: method == Method::Get,
@@ -387,6 +394,12 @@ impl Operation {
         self
     }
 
+    /// More error codes beside those of [`Self::errors`] (a shared list plus its own).
+    pub fn more_errors(mut self, errors: &'static [ErrorCode]) -> Self {
+        self.more_errors = errors;
+        self
+    }
+
     /// It needs the agent's signature; `sign` builds the signed request from the tool's
     /// arguments with the agent's key.
     pub fn agent_signed(mut self, sign: SignFn) -> Self {
@@ -407,9 +420,9 @@ impl Operation {
         self
     }
 
-    /// Beside the agent, the MCP tool runs `after` once the node answered it successfully
-    /// and adds the field it answers to the result.
-    pub fn after_beside_agent(mut self, after: AfterFn) -> Self {
+    /// The MCP tool runs `after` for the agent (beside it, or as its delegate) once the node
+    /// answered it successfully and adds the field it answers to the result.
+    pub fn after_success(mut self, after: AfterFn) -> Self {
         self.after = Some(after);
         self
     }
@@ -477,6 +490,11 @@ impl Operation {
     /// (`malformed_body`, `body_too_large`, `unsupported_media_type`).
     pub fn all_errors(&self) -> Vec<ErrorCode> {
         let mut all = self.errors.to_vec();
+        for e in self.more_errors {
+            if !all.contains(e) {
+                all.push(*e);
+            }
+        }
         if self.has_body() {
             for e in [
                 errors::MALFORMED_BODY,

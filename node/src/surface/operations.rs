@@ -8,8 +8,8 @@
 
 use super::errors::*;
 use super::types::{
-    AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, FilesInput, FilesPut,
-    GetOfferInput, GetProviderInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput,
+    AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, ExtendInput, FilesInput,
+    FilesPut, GetOfferInput, GetProviderInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput,
     ListApprovalsInput, ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument,
     QuotaOpInput, QuoteInput, RelayInput, RunInput, SignupInput, StreamEvent, TokenInput,
 };
@@ -432,20 +432,51 @@ pub(super) fn all() -> Vec<Operation> {
                 "Answers the lease with its re-signed grant. `agora agent extend` signs the \
                  operation; it, and the MCP tool beside the agent, then republish the agent's \
                  services on the lease with the re-signed capability (`republished`), so \
-                 tunnels of agents it granted outlive the old expiry.",
+                 tunnels of agents it granted outlive the old expiry. Under a quota committee \
+                 the extension is paid by the agent's top-up lock (`top_up`), which this node \
+                 has certified; the provider checks it covers the extension.",
+            )
+            .input::<ExtendInput>()
+            .output::<AnyObject>()
+            .errors(LEASE_OP_ERRORS)
+            .more_errors(&[
+                LIFETIME,
+                QUOTA,
+                NO_COMMITTEE,
+                COMMITTEE_UNREACHABLE,
+                MALFORMED_TOP_UP,
+                BAD_TOP_UP,
+            ])
+            .agent_signed_as::<sign::ExtendToolInput>(sign::extend)
+            .after_success(sign::republish_services),
+        Operation::delete("stop", "/v1/leases/{id}", Group::Leases)
+            .summary("Stop a lease: an agent-signed operation; answers the final signed receipt")
+            .describe(
+                "`agora agent stop` signs the operation. It, and the MCP tool (beside the agent \
+                 or at `/mcp` under a token), then countersign the final receipt \
+                 (`acknowledge`; the tool's `acknowledged`).",
             )
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
             .errors(LEASE_OP_ERRORS)
-            .agent_signed_as::<sign::ExtendToolInput>(sign::extend)
-            .after_beside_agent(sign::republish_services),
-        Operation::delete("stop", "/v1/leases/{id}", Group::Leases)
-            .summary("Stop a lease: an agent-signed operation; answers the final signed receipt")
-            .describe("`agora agent stop` signs the operation.")
+            .agent_signed_as::<sign::LeaseToolInput>(sign::stop)
+            .after_success(sign::acknowledge_receipt),
+        Operation::post("acknowledge", "/v1/leases/{id}/ack", Group::Leases)
+            .summary("Acknowledge a lease's final receipt: an agent-signed operation")
+            .describe(
+                "The agent (or its delegate allowed to `stop`) countersigns the provider's \
+                 final receipt of an ended lease the provider still keeps; the provider \
+                 records the receipt with the acknowledgement in the evidence log (reputation \
+                 counts acknowledged leases) and answers the lease with its \
+                 `acknowledgement`. The same acknowledgement again answers the lease; another \
+                 one is a `replay`. `agora agent stop` and `agora agent status` send it; as an \
+                 MCP tool it takes the lease `id`.",
+            )
             .input::<LeaseOpInput>()
             .output::<AnyObject>()
             .errors(LEASE_OP_ERRORS)
-            .agent_signed_as::<sign::LeaseToolInput>(sign::stop),
+            .more_errors(&[INVALID, UNAVAILABLE])
+            .agent_signed_as::<sign::LeaseToolInput>(sign::acknowledge),
         Operation::delete("revoke_grant", "/v1/leases/{id}/grants/{grant}", Group::Leases)
             .summary("Revoke a service grant: an agent-signed operation")
             .describe(

@@ -17,12 +17,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::errors::{
-    BAD_ARGUMENTS, BAD_GRANT, BAD_REPLY, ENDED, ErrorBody, KEY_REQUIRED, NO_MATCH,
+    BAD_ARGUMENTS, BAD_GRANT, BAD_REPLY, ENDED, ErrorBody, INVALID, KEY_REQUIRED, NO_MATCH,
     NODE_UNREACHABLE, PORT_NOT_ALLOWED,
 };
 use super::mcp::{AgentKey, HttpCall, NodeRead};
 use super::{AfterContext, Method, SignContext};
-use crate::agent::request::{PlanError, RunPlan, sign_op, sign_read_proof};
+use crate::agent::request::{FinalReceipt, PlanError, RunPlan, sign_op, sign_read_proof};
 use crate::agent::services::{self, Publication, ServiceError};
 
 /// `run` as a tool: what to run; the tool quotes, picks offers and signs the request.
@@ -229,7 +229,7 @@ pub fn op_kind(tool: &str) -> Option<OpKind> {
         "logs" => OpKind::Logs,
         "put_files" | "get_files" => OpKind::Files,
         "extend" => OpKind::Extend,
-        "stop" => OpKind::Stop,
+        "stop" | "acknowledge" => OpKind::Stop,
         "list_leases" => OpKind::Status,
         "revoke_grant" => OpKind::Grant,
         _ => return None,
@@ -440,6 +440,19 @@ async fn quota_lock(
     cx: &SignContext<'_>,
     request: &Signed<agora_protocol::lease::LeaseRequest>,
 ) -> Result<Option<String>, ErrorBody> {
+    let Some((key, view)) = quota_account(cx).await? else {
+        return Ok(None);
+    };
+    let lock = crate::agent::quota::lock_op(&key.identity, &view, request)
+        .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
+    Ok(Some(b64(&lock)))
+}
+
+/// The agent's own key and its quota account, where the node has a quota committee and
+/// the key is here (a delegate cannot sign quota ops).
+async fn quota_account<'k>(
+    cx: &SignContext<'k>,
+) -> Result<Option<(&'k AgentKey, crate::agent::quota::QuotaAccount)>, ErrorBody> {
     let Some(key) = cx
         .key
         .filter(|k| k.identity.agora_id() == cx.author.signer())
@@ -457,11 +470,32 @@ async fn quota_lock(
     if reply.status != 200 {
         return Err(answer_error(&reply, "asking for the quota account"));
     }
-    let view: crate::agent::quota::QuotaAccount = serde_json::from_slice(&reply.body)
+    let view = serde_json::from_slice(&reply.body)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, format!("quota account: {e}")))?;
-    let lock = crate::agent::quota::lock_op(&key.identity, &view, request)
+    Ok(Some((key, view)))
+}
+
+/// The agent's top-up paying `secs` more of the lease `grant` is for (base64url), where the
+/// node has a quota committee.
+async fn quota_top_up(
+    cx: &SignContext<'_>,
+    grant: &Signed<agora_protocol::lease::LeaseGrant>,
+    secs: u64,
+) -> Result<Option<String>, ErrorBody> {
+    let Some((key, account)) = quota_account(cx).await? else {
+        return Ok(None);
+    };
+    let g = grant.body();
+    let extension = crate::agent::quota::Extension {
+        lease: g.lease,
+        provider: g.provider,
+        price_per_sec: g.price_per_sec,
+        expires_at: g.expires_at,
+        secs,
+    };
+    let top_up = crate::agent::quota::top_up_op(&key.identity, &account, &extension)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
-    Ok(Some(b64(&lock)))
+    Ok(Some(b64(&top_up)))
 }
 
 /// The node's id (`GET /v1/node`): what a read proof names.
@@ -549,12 +583,19 @@ pub fn logs(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
 pub fn extend(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
     Box::pin(async move {
         let a: ExtendToolInput = args(cx.args)?;
-        let (lease, provider) = lease_and_provider(&cx, &a.id).await?;
+        // The lease's provider-signed grant gives what the top-up pays for.
+        let grant = owned_lease(cx.node, &a.id, cx.author.agent_id()).await?;
+        let (lease, provider) = (grant.body().lease, grant.body().provider);
+        let top_up = quota_top_up(&cx, &grant, a.secs).await?;
         let op = op_call(&cx, lease, provider, Op::Extend { secs: a.secs })?;
+        let body = match top_up {
+            Some(top_up) => json!({ "op": op, "top_up": top_up }),
+            None => json!({ "op": op }),
+        };
         Ok(HttpCall {
             method: Method::Post,
             path: format!("/v1/leases/{lease}/extend"),
-            body: json_body(&json!({ "op": op })),
+            body: json_body(&body),
         })
     })
 }
@@ -573,6 +614,72 @@ pub fn stop(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
     })
 }
 
+/// `acknowledge`: countersign the final receipt of one of the agent's ended leases (the
+/// node's view of it, the provider's signature checked here).
+pub fn acknowledge(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
+    Box::pin(async move {
+        let a: LeaseToolInput = args(cx.args)?;
+        let (lease, view) = fetch_lease(cx.node, &a.id).await?;
+        let receipt = FinalReceipt::of_view(&view, cx.author.agent_id())
+            .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    INVALID.code,
+                    format!(
+                        "lease {lease} has no final receipt to acknowledge (it runs, or it is \
+                         acknowledged already)"
+                    ),
+                )
+            })?;
+        let op = receipt
+            .acknowledge(cx.author, crate::clock::now())
+            .map_err(|e| plan_error(&e))?;
+        Ok(HttpCall {
+            method: Method::Post,
+            path: format!("/v1/leases/{lease}/ack"),
+            body: json_body(&json!({ "op": b64(&op) })),
+        })
+    })
+}
+
+/// After `stop`: the final receipt in the answer, countersigned and sent to the provider
+/// (`acknowledged`: the lease as the provider then shows it, or why not), so the provider's
+/// evidence shows the agent confirmed what the lease cost.
+pub fn acknowledge_receipt(cx: AfterContext<'_>) -> BoxFuture<'_, Option<(&'static str, Value)>> {
+    Box::pin(async move {
+        let view = cx.answer.get("lease")?;
+        let outcome = match FinalReceipt::of_view(view, cx.author.agent_id()) {
+            Ok(Some(receipt)) => match receipt.acknowledge(cx.author, crate::clock::now()) {
+                Ok(op) => {
+                    let body = json!({ "op": b64(&op) }).to_string().into_bytes();
+                    match cx
+                        .node
+                        .post(&format!("/v1/leases/{}/ack", receipt.lease), body)
+                        .await
+                    {
+                        Ok(reply) if reply.status == 200 => {
+                            serde_json::from_slice::<Value>(&reply.body)
+                                .ok()
+                                .and_then(|v| v.get("lease").cloned())
+                                .unwrap_or(Value::Bool(true))
+                        }
+                        Ok(reply) => json!({
+                            "error": serde_json::to_value(answer_error(&reply, "acknowledging")).unwrap_or(Value::Null),
+                        }),
+                        Err(e) => {
+                            json!({ "error": { "code": NODE_UNREACHABLE.code, "message": e } })
+                        }
+                    }
+                }
+                Err(e) => json!({ "error": plan_error(&e) }),
+            },
+            Ok(None) => return None,
+            Err(e) => json!({ "error": { "code": BAD_REPLY.code, "message": e.to_string() } }),
+        };
+        Some(("acknowledged", outcome))
+    })
+}
+
 /// A service error as a tool's.
 pub(crate) fn service_error(e: &ServiceError) -> ErrorBody {
     let code = match e {
@@ -583,17 +690,11 @@ pub(crate) fn service_error(e: &ServiceError) -> ErrorBody {
     ErrorBody::new(code, e.to_string())
 }
 
-/// The agent's own running lease `id` as `node` shows it, with its provider-signed grant
-/// checked here (the provider's signature, this lease, this agent): what an owner signs
-/// records and grants from.
+/// The lease `id` (64 hex digits) as `node` shows it (`GET /v1/leases/{id}`).
 ///
 /// # Errors
-/// `bad_arguments`, the node's own error, `bad_grant`, `ended`, `node_unreachable`.
-pub(crate) async fn owned_lease(
-    node: &dyn NodeRead,
-    id: &str,
-    agent: AgoraId,
-) -> Result<agora_protocol::Signed<agora_protocol::lease::LeaseGrant>, ErrorBody> {
+/// `bad_arguments`, the node's own error, `node_unreachable`.
+async fn fetch_lease(node: &dyn NodeRead, id: &str) -> Result<(LeaseId, Value), ErrorBody> {
     let lease: LeaseId = id.parse().map_err(|_| {
         ErrorBody::new(
             BAD_ARGUMENTS.code,
@@ -608,6 +709,21 @@ pub(crate) async fn owned_lease(
         return Err(answer_error(&reply, "asking for the lease"));
     }
     let view: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    Ok((lease, view))
+}
+
+/// The agent's own running lease `id` as `node` shows it, with its provider-signed grant
+/// checked here (the provider's signature, this lease, this agent): what an owner signs
+/// records and grants from.
+///
+/// # Errors
+/// `bad_arguments`, the node's own error, `bad_grant`, `ended`, `node_unreachable`.
+pub(crate) async fn owned_lease(
+    node: &dyn NodeRead,
+    id: &str,
+    agent: AgoraId,
+) -> Result<agora_protocol::Signed<agora_protocol::lease::LeaseGrant>, ErrorBody> {
+    let (lease, view) = fetch_lease(node, id).await?;
     let text = view
         .get("grant")
         .and_then(Value::as_str)
@@ -703,7 +819,9 @@ pub fn revoke_grant(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, Error
 /// expiry. Nothing when the lease has none.
 pub fn republish_services(cx: AfterContext<'_>) -> BoxFuture<'_, Option<(&'static str, Value)>> {
     Box::pin(async move {
-        let me = cx.key.identity.agora_id();
+        // Service records are the owner's word: signed with the agent's own key only.
+        let key = cx.key?;
+        let me = key.identity.agora_id();
         let view = cx.answer.get("lease")?;
         let lease: LeaseId = view.get("lease")?.as_str()?.parse().ok()?;
         let text = view.get("grant")?.as_str()?;
@@ -722,13 +840,8 @@ pub fn republish_services(cx: AfterContext<'_>) -> BoxFuture<'_, Option<(&'stati
             .filter_map(|t| URL_SAFE_NO_PAD.decode(t.as_bytes()).ok())
             .filter_map(|b| agora_protocol::Signed::decode(&b, &Ed25519).ok())
             .collect();
-        let fresh = services::refreshed(
-            &cx.key.identity,
-            grant.body(),
-            &records,
-            crate::clock::now(),
-        )
-        .ok()?;
+        let fresh =
+            services::refreshed(&key.identity, grant.body(), &records, crate::clock::now()).ok()?;
         if fresh.is_empty() {
             return None;
         }

@@ -269,6 +269,26 @@ pub struct LeaseOpInput {
     pub op: String,
 }
 
+/// `POST /v1/leases/{id}/extend` arguments (the contract `http::leases::ExtendBody`
+/// implements, plus the id in the path).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendInput {
+    /// The lease id: 64 hex digits.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+    /// The agent's signed `Extend` operation for this lease, base64url (`agora agent
+    /// extend` builds it).
+    pub op: String,
+    /// Under a quota committee (`GET /v1/accounts/{agent}/quota` answers): the agent's
+    /// signed top-up lock paying for the extension, base64url (a `ChainOp` with a `TopUp`
+    /// at the account's next position: price × seconds, until the new end + 10 min, over
+    /// what the lease's open locks hold). This node has it certified and the provider
+    /// checks it covers the extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_up: Option<String>,
+}
+
 /// `POST /v1/leases/{id}/relay` arguments (the contract `http::relay::RelayBody`
 /// implements, plus the id in the path).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

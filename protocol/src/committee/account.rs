@@ -23,7 +23,7 @@ use crate::time::Timestamp;
 use super::certificate::Certificate;
 use super::credit;
 use super::genesis::Committee;
-use super::op::{Action, CreditKey, Op};
+use super::op::{Action, CreditKey, LockTerms, Op};
 
 /// An open lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +38,19 @@ pub struct Lock {
     pub expires_at: Timestamp,
     /// The digest of the lock op (closings name it).
     pub op: Digest,
+    /// What the lease's earlier locks held when this one was made (0 for a first lock; a
+    /// top-up's `base_micro`): its settlement charges only the cost above it.
+    pub base_micro: u64,
+}
+
+impl Lock {
+    /// What settling this lock with a receipt of `cost_micro` charges: the cost above the
+    /// base, at most the amount.
+    pub fn charge_for(&self, cost_micro: u64) -> u64 {
+        cost_micro
+            .saturating_sub(self.base_micro)
+            .min(self.amount_micro)
+    }
 }
 
 /// One agent's quota.
@@ -98,12 +111,24 @@ impl Account {
         &self.locks
     }
 
-    /// The open lock for `lease`, if any (with its chain position).
+    /// The first open lock for `lease`, if any (with its chain position).
     pub fn lock_for(&self, lease: &LeaseId) -> Option<(u64, &Lock)> {
+        self.locks_for(lease).next()
+    }
+
+    /// Every open lock for `lease` (its lock and top-ups), by chain position.
+    pub fn locks_for(&self, lease: &LeaseId) -> impl Iterator<Item = (u64, &Lock)> {
+        let lease = *lease;
         self.locks
             .iter()
-            .find(|(_, l)| l.lease == *lease)
+            .filter(move |(_, l)| l.lease == lease)
             .map(|(seq, l)| (*seq, l))
+    }
+
+    /// What the open locks for `lease` hold together (a top-up's `base_micro`).
+    pub fn locked_for(&self, lease: &LeaseId) -> u64 {
+        self.locks_for(lease)
+            .fold(0u64, |sum, (_, l)| sum.saturating_add(l.amount_micro))
     }
 
     /// Whether the attestation `key` was credited.
@@ -116,12 +141,23 @@ impl Account {
         self.free_epochs.contains(&epoch)
     }
 
-    /// Locks anyone may unlock at `now` (lapsed and past the settle grace), by position.
+    /// The latest expiry among the open locks for `lease` (`None` without any).
+    pub fn latest_expiry(&self, lease: &LeaseId) -> Option<Timestamp> {
+        self.locks_for(lease).map(|(_, l)| l.expires_at).max()
+    }
+
+    /// Locks anyone may unlock at `now`, by position: every open lock of their lease lapsed
+    /// and the settle grace passed (a top-up keeps the locks it extends open).
     pub fn unlockable(&self, now: Timestamp, committee: &Committee) -> Vec<u64> {
         let grace = committee.settle_grace();
         self.locks
             .iter()
-            .filter(|(_, l)| l.expires_at.saturating_add(grace) <= now)
+            .filter(|(_, l)| {
+                self.latest_expiry(&l.lease)
+                    .unwrap_or(l.expires_at)
+                    .saturating_add(grace)
+                    <= now
+            })
             .map(|(seq, _)| *seq)
             .collect()
     }
@@ -290,15 +326,14 @@ fn apply_to(
                     }
                 }
                 Action::Lock(terms) => {
+                    account
+                        .locks
+                        .insert(op.seq, lock_of(terms, 0, certificate.digest()));
+                }
+                Action::TopUp(top_up) => {
                     account.locks.insert(
                         op.seq,
-                        Lock {
-                            lease: terms.lease,
-                            provider: terms.provider,
-                            amount_micro: terms.amount_micro,
-                            expires_at: terms.expires_at,
-                            op: certificate.digest(),
-                        },
+                        lock_of(&top_up.lock, top_up.base_micro, certificate.digest()),
                     );
                 }
             }
@@ -333,6 +368,17 @@ fn apply_to(
     }
 }
 
+fn lock_of(terms: &LockTerms, base_micro: u64, op: Digest) -> Lock {
+    Lock {
+        lease: terms.lease,
+        provider: terms.provider,
+        amount_micro: terms.amount_micro,
+        expires_at: terms.expires_at,
+        op,
+        base_micro,
+    }
+}
+
 fn close(
     account: &mut Account,
     id: AgoraId,
@@ -357,8 +403,8 @@ fn close(
         });
     }
     let amount = lock.amount_micro;
+    let charged = lock.charge_for(cost_micro.unwrap_or(0));
     account.locks.remove(&lock_seq);
-    let charged = cost_micro.unwrap_or(0).min(amount);
     account.spent_micro = account.spent_micro.saturating_add(charged);
     Ok(Applied::Closed {
         account: id,

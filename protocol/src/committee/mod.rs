@@ -13,7 +13,8 @@
 //! - [`Genesis`] / [`Committee`]: the validators (`n = 3f + 1`), trusted issuers, epochs, the
 //!   free-tier allowance and its per-epoch cap, lock rules; its digest is in every vote.
 //! - [`Op`]s, each in one [`Slot`] (see [`op`]): the agent's own hash-chained [`ChainOp`]s
-//!   (credit from an attestation, lock for a lease), free-tier claims from a per-epoch pool
+//!   (credit from an attestation, lock for a lease, top-up of a lease's lock to extend it),
+//!   free-tier claims from a per-epoch pool
 //!   ([`FreeTierClaim`]), and the closing of each lock ([`Settle`] by its provider with the
 //!   usage receipt, or [`Unlock`] by anyone once it lapsed and the settle grace passed).
 //! - [`Vote`]: a validator signs (committee, slot, op digest), at most one op per slot.
@@ -106,10 +107,11 @@ pub use genesis::{
 };
 pub use message::{Answer, MAX_PROOFS, Request, RequestError};
 pub use op::{
-    Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, MAX_OP_BYTES, Op, Settle, Slot, Unlock,
+    Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, MAX_OP_BYTES, Op, Settle, Slot,
+    TopUpTerms, Unlock,
 };
-pub use provider::{LockCheckError, check_lock, quota_answer};
-pub use refusal::{ReceiptField, Refusal};
+pub use provider::{Cover, LockCheckError, check_lock, check_top_up, quota_answer};
+pub use refusal::{ReceiptField, Refusal, TopUpProblem};
 pub use validator::{Outcome, Persist, RestoreError, Validator, decode_records};
 pub use vote::{RecordError, Vote, VoteRecord};
 
@@ -136,3 +138,6 @@ mod provider_tests;
 
 #[cfg(test)]
 mod prop_tests;
+
+#[cfg(test)]
+mod top_up_tests;

@@ -2,7 +2,7 @@
 //!
 //! | op | signed by | slot |
 //! |---|---|---|
-//! | [`ChainOp`] with [`Action::Credit`] or [`Action::Lock`] | the account's agent | `Seq { account, seq }` |
+//! | [`ChainOp`] with [`Action::Credit`], [`Action::Lock`] or [`Action::TopUp`] | the account's agent | `Seq { account, seq }` |
 //! | [`FreeTierClaim`] | the account's agent | `Pool { epoch, index }` |
 //! | [`Settle`] (carrying the provider's [`UsageReceipt`]) | the lock's provider | `Close { account, lock_seq }` |
 //! | [`Unlock`] | nobody: anyone may ask once the lock lapsed | `Close { account, lock_seq }` |
@@ -10,7 +10,12 @@
 //! Only the agent writes its own chain (`seq` 0, 1, 2, … each naming the previous op's
 //! digest), so no one else can take a sequence number from it and stall it. A lock is closed
 //! in a slot of its own (settled by its provider or, after expiry and the settle grace,
-//! unlocked), and free-tier grants come from a per-epoch pool of `cap_per_epoch` slots:
+//! unlocked). A lease that is extended gets one more lock per extension ([`Action::TopUp`]),
+//! each closed in its own slot: a top-up names what the lease's earlier locks hold
+//! (`base_micro`), and its settlement charges only the receipt's cost above that, so however
+//! the closings interleave the lease is charged its cost once. The locks of one lease are
+//! settled and unlocked by the settle grace after the latest of their expiries, so the
+//! provider settles them all with the lease's final receipt. Free-tier grants come from a per-epoch pool of `cap_per_epoch` slots:
 //! uniqueness per slot is what makes a certificate unique, so the pool's cap holds
 //! network-wide.
 
@@ -83,6 +88,19 @@ pub enum Action {
     Credit(Credential),
     /// Lock quota for a lease.
     Lock(LockTerms),
+    /// Lock more quota for a lease that has open locks, to extend it (new variants go at
+    /// the end: the variant index is the wire tag).
+    TopUp(TopUpTerms),
+}
+
+/// A top-up's terms: one more lock for a lease, settled for the cost above its base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUpTerms {
+    /// The lock: the same lease and provider as the lease's open locks, a later expiry.
+    pub lock: LockTerms,
+    /// What the lease's open locks hold together when the top-up is signed: its settlement
+    /// charges `min(amount, receipt cost − base)`, the cost the earlier locks do not cover.
+    pub base_micro: u64,
 }
 
 /// A lock's terms: what a provider checks before it starts work.
@@ -284,6 +302,7 @@ impl Op {
             Self::Chain(op) => match op.body().action {
                 Action::Credit(_) => "credit",
                 Action::Lock(_) => "lock",
+                Action::TopUp(_) => "top_up",
             },
             Self::FreeTier(_) => "free_tier",
             Self::Settle(_) => "settle",

@@ -147,6 +147,43 @@ pub enum Refusal {
         /// The epoch.
         epoch: u64,
     },
+    /// A top-up for a lease without an open lock here (never locked, or closed).
+    #[error("lease {lease} has no open lock to top up")]
+    NotLocked {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// A top-up whose terms do not follow the lease's open locks.
+    #[error("the top-up does not follow the lease's locks: {problem}")]
+    TopUp {
+        /// What does not match.
+        problem: TopUpProblem,
+    },
+}
+
+/// How a top-up fails to follow the lease's open locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TopUpProblem {
+    /// It names another provider than the lease's locks.
+    #[error("the lease's locks are for provider {expected}")]
+    Provider {
+        /// The locks' provider.
+        expected: AgoraId,
+    },
+    /// Its base is not what the open locks hold.
+    #[error("the open locks hold {held_micro} micro-credits, the base says {base_micro}")]
+    Base {
+        /// What they hold.
+        held_micro: u64,
+        /// What the top-up says.
+        base_micro: u64,
+    },
+    /// It lapses no later than a lock it would extend.
+    #[error("it must lapse after {latest}, when the lease's last lock does")]
+    Expiry {
+        /// The latest expiry among the lease's open locks.
+        latest: Timestamp,
+    },
 }
 
 /// A field of a usage receipt a settlement is checked on.

@@ -4,11 +4,11 @@
 
 use crate::time::Timestamp;
 
-use super::account::{Account, Accounts};
+use super::account::{Account, Accounts, Lock};
 use super::credit;
 use super::genesis::Committee;
-use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op};
-use super::refusal::{ReceiptField, Refusal};
+use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op, TopUpTerms};
+use super::refusal::{ReceiptField, Refusal, TopUpProblem};
 
 /// Whether `op` may get this validator's vote at `now`.
 ///
@@ -35,7 +35,7 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
                     field: ReceiptField::Provider,
                 });
             }
-            let deadline = lock.expires_at.saturating_add(committee.settle_grace());
+            let deadline = lease_deadline(account, &lock, committee);
             if now >= deadline {
                 return Err(Refusal::SettleTooLate { deadline });
             }
@@ -43,7 +43,7 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
         }
         Op::Unlock(unlock) => {
             let lock = open_lock(account, unlock.account, unlock.lock_seq, unlock.lock)?;
-            let unlock_at = lock.expires_at.saturating_add(committee.settle_grace());
+            let unlock_at = lease_deadline(account, &lock, committee);
             if now < unlock_at {
                 return Err(Refusal::NotExpired { unlock_at });
             }
@@ -86,10 +86,56 @@ fn check_chain(
             }
             funds_fit(account, amount)
         }
-        Action::Lock(terms) => check_lock(committee, account, terms, now),
+        Action::Lock(terms) => {
+            if account.lock_for(&terms.lease).is_some() {
+                return Err(Refusal::LeaseLocked { lease: terms.lease });
+            }
+            check_lock(committee, account, terms, now)
+        }
+        Action::TopUp(top_up) => {
+            check_top_up(account, top_up)?;
+            check_lock(committee, account, &top_up.lock, now)
+        }
     }
 }
 
+/// A top-up follows the lease's open locks: same provider, the base they hold, a later
+/// expiry.
+fn check_top_up(account: &Account, top_up: &TopUpTerms) -> Result<(), Refusal> {
+    let terms = &top_up.lock;
+    let mut latest = None;
+    for (_, lock) in account.locks_for(&terms.lease) {
+        if lock.provider != terms.provider {
+            return Err(Refusal::TopUp {
+                problem: TopUpProblem::Provider {
+                    expected: lock.provider,
+                },
+            });
+        }
+        latest = latest.max(Some(lock.expires_at));
+    }
+    let Some(latest) = latest else {
+        return Err(Refusal::NotLocked { lease: terms.lease });
+    };
+    let held_micro = account.locked_for(&terms.lease);
+    if top_up.base_micro != held_micro {
+        return Err(Refusal::TopUp {
+            problem: TopUpProblem::Base {
+                held_micro,
+                base_micro: top_up.base_micro,
+            },
+        });
+    }
+    if terms.expires_at <= latest {
+        return Err(Refusal::TopUp {
+            problem: TopUpProblem::Expiry { latest },
+        });
+    }
+    Ok(())
+}
+
+/// The checks a lock and a top-up share: an amount, an expiry within bounds, room for one
+/// more open lock, the funds.
 fn check_lock(
     committee: &Committee,
     account: &Account,
@@ -109,9 +155,6 @@ fn check_lock(
     let max = committee.locks().max_open;
     if account.locks().len() >= usize::try_from(max).unwrap_or(usize::MAX) {
         return Err(Refusal::TooManyLocks { max });
-    }
-    if account.lock_for(&terms.lease).is_some() {
-        return Err(Refusal::LeaseLocked { lease: terms.lease });
     }
     let available = account.available_micro();
     if terms.amount_micro > available {
@@ -150,6 +193,17 @@ fn check_free_tier(
         return Err(Refusal::AlreadyClaimed { epoch: claim.epoch });
     }
     funds_fit(account, committee.free_tier().allowance_micro)
+}
+
+/// Until when `lock` may be settled, and from when unlocked: the settle grace after the
+/// latest expiry among its lease's open locks (a top-up extends the lease, so the locks it
+/// extends stay open for their provider to settle with the lease's final receipt).
+fn lease_deadline(account: &Account, lock: &Lock, committee: &Committee) -> Timestamp {
+    account
+        .latest_expiry(&lock.lease)
+        .unwrap_or(lock.expires_at)
+        .max(lock.expires_at)
+        .saturating_add(committee.settle_grace())
 }
 
 /// Whether `amount` more credit keeps the account's totals within `u64`.

@@ -336,3 +336,22 @@ impl Fixture {
         certify_everywhere(&self.committee, &mut self.validators, t(20), op, Vec::new())
     }
 }
+
+/// A top-up by `agent` at `seq` of `terms` over `base_micro`.
+pub(super) fn top_up_op(
+    agent: u8,
+    seq: u64,
+    prev: Option<Digest>,
+    terms: LockTerms,
+    base_micro: u64,
+) -> Op {
+    chain_op(
+        agent,
+        seq,
+        prev,
+        Action::TopUp(super::op::TopUpTerms {
+            lock: terms,
+            base_micro,
+        }),
+    )
+}

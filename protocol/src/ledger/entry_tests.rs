@@ -79,6 +79,7 @@ fn ack(agent: u8, receipt: Digest) -> Signed<ReceiptAck> {
         agent: id(agent),
         receipt,
         acked_at: t(61),
+        delegation: None,
     };
     Signed::sign(ack, &key(agent)).unwrap()
 }
@@ -382,5 +383,62 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = decode(&bytes);
+    }
+}
+
+fn usage_acked_at(agent_secs: Option<u64>) -> Usage {
+    let receipt = receipt();
+    let ack = agent_secs.map(|secs| {
+        let ack = ReceiptAck {
+            agent: id(AGENT),
+            receipt: receipt.digest(),
+            acked_at: t(secs),
+            delegation: None,
+        };
+        Signed::sign(ack, &key(AGENT)).unwrap()
+    });
+    Usage { receipt, ack }
+}
+
+#[test]
+fn an_acknowledged_usage_fact_prevails_over_the_providers_word() {
+    let bare = usage_acked_at(None);
+    let acked = usage_acked_at(Some(61));
+    assert!(acked.prevails_over(&bare));
+    assert!(!bare.prevails_over(&acked));
+    assert!(!bare.prevails_over(&bare) && !acked.prevails_over(&acked));
+    assert_eq!(Usage::prevailing([&bare, &acked]), Some(&acked));
+    assert_eq!(Usage::prevailing([&acked, &bare]), Some(&acked));
+    assert_eq!(Usage::prevailing([&bare]), Some(&bare));
+    assert_eq!(Usage::prevailing(std::iter::empty()), None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever order the facts about one receipt arrive in (with or without
+    /// acknowledgements, repeated), the same one prevails, and it is acknowledged exactly
+    /// when one of them is.
+    #[test]
+    fn the_prevailing_usage_fact_is_order_independent(
+        acks in proptest::collection::vec(proptest::option::of(61u64..70), 1..8),
+        seed in any::<u64>(),
+    ) {
+        let facts: Vec<Usage> = acks.iter().map(|a| usage_acked_at(*a)).collect();
+        let mut shuffled: Vec<&Usage> = facts.iter().collect();
+        // A deterministic shuffle from the seed.
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let j = usize::try_from(s >> 33).unwrap() % (i + 1);
+            shuffled.swap(i, j);
+        }
+        let a = Usage::prevailing(facts.iter()).unwrap();
+        let b = Usage::prevailing(shuffled.iter().copied()).unwrap();
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(a.ack.is_some(), acks.iter().any(Option::is_some));
+        for f in &facts {
+            prop_assert!(!f.prevails_over(a));
+        }
     }
 }

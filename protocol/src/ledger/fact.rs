@@ -5,11 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::attestation::Revocation;
 use crate::codec::DecodeError;
-use crate::id::AgoraId;
+pub use crate::lease::ReceiptAck;
 use crate::lease::{LeaseGrant, UsageReceipt};
-use crate::signed::{Digest, Signed, SignedKind};
+use crate::signed::Signed;
 use crate::signup::SignupRecord;
-use crate::time::Timestamp;
 
 use super::equivocation::Equivocation;
 use super::rating::Rating;
@@ -75,6 +74,30 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Whether this fact prevails over `other`, a fact about the same receipt, as the
+    /// evidence of what the lease used: the agent's acknowledgement upgrades the provider's
+    /// word alone, so an acknowledged fact prevails over an unacknowledged one; between two
+    /// acknowledgements the lower digest prevails. The order is total on distinct facts
+    /// and reads nothing but the two facts, so every replica picks the same one whatever
+    /// order the entries came in (reputation counts a receipt as acknowledged when any
+    /// logged fact about it is; a node appends an acknowledged fact after an
+    /// unacknowledged one, never the reverse).
+    pub fn prevails_over(&self, other: &Self) -> bool {
+        match (&self.ack, &other.ack) {
+            (Some(_), None) => true,
+            (None, _) => false,
+            (Some(mine), Some(theirs)) => mine.digest() < theirs.digest(),
+        }
+    }
+
+    /// Of `facts` about one receipt, the one that prevails (see [`Usage::prevails_over`]).
+    pub fn prevailing<'a>(facts: impl IntoIterator<Item = &'a Self>) -> Option<&'a Self> {
+        facts.into_iter().fold(None, |best, f| match best {
+            Some(b) if !f.prevails_over(b) => Some(b),
+            _ => Some(f),
+        })
+    }
+
     /// The acknowledgement, if present, is by the receipt's agent and names this receipt.
     ///
     /// # Errors
@@ -101,27 +124,5 @@ impl Usage {
             });
         }
         Ok(())
-    }
-}
-
-/// An agent's signed acknowledgement of a provider's usage receipt: "this is what my lease
-/// used". A receipt with one weighs more than a provider's word alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReceiptAck {
-    /// The agent (the signer).
-    pub agent: AgoraId,
-    /// The digest of the provider's signed receipt.
-    pub receipt: Digest,
-    /// When the agent signed it.
-    pub acked_at: Timestamp,
-}
-
-impl SignedKind for ReceiptAck {
-    const DOMAIN: &'static str = "agora/receipt-ack/v1";
-    /// A key and a digest (64 bytes) and a varint time: 74 at most.
-    const MAX_PAYLOAD_BYTES: usize = 96;
-
-    fn author(&self) -> Option<AgoraId> {
-        Some(self.agent)
     }
 }

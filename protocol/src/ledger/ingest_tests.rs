@@ -42,6 +42,7 @@ fn usage_acked(seq: u32, acked: bool) -> Fact {
         agent: id(AGENT),
         receipt: receipt.digest(),
         acked_at: t(61),
+        delegation: None,
     };
     let ack = Some(Signed::sign(ack, &key(AGENT)).unwrap());
     Fact::Usage(Usage { receipt, ack })

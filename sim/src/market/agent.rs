@@ -861,6 +861,7 @@ impl Market {
             agent: id,
             receipt: receipt.digest(),
             acked_at: now,
+            delegation: None,
         };
         let Ok(ack) = Signed::sign(ack, &key) else {
             return;

@@ -24,6 +24,7 @@ use agora_node::tunnel::forward::grantee_relay_body;
 use agora_protocol::Digest;
 use agora_protocol::lease::{LeaseGrant, Op};
 use agora_protocol::service::{GrantId, ServiceGrant};
+use agora_tests::committee::Committee;
 use agora_tests::netns::Island;
 use agora_tests::node::{Launch, http_json};
 use serde_json::json;
@@ -197,11 +198,18 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
     let providers = Island::create(net + 1);
 
     // A: HTTP and libp2p on the agents' link, libp2p on the providers' link too.
+    // A and C are two of the quota committee's four validators; the other two listen on
+    // the host's side of the providers' link, where A and C both reach them.
     let a_dir = tmp.path().join("a");
+    let c_dir = tmp.path().join("c");
+    let mut committee = Committee::new(tmp.path(), &[a_dir.as_path(), c_dir.as_path()]);
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::write(
         a_dir.join("node.toml"),
-        "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[relay]\nsessions = 8\nper_agent = 2\n",
+        format!(
+            "roles = [\"gateway\", \"validator\"]\nregion = \"eu\"\n{}\n[network]\nkad_server = true\n\n[relay]\nsessions = 8\nper_agent = 2\n",
+            committee.config_line()
+        ),
     )
     .unwrap();
     let a = NodeProc::start_in(
@@ -225,11 +233,13 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
         .clone();
 
     // C: inside the providers' namespace, its tunnel endpoint on its own address there.
-    let c_dir = tmp.path().join("c");
     std::fs::create_dir_all(&c_dir).unwrap();
     std::fs::write(
         c_dir.join("node.toml"),
-        "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\ntunnel_port = 7443\nprices = { vcpu = 100, memory_gib = 10 }\n",
+        format!(
+            "roles = [\"provider\", \"gateway\", \"validator\"]\nregion = \"eu\"\n{}\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\ntunnel_port = 7443\nprices = {{ vcpu = 100, memory_gib = 10 }}\n",
+            committee.config_line()
+        ),
     )
     .unwrap();
     let c = NodeProc::start_in(
@@ -242,10 +252,18 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
             "--config".to_owned(),
             c_dir.join("node.toml").display().to_string(),
             "--bootstrap".to_owned(),
-            bootstrap,
+            bootstrap.clone(),
         ],
     );
     leftovers.add(cgroup_parent(&c));
+    committee.start_extra_in(
+        &Launch {
+            netns: None,
+            host: providers.host_ip.to_string(),
+        },
+        &bootstrap,
+    );
+    committee.wait_connected(&[&a, &c]);
 
     let home = tmp.path().join("agent");
     let agent = sign_up(&home, &a);

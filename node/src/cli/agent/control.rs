@@ -1,6 +1,9 @@
-//! `agora agent extend` and `agora agent stop`: sign the operation, send it through any
-//! node, check the provider's signatures on what comes back. An extension then republishes
-//! the lease's published services with the re-signed capability.
+//! `agora agent extend`, `agora agent stop` and `agora agent status`: sign the operation,
+//! send it through any node, check the provider's signatures on what comes back. Under a
+//! quota committee an extension carries the agent's top-up lock paying for it. An
+//! extension then republishes the lease's published services with the re-signed
+//! capability; a stop (and the status of an ended lease not yet acknowledged) countersigns
+//! the provider's final receipt (`Acknowledge`), which the provider records as evidence.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -37,6 +40,8 @@ pub(crate) struct ExtendArgs {
     key: Option<PathBuf>,
 }
 
+/// `agora agent stop` and `agora agent status`: a lease, and whether to countersign its final
+/// receipt.
 #[derive(Debug, Args)]
 pub(crate) struct StopArgs {
     /// The lease id (or a unique prefix of one of yours).
@@ -47,7 +52,13 @@ pub(crate) struct StopArgs {
     /// The agent's key file.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Do not countersign the provider's final receipt (of an ended lease).
+    #[arg(long)]
+    no_ack: bool,
 }
+
+/// The arguments of `agora agent status` are those of `stop`.
+pub(crate) type StatusArgs = StopArgs;
 
 /// Seconds, or a duration such as `10m`; at least one second.
 pub(crate) fn parse_secs(s: &str) -> Result<u64, String> {
@@ -69,12 +80,82 @@ pub(crate) fn extend(args: &ExtendArgs, global: &GlobalArgs) -> anyhow::Result<E
         args.key.as_ref(),
         &args.lease,
         Op::Extend { secs: args.secs },
+        false,
         global,
     )
 }
 
 pub(crate) fn stop(args: &StopArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    operate(&args.node, args.key.as_ref(), &args.lease, Op::Stop, global)
+    operate(
+        &args.node,
+        args.key.as_ref(),
+        &args.lease,
+        Op::Stop,
+        !args.no_ack,
+        global,
+    )
+}
+
+/// `agora agent status`: the lease as the node shows it (refreshed from its provider),
+/// signatures checked; an ended lease's final receipt is acknowledged if it is not yet.
+pub(crate) fn status(args: &StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let agent = load_agent(args.key.as_deref())?;
+    let me = agent.identity.agora_id();
+    let client = NodeClient::new(&args.node)?;
+    let (id, mut view) = find_lease(&client, &agent.identity, &args.lease)?;
+    let grant = verify_grant(&view, &id, &me)?;
+    verify_receipt(&view, &grant)?;
+    let acknowledged = if args.no_ack {
+        None
+    } else {
+        acknowledge(&client, &agent, &view)?
+    };
+    if let Some(answer) = &acknowledged {
+        view = answer.clone();
+    }
+    if global.json {
+        let mut out = json!({ "lease": view, "verified": true });
+        out["acknowledged"] = json!(acknowledged.is_some());
+        print_json(&out)?;
+    } else {
+        print_lease(&view);
+        if acknowledged.is_some() {
+            println!("acknowledged  the final receipt (countersigned for the provider's evidence)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Countersigns the final receipt of the ended lease `view` shows, if the provider holds no
+/// acknowledgement yet, through `client`: the lease view the provider answers, or `None`
+/// when there is nothing to acknowledge.
+fn acknowledge(
+    client: &NodeClient,
+    agent: &super::lease::Agent,
+    view: &Value,
+) -> anyhow::Result<Option<Value>> {
+    use agora_node::agent::request::FinalReceipt;
+    let Some(receipt) = FinalReceipt::of_view(view, agent.identity.agora_id())
+        .context("cannot acknowledge the final receipt")?
+    else {
+        return Ok(None);
+    };
+    let op = receipt
+        .acknowledge(&agent.identity, crate::cli::now()?)
+        .context("cannot sign the acknowledgement")?;
+    let (status, body) = client.request_json(
+        reqwest::Method::POST,
+        &format!("/v1/leases/{}/ack", receipt.lease),
+        Some(&json!({ "op": b64(&op) })),
+        CALL_TIMEOUT.min(Duration::from_secs(60)),
+    )?;
+    if status != 200 {
+        anyhow::bail!(
+            "the provider did not take the acknowledgement (HTTP {status}): {}",
+            body["error"]["message"].as_str().unwrap_or("no detail")
+        );
+    }
+    Ok(Some(body["lease"].clone()))
 }
 
 fn operate(
@@ -82,6 +163,7 @@ fn operate(
     key: Option<&PathBuf>,
     lease: &str,
     op: Op,
+    ack: bool,
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
     let agent = load_agent(key.map(PathBuf::as_path))?;
@@ -97,19 +179,48 @@ fn operate(
         Op::Stop => (reqwest::Method::DELETE, format!("/v1/leases/{id}")),
         _ => (reqwest::Method::POST, format!("/v1/leases/{id}/extend")),
     };
+    // Under a quota committee an extension is paid by a top-up lock, signed over the
+    // lease's current (provider-signed) grant.
+    let top_up = match op {
+        Op::Extend { secs } => {
+            let current = verify_grant(&view, &id, &me)?;
+            super::quota::top_up_for(&client, &agent.identity, &current, secs)?
+        }
+        _ => None,
+    };
     let signed = sign_op(&agent, provider, id, op)?;
+    let mut request = json!({ "op": b64(&signed) });
+    if let Some(top_up) = top_up {
+        request["top_up"] = json!(top_up);
+    }
     let (status, body) = client.request_json(
         method,
         &path,
-        Some(&json!({ "op": b64(&signed) })),
+        Some(&request),
         CALL_TIMEOUT.min(Duration::from_secs(60)),
     )?;
     if status != 200 {
         return report_failure(status, &body, global.json, "refused");
     }
-    let view: &Value = &body["lease"];
+    let mut view: &Value = &body["lease"];
     let grant = verify_grant(view, &id, &me)?;
     let receipt = verify_receipt(view, &grant)?;
+    // The final receipt, countersigned: the provider logs it as acknowledged evidence. A
+    // failure here does not undo the stop: it is reported, and `agora agent status` retries.
+    let acknowledged = if ack {
+        match acknowledge(&client, &agent, view) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(a) = &acknowledged {
+        view = a;
+    }
     // An extension re-signs the capability: the lease's published services follow, so
     // tunnels of agents holding a grant outlive the old expiry.
     let republished = if is_extend {
@@ -120,6 +231,12 @@ fn operate(
     if global.json {
         let mut out = body.clone();
         out["verified"] = json!(true);
+        if let Some(a) = &acknowledged {
+            out["lease"] = a.clone();
+        }
+        if ack {
+            out["acknowledged"] = json!(acknowledged.is_some());
+        }
         if is_extend {
             out["republished"] = Value::Array(republished);
         }
@@ -142,6 +259,9 @@ fn operate(
                 " is"
             }
         );
+        if acknowledged.is_some() {
+            println!("acknowledged  the final receipt (countersigned for the provider's evidence)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,8 +38,12 @@ pub(super) enum AgentCommand {
     Ps(ps::PsArgs),
     /// Lengthen a lease (signed by you, relayed to its provider).
     Extend(control::ExtendArgs),
-    /// End a lease now; prints the provider's final signed receipt.
+    /// End a lease now; prints the provider's final signed receipt and countersigns it
+    /// (`--no-ack` not to), so the provider's evidence shows you confirmed what it cost.
     Stop(control::StopArgs),
+    /// Show one lease (refreshed from its provider, signatures checked); an ended lease's
+    /// final receipt not yet acknowledged is countersigned (`--no-ack` not to).
+    Status(control::StatusArgs),
     /// Publish a port of your lease as a service others find (`agora services`,
     /// `GET /v1/services`, MCP `list_services`): a record you sign, gossiped with a TTL.
     Publish(Box<service::PublishArgs>),
@@ -64,6 +68,7 @@ pub(super) fn run(cmd: AgentCommand, global: &GlobalArgs) -> anyhow::Result<Exit
         AgentCommand::Ps(args) => ps::run(&args, global),
         AgentCommand::Extend(args) => control::extend(&args, global),
         AgentCommand::Stop(args) => control::stop(&args, global),
+        AgentCommand::Status(args) => control::status(&args, global),
         AgentCommand::Token(args) => token::run(&args, global),
         AgentCommand::Publish(args) => service::publish(&args, global),
         AgentCommand::Grant(args) => service::grant(&args, global),

@@ -1,5 +1,5 @@
 //! The agent's quota at the committee, from the CLI: the lock beside a lease request, the
-//! credit or free-tier claim after signup. On a node without a genesis
+//! top-up beside an extension, the credit or free-tier claim after signup. On a node without a genesis
 //! (`no_committee`) there is nothing to sign.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use agora_attest::Identity;
 use agora_node::agent::quota::{
-    FREE_TIER_TRIES, QuotaAccount, credit_op, free_tier_claim, lock_op, op_base64,
+    Extension, FREE_TIER_TRIES, QuotaAccount, credit_op, free_tier_claim, lock_op, op_base64,
+    top_up_op,
 };
-use agora_protocol::lease::LeaseRequest;
+use agora_protocol::lease::{LeaseGrant, LeaseRequest};
 use agora_protocol::{Credential, Signed};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
@@ -51,6 +52,29 @@ pub(super) fn lock_for(
     };
     let lock = lock_op(agent, &view, request).context("signing the quota lock")?;
     Ok(Some(super::lease::b64(&lock)))
+}
+
+/// The agent's signed top-up paying `secs` more of the lease `grant` is for (base64url),
+/// or `None` without a committee.
+pub(super) fn top_up_for(
+    client: &NodeClient,
+    agent: &Identity,
+    grant: &Signed<LeaseGrant>,
+    secs: u64,
+) -> anyhow::Result<Option<String>> {
+    let Some(view) = account(client, agent)? else {
+        return Ok(None);
+    };
+    let g = grant.body();
+    let extension = Extension {
+        lease: g.lease,
+        provider: g.provider,
+        price_per_sec: g.price_per_sec,
+        expires_at: g.expires_at,
+        secs,
+    };
+    let top_up = top_up_op(agent, &view, &extension).context("signing the quota top-up")?;
+    Ok(Some(super::lease::b64(&top_up)))
 }
 
 fn submit(client: &NodeClient, agent: &Identity, op: String) -> anyhow::Result<(u16, Value)> {

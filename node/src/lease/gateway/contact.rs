@@ -263,6 +263,7 @@ mod tests {
             state,
             grant,
             receipt: Some(receipt),
+            ack: None,
         }
     }
 

@@ -20,12 +20,13 @@ use crate::surface::Method;
 
 /// Answers `GET /v1/leases/{id}` with the lease of `grant` (the newest set), `POST
 /// /extend` with `{"lease": view}` of the extended grant, `GET /v1/services` with `listed`,
-/// and the rest (`POST /v1/services`, `DELETE …/grants/…`) with `{"ok": true}`; records
-/// every call.
+/// `GET /v1/accounts/{agent}/quota` with `quota` (or `no_committee`), and the rest (`POST
+/// /v1/services`, `DELETE …/grants/…`) with `{"ok": true}`; records every call.
 struct Node {
     grant: Mutex<Signed<LeaseGrant>>,
     extended: Option<Signed<LeaseGrant>>,
     listed: Vec<Signed<ServiceRecord>>,
+    quota: Option<crate::agent::quota::QuotaAccount>,
     calls: Mutex<Vec<HttpCall>>,
 }
 
@@ -56,6 +57,15 @@ impl Backend for Node {
                     .unwrap_or_else(|| panic!("no extension"));
                 *self.grant.lock().unwrap_or_else(PoisonError::into_inner) = g.clone();
                 json_reply(200, &json!({ "lease": view(&g) }))
+            }
+            (Method::Get, p) if p.starts_with("/v1/accounts/") && p.ends_with("/quota") => {
+                match &self.quota {
+                    Some(account) => json_reply(200, &json!(account)),
+                    None => json_reply(
+                        404,
+                        &json!({ "error": { "code": "no_committee", "message": "none" } }),
+                    ),
+                }
             }
             (Method::Get, p) if p.starts_with("/v1/services") => {
                 let services: Vec<Value> = self
@@ -112,6 +122,7 @@ impl Fixture {
             grant: Mutex::new(grant),
             extended: None,
             listed: Vec::new(),
+            quota: None,
             calls: Mutex::new(Vec::new()),
         }
     }
@@ -424,4 +435,79 @@ async fn extend_republishes_the_agents_services_with_the_new_capability() {
     let answer = ok(call(&quiet, "extend", json!({ "id": lease, "secs": 3600 })).await);
     assert!(answer.get("republished").is_none(), "{answer}");
     assert!(answer["lease"].is_object());
+}
+
+/// Under a quota committee the extension carries the agent's top-up: price × seconds, over
+/// what the lease's open locks hold, for its provider, until the new end + the slack.
+#[tokio::test]
+async fn extend_under_a_committee_signs_a_top_up_over_the_leases_locks() {
+    use agora_protocol::committee::{Action, ChainOp};
+
+    let f = Fixture::new();
+    let old = f.grant(600);
+    let g = old.body().clone();
+    let lock = |lease: String, amount_micro| crate::agent::quota::LockEntry {
+        seq: 0,
+        lease,
+        provider: g.provider.to_string(),
+        amount_micro,
+        expires_at: g.expires_at.to_string(),
+    };
+    let mut node = f.node(old.clone());
+    node.extended = Some(f.grant(4200));
+    node.quota = Some(crate::agent::quota::QuotaAccount {
+        agent: f.agent.agora_id().to_string(),
+        genesis: "00".repeat(32),
+        epoch: Some(0),
+        free_tier_cap: 8,
+        free_tier_micro: 10_000_000,
+        next_seq: 3,
+        head: Some(agora_protocol::Digest::of(b"head").to_string()),
+        credited_micro: 0,
+        granted_micro: 10_000_000,
+        spent_micro: 0,
+        locked_micro: 700,
+        available_micro: 9_999_300,
+        locks: vec![
+            lock(g.lease.to_string(), 500),
+            lock(g.lease.to_string(), 100),
+            lock(agora_protocol::Digest::of(b"other").to_string(), 100),
+        ],
+    });
+    let server = f.beside(node);
+    ok(call(
+        &server,
+        "extend",
+        json!({ "id": g.lease.to_string(), "secs": 60 }),
+    )
+    .await);
+    let extend = calls(&server)
+        .into_iter()
+        .find(|c| c.path.ends_with("/extend"))
+        .expect("the extension was posted");
+    let top_up: Signed<ChainOp> = signed_in(&extend, "top_up");
+    assert_eq!(top_up.signer(), f.agent.agora_id());
+    let body = top_up.body();
+    assert_eq!(
+        (body.seq, body.prev),
+        (3, Some(agora_protocol::Digest::of(b"head")))
+    );
+    let Action::TopUp(terms) = &body.action else {
+        panic!("not a top-up: {body:?}")
+    };
+    assert_eq!(
+        terms.base_micro, 600,
+        "both locks of the lease, not the other's"
+    );
+    assert_eq!(terms.lock.lease, g.lease);
+    assert_eq!(terms.lock.provider, g.provider);
+    assert_eq!(terms.lock.amount_micro, g.price_per_sec * 60);
+    assert_eq!(
+        terms.lock.expires_at,
+        g.expires_at
+            .saturating_add(Duration::from_secs(60))
+            .saturating_add(crate::agent::quota::LOCK_SLACK)
+    );
+    let op: Signed<LeaseOp> = signed_in(&extend, "op");
+    assert_eq!(op.body().op, Op::Extend { secs: 60 });
 }

@@ -293,26 +293,36 @@ impl<B: Backend> Server<B> {
                 format!("`{name}` arguments: {why}"),
             ));
         }
-        let call = match (op.auth, &*self.place, op.sign) {
-            (Auth::None, _, _) => http_call(op, &args),
-            (Auth::Agent, Place::Node(delegate), Some(sign)) => {
+        let session = match (op.auth, &*self.place, op.sign) {
+            (Auth::Agent, Place::Node(delegate), Some(_)) => {
                 match delegated(delegate, name, token) {
-                    Ok(session) => {
-                        sign(super::SignContext {
-                            author: crate::agent::request::Author::delegate(
-                                &delegate.identity,
-                                &session.delegation,
-                            ),
-                            key: None,
-                            signup: Ok((*session.signup).clone()),
-                            args: &args,
-                            node: &*self.backend,
-                        })
-                        .await
-                    }
-                    Err(e) => Err(e),
+                    Ok(session) => Some(session),
+                    Err(e) => return failure(&e),
                 }
             }
+            _ => None,
+        };
+        let call = match (op.auth, &*self.place, op.sign) {
+            (Auth::None, _, _) => http_call(op, &args),
+            (Auth::Agent, Place::Node(delegate), Some(sign)) => match &session {
+                Some(session) => {
+                    sign(super::SignContext {
+                        author: crate::agent::request::Author::delegate(
+                            &delegate.identity,
+                            &session.delegation,
+                        ),
+                        key: None,
+                        signup: Ok((*session.signup).clone()),
+                        args: &args,
+                        node: &*self.backend,
+                    })
+                    .await
+                }
+                None => Err(ErrorBody::new(
+                    DELEGATION_REQUIRED.code,
+                    format!("`{name}` acts for an agent under a delegation"),
+                )),
+            },
             (Auth::Agent, Place::Local(Some(key)), Some(sign)) => {
                 sign(super::SignContext {
                     author: crate::agent::request::Author::agent(&key.identity),
@@ -341,19 +351,32 @@ impl<B: Backend> Server<B> {
             Ok(reply) => result(op, reply),
             Err(why) => return failure(&ErrorBody::new(NODE_UNREACHABLE.code, why)),
         };
-        match (op.after, &*self.place) {
-            (Some(after), Place::Local(Some(key))) if answer.is_error == Some(false) => {
-                self.after(after, key, answer).await
+        let Some(after) = op.after.filter(|_| answer.is_error == Some(false)) else {
+            return answer;
+        };
+        match (&*self.place, &session) {
+            (Place::Local(Some(key)), _) => {
+                let author = crate::agent::request::Author::agent(&key.identity);
+                self.after(after, author, Some(key), answer).await
+            }
+            (Place::Node(delegate), Some(session)) => {
+                let author = crate::agent::request::Author::delegate(
+                    &delegate.identity,
+                    &session.delegation,
+                );
+                self.after(after, author, None, answer).await
             }
             _ => answer,
         }
     }
 
-    /// Runs `after` beside the agent on a successful `answer`, adding the field it gives.
+    /// Runs `after` for `author` (the agent beside it, or this node as its delegate) on a
+    /// successful `answer`, adding the field it gives.
     async fn after(
         &self,
         after: super::AfterFn,
-        key: &AgentKey,
+        author: crate::agent::request::Author<'_>,
+        key: Option<&AgentKey>,
         answer: CallToolResult,
     ) -> CallToolResult {
         let Some(Value::Object(mut fields)) = answer.structured_content.clone() else {
@@ -361,6 +384,7 @@ impl<B: Backend> Server<B> {
         };
         let value = Value::Object(fields.clone());
         let cx = super::AfterContext {
+            author,
             key,
             answer: &value,
             node: &*self.backend,

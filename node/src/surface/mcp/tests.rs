@@ -145,6 +145,7 @@ fn tools_are_the_registry_operations_with_object_schemas() {
             "list_leases",
             "extend",
             "stop",
+            "acknowledge",
             "revoke_grant",
             "exec",
             "logs"

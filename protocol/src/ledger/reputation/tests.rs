@@ -198,6 +198,7 @@ impl Market {
                         agent: agent.id(),
                         receipt: receipt.digest(),
                         acked_at: at(self.clock),
+                        delegation: None,
                     },
                     agent,
                 )
@@ -518,6 +519,7 @@ fn epochs_judge_what_is_dated_inside_on_everything_before_their_end() {
         agent: a.id(),
         receipt: receipt.digest(),
         acked_at: at(86_400 + 11),
+        delegation: None,
     };
     let ack = Some(Signed::sign(ack, &a).unwrap());
     m.log(Fact::Usage(Usage { receipt, ack }));
@@ -689,4 +691,53 @@ proptest! {
             prop_assert_eq!(again.gossip_score(id).to_bits(), reference.gossip_score(id).to_bits());
         }
     }
+}
+
+/// A provider logs its final receipt alone at the end, then again with the agent's later
+/// acknowledgement (what a node does): the lease counts as acknowledged, exactly as if the
+/// acknowledged fact had been the only one, and the bare one alone earns no praise.
+#[test]
+fn a_later_acknowledgement_upgrades_the_providers_word() {
+    let agent = key(AGENT, 1);
+    let p = providers(2);
+    let market = |acked_later: bool| {
+        let mut m = Market::new();
+        m.signup(&agent, Some((&key(ISSUER, 0), 1_000)));
+        m.lease(&agent, &p[1], 10_000, Run::Ran { acked: true }, None);
+        m.lease(&agent, &p[0], 10_000, Run::Ran { acked: false }, None);
+        if acked_later {
+            let bare = m
+                .log
+                .iter()
+                .filter_map(|e| match &e.body().fact {
+                    Fact::Usage(u) if u.receipt.body().provider == p[0].id() => Some(u.clone()),
+                    _ => None,
+                })
+                .next()
+                .unwrap();
+            let ack = ReceiptAck {
+                agent: agent.id(),
+                receipt: bare.receipt.digest(),
+                acked_at: at(m.clock),
+                delegation: None,
+            };
+            let ack = Some(Signed::sign(ack, &agent).unwrap());
+            m.log(Fact::Usage(Usage {
+                receipt: bare.receipt,
+                ack,
+            }));
+        }
+        m.reputation()
+    };
+    let bare = market(false);
+    let upgraded = market(true);
+    assert_eq!(
+        trust(&bare, &p[0]),
+        0,
+        "the provider's word alone earns nothing"
+    );
+    assert!(trust(&upgraded, &p[0]) > 0);
+    assert_eq!(upgraded.score(&p[0].id()).unwrap().ran, 1);
+    // As much as the other provider, whose only fact was acknowledged from the start.
+    assert_eq!(trust(&upgraded, &p[0]), trust(&upgraded, &p[1]));
 }
