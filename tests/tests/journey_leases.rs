@@ -17,6 +17,14 @@
 //! `files put/get` byte for byte, `extend`, periodic receipts metered from the engine's
 //! statistics, and `stop` with C's final signed receipt.
 //!
+//! Under a quota committee of n = 4 (A and C validators, two validator-only nodes; agents
+//! claim the free tier at signup, leases start against lock certificates, an extension is
+//! paid by a top-up, the account is charged each lease's cost once): the main journey, the
+//! streams through any node, the provider lost mid-lease, and the Docker journey. Two tests
+//! keep the providers' own quota books, because what they check does not exist under a
+//! committee: failover to the next candidate (a lock names one provider) and the owner's
+//! approval above the spending limit (the committee's credit is the limit).
+//!
 //! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips those tests. The
 //! Docker journey needs an engine: without one it skips, unless `AGORA_REQUIRE_DOCKER` is
 //! set (as `./scripts/test` does under CI); it removes the containers, networks, firewall
@@ -36,12 +44,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_attest::{Identity, keyfile};
+use agora_node::agent::quota::{QuotaAccount, lock_op};
 use agora_protocol::lease::{Candidate, LeaseGrant, LeaseRequest, NONCE_LEN, UsageReceipt};
 use agora_protocol::offer::Isolation;
 use agora_protocol::read_proof::ReadProof;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::WorkloadSpec;
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind, Timestamp};
+use agora_tests::committee::Committee;
 use agora_tests::docker_engine::DockerLeftovers;
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, http_json, wait_for};
@@ -73,13 +83,56 @@ fn provider_with(dir: &Path, bootstrap: &str, extra: &str) -> NodeProc {
 /// A provider (and gateway) on `runtime` (`sandbox`, `docker`), receipts every 2 s, with
 /// more configuration (whole sections) appended.
 fn provider_on(dir: &Path, bootstrap: &str, runtime: &str, extra: &str) -> NodeProc {
+    provider_in(dir, bootstrap, runtime, extra, None)
+}
+
+/// [`provider_on`], and a validator of `committee` if one is given: it then admits leases
+/// only against the committee's lock certificates.
+fn provider_in(
+    dir: &Path,
+    bootstrap: &str,
+    runtime: &str,
+    extra: &str,
+    committee: Option<&Committee>,
+) -> NodeProc {
+    let (roles, genesis) = committee_lines(committee);
     NodeProc::start_configured(
         dir,
         &format!(
-            "roles = [\"provider\", \"gateway\"]\nregion = \"eu\"\n\n[provider]\nruntimes = [\"{runtime}\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"
+            "roles = [\"provider\", \"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[provider]\nruntimes = [\"{runtime}\"]\nvcpu = 2\nmemory_mib = 2048\ndisk_mib = 2048\nprices = {{ vcpu = 100, memory_gib = 10 }}\n\n[leases]\nreceipt_interval = \"2s\"\n{extra}"
         ),
         Some(bootstrap),
     )
+}
+
+/// The extra role and the genesis line of a member of `committee`.
+fn committee_lines(committee: Option<&Committee>) -> (&'static str, String) {
+    committee.map_or(("", String::new()), |c| {
+        (", \"validator\"", c.config_line())
+    })
+}
+
+/// Gateway A in `root/a` and provider C in `root/c` on the sandbox, both validators of a
+/// quota committee of n = 4 with two validator-only nodes, all connected; `a_extra` appended
+/// to A's `[leases]` section.
+fn committee_network(root: &Path, a_extra: &str) -> (NodeProc, NodeProc, Committee) {
+    committee_network_on(root, a_extra, "sandbox", "")
+}
+
+/// [`committee_network`] with C on `runtime`, `c_extra` appended to its configuration.
+fn committee_network_on(
+    root: &Path,
+    a_extra: &str,
+    runtime: &str,
+    c_extra: &str,
+) -> (NodeProc, NodeProc, Committee) {
+    let (a_dir, c_dir) = (root.join("a"), root.join("c"));
+    let mut committee = Committee::new(root, &[a_dir.as_path(), c_dir.as_path()]);
+    let a = gateway_in(&a_dir, a_extra, Some(&committee));
+    let c = provider_in(&c_dir, &a.tcp_addr(), runtime, c_extra, Some(&committee));
+    committee.start_extra(&a.tcp_addr());
+    committee.wait_connected(&[&a, &c]);
+    (a, c, committee)
 }
 
 /// A gateway (and bootstrap) that waits 3 s per provider before failing over: a provider
@@ -90,10 +143,16 @@ fn gateway(dir: &Path) -> NodeProc {
 
 /// [`gateway`] with more configuration (whole sections) appended.
 fn gateway_with(dir: &Path, extra: &str) -> NodeProc {
+    gateway_in(dir, extra, None)
+}
+
+/// [`gateway_with`], and a validator of `committee` if one is given.
+fn gateway_in(dir: &Path, extra: &str, committee: Option<&Committee>) -> NodeProc {
+    let (roles, genesis) = committee_lines(committee);
     NodeProc::start_configured(
         dir,
         &format!(
-            "roles = [\"gateway\"]\nregion = \"eu\"\n\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n{extra}"
+            "roles = [\"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[network]\nkad_server = true\n\n[leases]\nprovider_timeout = \"3s\"\n{extra}"
         ),
         None,
     )
@@ -246,6 +305,26 @@ fn quoted_on(node: &NodeProc, provider: &str, runtime: &str) -> (Digest, Digest)
     })
 }
 
+/// `POST /v1/leases` of `request` with `agent`'s lock for it, signed over its account at
+/// `node`'s committee.
+fn create_locked(node: &NodeProc, agent: &Agent, request: &Signed<LeaseRequest>) -> (u16, Value) {
+    let (status, view) = send(
+        node.http,
+        "GET",
+        &format!("/v1/accounts/{}/quota", agent.id()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    let view: QuotaAccount = serde_json::from_value(view).unwrap();
+    let lock = lock_op(&agent.identity, &view, request).unwrap();
+    send(
+        node.http,
+        "POST",
+        "/v1/leases",
+        Some(&json!({ "request": b64(request), "lock": b64(&lock) })),
+    )
+}
+
 fn create(node: &NodeProc, request: &Signed<LeaseRequest>) -> (u16, Value) {
     send(
         node.http,
@@ -326,8 +405,7 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    let (a, c, _committee) = committee_network(tmp.path(), "");
     leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     let (offer, busybox) = quoted(&a, &c.id);
@@ -427,10 +505,27 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
     );
     assert!(last.body().total_micro > 0);
 
-    // The quota at C is charged what the two leases cost, and nothing stays locked.
+    // The agent's account at the committee is charged what the two leases cost (the second
+    // over its lock and its top-up, once), and nothing stays locked once C settled them.
     let first_total = lease_view(&a, &first)["receipt"]["total_micro"]
         .as_u64()
         .unwrap();
+    let settled = wait_for(WAIT, || {
+        let (status, v) = send(
+            a.http,
+            "GET",
+            &format!("/v1/accounts/{}/quota", agent.id()),
+            None,
+        );
+        assert_eq!(status, 200, "{v}");
+        (v["locked_micro"] == 0 && v["next_seq"].as_u64() >= Some(3)).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("C settles the locks:\n{}", c.log()));
+    assert_eq!(
+        settled["spent_micro"].as_u64(),
+        Some(first_total + last.body().total_micro),
+        "{settled}"
+    );
     // Only the agent lists its leases: not without proof, not with another agent's proof,
     // not with its proof for another node (A), not with a stale one.
     let stale = now().saturating_sub(Duration::from_secs(6 * 60));
@@ -467,12 +562,6 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
             .any(|l| l["lease"] == second.as_str()),
         "the agent's own proof lists its leases: {at_c_list}"
     );
-    assert_eq!(
-        at_c_list["quota"]["spent_micro"].as_u64(),
-        Some(first_total + last.body().total_micro),
-        "{at_c_list}"
-    );
-    assert_eq!(at_c_list["quota"]["locked_micro"], 0);
 
     // 3. Bad input: a clear code, and nothing lost.
     // A request naming the agent but signed by the gateway's (here: another) key.
@@ -507,9 +596,9 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
         ),
         "{v}"
     );
-    // A replayed request: granted once, refused as a replay after.
+    // A replayed request: granted once (against its lock), refused as a replay after.
     let started = std::time::Instant::now();
-    let (status, v) = create(&a, &good);
+    let (status, v) = create_locked(&a, &agent, &good);
     assert_eq!(status, 201, "{v}");
     eprintln!(
         "lease through A granted by C in {} ms (C's part: {} ms)",
@@ -551,10 +640,11 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
         (409, Some("tier_limit")),
         "{v}"
     );
-    // Over the spending limit with no owner to approve: the contained tier's 10 credits do
-    // not cover 72 h of 1 vCPU and 1 GiB at C's prices (about 28.5 credits).
-    let (status, v) = create(
+    // Over the agent's quota: the free tier's 10 credits do not cover 72 h of 1 vCPU and
+    // 1 GiB at C's prices (about 28.5 credits), so the committee does not certify the lock.
+    let (status, v) = create_locked(
         &a,
+        &agent,
         &agent.request(at_c(offer), busybox, &["true"], |r| {
             r.spec.resources.vcpu_milli = 1000;
             r.spec.resources.memory_mib = 1024;
@@ -747,8 +837,7 @@ fn a_provider_that_vanishes_mid_lease_is_reported_lost_by_the_gateway() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway_with(&tmp.path().join("a"), "provider_lost_after = \"3s\"\n");
-    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    let (a, c, committee) = committee_network(tmp.path(), "provider_lost_after = \"3s\"\n");
     leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     let (offer, busybox) = quoted(&a, &c.id);
@@ -761,7 +850,7 @@ fn a_provider_that_vanishes_mid_lease_is_reported_lost_by_the_gateway() {
         &["sh", "-c", "echo started; sleep 600"],
         |_| {},
     );
-    let (status, v) = create(&a, &request);
+    let (status, v) = create_locked(&a, &agent, &request);
     assert_eq!(status, 201, "{v}");
     let lease = v["lease"]["lease"].as_str().unwrap().to_owned();
 
@@ -863,7 +952,7 @@ fn a_provider_that_vanishes_mid_lease_is_reported_lost_by_the_gateway() {
     // C comes back (its workload outlived it): its signed word wins over A's verdict.
     let c_dir = c.dir.clone();
     drop(c);
-    let c = provider(&c_dir, &a.tcp_addr());
+    let c = provider_in(&c_dir, &a.tcp_addr(), "sandbox", "", Some(&committee));
     let back = wait_for(WAIT, || {
         let v = lease_view(&a, &lease);
         (v["fresh"] == true).then_some(v)
@@ -946,8 +1035,7 @@ fn exec_logs_and_files_stream_through_any_node() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
+    let (a, c, _committee) = committee_network(tmp.path(), "");
     leftovers.add(cgroup_parent(&c));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     quoted(&a, &c.id);
@@ -1126,13 +1214,7 @@ fn the_journey_runs_on_docker_too() {
     let tmp = tempfile::tempdir().unwrap();
     let mut engine = DockerLeftovers::new();
     let image = engine.busybox(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let c = provider_on(
-        &tmp.path().join("c"),
-        &a.tcp_addr(),
-        "docker",
-        &engine.config(),
-    );
+    let (a, c, _committee) = committee_network_on(tmp.path(), "", "docker", &engine.config());
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
     let (_, offered) = quoted_on(&a, &c.id, "docker");
     assert_eq!(offered, image, "C offers the image built here");

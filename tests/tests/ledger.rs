@@ -119,11 +119,14 @@ fn three_nodes_agree_on_the_evidence_and_keep_it_through_kill_9() {
     let before = state(&b);
     assert_eq!(count(&before, "signup"), 1, "{before}");
     assert_eq!(count(&before, "lease"), 1, "{before}");
-    assert_eq!(count(&before, "usage"), 1, "{before}");
+    // The final receipt, then the same receipt with the agent's acknowledgement (`agent
+    // stop` countersigns it).
+    assert_eq!(count(&before, "usage"), 2, "{before}");
+    assert_eq!(before["acknowledged_receipts"], 1, "{before}");
     assert_eq!(before["pending"], 0, "{before}");
     assert!(before["equivocators"].as_array().unwrap().is_empty());
-    // B appended the grant and the receipt: its own chain has both.
-    assert_eq!(before["own"]["seq"], 1, "{before}");
+    // B appended the grant, the receipt and the acknowledged receipt: its own chain has all.
+    assert_eq!(before["own"]["seq"], 2, "{before}");
 
     // kill -9 the provider: it comes back with everything and the same hash.
     b.signal("KILL");
