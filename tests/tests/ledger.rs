@@ -1,8 +1,10 @@
 //! The replicated evidence log across real `agora node` processes on 127.0.0.1:
 //!
-//! - three nodes (gateway A, sandbox provider B, gateway C): an agent signs up at A and runs
-//!   a lease on B to its end; all three reach one state hash holding the signup, the grant
-//!   and the final receipt (deadline 30 s; the time taken is printed);
+//! - three nodes (gateway A, sandbox provider B, gateway C; with a validator-only node, the
+//!   quota committee of n = 4): an agent signs up at A (claiming the free tier) and runs a
+//!   lease on B to its end against a lock certificate; all three reach one state hash
+//!   holding the signup, the grant, the final receipt and its acknowledgement (deadline
+//!   30 s; the time taken is printed);
 //! - a node killed with `kill -9` right after it acknowledged an entry restarts with that
 //!   entry (its own chain's latest) and the same state hash as before;
 //! - `agora ledger verify` passes on a stopped node's data dir with the same state hash,
@@ -16,14 +18,16 @@
     clippy::indexing_slicing
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agora_node::store::{Column, RocksStore, Store as _};
 use agora_protocol::Digest;
 use agora_tests::cluster::{
-    agent_cli, cgroup_parent, free_udp_port, gateway, provider, run_lease, signup, wait_for_offer,
+    agent_cli, cgroup_parent, free_udp_port, run_lease, signup, validator_gateway,
+    validator_provider, wait_for_offer,
 };
+use agora_tests::committee::Committee;
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, wait_for};
 use agora_tests::{agora, stderr, stdout};
@@ -87,20 +91,29 @@ fn three_nodes_agree_on_the_evidence_and_keep_it_through_kill_9() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let b = provider(
-        &tmp.path().join("b"),
+    // A, B and C are three of the quota committee's four validators (n = 4, f = 1).
+    let dirs = ["a", "b", "c"].map(|n| tmp.path().join(n));
+    let mut committee = Committee::new(tmp.path(), &dirs.each_ref().map(PathBuf::as_path));
+    let a = validator_gateway(&dirs[0], &committee);
+    let b = validator_provider(
+        &dirs[1],
         &a.tcp_addr(),
         "sandbox",
         free_udp_port(),
         "",
+        &committee,
     );
     leftovers.add(cgroup_parent(&b));
     let c = NodeProc::start_configured(
-        &tmp.path().join("c"),
-        "roles = [\"gateway\"]\nregion = \"eu\"\n",
+        &dirs[2],
+        &format!(
+            "roles = [\"gateway\", \"validator\"]\nregion = \"eu\"\n{}\n",
+            committee.config_line()
+        ),
         Some(&a.tcp_addr()),
     );
+    committee.start_extra(&a.tcp_addr());
+    committee.wait_connected(&[&a, &b, &c]);
 
     // The agent's journey: signup at A, a lease on B run to its end.
     let home = tmp.path().join("agent");

@@ -13,8 +13,9 @@
 //! - With f = 1 validator killed, a lock still certifies and its lease starts; the
 //!   validator restarted restores its votes from its store.
 //! - Extension under the committee: `agora agent extend` twice, each paid by a certified
-//!   top-up the provider keeps beside the lock; the stop settles all three locks and the
-//!   account is charged the final receipt's cost once.
+//!   top-up the provider keeps beside the lock; a top-up naming another base than the
+//!   lease's locks hold is not certified (`quota`); the stop settles all three locks and
+//!   the account is charged the final receipt's cost once.
 //! - Acknowledged receipts: `agora agent stop` countersigns the final receipt; the provider
 //!   records the acknowledged usage fact (`GET /v1/ledger/state` `acknowledged_receipts`,
 //!   gossiped to the gateway), `agora agent status` then has nothing to send, and the
@@ -36,9 +37,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use agora_attest::{Identity, keyfile};
-use agora_node::agent::quota::{QuotaAccount, lock_op};
-use agora_node::agent::request::RunPlan;
+use agora_node::agent::quota::{Extension, QuotaAccount, lock_op, top_up_op};
+use agora_node::agent::request::{RunPlan, sign_op};
 use agora_protocol::committee::Op;
+use agora_protocol::lease::LeaseGrant;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::{Ed25519, Signed};
 use agora_tests::cluster::{agent_cli, cgroup_parent, signup, wait_for_offer};
@@ -308,6 +310,12 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     );
     assert!(ok, "with one validator down: {err}\n{}", v2.log());
     let lease = run["lease"]["lease"].as_str().unwrap().to_owned();
+    // The gateway picked one of the two providers.
+    let runner = if run["lease"]["provider"] == p1.id.as_str() {
+        &p1
+    } else {
+        &p2
+    };
     let account3 = quota_account(&v3, &agent3);
     assert_eq!(account3.next_seq, 1, "the lock is certified: {account3:?}");
 
@@ -325,7 +333,7 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     // gateway has it certified, the provider checks and keeps it beside the lock.
     let before = quota_account(&v3, &agent3);
     let (ok, extended, err) = agent_cli(&home3, &v2, &["extend", &lease, "1m"]);
-    assert!(ok, "extend under the committee: {err}\n{}", p1.log());
+    assert!(ok, "extend under the committee: {err}\n{}", runner.log());
     assert_eq!(extended["verified"], true, "{extended}");
     let account3 = wait_for(WAIT, || {
         let a = quota_account(&v3, &agent3);
@@ -339,7 +347,60 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     );
     // A second extension: its top-up's base is what both locks hold.
     let (ok, _, err) = agent_cli(&home3, &v2, &["extend", &lease, "30"]);
-    assert!(ok, "a second extension: {err}\n{}", p1.log());
+    assert!(ok, "a second extension: {err}\n{}", runner.log());
+    assert_eq!(quota_account(&v3, &agent3).locks.len(), 3);
+    // A top-up naming a base the lease's locks do not hold (here only the first lock's) is
+    // not certified: the extension is refused `quota` and nothing more is locked.
+    let view = wait_for(WAIT, || {
+        let a = quota_account(&v3, &agent3);
+        (a.next_seq == 3).then_some(a)
+    })
+    .unwrap();
+    let mut partial = view.clone();
+    partial.locks.truncate(1);
+    let key3 = keyfile::load(&home3.join("agent.key")).unwrap();
+    let (status, shown) = v2.get(&format!("/v1/leases/{lease}"));
+    assert_eq!(status, 200, "{shown}");
+    let grant_bytes = URL_SAFE_NO_PAD
+        .decode(shown["grant"].as_str().unwrap())
+        .unwrap();
+    let grant: Signed<LeaseGrant> = Signed::decode(&grant_bytes, &Ed25519).unwrap();
+    let extension = Extension::of(grant.body(), 30);
+    let wrong_base = top_up_op(&key3, &partial, &extension).unwrap();
+    let op = sign_op(
+        &key3,
+        grant.body().provider,
+        grant.body().lease,
+        agora_protocol::lease::Op::Extend { secs: 30 },
+        agora_protocol::Timestamp::from_unix_millis(
+            u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap(),
+        ),
+    )
+    .unwrap();
+    let (status, refused) = http_json(
+        v2.http,
+        "POST",
+        &format!("/v1/leases/{lease}/extend"),
+        &[],
+        Some(&json!({ "op": b64(&op), "top_up": b64(&wrong_base) })),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("quota")),
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("top-up")),
+        "the validators say why: {refused}"
+    );
     assert_eq!(quota_account(&v3, &agent3).locks.len(), 3);
 
     // Stopping the lease settles its locks with the provider's final receipt, which the CLI
@@ -357,7 +418,7 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         "{shown}"
     );
     // In the provider's evidence log, and by gossip in the gateway's.
-    for node in [&p1, &v2] {
+    for node in [runner, &v2] {
         wait_for(WAIT, || {
             let (_, state) = node.get("/v1/ledger/state");
             (state["acknowledged_receipts"].as_u64()? >= 1).then_some(())
@@ -365,20 +426,23 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         .unwrap_or_else(|| panic!("{} logs the acknowledged receipt:\n{}", node.id, node.log()));
     }
     // Reputation counts the lease as one that ran only with the agent's word for it.
-    // (Recomputed periodically; generous for a loaded machine.)
-    wait_for(Duration::from_secs(180), || {
-        let (_, v) = p1.get(&format!("/v1/providers/{}", p1.id));
+    // (Recomputed every 30 s.)
+    wait_for(Duration::from_secs(90), || {
+        let (_, v) = runner.get(&format!("/v1/providers/{}", runner.id));
         (v["reputation"]["current"]["score"]["ran"].as_u64()? >= 1).then_some(())
     })
     .unwrap_or_else(|| {
-        let (_, v) = p1.get(&format!("/v1/providers/{}", p1.id));
-        panic!("the acknowledged lease counts as run: {v}\n{}", p1.log())
+        let (_, v) = runner.get(&format!("/v1/providers/{}", runner.id));
+        panic!(
+            "the acknowledged lease counts as run: {v}\n{}",
+            runner.log()
+        )
     });
     let settled = wait_for(WAIT, || {
         let a = quota_account(&v3, &agent3);
         a.locks.is_empty().then_some(a)
     })
-    .unwrap_or_else(|| panic!("the lock is settled:\n{}", p1.log()));
+    .unwrap_or_else(|| panic!("the locks are settled:\n{}", runner.log()));
     // Settled by the provider (an unlock would wait for expiry + grace): what the final
     // receipt charged is spent once over the lock and its top-ups, the rest returned.
     assert!(

@@ -150,6 +150,19 @@ pub struct Extension {
     pub secs: u64,
 }
 
+impl Extension {
+    /// `secs` more of the lease `grant` (its provider's latest signed grant) is for.
+    pub fn of(grant: &agora_protocol::lease::LeaseGrant, secs: u64) -> Self {
+        Self {
+            lease: grant.lease,
+            provider: grant.provider,
+            price_per_sec: grant.price_per_sec,
+            expires_at: grant.expires_at,
+            secs,
+        }
+    }
+}
+
 /// The agent's top-up paying for `extension`: price × seconds, lasting until the new end
 /// + [`LOCK_SLACK`], over what the lease's open locks in `view` hold.
 ///

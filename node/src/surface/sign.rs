@@ -485,14 +485,7 @@ async fn quota_top_up(
     let Some((key, account)) = quota_account(cx).await? else {
         return Ok(None);
     };
-    let g = grant.body();
-    let extension = crate::agent::quota::Extension {
-        lease: g.lease,
-        provider: g.provider,
-        price_per_sec: g.price_per_sec,
-        expires_at: g.expires_at,
-        secs,
-    };
+    let extension = crate::agent::quota::Extension::of(grant.body(), secs);
     let top_up = crate::agent::quota::top_up_op(&key.identity, &account, &extension)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
     Ok(Some(b64(&top_up)))

@@ -65,14 +65,7 @@ pub(super) fn top_up_for(
     let Some(view) = account(client, agent)? else {
         return Ok(None);
     };
-    let g = grant.body();
-    let extension = Extension {
-        lease: g.lease,
-        provider: g.provider,
-        price_per_sec: g.price_per_sec,
-        expires_at: g.expires_at,
-        secs,
-    };
+    let extension = Extension::of(grant.body(), secs);
     let top_up = top_up_op(agent, &view, &extension).context("signing the quota top-up")?;
     Ok(Some(super::lease::b64(&top_up)))
 }
