@@ -306,11 +306,12 @@ async fn main() {
     };
     let committee_row = {
         let root = tmp.path().join("committee");
-        // Every agent claims a free-tier grant: the genesis allows as many an epoch.
+        // Every agent claims a free-tier grant at a random pool slot: the genesis allows
+        // eight times as many an epoch, so a few retries find a free slot.
         let committee = Committee::new_capped(
             &root,
             &[root.join("a").as_path(), root.join("c").as_path()],
-            u32::try_from(concurrent + 8).unwrap(),
+            u32::try_from(concurrent * 8 + 8).unwrap(),
         );
         let setup = market(&root, Some(committee), concurrent, &workload).await;
         market_series(
@@ -365,14 +366,14 @@ async fn market(
     let a = node(
         &root.join("a"),
         &format!(
-            "roles = [\"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[network]\nkad_server = true\n\n[signup]\npow_bits = 8\n"
+            "roles = [\"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[network]\nkad_server = true\n\n[signup]\npow_bits = 8\nper_address = \"1000/min\"\nper_prefix = \"1000/min\"\n"
         ),
         &[],
     );
     let c = node(
         &root.join("c"),
         &format!(
-            "roles = [\"provider\", \"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = {{ vcpu = 1, memory_gib = 1 }}\n\n[signup]\npow_bits = 8\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n"
+            "roles = [\"provider\", \"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = {{ vcpu = 1, memory_gib = 1 }}\n\n[signup]\npow_bits = 8\nper_address = \"1000/min\"\nper_prefix = \"1000/min\"\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n"
         ),
         &["--bootstrap".to_owned(), a.tcp_addr()],
     );
