@@ -45,6 +45,8 @@ pub(super) struct DemoArgs {
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the gateway may take to see both providers' offers.
 const OFFERS_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the demo waits for the workload's first line of output.
+const OUTPUT_WAIT: Duration = Duration::from_secs(15);
 /// The four nodes, each a validator of the quota committee.
 const NODES: [&str; 4] = ["bootstrap", "provider-1", "provider-2", "gateway"];
 /// The agent's attested spending limit, credits (credited at the committee on signup).
@@ -504,11 +506,22 @@ async fn journey(
     let key_text = agent_key.to_string_lossy().into_owned();
     let key = key_text.as_str();
     step("read the workload's output through the gateway", async {
-        let lines = cli_lines(
-            exe,
-            &["agent", "logs", &lease, "--node", &gateway, "--key", key],
-        )
-        .await?;
+        // The grant comes once the sandbox is launched, not once its command has printed:
+        // on a busy host the first line may take a moment.
+        let deadline = tokio::time::Instant::now() + OUTPUT_WAIT;
+        let lines = loop {
+            let lines = cli_lines(
+                exe,
+                &["agent", "logs", &lease, "--node", &gateway, "--key", key],
+            )
+            .await?;
+            if lines.iter().any(|l| l["type"] == "stdout")
+                || tokio::time::Instant::now() >= deadline
+            {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         let text: String = lines
             .iter()
             .filter(|l| l["type"] == "stdout")
@@ -516,7 +529,10 @@ async fn journey(
             .collect();
         print_output(out, &text);
         if !lines.iter().any(|l| l["type"] == "stdout") {
-            bail!("the workload printed nothing");
+            bail!(
+                "the workload printed nothing within {} s",
+                OUTPUT_WAIT.as_secs()
+            );
         }
         Ok(())
     })
