@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_attest::{Identity, keyfile};
+use agora_node::agent::quota::QuotaAccount;
 
 use crate::node::{Launch, NodeProc, wait_for};
 
@@ -42,6 +43,14 @@ pub const N: usize = 4;
 
 /// How long [`Committee::wait_connected`] waits.
 const WAIT: Duration = Duration::from_secs(60);
+
+/// `agent`'s quota account as `node` shows it (`GET /v1/accounts/{agent}/quota`; the node
+/// must have the committee).
+pub fn quota_account(node: &NodeProc, agent: &str) -> QuotaAccount {
+    let (status, v) = node.get(&format!("/v1/accounts/{agent}/quota"));
+    assert_eq!(status, 200, "{v}");
+    serde_json::from_value(v).unwrap()
+}
 
 /// The node key in `dir` (`dir/data/identity.key`, where [`NodeProc`] keeps it), created if
 /// missing: known before the node starts, so a genesis can name it.

@@ -44,14 +44,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_attest::{Identity, keyfile};
-use agora_node::agent::quota::{QuotaAccount, lock_op};
+use agora_node::agent::quota::lock_op;
 use agora_protocol::lease::{Candidate, LeaseGrant, LeaseRequest, NONCE_LEN, UsageReceipt};
 use agora_protocol::offer::Isolation;
 use agora_protocol::read_proof::ReadProof;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::workload::WorkloadSpec;
 use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedKind, Timestamp};
-use agora_tests::committee::Committee;
+use agora_tests::committee::{Committee, quota_account};
 use agora_tests::docker_engine::DockerLeftovers;
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, http_json, wait_for};
@@ -308,14 +308,7 @@ fn quoted_on(node: &NodeProc, provider: &str, runtime: &str) -> (Digest, Digest)
 /// `POST /v1/leases` of `request` with `agent`'s lock for it, signed over its account at
 /// `node`'s committee.
 fn create_locked(node: &NodeProc, agent: &Agent, request: &Signed<LeaseRequest>) -> (u16, Value) {
-    let (status, view) = send(
-        node.http,
-        "GET",
-        &format!("/v1/accounts/{}/quota", agent.id()),
-        None,
-    );
-    assert_eq!(status, 200, "{view}");
-    let view: QuotaAccount = serde_json::from_value(view).unwrap();
+    let view = quota_account(node, &agent.id().to_string());
     let lock = lock_op(&agent.identity, &view, request).unwrap();
     send(
         node.http,
@@ -511,20 +504,14 @@ fn an_agent_leases_through_a_gateway_and_controls_it_there() {
         .as_u64()
         .unwrap();
     let settled = wait_for(WAIT, || {
-        let (status, v) = send(
-            a.http,
-            "GET",
-            &format!("/v1/accounts/{}/quota", agent.id()),
-            None,
-        );
-        assert_eq!(status, 200, "{v}");
-        (v["locked_micro"] == 0 && v["next_seq"].as_u64() >= Some(3)).then_some(v)
+        let v = quota_account(&a, &agent.id().to_string());
+        (v.locked_micro == 0 && v.next_seq >= 3).then_some(v)
     })
     .unwrap_or_else(|| panic!("C settles the locks:\n{}", c.log()));
     assert_eq!(
-        settled["spent_micro"].as_u64(),
-        Some(first_total + last.body().total_micro),
-        "{settled}"
+        settled.spent_micro,
+        first_total + last.body().total_micro,
+        "{settled:?}"
     );
     // Only the agent lists its leases: not without proof, not with another agent's proof,
     // not with its proof for another node (A), not with a stale one.

@@ -44,7 +44,9 @@ use agora_protocol::lease::LeaseGrant;
 use agora_protocol::signup::SignupRecord;
 use agora_protocol::{Ed25519, Signed};
 use agora_tests::cluster::{agent_cli, cgroup_parent, signup, wait_for_offer};
-use agora_tests::committee::{FREE_MICRO, key_of, validator, wait_connected, write_genesis};
+use agora_tests::committee::{
+    FREE_MICRO, key_of, quota_account, validator, wait_connected, write_genesis,
+};
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, http_json, wait_for};
 use base64::Engine as _;
@@ -63,12 +65,6 @@ fn provider(dir: &Path, genesis: &Path, bootstrap: &str) -> NodeProc {
         ),
         Some(bootstrap),
     )
-}
-
-fn quota_account(node: &NodeProc, agent: &str) -> QuotaAccount {
-    let (status, v) = node.get(&format!("/v1/accounts/{agent}/quota"));
-    assert_eq!(status, 200, "{v}");
-    serde_json::from_value(v).unwrap()
 }
 
 /// A signed lease request of `home`'s agent for `provider`'s offer as `node` quotes it.

@@ -717,7 +717,8 @@ impl Provider {
     ) -> Result<LeaseStatus, Refusal> {
         // The top-up's votes are checked before the state is locked.
         let top_up = match (&self.quota, top_up) {
-            (Some(quota), Some(unchecked)) => Some(
+            (Some(quota), Some(unchecked)) => Some((
+                quota,
                 unchecked
                     .clone()
                     .verify(quota.committee(), &agora_protocol::Ed25519)
@@ -727,7 +728,7 @@ impl Provider {
                             format!("the top-up certificate does not verify: {e}"),
                         )
                     })?,
-            ),
+            )),
             (Some(_), None) => {
                 return Err(refusal(
                     RefusalCode::Quota,
@@ -747,8 +748,8 @@ impl Provider {
         let auth = self.check_running(&mut st, op, now)?;
         let id = auth.lease.lease;
         let (extra, expires_at) = st.admission.extension(&id, secs)?;
-        match (&self.quota, &top_up) {
-            (Some(quota), Some(cert)) => {
+        match &top_up {
+            Some((quota, cert)) => {
                 let unavailable = |e: crate::committee::StateError| {
                     refusal(
                         RefusalCode::Unavailable,
@@ -773,7 +774,7 @@ impl Provider {
                 // Kept before the lease is extended: it is what the extension is paid from.
                 quota.state().put_lock(&id, cert).map_err(unavailable)?;
             }
-            _ => {
+            None => {
                 let limit = auth.lease.tier.spending_limit_micro();
                 if let QuotaAnswer::Denied(r) =
                     st.quota

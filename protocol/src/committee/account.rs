@@ -146,18 +146,22 @@ impl Account {
         self.locks_for(lease).map(|(_, l)| l.expires_at).max()
     }
 
-    /// Locks anyone may unlock at `now`, by position: every open lock of their lease lapsed
-    /// and the settle grace passed (a top-up keeps the locks it extends open).
+    /// Until when `lock` may be settled, and from when anyone may unlock it: the settle
+    /// grace after the latest expiry among its lease's open locks (a top-up extends the
+    /// lease, so the locks it extends stay open for their provider to settle with the
+    /// lease's final receipt).
+    pub fn settle_deadline(&self, lock: &Lock, committee: &Committee) -> Timestamp {
+        self.latest_expiry(&lock.lease)
+            .map_or(lock.expires_at, |latest| latest.max(lock.expires_at))
+            .saturating_add(committee.settle_grace())
+    }
+
+    /// Locks anyone may unlock at `now`, by position: past their
+    /// [`settle_deadline`](Self::settle_deadline).
     pub fn unlockable(&self, now: Timestamp, committee: &Committee) -> Vec<u64> {
-        let grace = committee.settle_grace();
         self.locks
             .iter()
-            .filter(|(_, l)| {
-                self.latest_expiry(&l.lease)
-                    .unwrap_or(l.expires_at)
-                    .saturating_add(grace)
-                    <= now
-            })
+            .filter(|(_, l)| self.settle_deadline(l, committee) <= now)
             .map(|(seq, _)| *seq)
             .collect()
     }

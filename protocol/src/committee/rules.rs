@@ -4,7 +4,7 @@
 
 use crate::time::Timestamp;
 
-use super::account::{Account, Accounts, Lock};
+use super::account::{Account, Accounts};
 use super::credit;
 use super::genesis::Committee;
 use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op, TopUpTerms};
@@ -35,7 +35,7 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
                     field: ReceiptField::Provider,
                 });
             }
-            let deadline = lease_deadline(account, &lock, committee);
+            let deadline = account.settle_deadline(&lock, committee);
             if now >= deadline {
                 return Err(Refusal::SettleTooLate { deadline });
             }
@@ -43,7 +43,7 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
         }
         Op::Unlock(unlock) => {
             let lock = open_lock(account, unlock.account, unlock.lock_seq, unlock.lock)?;
-            let unlock_at = lease_deadline(account, &lock, committee);
+            let unlock_at = account.settle_deadline(&lock, committee);
             if now < unlock_at {
                 return Err(Refusal::NotExpired { unlock_at });
             }
@@ -193,17 +193,6 @@ fn check_free_tier(
         return Err(Refusal::AlreadyClaimed { epoch: claim.epoch });
     }
     funds_fit(account, committee.free_tier().allowance_micro)
-}
-
-/// Until when `lock` may be settled, and from when unlocked: the settle grace after the
-/// latest expiry among its lease's open locks (a top-up extends the lease, so the locks it
-/// extends stay open for their provider to settle with the lease's final receipt).
-fn lease_deadline(account: &Account, lock: &Lock, committee: &Committee) -> Timestamp {
-    account
-        .latest_expiry(&lock.lease)
-        .unwrap_or(lock.expires_at)
-        .max(lock.expires_at)
-        .saturating_add(committee.settle_grace())
 }
 
 /// Whether `amount` more credit keeps the account's totals within `u64`.
