@@ -397,6 +397,39 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
             .is_some_and(|m| m.contains("top-up")),
         "the validators say why: {refused}"
     );
+    // A top-up that is not base64url, or one for another lease: refused at the gateway
+    // with their codes before the committee is asked.
+    let another = agora_protocol::Digest::of(b"another lease");
+    let mut elsewhere = view.clone();
+    for lock in &mut elsewhere.locks {
+        lock.lease = another.to_string();
+    }
+    let other_lease = top_up_op(
+        &key3,
+        &elsewhere,
+        &Extension {
+            lease: another,
+            ..extension
+        },
+    )
+    .unwrap();
+    for (top_up, code) in [
+        ("not base64url!".to_owned(), "malformed_top_up"),
+        (b64(&other_lease), "bad_top_up"),
+    ] {
+        let (status, v) = http_json(
+            v2.http,
+            "POST",
+            &format!("/v1/leases/{lease}/extend"),
+            &[],
+            Some(&json!({ "op": b64(&op), "top_up": top_up })),
+        );
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{v}"
+        );
+    }
     assert_eq!(quota_account(&v3, &agent3).locks.len(), 3);
 
     // Stopping the lease settles its locks with the provider's final receipt, which the CLI

@@ -357,6 +357,31 @@ async fn a_lease_is_granted_metered_extended_and_stopped() {
         ),
         RefusalCode::Replay
     );
+    // A top-up certificate (the committee's extension) at a provider without a committee,
+    // or beside another operation than an extension: refused as invalid, nothing extended.
+    let unlock = agora_protocol::committee::Op::Unlock(agora_protocol::committee::Unlock {
+        account: id(AGENT),
+        lock_seq: 0,
+        lock: Digest::of(b"lock"),
+    });
+    let top_up = agora_protocol::committee::UncheckedCertificate {
+        op: unlock,
+        votes: Vec::new(),
+    };
+    for what in [Op::Extend { secs: 60 }, Op::Status] {
+        let request = rpc::Request::Extend {
+            op: op(AGENT, lease, what, 9, t(82)),
+            top_up: top_up.clone(),
+        };
+        assert_eq!(
+            refused(h.provider.handle(&request, t(82)).await),
+            RefusalCode::Invalid
+        );
+    }
+    assert_eq!(
+        status(h.provider.query(&lease)).grant.body().expires_at,
+        t(11 + 4200)
+    );
 
     // Stop: the workload ends for the agent, the quota is charged what it cost.
     let s = status(
