@@ -1267,9 +1267,8 @@ fn ledger_seeds(w: &mut Writer) -> Res<()> {
 /// `MAX_PROOFS` certificates.
 fn quota_seeds(w: &mut Writer) -> Res<()> {
     use agora_protocol::committee::{
-        Action, ChainOp, FreeTierClaim, LockTerms, MAX_PROOFS, Op as QuotaOp, Request, Settle,
-        TopUpTerms,
-        UncheckedCertificate, Unlock, Vote, VoteSig,
+        Action, ChainOp, FreeTierClaim, LockTerms, MAX_PROOFS, Op as QuotaOp, Release, Request,
+        Settle, TopUpTerms, UncheckedCertificate, Unlock, Vote, VoteSig,
     };
     let committee = agora_fuzz::quota_committee()?;
     let certify = |op: &QuotaOp| -> Res<agora_protocol::committee::Certificate> {
@@ -1367,6 +1366,18 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         lock_seq: 1,
         lock: lock_cert.digest(),
     });
+    // The lock's provider refused the lease: its signed refusal releases the lock.
+    let release = QuotaOp::Release(Release {
+        account: id(AGENT),
+        lock_seq: 1,
+        lock: lock_cert.digest(),
+        refusal: refusal(
+            Digest::of(b"lease"),
+            RefusalCode::Capacity,
+            "no capacity left",
+            t(10),
+        )?,
+    });
     let mut certs = vec![credit_cert.clone(), lock_cert.clone()];
     for (name, op) in [
         ("credit", &credit),
@@ -1376,6 +1387,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("unlock", &unlock),
         ("credit-max", &credit_max),
         ("top-up", &top_up),
+        ("release", &release),
     ] {
         let cert = match name {
             "credit" => credit_cert.clone(),
@@ -1394,6 +1406,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("lock", lock.clone(), vec![credit_cert.clone()]),
         ("settle", settle, vec![lock_cert.clone()]),
         ("top-up", top_up, vec![lock_cert.clone()]),
+        ("release", release, vec![lock_cert.clone()]),
         (
             "full",
             credit_max,

@@ -1253,5 +1253,14 @@ fn quota_op_invariants(op: &Op) -> Result<(), String> {
             Ok(())
         }
         Op::Unlock(_) => Ok(()),
+        Op::Release(release) => {
+            nested(&release.refusal)?;
+            if release.refusal.signer() != release.refusal.body().provider {
+                return Err(
+                    "quota op: accepted a release whose refusal is not its provider's".into(),
+                );
+            }
+            Ok(())
+        }
     }
 }

@@ -230,21 +230,18 @@ fn request(agent: &SigningKey, nonce: u8) -> Signed<LeaseRequest> {
     Signed::sign(r, agent).unwrap()
 }
 
-/// The provider under test, its committee service and the store's directory.
+/// The provider under test, its committee service, its store and the store's directory.
 struct Harness {
     provider: Provider,
     quota: Arc<Quota>,
+    store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
 
-fn harness(committee: Committee) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&dir.path().join("store")).unwrap());
+/// The provider on `store` with `quota`, opened at `opened` (a second one on the same store
+/// is the provider restarted).
+fn open_provider(store: &Arc<dyn Store>, quota: &Arc<Quota>, opened: Timestamp) -> Provider {
     let identity = Arc::new(Identity::from_secret_bytes(&[PROVIDER; 32]));
-    // The network loop is not running: certificates this provider would send out (none
-    // here: no lease ends) would wait in the channel.
-    let (net, _) = tokio::sync::mpsc::channel(16);
-    let quota = Arc::new(Quota::open(identity.clone(), committee, store.clone(), net).unwrap());
     // No runtime: a lease that passes admission and quota is refused at launch.
     let supervisor =
         Arc::new(Supervisor::new(store.clone(), vec![], SupervisorConfig::default()).unwrap());
@@ -258,19 +255,31 @@ fn harness(committee: Committee) -> Harness {
     });
     let provider = Provider::open(
         identity,
-        store,
+        store.clone(),
         supervisor,
         AdmissionConfig::default(),
         judge,
         Settings::default(),
-        at(50),
+        opened,
     )
     .unwrap()
     .with_quota(Some(quota.clone()));
     provider.offer_published(&offer());
+    provider
+}
+
+fn harness(committee: Committee) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&dir.path().join("store")).unwrap());
+    let identity = Arc::new(Identity::from_secret_bytes(&[PROVIDER; 32]));
+    // The network loop is not running: certificates this provider would send out (none
+    // here: no lease ends) would wait in the channel.
+    let (net, _) = tokio::sync::mpsc::channel(16);
+    let quota = Arc::new(Quota::open(identity, committee, store.clone(), net).unwrap());
     Harness {
-        provider,
+        provider: open_provider(&store, &quota, at(50)),
         quota,
+        store,
         _dir: dir,
     }
 }
@@ -570,4 +579,45 @@ async fn forged_lock_certificates_are_refused_and_never_start_a_lease() {
         vec![good],
         "the genuine lock is kept"
     );
+}
+
+/// A request this provider refused under the committee is never granted afterwards, even
+/// with a genuine lock certificate and after a restart: its signed refusal is what releases
+/// the agent's lock for it (`committee::Release`), so granting it later could run a lease
+/// whose lock was already returned.
+#[tokio::test]
+async fn a_refused_request_is_never_granted_afterwards_even_after_a_restart() {
+    let mut net = Net::new(VALIDATORS, 0);
+    let mut h = harness(net.committee.clone());
+    let agent = key(AGENT);
+    let mut head = net.credit(&agent);
+
+    // Refused (signed, `quota`) without a lock; then a genuine lock certificate for the
+    // same request: refused as a replay, nothing kept.
+    let r = request(&agent, 40);
+    let (code, _) = h.propose(&r, None).await;
+    assert_eq!(code, RefusalCode::Quota);
+    let cert = net.certify(
+        lock_op(&agent, &head, terms(r.digest())),
+        vec![head.clone()],
+    );
+    head = cert.clone();
+    let (code, detail) = h.propose(&r, Some(unchecked(&cert))).await;
+    assert_eq!(code, RefusalCode::Replay, "{detail}");
+    assert!(detail.contains("refused before"), "{detail}");
+    assert!(h.quota.state().locks_of(&r.digest()).unwrap().is_empty());
+
+    // A request refused after passing quota (the launch failed) is remembered too.
+    let (r2, good) = fresh(&mut net, &agent, &mut head, 41);
+    let (code, _) = h.propose(&r2, Some(unchecked(&good))).await;
+    assert_eq!(code, RefusalCode::Unsupported);
+    let (code, _) = h.propose(&r2, Some(unchecked(&good))).await;
+    assert_eq!(code, RefusalCode::Replay);
+
+    // The provider restarts on the same store: it still refuses both.
+    h.provider = open_provider(&h.store, &h.quota, at(60));
+    for (request, lock) in [(&r, &cert), (&r2, &good)] {
+        let (code, detail) = h.propose(request, Some(unchecked(lock))).await;
+        assert_eq!(code, RefusalCode::Replay, "after a restart: {detail}");
+    }
 }

@@ -20,10 +20,14 @@
 //! Under a quota committee of n = 4 (A and C validators, two validator-only nodes; agents
 //! claim the free tier at signup, leases start against lock certificates, an extension is
 //! paid by a top-up, the account is charged each lease's cost once): the main journey, the
-//! streams through any node, the provider lost mid-lease, and the Docker journey. Two tests
-//! keep the providers' own quota books, because what they check does not exist under a
-//! committee: failover to the next candidate (a lock names one provider) and the owner's
-//! approval above the spending limit (the committee's credit is the limit).
+//! streams through any node, the provider lost mid-lease, and the Docker journey. Failover
+//! runs under a committee too (A a validator with three validator-only nodes, the providers
+//! following its genesis): the agent signs one chained lock per candidate, the gateway
+//! certifies each as it fails over, a refusing provider's lock is released at once with its
+//! signed refusal, and the restarted provider settles the lease it kept. One test keeps the
+//! providers' own quota books, because what it checks does not exist under a committee
+//! yet: the owner's approval above the spending limit (the committee's credit is the
+//! limit).
 //!
 //! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips those tests. The
 //! Docker journey needs an engine: without one it skips, unless `AGORA_REQUIRE_DOCKER` is
@@ -44,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_attest::{Identity, keyfile};
-use agora_node::agent::quota::lock_op;
+use agora_node::agent::quota::{lock_fields, lock_op, lock_ops};
 use agora_protocol::lease::{Candidate, LeaseGrant, LeaseRequest, NONCE_LEN, UsageReceipt};
 use agora_protocol::offer::Isolation;
 use agora_protocol::read_proof::ReadProof;
@@ -70,12 +74,8 @@ fn skip() -> bool {
     false
 }
 
-/// A provider (and gateway) on the sandbox runtime, receipts every 2 s.
-fn provider(dir: &Path, bootstrap: &str) -> NodeProc {
-    provider_with(dir, bootstrap, "")
-}
-
-/// [`provider`] with more configuration (whole sections) appended.
+/// A provider (and gateway) on the sandbox runtime, receipts every 2 s, with more
+/// configuration (whole sections) appended.
 fn provider_with(dir: &Path, bootstrap: &str, extra: &str) -> NodeProc {
     provider_on(dir, bootstrap, "sandbox", extra)
 }
@@ -96,6 +96,23 @@ fn provider_in(
     committee: Option<&Committee>,
 ) -> NodeProc {
     let (roles, genesis) = committee_lines(committee);
+    provider_configured(dir, bootstrap, runtime, extra, roles, &genesis)
+}
+
+/// A provider on the sandbox that follows `committee`'s genesis without being one of its
+/// validators: it admits leases only against the committee's lock certificates.
+fn provider_following(dir: &Path, bootstrap: &str, committee: &Committee) -> NodeProc {
+    provider_configured(dir, bootstrap, "sandbox", "", "", &committee.config_line())
+}
+
+fn provider_configured(
+    dir: &Path,
+    bootstrap: &str,
+    runtime: &str,
+    extra: &str,
+    roles: &str,
+    genesis: &str,
+) -> NodeProc {
     NodeProc::start_configured(
         dir,
         &format!(
@@ -135,13 +152,9 @@ fn committee_network_on(
     (a, c, committee)
 }
 
-/// A gateway (and bootstrap) that waits 3 s per provider before failing over: a provider
-/// killed behind a QUIC connection gives no signal, so only the timeout tells.
-fn gateway(dir: &Path) -> NodeProc {
-    gateway_with(dir, "")
-}
-
-/// [`gateway`] with more configuration (whole sections) appended.
+/// A gateway (and bootstrap) that waits 3 s per provider before failing over (a provider
+/// killed behind a QUIC connection gives no signal, so only the timeout tells), with more
+/// configuration (whole sections) appended.
 fn gateway_with(dir: &Path, extra: &str) -> NodeProc {
     gateway_in(dir, extra, None)
 }
@@ -316,6 +329,21 @@ fn create_locked(node: &NodeProc, agent: &Agent, request: &Signed<LeaseRequest>)
         "/v1/leases",
         Some(&json!({ "request": b64(request), "lock": b64(&lock) })),
     )
+}
+
+/// `POST /v1/leases` of `request` with `agent`'s chained locks, one per candidate
+/// (`lock` and `fallback_locks`), signed over its account at `node`'s committee.
+fn create_with_locks(
+    node: &NodeProc,
+    agent: &Agent,
+    request: &Signed<LeaseRequest>,
+) -> (u16, Value) {
+    let view = quota_account(node, &agent.id().to_string());
+    let mut body = json!({ "request": b64(request) });
+    body.as_object_mut().unwrap().extend(lock_fields(
+        &lock_ops(&agent.identity, &view, request).unwrap(),
+    ));
+    send(node.http, "POST", "/v1/leases", Some(&body))
 }
 
 fn create(node: &NodeProc, request: &Signed<LeaseRequest>) -> (u16, Value) {
@@ -723,9 +751,15 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let a = gateway(&tmp.path().join("a"));
-    let c = provider(&tmp.path().join("c"), &a.tcp_addr());
-    let d = provider(&tmp.path().join("d"), &a.tcp_addr());
+    // A gateway and validator of a committee of n = 4 (three validator-only nodes); the
+    // providers C and D follow its genesis.
+    let a_dir = tmp.path().join("a");
+    let mut committee = Committee::new(tmp.path(), &[a_dir.as_path()]);
+    let a = gateway_in(&a_dir, "", Some(&committee));
+    committee.start_extra(&a.tcp_addr());
+    let c = provider_following(&tmp.path().join("c"), &a.tcp_addr(), &committee);
+    let d = provider_following(&tmp.path().join("d"), &a.tcp_addr(), &committee);
+    committee.wait_connected(&[&a, &c, &d]);
     leftovers.add(cgroup_parent(&c));
     leftovers.add(cgroup_parent(&d));
     let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
@@ -744,12 +778,12 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
 
     // C vanishes (SIGKILL: no withdrawal), its offer still in A's book: the request naming
     // C first is granted by D, and the answer says what happened with C.
-    let c_dir = c.dir.clone();
+    let (c_dir, c_id) = (c.dir.clone(), c.id.clone());
     drop(c);
     let request = agent.request(candidates, busybox, &["sleep", "100"], |r| {
         r.spec.lifetime_secs = 120;
     });
-    let (status, v) = create(&a, &request);
+    let (status, v) = create_with_locks(&a, &agent, &request);
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["lease"]["provider"], d.id.as_str(), "{v}");
     let attempts = v["attempts"].as_array().unwrap();
@@ -772,7 +806,7 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
     // D restarts: the lease is still there, still running, and can be stopped.
     let d_dir = d.dir.clone();
     assert!(d.stop(), "D exits cleanly");
-    let d = provider(&d_dir, &a.tcp_addr());
+    let d = provider_following(&d_dir, &a.tcp_addr(), &committee);
     let v = wait_for(WAIT, || {
         let v = lease_view(&a, &lease);
         (v["fresh"] == true).then_some(v)
@@ -783,7 +817,114 @@ fn a_killed_provider_is_failed_over_and_a_restarted_one_keeps_its_lease() {
     assert!(ok, "agent stop after restart: {err}\nD's log:\n{}", d.log());
     assert_eq!(stop["lease"]["ended"]["reason"], "stopped_by_agent");
     assert_eq!(stop["verified"], true);
+    // The restarted D settles the lock it kept: the agent is charged its receipt; C's
+    // lock (certified, never answered) is still held until it lapses.
+    let total = stop["lease"]["receipt"]["total_micro"].as_u64().unwrap();
+    let account = wait_for(WAIT, || {
+        let account = quota_account(&a, &agent.id().to_string());
+        (account.locks.len() == 1).then_some(account)
+    })
+    .expect("D settles its lock");
+    assert_eq!(account.locks[0].provider, c_id, "{account:?}");
+    assert_eq!(account.spent_micro, total, "{account:?}");
     drop(c_dir);
+}
+
+/// Under the quota committee (n = 4) a gateway fails over along the agent's chained locks,
+/// one per candidate: E vanished (its lock is certified, unanswered, and lapses later), C
+/// refuses the request (named with another provider's offer: `offer_mismatch`), and A
+/// releases C's lock at once with C's signed refusal; D grants. The account then holds
+/// E's and D's locks only, and D's settlement charges the final receipt.
+#[test]
+fn under_the_committee_a_gateway_fails_over_and_releases_a_refusing_providers_lock() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let (a, c, committee) = committee_network(tmp.path(), "");
+    let d = provider_following(&tmp.path().join("d"), &a.tcp_addr(), &committee);
+    let e = provider_following(&tmp.path().join("e"), &a.tcp_addr(), &committee);
+    for node in [&c, &d, &e] {
+        leftovers.add(cgroup_parent(node));
+    }
+    let agent = Agent::sign_up(&tmp.path().join("agent"), &a);
+    let (_, busybox) = quoted(&a, &c.id);
+    let (d_offer, _) = quoted(&a, &d.id);
+    let (e_offer, _) = quoted(&a, &e.id);
+    let candidate = |node: &NodeProc, offer| Candidate {
+        provider: node.id.parse().unwrap(),
+        offer,
+    };
+    let candidates = vec![
+        candidate(&e, e_offer),
+        candidate(&c, d_offer),
+        candidate(&d, d_offer),
+    ];
+    let (e_id, c_id, d_id) = (e.id.clone(), c.id.clone(), d.id.clone());
+    drop(e);
+
+    let request = agent.request(candidates, busybox, &["sleep", "100"], |r| {
+        r.spec.lifetime_secs = 120;
+    });
+    let before = quota_account(&a, &agent.id().to_string());
+    let (status, v) = create_with_locks(&a, &agent, &request);
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["lease"]["provider"], d_id.as_str(), "{v}");
+    let attempts = v["attempts"].as_array().unwrap();
+    let outcomes: Vec<(&str, &str)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["provider"].as_str().unwrap(),
+                a["code"].as_str().or(a["outcome"].as_str()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 3, "{v}");
+    assert_eq!(outcomes[0].0, e_id);
+    assert!(matches!(outcomes[0].1, "unreachable" | "timeout"), "{v}");
+    assert_eq!(outcomes[1], (c_id.as_str(), "offer_mismatch"), "{v}");
+    assert_eq!(outcomes[2], (d_id.as_str(), "granted"), "{v}");
+    let lease = v["lease"]["lease"].as_str().unwrap().to_owned();
+
+    // C's lock was released before D's was certified: E's and D's are held.
+    let amount = 1000 * 120;
+    let account = quota_account(&a, &agent.id().to_string());
+    let mut held: Vec<&str> = account.locks.iter().map(|l| l.provider.as_str()).collect();
+    held.sort_unstable();
+    let mut expected = vec![e_id.as_str(), d_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(held, expected, "{account:?}");
+    assert!(
+        account
+            .locks
+            .iter()
+            .all(|l| l.amount_micro == amount && l.lease == lease)
+    );
+    assert_eq!(account.next_seq, before.next_seq + 3, "{account:?}");
+    assert_eq!(account.spent_micro, before.spent_micro);
+    assert_eq!(account.available_micro, before.available_micro - 2 * amount);
+
+    // The lease runs at D and ends with a receipt D settles: the agent pays D's receipt
+    // once, and E's lock stays held until it lapses.
+    let (ok, stop, err) = agent.cli(&a, &["stop", &lease]);
+    assert!(ok, "agent stop: {err}");
+    let total = stop["lease"]["receipt"]["total_micro"]
+        .as_u64()
+        .expect("a final receipt");
+    let settled = wait_for(WAIT, || {
+        let account = quota_account(&a, &agent.id().to_string());
+        (account.locks.len() == 1).then_some(account)
+    })
+    .expect("D settles its lock");
+    assert_eq!(settled.locks[0].provider, e_id, "{settled:?}");
+    assert_eq!(settled.spent_micro, before.spent_micro + total);
+    assert_eq!(
+        settled.available_micro,
+        before.available_micro - total - amount
+    );
+    drop(committee);
 }
 
 /// A GET whose NDJSON answer is read as it comes: the status (`{"http_status": N}`), then

@@ -4,7 +4,9 @@
 //!
 //! - Lock certificate latency: 30 locks certified one after the other through a gateway
 //!   that is itself a validator (each request then refused by the provider on price, so no
-//!   workload starts); the p50 and p90 of the gateway's aggregation time are printed.
+//!   workload starts, and the gateway releases each lock with the provider's signed
+//!   refusal: nothing stays held); the p50 and p90 of the gateway's aggregation time are
+//!   printed.
 //! - Double spend: an agent signs two locks, each within its balance but together above
 //!   it, for two providers, and sends both requests at once through two different
 //!   gateways: exactly one lease starts, the other is refused with `quota`. The same with
@@ -213,8 +215,15 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         percentile(&latencies, 90) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
     );
-    let spent_on_locks = quota_account(&v2, &agent).locked_micro;
-    assert_eq!(spent_on_locks, 30 * 60, "30 locks of 60 µcr each are open");
+    // Each provider refusal released its lock at once (a `Release` with p1's signed
+    // refusal): nothing stays held, nothing was spent.
+    let released = wait_for(WAIT, || {
+        let account = quota_account(&v2, &agent);
+        (account.locked_micro == 0).then_some(account)
+    })
+    .expect("the 30 refused leases' locks are released");
+    assert_eq!(released.spent_micro, 0, "{released:?}");
+    assert_eq!(released.next_seq, 30, "{released:?}");
 
     // Double spend: two locks of 6 credits each (10 available), chained, for two
     // providers, sent at once through two gateways.

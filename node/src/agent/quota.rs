@@ -4,7 +4,8 @@
 //! GET /v1/accounts/{agent}/quota ─▶ QuotaAccount { next_seq, head, available_micro, … }
 //! signup:  credential ─▶ credit_op (ChainOp Credit at next_seq)  ┐
 //!          none       ─▶ free_tier_claim (pool slot of the epoch)  ├─▶ POST /v1/accounts/{agent}/quota
-//! run:     lease request ─▶ lock_op (ChainOp Lock at next_seq) ──▶ POST /v1/leases { lock }
+//! run:     lease request ─▶ lock_ops (one ChainOp Lock per candidate, chained from next_seq)
+//!                        ──▶ POST /v1/leases { lock, fallback_locks }
 //! extend:  lease + secs ─▶ top_up_op (ChainOp TopUp at next_seq over the lease's open locks)
 //!                        ──▶ POST /v1/leases/{id}/extend { op, top_up }
 //! ```
@@ -116,22 +117,77 @@ pub fn lock_op(
     view: &QuotaAccount,
     request: &Signed<LeaseRequest>,
 ) -> Result<Signed<ChainOp>, QuotaOpError> {
+    lock_ops(agent, view, request)?
+        .into_iter()
+        .next()
+        .ok_or(QuotaOpError::BadView("the request names no candidate"))
+}
+
+/// The agent's locks for `request`, one per candidate in its order, chained: the first at
+/// the account's next position, each next one at the position after, naming the one before
+/// as `prev`. A gateway certifies the first and, failing over from a candidate that refused
+/// or did not answer, the next (`POST /v1/leases` with `lock` and `fallback_locks`); a
+/// refusing provider's lock is released at once, an unanswering one's lapses. Each lock
+/// holds price ceiling × lifetime until the request's time + lifetime + [`LOCK_SLACK`], so
+/// a gateway can make the agent pay for at most one run at each candidate it signed for.
+///
+/// # Errors
+/// [`QuotaOpError`].
+pub fn lock_ops(
+    agent: &Identity,
+    view: &QuotaAccount,
+    request: &Signed<LeaseRequest>,
+) -> Result<Vec<Signed<ChainOp>>, QuotaOpError> {
     let body = request.body();
-    let provider = body
-        .candidates
-        .first()
-        .map(|c| c.provider)
-        .ok_or(QuotaOpError::BadView("the request names no candidate"))?;
-    let terms = LockTerms {
-        lease: request.digest(),
-        provider,
-        amount_micro: body.max_cost_micro().max(1),
-        expires_at: body
-            .issued_at
+    let (amount_micro, expires_at) = (
+        body.max_cost_micro().max(1),
+        body.issued_at
             .saturating_add(Duration::from_secs(body.spec.lifetime_secs))
             .saturating_add(LOCK_SLACK),
+    );
+    let mut locks: Vec<Signed<ChainOp>> = Vec::with_capacity(body.candidates.len());
+    let (mut seq, mut prev) = (view.next_seq, view.head_digest()?);
+    for candidate in &body.candidates {
+        let op = ChainOp {
+            account: agent.agora_id(),
+            seq,
+            prev,
+            action: Action::Lock(LockTerms {
+                lease: request.digest(),
+                provider: candidate.provider,
+                amount_micro,
+                expires_at,
+            }),
+        };
+        let signed = Signed::sign(op, agent)?;
+        prev = Some(Op::Chain(signed.clone()).digest());
+        seq = seq.saturating_add(1);
+        locks.push(signed);
+    }
+    if locks.is_empty() {
+        return Err(QuotaOpError::BadView("the request names no candidate"));
+    }
+    Ok(locks)
+}
+
+/// The `lock` and `fallback_locks` fields of a `POST /v1/leases` body for `locks` (from
+/// [`lock_ops`]), base64url each.
+pub fn lock_fields(locks: &[Signed<ChainOp>]) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine as _;
+    let encode = |l: &Signed<ChainOp>| -> serde_json::Value {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(l.as_bytes())
+            .into()
     };
-    view.chain_op(agent, Action::Lock(terms))
+    let mut fields = serde_json::Map::new();
+    if let Some((first, rest)) = locks.split_first() {
+        fields.insert("lock".into(), encode(first));
+        if !rest.is_empty() {
+            let rest: Vec<serde_json::Value> = rest.iter().map(encode).collect();
+            fields.insert("fallback_locks".into(), rest.into());
+        }
+    }
+    fields
 }
 
 /// What an extension costs and until when its lease then runs: the lease's price × `secs`,

@@ -537,6 +537,26 @@ impl Quota {
         }
     }
 
+    /// Releases the lock `lock` certifies with its provider's signed `refusal` of the lease
+    /// ([`agora_protocol::committee::Release`]): the agent's quota returns at once instead
+    /// of when the lock lapses. `None` when `lock` does not certify a chain op.
+    pub async fn release(
+        self: &Arc<Self>,
+        lock: &Certificate,
+        refusal: agora_protocol::Signed<agora_protocol::lease::LeaseRefusal>,
+    ) -> Option<Result<Certificate, CertifyError>> {
+        let Slot::Seq { account, seq } = lock.slot() else {
+            return None;
+        };
+        let op = Op::Release(agora_protocol::committee::Release {
+            account,
+            lock_seq: seq,
+            lock: lock.digest(),
+            refusal,
+        });
+        Some(self.certify(op, vec![lock.clone()]).await)
+    }
+
     /// What the locks a provider kept for `lease` hold together: the base a top-up for it
     /// must name.
     ///

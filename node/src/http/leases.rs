@@ -359,9 +359,14 @@ pub struct CreateLease {
     pub approval: Option<String>,
     /// The agent's signed lock (`ChainOp` with a `Lock` for this lease at one candidate),
     /// base64url: on a network with a quota committee the node certifies it and relays the
-    /// request with the certificate, to that candidate only.
+    /// request with the certificate, to that candidate.
     #[serde(default)]
     pub lock: Option<String>,
+    /// The agent's further locks, one per further candidate in the order to fail over, each
+    /// at the chain position after the one before (base64url each): certified only when the
+    /// node fails over to its candidate. A refusing provider's lock is released at once.
+    #[serde(default)]
+    pub fallback_locks: Vec<String>,
 }
 
 pub(super) fn refusal_status(code: RefusalCode) -> StatusCode {
@@ -386,16 +391,25 @@ pub async fn create(
         .map(|a| decode_signed(a, "malformed_approval", "approval"))
         .transpose()?;
     let gateway = gateway(&shared)?;
-    let lock = super::quota::certify_lock(&shared, body.lock.as_deref(), &request).await?;
+    let locks = super::quota::decode_locks(
+        &shared,
+        body.lock.as_deref(),
+        &body.fallback_locks,
+        &request,
+    )?;
     let req = request.body().clone();
     let original = request.clone();
-    let outcome = gateway
-        .propose(LeaseProposal {
-            request,
-            approval,
-            lock,
-        })
-        .await;
+    let outcome = if locks.is_empty() {
+        gateway
+            .propose(LeaseProposal {
+                request,
+                approval,
+                lock: None,
+            })
+            .await
+    } else {
+        super::quota::propose_locked(&shared, gateway, request, approval, locks).await?
+    };
     // Over its spending limit, with an owner named: the request waits for the owner.
     if let Proposed::Stopped { refusal, attempts } = &outcome
         && refusal.body().refusal.code == RefusalCode::ApprovalRequired

@@ -5,8 +5,10 @@
 //! | `GET /v1/accounts/{agent}/quota` | the agent's quota account: balance, locks, `next_seq` and `head` for its next op |
 //! | `POST /v1/accounts/{agent}/quota` | `{"op"}`: the agent's signed credit or free-tier claim, certified → `{certificate, account}` |
 //!
-//! `POST /v1/leases` takes the agent's signed lock beside its request (`lock`); the gateway
-//! certifies it here ([`certify_lock`]) before relaying.
+//! `POST /v1/leases` takes the agent's signed locks beside its request (`lock`, and
+//! `fallback_locks` for the next candidates); the gateway certifies each here as it fails
+//! over to its provider, and releases the lock of a provider that refused
+//! ([`propose_locked`]).
 
 use std::sync::Arc;
 
@@ -124,7 +126,7 @@ pub async fn submit(
     let allowed = match &op {
         Op::Chain(c) => matches!(c.body().action, Action::Credit(_)),
         Op::FreeTier(_) => true,
-        Op::Settle(_) | Op::Unlock(_) => false,
+        Op::Settle(_) | Op::Unlock(_) | Op::Release(_) => false,
     };
     if !allowed {
         return Err(ApiError::bad_request(
@@ -155,22 +157,15 @@ pub async fn submit(
     ))
 }
 
-/// The certificate of the agent's lock for `request` (`lock`: base64url of its
-/// `Signed<ChainOp>`), or `None` without a lock. The lock must be the request's agent's,
-/// for this very lease, at one of its candidates.
+/// The agent's lock `lock` (base64url of its `Signed<ChainOp>`), checked against
+/// `request`: the request's agent's, a `Lock` for this very lease at one of its candidates.
 ///
 /// # Errors
-/// `no_committee`, `malformed_lock`, `bad_signature`, `bad_lock`, `quota` (the committee
-/// refused: not enough quota, a conflicting op), `committee_unreachable`.
-pub async fn certify_lock(
-    shared: &Shared,
-    lock: Option<&str>,
+/// `malformed_lock`, `bad_signature`, `bad_lock`.
+fn decode_lock(
+    lock: &str,
     request: &Signed<LeaseRequest>,
-) -> Result<Option<UncheckedCertificate>, ApiError> {
-    let Some(lock) = lock else {
-        return Ok(None);
-    };
-    let quota = quota(shared)?;
+) -> Result<(Signed<ChainOp>, AgoraId), ApiError> {
     let lock: Signed<ChainOp> = super::leases::decode_signed(lock, "malformed_lock", "lock")?;
     let body = lock.body();
     let Action::Lock(terms) = &body.action else {
@@ -198,8 +193,147 @@ pub async fn certify_lock(
             format!("the lock names {}, not a candidate", terms.provider),
         ));
     }
-    let cert = certify(quota, Op::Chain(lock)).await?;
-    Ok(Some(cert.into_unchecked()))
+    let provider = terms.provider;
+    Ok((lock, provider))
+}
+
+/// The agent's locks for `request`, in the order a gateway uses them: `lock`, then each of
+/// `fallback_locks`, each at the chain position after the one before and naming it as
+/// `prev`, each at another candidate. Empty without any.
+///
+/// # Errors
+/// `no_committee` (locks sent to a node without one), `malformed_lock`, `bad_signature`,
+/// `bad_lock`.
+pub fn decode_locks(
+    shared: &Shared,
+    lock: Option<&str>,
+    fallback_locks: &[String],
+    request: &Signed<LeaseRequest>,
+) -> Result<Vec<(Signed<ChainOp>, AgoraId)>, ApiError> {
+    let Some(first) = lock else {
+        if fallback_locks.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(ApiError::bad_request(
+            "bad_lock",
+            "fallback_locks without a lock",
+        ));
+    };
+    quota(shared)?;
+    if fallback_locks.len() >= agora_protocol::lease::MAX_CANDIDATES {
+        return Err(ApiError::bad_request(
+            "bad_lock",
+            format!(
+                "{} fallback locks; a request has at most {} candidates",
+                fallback_locks.len(),
+                agora_protocol::lease::MAX_CANDIDATES
+            ),
+        ));
+    }
+    let mut locks: Vec<(Signed<ChainOp>, AgoraId)> = Vec::with_capacity(1 + fallback_locks.len());
+    for encoded in std::iter::once(first).chain(fallback_locks.iter().map(String::as_str)) {
+        let (lock, provider) = decode_lock(encoded, request)?;
+        if let Some((before, _)) = locks.last() {
+            let chained = lock.body().seq == before.body().seq.saturating_add(1)
+                && lock.body().prev == Some(Op::Chain(before.clone()).digest());
+            if !chained {
+                return Err(ApiError::bad_request(
+                    "bad_lock",
+                    "each fallback lock must take the chain position after the lock before it \
+                     and name it as prev",
+                ));
+            }
+        }
+        if locks.iter().any(|(_, p)| *p == provider) {
+            return Err(ApiError::bad_request(
+                "bad_lock",
+                format!("two locks name {provider}"),
+            ));
+        }
+        locks.push((lock, provider));
+    }
+    Ok(locks)
+}
+
+/// Relays `request` under the quota committee, failing over along the agent's `locks`
+/// (from [`decode_locks`], at least one): certify the next lock, propose to its provider
+/// with the certificate; on a grant, done; on that provider's signed refusal, release its
+/// lock at once with the refusal (`committee::Release`) and go on unless the refusal is
+/// about the agent itself; when it does not answer, go on (that lock lapses). A lock after
+/// the first that the committee does not certify (the agent cannot afford another while an
+/// unanswering provider's lock is held) ends the relay with the attempts so far.
+///
+/// # Errors
+/// `quota` or `committee_unreachable` when the first lock is not certified.
+pub async fn propose_locked(
+    shared: &Shared,
+    gateway: &crate::lease::Gateway,
+    request: Signed<LeaseRequest>,
+    approval: Option<Signed<agora_protocol::lease::Approval>>,
+    locks: Vec<(Signed<ChainOp>, AgoraId)>,
+) -> Result<crate::lease::gateway::Proposed, ApiError> {
+    use crate::lease::gateway::{Outcome, Proposed, fails_over};
+    let quota = quota(shared)?;
+    let mut attempts = Vec::new();
+    for (i, (lock, provider)) in locks.into_iter().enumerate() {
+        let cert = match certify(quota, Op::Chain(lock)).await {
+            Ok(cert) => cert,
+            Err(e) if i == 0 => return Err(e),
+            Err(e) => {
+                tracing::info!(lease = %request.digest(), %provider, error = %e.message, "no failover: the next lock was not certified");
+                break;
+            }
+        };
+        let outcome = gateway
+            .propose(agora_protocol::lease::LeaseProposal {
+                request: request.clone(),
+                approval: approval.clone(),
+                lock: Some(cert.clone().into_unchecked()),
+            })
+            .await;
+        let (tried, stop) = match outcome {
+            Proposed::Granted {
+                grant,
+                attempts: tried,
+            } => {
+                attempts.extend(tried);
+                return Ok(Proposed::Granted { grant, attempts });
+            }
+            Proposed::Stopped {
+                refusal,
+                attempts: tried,
+            } => (tried, Some(refusal)),
+            Proposed::NoMatch { attempts: tried } => (tried, None),
+        };
+        for attempt in &tried {
+            if let Outcome::Refused(refusal) = &attempt.outcome {
+                release(quota, &cert, refusal.clone()).await;
+            }
+        }
+        attempts.extend(tried);
+        if let Some(refusal) = stop {
+            debug_assert!(!fails_over(refusal.body().refusal.code));
+            return Ok(Proposed::Stopped { refusal, attempts });
+        }
+    }
+    Ok(Proposed::NoMatch { attempts })
+}
+
+/// Releases the lock `cert` certifies with its provider's signed refusal (logged; a lock
+/// not released lapses at its expiry).
+async fn release(
+    quota: &Arc<Quota>,
+    cert: &Certificate,
+    refusal: Signed<agora_protocol::lease::LeaseRefusal>,
+) {
+    let lease = refusal.body().request;
+    match quota.release(cert, refusal).await {
+        Some(Ok(_)) => tracing::info!(%lease, slot = %cert.slot(), "lock released after a refusal"),
+        Some(Err(e)) => {
+            tracing::warn!(%lease, slot = %cert.slot(), error = %e, "lock not released; it lapses at its expiry");
+        }
+        None => {}
+    }
 }
 
 /// The certificate of the agent's top-up paying for the extension `op` (`top_up`:

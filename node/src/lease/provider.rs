@@ -66,6 +66,10 @@ pub const LOCK_MARGIN: Duration = Duration::from_secs(60);
 /// How far ahead of this provider's clock an acknowledgement may be dated (clock skew).
 pub const ACK_MAX_AHEAD: Duration = Duration::from_secs(300);
 
+/// Most refused requests remembered at once under a quota committee (each for the request's
+/// freshness window); beyond it, refusals go unsigned (see `Provider::refuse_proposal`).
+pub const MAX_REFUSED: usize = 100_000;
+
 /// How often usage is sampled from the runtime.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -119,6 +123,10 @@ struct State {
     /// the restart are forgotten, so operations signed before it are refused as stale.
     restored: std::collections::BTreeSet<LeaseId>,
     opened_at: Timestamp,
+    /// Under a quota committee: requests this provider refused (with a signed refusal), and
+    /// until when they are remembered. Never granted afterwards: see
+    /// [`Provider::refuse_proposal`].
+    refused: BTreeMap<LeaseId, Timestamp>,
 }
 
 /// The provider's lease service.
@@ -176,6 +184,7 @@ impl Provider {
             orphans: Vec::new(),
             restored: std::collections::BTreeSet::new(),
             opened_at: now,
+            refused: BTreeMap::new(),
         };
         for (agent, account) in record::load_accounts(store.as_ref())? {
             state.quota.restore(agent, account);
@@ -214,6 +223,13 @@ impl Provider {
         }
         for agent in touched {
             record::put_account(&mut batch, &agent, state.quota.account(&agent));
+        }
+        for (lease, until) in record::load_refused(store.as_ref())? {
+            if until > now {
+                state.refused.insert(lease, until);
+            } else {
+                record::delete_refused(&mut batch, &lease);
+            }
         }
         store.write(batch).map_err(RecordError::from)?;
         let running = state
@@ -374,13 +390,64 @@ impl Provider {
         }
     }
 
+    /// Refuses a proposal. Under a quota committee a signed refusal is what releases the
+    /// agent's lock for the request at this provider (`committee::Release`), so that a
+    /// gateway failing over does not leave the quota held until the lock lapses. The
+    /// provider therefore first remembers (in the store) that it never grants this request,
+    /// until the request is past its freshness window. A `replay` refusal releases nothing
+    /// (it says the request was seen before, perhaps granted), so it is signed as it is;
+    /// any other refusal of a request this provider holds a lease for would be a bug, and
+    /// goes unsigned. When it cannot remember (the store failed, or [`MAX_REFUSED`] are
+    /// remembered already) the refusal goes unsigned too: the gateway fails over all the
+    /// same and the lock lapses instead.
+    fn refuse_proposal(
+        &self,
+        id: LeaseId,
+        req: &agora_protocol::lease::LeaseRequest,
+        r: Refusal,
+        now: Timestamp,
+    ) -> rpc::Response {
+        if self.quota.is_some() && r.code != RefusalCode::Replay {
+            let mut st = self.state();
+            if st.leases.contains_key(&id) {
+                warn!(lease = %id, code = %r.code, "a refusal of a granted request goes unsigned");
+                return rpc::Response::Refused(r);
+            }
+            let max_age = st.admission.config().max_age;
+            let mut batch = WriteBatch::new();
+            // Forget the lapsed ones now and then (a scan of the map), not at every refusal.
+            if st.refused.len() % 1024 == 1023 || st.refused.len() >= MAX_REFUSED {
+                st.refused.retain(|lease, until| {
+                    let keep = *until > now;
+                    if !keep {
+                        record::delete_refused(&mut batch, lease);
+                    }
+                    keep
+                });
+            }
+            if st.refused.len() >= MAX_REFUSED {
+                warn!(lease = %id, "too many refusals remembered; this one goes unsigned");
+                let _ = self.store.write(batch);
+                return rpc::Response::Refused(r);
+            }
+            let until = req.issued_at.max(now).saturating_add(max_age);
+            record::put_refused(&mut batch, &id, until);
+            if let Err(e) = self.store.write(batch) {
+                warn!(lease = %id, error = %e, "cannot remember a refusal; it goes unsigned");
+                return rpc::Response::Refused(r);
+            }
+            st.refused.insert(id, until);
+        }
+        self.refuse(id, req.agent, r, now)
+    }
+
     /// Judges a lease proposal; on admission, launches the workload and signs the grant.
     pub async fn propose(&self, proposal: &LeaseProposal, now: Timestamp) -> rpc::Response {
         let req = proposal.request.body();
         let id = proposal.request.digest();
         let active = match self.admit(proposal, now) {
             Ok(a) => a,
-            Err(r) => return self.refuse(id, req.agent, r, now),
+            Err(r) => return self.refuse_proposal(id, req, r, now),
         };
         let workload = workload_id(&id);
         let launched = self
@@ -395,9 +462,9 @@ impl Provider {
             };
             warn!(lease = %id, error = %e, "workload could not start; lease aborted");
             self.abort(&id, &req.agent, now);
-            return self.refuse(
+            return self.refuse_proposal(
                 id,
-                req.agent,
+                req,
                 refusal(code, format!("the workload could not start: {e}")),
                 now,
             );
@@ -421,7 +488,7 @@ impl Provider {
                     )
                     .await;
                 self.abort(&id, &req.agent, now);
-                self.refuse(id, req.agent, r, now)
+                self.refuse_proposal(id, req, r, now)
             }
         }
     }
@@ -450,6 +517,12 @@ impl Provider {
             return Err(refusal(
                 RefusalCode::Replay,
                 format!("request {id} was seen before"),
+            ));
+        }
+        if st.refused.get(&id).is_some_and(|until| *until > now) {
+            return Err(refusal(
+                RefusalCode::Replay,
+                format!("request {id} was refused before; sign a new request"),
             ));
         }
         let q = match st.admission.request(proposal, &standing, now) {

@@ -25,6 +25,7 @@ const PROVIDER: &[u8] = b"provider/";
 const GATEWAY: &[u8] = b"gateway/";
 const GATEWAY_AGENT: &[u8] = b"gateway-agent/";
 const QUOTA: &[u8] = b"quota/";
+const REFUSED: &[u8] = b"refused/";
 
 /// Most records one scan reads (bounded; far above a provider's `max_leases`).
 pub const MAX_SCAN: usize = 100_000;
@@ -213,6 +214,49 @@ pub fn put_account(batch: &mut WriteBatch, agent: &AgoraId, account: Option<&quo
     };
 }
 
+/// The 32 bytes after `prefix` in `key`, made into a `T` by `make` (`what` names it in
+/// the error).
+fn id_after<T>(
+    key: &[u8],
+    prefix: &[u8],
+    what: &str,
+    make: impl FnOnce([u8; 32]) -> Option<T>,
+) -> Result<T, RecordError> {
+    key.get(prefix.len()..)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(make)
+        .ok_or_else(|| RecordError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("not {what}"),
+        })
+}
+
+/// Adds a request this provider refused under a quota committee, remembered until `until`
+/// (see [`crate::lease::provider`]: it is never granted afterwards).
+pub fn put_refused(batch: &mut WriteBatch, lease: &LeaseId, until: Timestamp) {
+    batch.put(Column::Leases, key(REFUSED, &[&lease.0]), json(&until));
+}
+
+/// Adds the removal of a remembered refusal to `batch`.
+pub fn delete_refused(batch: &mut WriteBatch, lease: &LeaseId) {
+    batch.delete(Column::Leases, key(REFUSED, &[&lease.0]));
+}
+
+/// Every remembered refusal: the request and until when it is remembered.
+///
+/// # Errors
+/// [`RecordError`] when the store fails or a record is corrupt.
+pub fn load_refused(store: &dyn Store) -> Result<Vec<(LeaseId, Timestamp)>, RecordError> {
+    let mut out = Vec::new();
+    for (k, v) in store.scan_prefix(Column::Leases, REFUSED, MAX_SCAN)? {
+        let lease = id_after(&k, REFUSED, "a lease id", |b| {
+            Some(agora_protocol::Digest(b))
+        })?;
+        out.push((lease, parse(&k, &v)?));
+    }
+    Ok(out)
+}
+
 /// Every provider lease record.
 ///
 /// # Errors
@@ -232,14 +276,7 @@ pub fn load_provider(store: &dyn Store) -> Result<Vec<ProviderLease>, RecordErro
 pub fn load_accounts(store: &dyn Store) -> Result<Vec<(AgoraId, quota::Account)>, RecordError> {
     let mut out = Vec::new();
     for (k, v) in store.scan_prefix(Column::Locks, QUOTA, MAX_SCAN)? {
-        let agent = k
-            .get(QUOTA.len()..)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .and_then(|b| AgoraId::from_bytes(b).ok())
-            .ok_or_else(|| RecordError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                reason: "not an agent id".into(),
-            })?;
+        let agent = id_after(&k, QUOTA, "an agent id", |b| AgoraId::from_bytes(b).ok())?;
         out.push((agent, parse(&k, &v)?));
     }
     Ok(out)

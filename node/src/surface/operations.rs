@@ -334,7 +334,10 @@ pub(super) fn all() -> Vec<Operation> {
             .describe(
                 "The node sends the request to each candidate provider in turn and answers the \
                  provider-signed grant (201) or, when none granted, `no_match` with every \
-                 attempt's reason. `agora agent run` builds and signs the request.",
+                 attempt's reason. Under a quota committee each candidate is tried with the \
+                 certificate of its own lock (`lock`, then `fallback_locks`), and a refusing \
+                 provider's lock is released with its signed refusal. `agora agent run` \
+                 builds and signs the request and the locks.",
             )
             .input::<RunInput>()
             .output::<AnyObject>()

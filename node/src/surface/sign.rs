@@ -421,10 +421,10 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
         let request = plan
             .request(&quote, cx.author, record, crate::clock::now())
             .map_err(|e| plan_error(&e))?;
-        let body = match quota_lock(&cx, &request).await? {
-            Some(lock) => json!({ "request": b64(&request), "lock": lock }),
-            None => json!({ "request": b64(&request) }),
-        };
+        let mut body = json!({ "request": b64(&request) });
+        if let Some(fields) = body.as_object_mut() {
+            fields.extend(quota_locks(&cx, &request).await?);
+        }
         Ok(HttpCall {
             method: Method::Post,
             path: "/v1/leases".into(),
@@ -433,19 +433,19 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
     })
 }
 
-/// The agent's signed quota lock for `request` (base64url) where the node has a quota
-/// committee and the agent's own key is here (a delegate cannot sign one: the provider
-/// then refuses with `quota`).
-async fn quota_lock(
+/// The agent's signed quota locks for `request`, one per candidate, as the `lock` and
+/// `fallback_locks` body fields, where the node has a quota committee and the agent's own
+/// key is here (a delegate cannot sign them: the provider then refuses with `quota`).
+async fn quota_locks(
     cx: &SignContext<'_>,
     request: &Signed<agora_protocol::lease::LeaseRequest>,
-) -> Result<Option<String>, ErrorBody> {
+) -> Result<serde_json::Map<String, Value>, ErrorBody> {
     let Some((key, view)) = quota_account(cx).await? else {
-        return Ok(None);
+        return Ok(serde_json::Map::new());
     };
-    let lock = crate::agent::quota::lock_op(&key.identity, &view, request)
+    let locks = crate::agent::quota::lock_ops(&key.identity, &view, request)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
-    Ok(Some(b64(&lock)))
+    Ok(crate::agent::quota::lock_fields(&locks))
 }
 
 /// The agent's own key and its quota account, where the node has a quota committee and

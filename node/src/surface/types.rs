@@ -213,9 +213,16 @@ pub struct RunInput {
     pub approval: Option<String>,
     /// The agent's signed lock for this lease at one candidate (a `ChainOp`), base64url:
     /// needed where the network has a quota committee (`GET /v1/accounts/{agent}/quota`
-    /// gives its `seq` and `prev`); the request then goes to that candidate only.
+    /// gives its `seq` and `prev`); the request goes to that candidate first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
+    /// Further locks, one per further candidate in the order to fail over to them, each at
+    /// the chain position after the one before and naming it as `prev` (base64url each).
+    /// The node certifies one only when it fails over to its candidate; a provider's signed
+    /// refusal releases that provider's lock at once, an unanswering provider's lock lapses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    pub fallback_locks: Vec<String>,
 }
 
 /// `POST /v1/accounts/{agent}/quota` body.

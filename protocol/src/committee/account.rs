@@ -111,23 +111,32 @@ impl Account {
         &self.locks
     }
 
-    /// The first open lock for `lease`, if any (with its chain position).
-    pub fn lock_for(&self, lease: &LeaseId) -> Option<(u64, &Lock)> {
-        self.locks_for(lease).next()
+    /// The first open lock for `lease` at `provider`, if any (with its chain position).
+    pub fn lock_for(&self, lease: &LeaseId, provider: &AgoraId) -> Option<(u64, &Lock)> {
+        self.locks_for(lease, provider).next()
     }
 
-    /// Every open lock for `lease` (its lock and top-ups), by chain position.
-    pub fn locks_for(&self, lease: &LeaseId) -> impl Iterator<Item = (u64, &Lock)> {
-        let lease = *lease;
+    /// Every open lock for `lease` at `provider` (its lock and top-ups), by chain position.
+    ///
+    /// A request names up to eight candidate providers and a gateway fails over from one to
+    /// the next, so one lease id may have locks at several providers (one each); each
+    /// provider's locks pay only for what that provider runs.
+    pub fn locks_for(
+        &self,
+        lease: &LeaseId,
+        provider: &AgoraId,
+    ) -> impl Iterator<Item = (u64, &Lock)> {
+        let (lease, provider) = (*lease, *provider);
         self.locks
             .iter()
-            .filter(move |(_, l)| l.lease == lease)
+            .filter(move |(_, l)| l.lease == lease && l.provider == provider)
             .map(|(seq, l)| (*seq, l))
     }
 
-    /// What the open locks for `lease` hold together (a top-up's `base_micro`).
-    pub fn locked_for(&self, lease: &LeaseId) -> u64 {
-        self.locks_for(lease)
+    /// What the open locks for `lease` at `provider` hold together (a top-up's
+    /// `base_micro`).
+    pub fn locked_for(&self, lease: &LeaseId, provider: &AgoraId) -> u64 {
+        self.locks_for(lease, provider)
             .fold(0u64, |sum, (_, l)| sum.saturating_add(l.amount_micro))
     }
 
@@ -141,17 +150,20 @@ impl Account {
         self.free_epochs.contains(&epoch)
     }
 
-    /// The latest expiry among the open locks for `lease` (`None` without any).
-    pub fn latest_expiry(&self, lease: &LeaseId) -> Option<Timestamp> {
-        self.locks_for(lease).map(|(_, l)| l.expires_at).max()
+    /// The latest expiry among the open locks for `lease` at `provider` (`None` without
+    /// any).
+    pub fn latest_expiry(&self, lease: &LeaseId, provider: &AgoraId) -> Option<Timestamp> {
+        self.locks_for(lease, provider)
+            .map(|(_, l)| l.expires_at)
+            .max()
     }
 
     /// Until when `lock` may be settled, and from when anyone may unlock it: the settle
-    /// grace after the latest expiry among its lease's open locks (a top-up extends the
-    /// lease, so the locks it extends stay open for their provider to settle with the
-    /// lease's final receipt).
+    /// grace after the latest expiry among the open locks of its lease at its provider (a
+    /// top-up extends the lease, so the locks it extends stay open for their provider to
+    /// settle with the lease's final receipt).
     pub fn settle_deadline(&self, lock: &Lock, committee: &Committee) -> Timestamp {
-        self.latest_expiry(&lock.lease)
+        self.latest_expiry(&lock.lease, &lock.provider)
             .map_or(lock.expires_at, |latest| latest.max(lock.expires_at))
             .saturating_add(committee.settle_grace())
     }
@@ -369,6 +381,13 @@ fn apply_to(
             close(account, body.account, body.lock_seq, body.lock, Some(cost))
         }
         Op::Unlock(unlock) => close(account, unlock.account, unlock.lock_seq, unlock.lock, None),
+        Op::Release(release) => close(
+            account,
+            release.account,
+            release.lock_seq,
+            release.lock,
+            None,
+        ),
     }
 }
 

@@ -63,7 +63,10 @@ fn applies_a_chain_its_closings_and_grants() {
     let a = accounts.get(&id(AGENT)).unwrap();
     assert_eq!(a.locked_micro(), 20 * MICRO_PER_CREDIT);
     assert_eq!(a.available_micro(), 30 * MICRO_PER_CREDIT);
-    assert_eq!(a.lock_for(&lease(1)).map(|(seq, _)| seq), Some(1));
+    assert_eq!(
+        a.lock_for(&lease(1), &id(PROVIDER)).map(|(seq, _)| seq),
+        Some(1)
+    );
     assert_eq!(
         accounts.apply(&grant),
         Ok(Applied::Granted {

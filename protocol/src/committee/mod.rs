@@ -107,11 +107,11 @@ pub use genesis::{
 };
 pub use message::{Answer, MAX_PROOFS, Request, RequestError};
 pub use op::{
-    Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, MAX_OP_BYTES, Op, Settle, Slot,
+    Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, MAX_OP_BYTES, Op, Release, Settle, Slot,
     TopUpTerms, Unlock,
 };
 pub use provider::{Cover, LockCheckError, check_lock, check_top_up, quota_answer};
-pub use refusal::{ReceiptField, Refusal, TopUpProblem};
+pub use refusal::{ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
 pub use validator::{Outcome, Persist, RestoreError, Validator, decode_records};
 pub use vote::{RecordError, Vote, VoteRecord};
 
@@ -141,3 +141,6 @@ mod prop_tests;
 
 #[cfg(test)]
 mod top_up_tests;
+
+#[cfg(test)]
+mod release_tests;

@@ -6,6 +6,7 @@
 //! | [`FreeTierClaim`] | the account's agent | `Pool { epoch, index }` |
 //! | [`Settle`] (carrying the provider's [`UsageReceipt`]) | the lock's provider | `Close { account, lock_seq }` |
 //! | [`Unlock`] | nobody: anyone may ask once the lock lapsed | `Close { account, lock_seq }` |
+//! | [`Release`] (carrying the provider's signed [`LeaseRefusal`]) | nobody: anyone holding the refusal may ask | `Close { account, lock_seq }` |
 //!
 //! Only the agent writes its own chain (`seq` 0, 1, 2, … each naming the previous op's
 //! digest), so no one else can take a sequence number from it and stall it. A lock is closed
@@ -18,6 +19,14 @@
 //! provider settles them all with the lease's final receipt. Free-tier grants come from a per-epoch pool of `cap_per_epoch` slots:
 //! uniqueness per slot is what makes a certificate unique, so the pool's cap holds
 //! network-wide.
+//!
+//! A lock whose provider refused the lease is released at once ([`Release`]): the
+//! provider's own signed refusal of the request is the authority, so a gateway that fails
+//! over from a refusing provider to the next candidate does not leave the agent's quota
+//! held until the lock lapses. A provider that signed a refusal never grants that request
+//! afterwards (it would run a lease whose lock may already be returned), and a `replay`
+//! refusal releases nothing: it says the provider saw the request before, perhaps granting
+//! it.
 
 use core::fmt;
 
@@ -27,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 use crate::attestation::{Credential, NONCE_LEN};
 use crate::codec::DecodeError;
 use crate::id::AgoraId;
-use crate::lease::{LeaseId, UsageReceipt};
+use crate::lease::{LeaseId, LeaseRefusal, UsageReceipt};
 use crate::signed::{Digest, Signed, SignedKind};
 use crate::time::Timestamp;
 
@@ -230,6 +239,22 @@ pub struct Unlock {
     pub lock: Digest,
 }
 
+/// The return of a lock whose provider refused its lease: the provider's signed refusal of
+/// the request (whose id is the lock's lease) is the authority; the envelope is unsigned.
+/// Only a lease's first lock at a provider is released so (a top-up means the provider
+/// granted the lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// The account.
+    pub account: AgoraId,
+    /// The chain position of the lock.
+    pub lock_seq: u64,
+    /// The digest of the lock op.
+    pub lock: Digest,
+    /// The lock's provider's refusal of the lease request (signature checked on decode).
+    pub refusal: Signed<LeaseRefusal>,
+}
+
 /// An operation the committee certifies.
 ///
 /// The variant index is the wire tag: new variants go at the end.
@@ -243,6 +268,8 @@ pub enum Op {
     Settle(Signed<Settle>),
     /// A lapsed lock returned.
     Unlock(Unlock),
+    /// A lock returned because its provider refused the lease.
+    Release(Release),
 }
 
 /// A `Signed` envelope around a payload: version, signer, length varint, signature.
@@ -253,6 +280,7 @@ pub const MAX_OP_BYTES: usize = 1 + 5 + ENVELOPE + ChainOp::MAX_PAYLOAD;
 
 const _: () = assert!(Signed::<Settle>::MAX_WIRE_BYTES < MAX_OP_BYTES - 6);
 const _: () = assert!(Signed::<ChainOp>::MAX_WIRE_BYTES <= MAX_OP_BYTES - 6);
+const _: () = assert!(32 + 10 + 32 + Signed::<LeaseRefusal>::MAX_WIRE_BYTES < MAX_OP_BYTES - 6);
 
 impl Op {
     /// The account it concerns (a pool grant's beneficiary).
@@ -262,6 +290,7 @@ impl Op {
             Self::FreeTier(claim) => claim.body().account,
             Self::Settle(settle) => settle.body().account,
             Self::Unlock(unlock) => unlock.account,
+            Self::Release(release) => release.account,
         }
     }
 
@@ -283,6 +312,10 @@ impl Op {
             Self::Unlock(unlock) => Slot::Close {
                 account: unlock.account,
                 lock_seq: unlock.lock_seq,
+            },
+            Self::Release(release) => Slot::Close {
+                account: release.account,
+                lock_seq: release.lock_seq,
             },
         }
     }
@@ -307,6 +340,7 @@ impl Op {
             Self::FreeTier(_) => "free_tier",
             Self::Settle(_) => "settle",
             Self::Unlock(_) => "unlock",
+            Self::Release(_) => "release",
         }
     }
 }

@@ -159,6 +159,32 @@ pub enum Refusal {
         /// What does not match.
         problem: TopUpProblem,
     },
+    /// A release whose refusal does not release this lock.
+    #[error("the refusal does not release the lock: {problem}")]
+    Release {
+        /// What does not match.
+        problem: ReleaseProblem,
+    },
+}
+
+/// How a provider's refusal fails to release a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReleaseProblem {
+    /// It refuses another request than the lock's lease.
+    #[error("it refuses another request than the lock's lease")]
+    Lease,
+    /// It is signed by another provider than the lock's.
+    #[error("it is signed by another provider than the lock's")]
+    Provider,
+    /// It is about another agent than the account.
+    #[error("it is about another agent than the account")]
+    Agent,
+    /// The lease has a top-up at this provider: the provider granted it once.
+    #[error("the lease was topped up at this provider, so it was granted")]
+    ToppedUp,
+    /// It refuses a replay: the provider saw the request before and may have granted it.
+    #[error("a `replay` refusal: the provider may have granted the request before")]
+    Replay,
 }
 
 /// How a top-up fails to follow the lease's open locks.

@@ -8,7 +8,7 @@ use super::account::{Account, Accounts};
 use super::credit;
 use super::genesis::Committee;
 use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op, TopUpTerms};
-use super::refusal::{ReceiptField, Refusal, TopUpProblem};
+use super::refusal::{ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
 
 /// Whether `op` may get this validator's vote at `now`.
 ///
@@ -49,6 +49,26 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
             }
             Ok(())
         }
+        Op::Release(release) => {
+            let lock = open_lock(account, release.account, release.lock_seq, release.lock)?;
+            let refusal = release.refusal.body();
+            let problem = if refusal.request != lock.lease {
+                Some(ReleaseProblem::Lease)
+            } else if refusal.refusal.code == crate::lease::RefusalCode::Replay {
+                Some(ReleaseProblem::Replay)
+            } else if refusal.provider != lock.provider {
+                Some(ReleaseProblem::Provider)
+            } else if refusal.agent != release.account {
+                Some(ReleaseProblem::Agent)
+            } else if account.locks_for(&lock.lease, &lock.provider).count() > 1
+                || lock.base_micro != 0
+            {
+                Some(ReleaseProblem::ToppedUp)
+            } else {
+                None
+            };
+            problem.map_or(Ok(()), |problem| Err(Refusal::Release { problem }))
+        }
     }
 }
 
@@ -87,7 +107,7 @@ fn check_chain(
             funds_fit(account, amount)
         }
         Action::Lock(terms) => {
-            if account.lock_for(&terms.lease).is_some() {
+            if account.lock_for(&terms.lease, &terms.provider).is_some() {
                 return Err(Refusal::LeaseLocked { lease: terms.lease });
             }
             check_lock(committee, account, terms, now)
@@ -99,25 +119,22 @@ fn check_chain(
     }
 }
 
-/// A top-up follows the lease's open locks: same provider, the base they hold, a later
-/// expiry.
+/// A top-up follows the lease's open locks at its provider: the base they hold, a later
+/// expiry. (A lease may have locks at other candidates a gateway failed over from; they
+/// are not the running lease's.)
 fn check_top_up(account: &Account, top_up: &TopUpTerms) -> Result<(), Refusal> {
     let terms = &top_up.lock;
-    let mut latest = None;
-    for (_, lock) in account.locks_for(&terms.lease) {
-        if lock.provider != terms.provider {
+    let Some(latest) = account.latest_expiry(&terms.lease, &terms.provider) else {
+        if let Some(other) = account.locks().values().find(|l| l.lease == terms.lease) {
             return Err(Refusal::TopUp {
                 problem: TopUpProblem::Provider {
-                    expected: lock.provider,
+                    expected: other.provider,
                 },
             });
         }
-        latest = latest.max(Some(lock.expires_at));
-    }
-    let Some(latest) = latest else {
         return Err(Refusal::NotLocked { lease: terms.lease });
     };
-    let held_micro = account.locked_for(&terms.lease);
+    let held_micro = account.locked_for(&terms.lease, &terms.provider);
     if top_up.base_micro != held_micro {
         return Err(Refusal::TopUp {
             problem: TopUpProblem::Base {

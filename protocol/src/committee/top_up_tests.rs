@@ -99,7 +99,7 @@ fn a_lease_with_top_ups_is_charged_its_cost_once_in_any_order() {
     let first = top_up(&mut fx, 2, &lock, 5, 10, 900);
     let second = top_up(&mut fx, 3, &first, 5, 15, 1200);
     let account = fx.v().accounts().get(&id(AGENT)).unwrap().clone();
-    assert_eq!(account.locked_for(&lease(1)), 20 * M);
+    assert_eq!(account.locked_for(&lease(1), &id(PROVIDER)), 20 * M);
     assert_eq!(account.available_micro(), 80 * M);
     // The lease cost 17 credits: 10 from the lock, 5 from the first top-up, 2 from the
     // second, whichever closing comes first.

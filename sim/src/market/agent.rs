@@ -936,8 +936,8 @@ impl Market {
             .audit
             .accounts()
             .get(&agent.id)
-            .and_then(|acc| acc.lock_for(&id))
-            .map(|(seq, l)| (seq, l.op))
+            .and_then(|acc| acc.locks().iter().find(|(_, l)| l.lease == id))
+            .map(|(seq, l)| (*seq, l.op))
         else {
             return;
         };

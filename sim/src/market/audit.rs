@@ -148,7 +148,7 @@ impl Auditor {
         let covered = self
             .accounts
             .get(&grant.agent)
-            .and_then(|acc| acc.lock_for(&grant.lease))
+            .and_then(|acc| acc.lock_for(&grant.lease, &grant.provider))
             .is_some_and(|(_, lock)| {
                 lock.provider == grant.provider && lock.amount_micro >= grant.reserved_micro
             });

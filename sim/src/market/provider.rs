@@ -330,7 +330,7 @@ impl Market {
         let Ok(receipt) = Signed::sign(receipt, &p.key) else {
             return;
         };
-        let (key, node) = (p.key.clone(), p.node);
+        let (key, node, provider_id) = (p.key.clone(), p.node, p.id);
         if ran || collective {
             let mail = Mail::Receipt {
                 lease,
@@ -360,7 +360,7 @@ impl Market {
             .audit
             .accounts()
             .get(&agent_id)
-            .and_then(|acc| acc.lock_for(&id))
+            .and_then(|acc| acc.lock_for(&id, &provider_id))
             .map(|(seq, l)| (seq, l.op))
         else {
             return;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use agora_attest::Identity;
 use agora_node::agent::quota::{
-    Extension, FREE_TIER_TRIES, QuotaAccount, credit_op, free_tier_claim, lock_op, op_base64,
-    top_up_op,
+    Extension, FREE_TIER_TRIES, QuotaAccount, credit_op, free_tier_claim, lock_fields, lock_ops,
+    op_base64, top_up_op,
 };
 use agora_protocol::lease::{LeaseGrant, LeaseRequest};
 use agora_protocol::{Credential, Signed};
@@ -41,17 +41,19 @@ pub(super) fn account(
     }
 }
 
-/// The agent's signed lock for `request` (base64url), or `None` without a committee.
-pub(super) fn lock_for(
+/// The agent's signed locks for `request`, one per candidate (see
+/// [`agora_node::agent::quota::lock_ops`]), as the `lock` and `fallback_locks` fields of
+/// its `POST /v1/leases` body; empty without a committee.
+pub(super) fn lock_fields_for(
     client: &NodeClient,
     agent: &Identity,
     request: &Signed<LeaseRequest>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<serde_json::Map<String, Value>> {
     let Some(view) = account(client, agent)? else {
-        return Ok(None);
+        return Ok(serde_json::Map::new());
     };
-    let lock = lock_op(agent, &view, request).context("signing the quota lock")?;
-    Ok(Some(super::lease::b64(&lock)))
+    let locks = lock_ops(agent, &view, request).context("signing the quota locks")?;
+    Ok(lock_fields(&locks))
 }
 
 /// The agent's signed top-up paying `secs` more of the lease `grant` is for (base64url),

@@ -151,7 +151,7 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
         }
         Err(e) => return Err(e.into()),
     };
-    let lock = super::quota::lock_for(&client, &agent.identity, &request)?;
+    let locks = super::quota::lock_fields_for(&client, &agent.identity, &request)?;
     let candidates = request.body().candidates.clone();
     let lease = request.digest();
     let progress = spinner(
@@ -163,8 +163,8 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
         ),
     );
     let mut body = json!({ "request": b64(&request) });
-    if let Some(lock) = lock {
-        body["lock"] = lock.into();
+    if let Some(fields) = body.as_object_mut() {
+        fields.extend(locks);
     }
     let answer = client.request_json(
         reqwest::Method::POST,
