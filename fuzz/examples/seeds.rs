@@ -1297,6 +1297,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
             seq,
             prev,
             action,
+            delegation: None,
         };
         Ok(QuotaOp::Chain(Signed::sign(body, &key(account))?))
     };
@@ -1327,20 +1328,32 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         }),
     )?;
     let lock_cert = certify(&lock)?;
+    let top_up_action = Action::TopUp(TopUpTerms {
+        lock: LockTerms {
+            lease: Digest::of(b"lease"),
+            provider: id(PROVIDER),
+            amount_micro: 300,
+            expires_at: t(7200),
+        },
+        base_micro: 600,
+    });
     let top_up = chain_op(
         AGENT,
         2,
         Some(lock_cert.digest()),
-        Action::TopUp(TopUpTerms {
-            lock: LockTerms {
-                lease: Digest::of(b"lease"),
-                provider: id(PROVIDER),
-                amount_micro: 300,
-                expires_at: t(7200),
-            },
-            base_micro: 600,
-        }),
+        top_up_action.clone(),
     )?;
+    // The same top-up signed by a delegate (key 9) under the agent's delegation.
+    let delegated_top_up = QuotaOp::Chain(Signed::sign(
+        ChainOp {
+            account: id(AGENT),
+            seq: 2,
+            prev: Some(lock_cert.digest()),
+            action: top_up_action,
+            delegation: Some(delegation(AGENT, 9, vec![OpKind::Lease, OpKind::Extend])?),
+        },
+        &key(9),
+    )?);
     let free_tier = QuotaOp::FreeTier(Signed::sign(
         FreeTierClaim {
             account: id(AGENT),
@@ -1388,6 +1401,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("credit-max", &credit_max),
         ("top-up", &top_up),
         ("release", &release),
+        ("delegated-top-up", &delegated_top_up),
     ] {
         let cert = match name {
             "credit" => credit_cert.clone(),
@@ -1407,6 +1421,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("settle", settle, vec![lock_cert.clone()]),
         ("top-up", top_up, vec![lock_cert.clone()]),
         ("release", release, vec![lock_cert.clone()]),
+        ("delegated-top-up", delegated_top_up, vec![lock_cert.clone()]),
         (
             "full",
             credit_max,

@@ -1215,9 +1215,25 @@ fn quota_op_invariants(op: &Op) -> Result<(), String> {
         Op::Chain(chain) => {
             nested(chain)?;
             let body = chain.body();
-            if chain.signer() != body.account || (body.seq == 0) != body.prev.is_none() {
+            // The account signs, or the delegate its own delegation names (a lock or top-up).
+            let signer = match &body.delegation {
+                Some(delegation) => {
+                    nested(delegation)?;
+                    if delegation.body().agent != body.account
+                        || matches!(body.action, Action::Credit(_))
+                    {
+                        return Err(
+                            "quota op: accepted a delegated op of another agent, or a delegated credit"
+                                .into(),
+                        );
+                    }
+                    delegation.body().delegate
+                }
+                None => body.account,
+            };
+            if chain.signer() != signer || (body.seq == 0) != body.prev.is_none() {
                 return Err(
-                    "quota op: accepted a chain op not signed by its account, or with a bad prev"
+                    "quota op: accepted a chain op not signed by its account or delegate, or with a bad prev"
                         .into(),
                 );
             }

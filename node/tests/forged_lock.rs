@@ -162,6 +162,7 @@ impl Net {
             action: Action::Credit(Credential::single(
                 Signed::sign(attestation, &key(ISSUER)).unwrap(),
             )),
+            delegation: None,
         };
         self.certify(Op::Chain(Signed::sign(op, agent).unwrap()), vec![])
     }
@@ -177,6 +178,7 @@ fn lock_op(agent: &SigningKey, head: &Certificate, terms: LockTerms) -> Op {
         seq: prev.body().seq + 1,
         prev: Some(head.digest()),
         action: Action::Lock(terms),
+        delegation: None,
     };
     Op::Chain(Signed::sign(op, agent).unwrap())
 }

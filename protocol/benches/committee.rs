@@ -79,6 +79,7 @@ fn credit(agent: &SigningKey, issuer: &SigningKey, credits: u64) -> Res<Op> {
         seq: 0,
         prev: None,
         action: Action::Credit(Credential::single(Signed::sign(attestation, issuer)?)),
+        delegation: None,
     };
     Ok(Op::Chain(Signed::sign(op, agent)?))
 }
@@ -94,6 +95,7 @@ fn lock(agent: &SigningKey, seq: u64, prev: Digest, provider: &SigningKey) -> Re
             amount_micro: 1,
             expires_at: at(3600),
         }),
+        delegation: None,
     };
     Ok(Op::Chain(Signed::sign(op, agent)?))
 }

@@ -163,7 +163,7 @@ impl Setup {
                 .json()
                 .await
                 .unwrap();
-            let lock = lock_op(&agent.key, &view, &request).unwrap();
+            let lock = lock_op(agent.key.as_ref(), &view, &request).unwrap();
             json!({ "request": b64(&request), "lock": b64(&lock) })
         } else {
             json!({ "request": b64(&request) })

@@ -22,6 +22,9 @@
 //!   records the acknowledged usage fact (`GET /v1/ledger/state` `acknowledged_receipts`,
 //!   gossiped to the gateway), `agora agent status` then has nothing to send, and the
 //!   provider's reputation counts the lease as run (`score.ran`).
+//! - A delegate under the committee: the node's `/mcp`, under the agent's token, signs the
+//!   agent's locks with its delegation: a token capped at 0 credits is refused `quota`, one
+//!   capped at 10 runs and stops a lease, and the delegate's lock is settled.
 //! - Reputation under the genesis: `GET /v1/providers/{provider}` and `agora provider show`
 //!   answer with the provider's provisional epoch and its offer.
 //!
@@ -145,6 +148,36 @@ fn lock_latencies_us(node: &NodeProc) -> Vec<u64> {
                 .ok()
         })
         .collect()
+}
+
+/// Calls the tool `name` with `arguments` at `node`'s `/mcp` under the bearer `token`
+/// (streamable HTTP, the current protocol revision, no handshake): the tool's structured
+/// result (its `error` object when the tool failed).
+fn mcp_call(node: &NodeProc, token: &str, name: &str, arguments: Value) -> Value {
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", name),
+    ];
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": name,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let (status, v) = http_json(node.http, "POST", "/mcp", &headers, Some(&body));
+    assert_eq!(status, 200, "{name}: {v}");
+    v["result"]["structuredContent"].clone()
 }
 
 fn percentile(sorted: &[u64], p: usize) -> u64 {
@@ -489,6 +522,70 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     );
     let total = stopped["lease"]["receipt"]["total_micro"].as_u64().unwrap();
     assert_eq!(settled.spent_micro, total, "{settled:?}\n{stopped}");
+
+    // A delegate under the committee: the node's `/mcp`, under the agent's token, signs the
+    // agent's locks with the agent's delegation; the validators check the delegation allows
+    // leases and its spend cap over everything locked and charged under it.
+    let home4 = root.join("agent4");
+    let agent4 = signup(&home4, &v1);
+    let token = |cap: &str| {
+        let (ok, v, err) = agent_cli(&home4, &v1, &["token", "--spend-cap", cap]);
+        assert!(ok, "agent token: {err}");
+        v["token"].as_str().unwrap().to_owned()
+    };
+    let capped = token("0");
+    let refused = mcp_call(
+        &v1,
+        &capped,
+        "run",
+        json!({ "command": ["sleep", "60"], "lifetime_secs": 60 }),
+    );
+    assert_eq!(
+        refused["error"]["code"], "quota",
+        "a cap of 0 locks nothing: {refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spend cap")
+            || refused.to_string().contains("delegation"),
+        "{refused}"
+    );
+    let open = token("10");
+    let ran = mcp_call(
+        &v1,
+        &open,
+        "run",
+        json!({ "command": ["sleep", "60"], "lifetime_secs": 60 }),
+    );
+    let lease = ran["lease"]["lease"]
+        .as_str()
+        .unwrap_or_else(|| panic!("run under a token: {ran}"))
+        .to_owned();
+    let runner = ran["lease"]["provider"].as_str().unwrap().to_owned();
+    let ours = |a: &QuotaAccount| {
+        a.locks
+            .iter()
+            .any(|l| l.lease == lease && l.provider == runner)
+    };
+    // (Validators learn the certificate in the background: v2 may answer a moment late.)
+    wait_for(WAIT, || ours(&quota_account(&v2, &agent4)).then_some(()))
+        .expect("the delegate's lock is held at the committee");
+    let stopped = mcp_call(&v1, &open, "stop", json!({ "id": lease }));
+    assert_eq!(stopped["lease"]["state"], "ended", "{stopped}");
+    let settled = wait_for(WAIT, || {
+        let a = quota_account(&v2, &agent4);
+        (!ours(&a)).then_some(a)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the delegated lock is settled: {:?}\n{stopped}",
+            quota_account(&v2, &agent4)
+        )
+    });
+    let total = stopped["lease"]["receipt"]["total_micro"].as_u64();
+    assert_eq!(Some(settled.spent_micro), total, "{settled:?}\n{stopped}");
 
     // Reputation under the genesis: the provider as a validator and as itself see it (the
     // first epoch is still open: provisional, none completed).

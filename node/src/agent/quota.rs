@@ -10,12 +10,16 @@
 //!                        ──▶ POST /v1/leases/{id}/extend { op, top_up }
 //! ```
 //!
-//! Only the agent's own key signs these (a delegate cannot: the committee checks the op is
-//! signed by the account).
+//! The agent's own key signs these; a delegate (a node's `/mcp` endpoint under the agent's
+//! delegation) may sign locks and top-ups, carrying the delegation: the committee checks it
+//! allows the operation and that its spend cap holds over what is locked and charged under
+//! it. Credits and free-tier claims are the agent's alone.
 
 use core::time::Duration;
 
 use agora_attest::Identity;
+
+use super::request::Author;
 use agora_protocol::committee::{Action, ChainOp, FreeTierClaim, LockTerms, Op, TopUpTerms};
 use agora_protocol::lease::{LeaseId, LeaseRequest};
 use agora_protocol::{AgoraId, Credential, Digest, EncodeError, Signed, Timestamp};
@@ -96,14 +100,19 @@ impl QuotaAccount {
             .map_err(|_| QuotaOpError::BadView("head is not a digest"))
     }
 
-    fn chain_op(&self, agent: &Identity, action: Action) -> Result<Signed<ChainOp>, QuotaOpError> {
+    fn chain_op(
+        &self,
+        author: Author<'_>,
+        action: Action,
+    ) -> Result<Signed<ChainOp>, QuotaOpError> {
         let op = ChainOp {
-            account: agent.agora_id(),
+            account: author.agent_id(),
             seq: self.next_seq,
             prev: self.head_digest()?,
             action,
+            delegation: author.delegation(),
         };
-        Ok(Signed::sign(op, agent)?)
+        Ok(Signed::sign(op, author.key())?)
     }
 }
 
@@ -112,12 +121,12 @@ impl QuotaAccount {
 ///
 /// # Errors
 /// [`QuotaOpError`].
-pub fn lock_op(
-    agent: &Identity,
+pub fn lock_op<'a>(
+    author: impl Into<Author<'a>>,
     view: &QuotaAccount,
     request: &Signed<LeaseRequest>,
 ) -> Result<Signed<ChainOp>, QuotaOpError> {
-    lock_ops(agent, view, request)?
+    lock_ops(author, view, request)?
         .into_iter()
         .next()
         .ok_or(QuotaOpError::BadView("the request names no candidate"))
@@ -130,14 +139,17 @@ pub fn lock_op(
 /// refusing provider's lock is released at once, an unanswering one's lapses. Each lock
 /// holds price ceiling × lifetime until the request's time + lifetime + [`LOCK_SLACK`], so
 /// a gateway can make the agent pay for at most one run at each candidate it signed for.
+/// A delegate's locks carry its delegation: validators check it allows leases and that its
+/// spend cap holds over everything locked and charged under it.
 ///
 /// # Errors
 /// [`QuotaOpError`].
-pub fn lock_ops(
-    agent: &Identity,
+pub fn lock_ops<'a>(
+    author: impl Into<Author<'a>>,
     view: &QuotaAccount,
     request: &Signed<LeaseRequest>,
 ) -> Result<Vec<Signed<ChainOp>>, QuotaOpError> {
+    let author = author.into();
     let body = request.body();
     let (amount_micro, expires_at) = (
         body.max_cost_micro().max(1),
@@ -149,7 +161,7 @@ pub fn lock_ops(
     let (mut seq, mut prev) = (view.next_seq, view.head_digest()?);
     for candidate in &body.candidates {
         let op = ChainOp {
-            account: agent.agora_id(),
+            account: author.agent_id(),
             seq,
             prev,
             action: Action::Lock(LockTerms {
@@ -158,8 +170,9 @@ pub fn lock_ops(
                 amount_micro,
                 expires_at,
             }),
+            delegation: author.delegation(),
         };
-        let signed = Signed::sign(op, agent)?;
+        let signed = Signed::sign(op, author.key())?;
         prev = Some(Op::Chain(signed.clone()).digest());
         seq = seq.saturating_add(1);
         locks.push(signed);
@@ -220,21 +233,23 @@ impl Extension {
 }
 
 /// The agent's top-up paying for `extension`: price × seconds, lasting until the new end
-/// + [`LOCK_SLACK`], over what the lease's open locks in `view` hold.
+/// plus [`LOCK_SLACK`], over what the lease's open locks at its provider in `view` hold (locks
+/// at other candidates a gateway failed over from are not the running lease's). Signed by
+/// the agent, or by a delegate under a delegation allowing extensions.
 ///
 /// # Errors
 /// [`QuotaOpError::BadView`] when the view shows no open lock for the lease (it ended and
 /// was settled, or it was started without the committee).
-pub fn top_up_op(
-    agent: &Identity,
+pub fn top_up_op<'a>(
+    author: impl Into<Author<'a>>,
     view: &QuotaAccount,
     extension: &Extension,
 ) -> Result<Signed<ChainOp>, QuotaOpError> {
-    let lease = extension.lease.to_string();
+    let (lease, provider) = (extension.lease.to_string(), extension.provider.to_string());
     let base_micro = view
         .locks
         .iter()
-        .filter(|l| l.lease == lease)
+        .filter(|l| l.lease == lease && l.provider == provider)
         .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro));
     if base_micro == 0 {
         return Err(QuotaOpError::BadView(
@@ -254,7 +269,7 @@ pub fn top_up_op(
             .saturating_add(LOCK_SLACK),
     };
     view.chain_op(
-        agent,
+        author.into(),
         Action::TopUp(TopUpTerms {
             lock: terms,
             base_micro,
@@ -271,7 +286,10 @@ pub fn credit_op(
     view: &QuotaAccount,
     credential: Credential,
 ) -> Result<Op, QuotaOpError> {
-    Ok(Op::Chain(view.chain_op(agent, Action::Credit(credential))?))
+    Ok(Op::Chain(view.chain_op(
+        Author::agent(agent),
+        Action::Credit(credential),
+    )?))
 }
 
 /// The agent's claim of a random free-tier pool slot of the current epoch.

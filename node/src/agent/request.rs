@@ -80,8 +80,14 @@ impl<'a> Author<'a> {
         self.key.agora_id()
     }
 
-    fn delegation(&self) -> Option<Signed<Delegation>> {
+    /// The delegation it signs under (`None`: the agent itself signs).
+    pub fn delegation(&self) -> Option<Signed<Delegation>> {
         self.delegation.cloned()
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &'a Identity {
+        self.key
     }
 }
 

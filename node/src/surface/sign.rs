@@ -434,34 +434,28 @@ pub fn run(cx: SignContext<'_>) -> BoxFuture<'_, Result<HttpCall, ErrorBody>> {
 }
 
 /// The agent's signed quota locks for `request`, one per candidate, as the `lock` and
-/// `fallback_locks` body fields, where the node has a quota committee and the agent's own
-/// key is here (a delegate cannot sign them: the provider then refuses with `quota`).
+/// `fallback_locks` body fields, where the node has a quota committee: signed by the agent
+/// beside it, or by the node as the delegate of the token's agent under its delegation
+/// (the committee checks the delegation allows leases and its spend cap).
 async fn quota_locks(
     cx: &SignContext<'_>,
     request: &Signed<agora_protocol::lease::LeaseRequest>,
 ) -> Result<serde_json::Map<String, Value>, ErrorBody> {
-    let Some((key, view)) = quota_account(cx).await? else {
+    let Some(view) = quota_account(cx).await? else {
         return Ok(serde_json::Map::new());
     };
-    let locks = crate::agent::quota::lock_ops(&key.identity, &view, request)
+    let locks = crate::agent::quota::lock_ops(cx.author, &view, request)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
     Ok(crate::agent::quota::lock_fields(&locks))
 }
 
-/// The agent's own key and its quota account, where the node has a quota committee and
-/// the key is here (a delegate cannot sign quota ops).
-async fn quota_account<'k>(
-    cx: &SignContext<'k>,
-) -> Result<Option<(&'k AgentKey, crate::agent::quota::QuotaAccount)>, ErrorBody> {
-    let Some(key) = cx
-        .key
-        .filter(|k| k.identity.agora_id() == cx.author.signer())
-    else {
-        return Ok(None);
-    };
+/// The author's agent's quota account at the node's committee (`None` without one).
+async fn quota_account(
+    cx: &SignContext<'_>,
+) -> Result<Option<crate::agent::quota::QuotaAccount>, ErrorBody> {
     let reply = cx
         .node
-        .get(&format!("/v1/accounts/{}/quota", key.identity.agora_id()))
+        .get(&format!("/v1/accounts/{}/quota", cx.author.agent_id()))
         .await
         .map_err(|e| ErrorBody::new(NODE_UNREACHABLE.code, e))?;
     if reply.status == 404 {
@@ -472,21 +466,21 @@ async fn quota_account<'k>(
     }
     let view = serde_json::from_slice(&reply.body)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, format!("quota account: {e}")))?;
-    Ok(Some((key, view)))
+    Ok(Some(view))
 }
 
 /// The agent's top-up paying `secs` more of the lease `grant` is for (base64url), where the
-/// node has a quota committee.
+/// node has a quota committee (signed as [`quota_locks`] are).
 async fn quota_top_up(
     cx: &SignContext<'_>,
     grant: &Signed<agora_protocol::lease::LeaseGrant>,
     secs: u64,
 ) -> Result<Option<String>, ErrorBody> {
-    let Some((key, account)) = quota_account(cx).await? else {
+    let Some(account) = quota_account(cx).await? else {
         return Ok(None);
     };
     let extension = crate::agent::quota::Extension::of(grant.body(), secs);
-    let top_up = crate::agent::quota::top_up_op(&key.identity, &account, &extension)
+    let top_up = crate::agent::quota::top_up_op(cx.author, &account, &extension)
         .map_err(|e| ErrorBody::new(BAD_REPLY.code, e.to_string()))?;
     Ok(Some(b64(&top_up)))
 }

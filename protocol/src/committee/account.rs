@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::id::AgoraId;
 use crate::lease::LeaseId;
-use crate::signed::Digest;
+use crate::signed::{Digest, Signed};
 use crate::time::Timestamp;
 
 use super::certificate::Certificate;
@@ -41,6 +41,8 @@ pub struct Lock {
     /// What the lease's earlier locks held when this one was made (0 for a first lock; a
     /// top-up's `base_micro`): its settlement charges only the cost above it.
     pub base_micro: u64,
+    /// The digest of the delegation its op was signed under, when a delegate signed it.
+    pub delegation: Option<Digest>,
 }
 
 impl Lock {
@@ -64,6 +66,8 @@ pub struct Account {
     locks: BTreeMap<u64, Lock>,
     credits: BTreeSet<CreditKey>,
     free_epochs: BTreeSet<u64>,
+    /// Charged by settlements of locks made under each delegation (by its digest).
+    delegated_spent: BTreeMap<Digest, u64>,
 }
 
 impl Account {
@@ -138,6 +142,21 @@ impl Account {
     pub fn locked_for(&self, lease: &LeaseId, provider: &AgoraId) -> u64 {
         self.locks_for(lease, provider)
             .fold(0u64, |sum, (_, l)| sum.saturating_add(l.amount_micro))
+    }
+
+    /// What is locked (open locks) and charged under the delegation `delegation` (its
+    /// digest): what its spend cap bounds.
+    pub fn delegated_micro(&self, delegation: &Digest) -> u64 {
+        let locked = self
+            .locks
+            .values()
+            .filter(|l| l.delegation.as_ref() == Some(delegation))
+            .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro));
+        self.delegated_spent
+            .get(delegation)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(locked)
     }
 
     /// Whether the attestation `key` was credited.
@@ -342,15 +361,14 @@ fn apply_to(
                     }
                 }
                 Action::Lock(terms) => {
-                    account
-                        .locks
-                        .insert(op.seq, lock_of(terms, 0, certificate.digest()));
+                    let mut lock = lock_of(terms, 0, certificate.digest());
+                    lock.delegation = op.delegation.as_ref().map(Signed::digest);
+                    account.locks.insert(op.seq, lock);
                 }
                 Action::TopUp(top_up) => {
-                    account.locks.insert(
-                        op.seq,
-                        lock_of(&top_up.lock, top_up.base_micro, certificate.digest()),
-                    );
+                    let mut lock = lock_of(&top_up.lock, top_up.base_micro, certificate.digest());
+                    lock.delegation = op.delegation.as_ref().map(Signed::digest);
+                    account.locks.insert(op.seq, lock);
                 }
             }
             account.next_seq = op.seq.saturating_add(1);
@@ -399,6 +417,7 @@ fn lock_of(terms: &LockTerms, base_micro: u64, op: Digest) -> Lock {
         expires_at: terms.expires_at,
         op,
         base_micro,
+        delegation: None,
     }
 }
 
@@ -427,6 +446,10 @@ fn close(
     }
     let amount = lock.amount_micro;
     let charged = lock.charge_for(cost_micro.unwrap_or(0));
+    if let Some(delegation) = lock.delegation {
+        let spent = account.delegated_spent.entry(delegation).or_insert(0);
+        *spent = spent.saturating_add(charged);
+    }
     account.locks.remove(&lock_seq);
     account.spent_micro = account.spent_micro.saturating_add(charged);
     Ok(Applied::Closed {

@@ -111,7 +111,7 @@ pub use op::{
     TopUpTerms, Unlock,
 };
 pub use provider::{Cover, LockCheckError, check_lock, check_top_up, quota_answer};
-pub use refusal::{ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
+pub use refusal::{DelegationProblem, ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
 pub use validator::{Outcome, Persist, RestoreError, Validator, decode_records};
 pub use vote::{RecordError, Vote, VoteRecord};
 
@@ -144,3 +144,6 @@ mod top_up_tests;
 
 #[cfg(test)]
 mod release_tests;
+
+#[cfg(test)]
+mod delegation_tests;

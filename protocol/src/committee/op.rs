@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 use crate::attestation::{Credential, NONCE_LEN};
 use crate::codec::DecodeError;
 use crate::id::AgoraId;
-use crate::lease::{LeaseId, LeaseRefusal, UsageReceipt};
+use crate::lease::{Delegation, LeaseId, LeaseRefusal, OpKind, UsageReceipt};
 use crate::signed::{Digest, Signed, SignedKind};
 use crate::time::Timestamp;
 
@@ -87,6 +87,11 @@ pub struct ChainOp {
     pub prev: Option<Digest>,
     /// What it does.
     pub action: Action,
+    /// Present when a delegate signs for the agent (a remote MCP endpoint under the agent's
+    /// signed delegation): only a lock or a top-up, only while the delegation allows
+    /// leases (a lock) or extensions (a top-up), and within its spend cap over everything
+    /// locked under it that is not returned (validators check all three).
+    pub delegation: Option<Signed<Delegation>>,
 }
 
 /// What a chain op does.
@@ -149,6 +154,24 @@ impl SignedKind for ChainOp {
                 ),
             ));
         }
+        if let Some(delegation) = &self.delegation {
+            if delegation.body().agent != self.account {
+                return Err(invalid(
+                    "delegation",
+                    format!(
+                        "is {}'s, not the account {}'s",
+                        delegation.body().agent,
+                        self.account
+                    ),
+                ));
+            }
+            if matches!(self.action, Action::Credit(_)) {
+                return Err(invalid(
+                    "delegation",
+                    "a delegate signs locks and top-ups only".into(),
+                ));
+            }
+        }
         if let Action::Credit(credential) = &self.action
             && credential.holder() != self.account
         {
@@ -165,7 +188,23 @@ impl SignedKind for ChainOp {
     }
 
     fn author(&self) -> Option<AgoraId> {
-        Some(self.account)
+        Some(
+            self.delegation
+                .as_ref()
+                .map_or(self.account, |d| d.body().delegate),
+        )
+    }
+}
+
+impl ChainOp {
+    /// What a delegation must allow for this op: a lease for a lock, an extension for a
+    /// top-up (`None` for a credit, which only the agent signs).
+    pub fn delegated_kind(&self) -> Option<OpKind> {
+        match self.action {
+            Action::Lock(_) => Some(OpKind::Lease),
+            Action::TopUp(_) => Some(OpKind::Extend),
+            Action::Credit(_) => None,
+        }
     }
 }
 
@@ -280,6 +319,8 @@ pub const MAX_OP_BYTES: usize = 1 + 5 + ENVELOPE + ChainOp::MAX_PAYLOAD;
 
 const _: () = assert!(Signed::<Settle>::MAX_WIRE_BYTES < MAX_OP_BYTES - 6);
 const _: () = assert!(Signed::<ChainOp>::MAX_WIRE_BYTES <= MAX_OP_BYTES - 6);
+// A delegated top-up (the largest delegated op) fits the payload bound a credit sets.
+const _: () = assert!(Signed::<Delegation>::MAX_WIRE_BYTES + 256 < ChainOp::MAX_PAYLOAD);
 const _: () = assert!(32 + 10 + 32 + Signed::<LeaseRefusal>::MAX_WIRE_BYTES < MAX_OP_BYTES - 6);
 
 impl Op {

@@ -159,11 +159,37 @@ pub enum Refusal {
         /// What does not match.
         problem: TopUpProblem,
     },
+    /// A delegate's op its delegation does not cover.
+    #[error("the delegation does not cover it: {problem}")]
+    Delegation {
+        /// What it does not cover.
+        problem: DelegationProblem,
+    },
     /// A release whose refusal does not release this lock.
     #[error("the refusal does not release the lock: {problem}")]
     Release {
         /// What does not match.
         problem: ReleaseProblem,
+    },
+}
+
+/// How a delegation fails to cover a delegate's chain op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DelegationProblem {
+    /// It does not allow the operation now (not among its ops, or outside its time).
+    #[error("it does not allow this operation now")]
+    NotAllowed,
+    /// The op would take what is locked or spent under it above its spend cap.
+    #[error(
+        "{used_micro} micro-credits locked or spent under it, {amount_micro} more asked, its cap is {cap_micro}"
+    )]
+    SpendCap {
+        /// The cap, micro-credits.
+        cap_micro: u64,
+        /// Locked (open) and charged under it so far.
+        used_micro: u64,
+        /// Asked.
+        amount_micro: u64,
     },
 }
 

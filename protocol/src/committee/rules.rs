@@ -8,7 +8,7 @@ use super::account::{Account, Accounts};
 use super::credit;
 use super::genesis::Committee;
 use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op, TopUpTerms};
-use super::refusal::{ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
+use super::refusal::{DelegationProblem, ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
 
 /// Whether `op` may get this validator's vote at `now`.
 ///
@@ -97,6 +97,9 @@ fn check_chain(
             found: op.prev,
         });
     }
+    if let Some(delegation) = &op.delegation {
+        check_delegation(account, op, delegation, now)?;
+    }
     match &op.action {
         Action::Credit(credential) => {
             let amount = credit::check(committee, credential, now).map_err(Refusal::Credential)?;
@@ -117,6 +120,42 @@ fn check_chain(
             check_lock(committee, account, &top_up.lock, now)
         }
     }
+}
+
+/// A delegate's lock or top-up: its delegation allows the operation now, and what is
+/// locked and charged under it stays within its spend cap.
+fn check_delegation(
+    account: &Account,
+    op: &ChainOp,
+    delegation: &crate::signed::Signed<crate::lease::Delegation>,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let d = delegation.body();
+    let allowed = op.delegated_kind().is_some_and(|kind| d.allows(kind, now));
+    if !allowed {
+        return Err(Refusal::Delegation {
+            problem: DelegationProblem::NotAllowed,
+        });
+    }
+    let amount_micro = match &op.action {
+        Action::Lock(terms) => terms.amount_micro,
+        Action::TopUp(top_up) => top_up.lock.amount_micro,
+        Action::Credit(_) => 0,
+    };
+    let cap_micro = d
+        .spend_cap_credits
+        .saturating_mul(crate::signup::MICRO_PER_CREDIT);
+    let used_micro = account.delegated_micro(&delegation.digest());
+    if used_micro.saturating_add(amount_micro) > cap_micro {
+        return Err(Refusal::Delegation {
+            problem: DelegationProblem::SpendCap {
+                cap_micro,
+                used_micro,
+                amount_micro,
+            },
+        });
+    }
+    Ok(())
 }
 
 /// A top-up follows the lease's open locks at its provider: the base they hold, a later

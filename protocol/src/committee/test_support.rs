@@ -112,6 +112,7 @@ pub(super) fn chain_op(agent: u8, seq: u64, prev: Option<Digest>, action: Action
         seq,
         prev,
         action,
+        delegation: None,
     };
     Op::Chain(Signed::sign(body, &key(agent)).unwrap())
 }

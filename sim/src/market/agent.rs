@@ -223,6 +223,7 @@ impl Market {
                     seq: 0,
                     prev: None,
                     action: Action::Credit(credential),
+                    delegation: None,
                 };
                 Signed::sign(body, &key).map(Op::Chain)
             }
@@ -446,6 +447,7 @@ impl Market {
                     amount_micro,
                     expires_at,
                 }),
+                delegation: None,
             };
             Signed::sign(body, &key).map(Op::Chain)
         };

@@ -33,7 +33,9 @@ pub(crate) struct TokenArgs {
     /// stop, status, tunnel.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_OPS, value_parser = parse_op)]
     ops: Vec<OpKind>,
-    /// Most credits one lease it requests for you may commit.
+    /// Most credits it may commit for you: under a quota committee, in total over
+    /// everything it locked and that was charged (validators check it); without one, per
+    /// provider.
     #[arg(long, default_value_t = 10)]
     spend_cap: u64,
     /// How long the delegation (and so the token, at most a day) lasts.
