@@ -56,11 +56,20 @@ pub(super) fn state_of(
     }
 }
 
+/// How many times the engine's event log is read for the `oom` event of a workload killed
+/// by SIGKILL that this node did not kill.
+pub(super) const OOM_EVENT_TRIES: u32 = 5;
+
+/// How long between those reads.
+pub(super) const OOM_EVENT_WAIT: core::time::Duration = core::time::Duration::from_millis(200);
+
 impl DockerRuntime {
     /// Where a workload is. An exit by SIGKILL (137) that this node did not cause, with the
     /// engine's `OOMKilled` flag unset, is checked against the engine's event log: the flag
     /// misses an OOM whose notice arrives after the exit (seen under load on cgroup v1), the
-    /// `oom` event does not. A confirmed OOM is recorded.
+    /// `oom` event does not, though under load it too may trail the exit by a moment, so
+    /// the log is read up to [`OOM_EVENT_TRIES`] times [`OOM_EVENT_WAIT`] apart. The
+    /// verdict (an OOM, or a kill by something else) is recorded, so it is reached once.
     pub(super) async fn workload_state(
         &self,
         id: &WorkloadId,
@@ -69,13 +78,20 @@ impl DockerRuntime {
         let recorded = self.recorded(id);
         let state = info.state.clone().unwrap_or_default();
         let current = state_of(recorded.as_ref(), &state);
-        let killed = current == WorkloadState::Ended(TerminationReason::Exited { code: 137 });
+        let killed = TerminationReason::Exited { code: 137 };
         if recorded.is_none()
-            && killed
+            && current == WorkloadState::Ended(killed.clone())
             && let Some(container) = info.id.as_deref()
-            && self.oom_logged(container).await
         {
-            return WorkloadState::Ended(self.record(id, TerminationReason::OomKilled));
+            for attempt in 1..=OOM_EVENT_TRIES {
+                if self.oom_logged(container).await {
+                    return WorkloadState::Ended(self.record(id, TerminationReason::OomKilled));
+                }
+                if attempt < OOM_EVENT_TRIES {
+                    tokio::time::sleep(OOM_EVENT_WAIT).await;
+                }
+            }
+            return WorkloadState::Ended(self.record(id, killed));
         }
         current
     }
