@@ -175,6 +175,11 @@ pub struct NetworkLoop {
     sync_requests: HashMap<(Book, OutboundRequestId), (PeerId, u32)>,
     delayed_syncs: Vec<(PeerId, tokio::time::Instant)>,
     redial_soon: bool,
+    /// Peers whose connections this node dropped because an interface went away, with the
+    /// addresses they were connected at: each is redialled there once its last connection
+    /// has closed (a peer that is not in the routing table, a Kademlia client, would
+    /// otherwise never be dialled again). Bounded by the connection limits.
+    redial_dropped: HashMap<PeerId, Vec<Multiaddr>>,
     regions: BTreeSet<String>,
     ticks: u64,
     lease_inbound: Option<mpsc::Sender<InboundLease>>,
@@ -220,6 +225,7 @@ impl NetworkLoop {
             sync_requests: HashMap::new(),
             delayed_syncs: Vec::new(),
             redial_soon: false,
+            redial_dropped: HashMap::new(),
             regions: BTreeSet::new(),
             ticks: 0,
             lease_inbound: None,
@@ -624,6 +630,12 @@ impl NetworkLoop {
                 warn!(%address, "listen address expired; reconnecting");
                 let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in peers {
+                    // Connections over other interfaces are dropped too (which interface a
+                    // connection uses is not known here): the peer is redialled at the
+                    // addresses it was connected at once they have closed.
+                    if let Some(addrs) = self.connected_addrs.get(&peer) {
+                        self.redial_dropped.insert(peer, addrs.clone());
+                    }
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
                 self.redial_soon = true;
@@ -671,6 +683,10 @@ impl NetworkLoop {
                     self.connected_addrs.remove(&peer_id);
                     self.peer_info.remove(&peer_id);
                     self.ledger_disconnected(&peer_id);
+                    if let Some(addrs) = self.redial_dropped.remove(&peer_id) {
+                        debug!(peer = %peer_id, "redialling a peer dropped with an expired address");
+                        self.dial(peer_id, addrs);
+                    }
                 } else if let Some(list) = self.connected_addrs.get_mut(&peer_id) {
                     let gone = endpoint.get_remote_address();
                     if let Some(i) = list.iter().position(|a| a == gone) {
