@@ -533,13 +533,8 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         assert!(ok, "agent token: {err}");
         v["token"].as_str().unwrap().to_owned()
     };
-    let capped = token("0");
-    let refused = mcp_call(
-        &v1,
-        &capped,
-        "run",
-        json!({ "command": ["sleep", "60"], "lifetime_secs": 60 }),
-    );
+    let run = json!({ "command": ["sleep", "60"], "lifetime_secs": 60 });
+    let refused = mcp_call(&v1, &token("0"), "run", run.clone());
     assert_eq!(
         refused["error"]["code"], "quota",
         "a cap of 0 locks nothing: {refused}"
@@ -553,12 +548,7 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
         "{refused}"
     );
     let open = token("10");
-    let ran = mcp_call(
-        &v1,
-        &open,
-        "run",
-        json!({ "command": ["sleep", "60"], "lifetime_secs": 60 }),
-    );
+    let ran = mcp_call(&v1, &open, "run", run);
     let lease = ran["lease"]["lease"]
         .as_str()
         .unwrap_or_else(|| panic!("run under a token: {ran}"))

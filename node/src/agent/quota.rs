@@ -105,15 +105,46 @@ impl QuotaAccount {
         author: Author<'_>,
         action: Action,
     ) -> Result<Signed<ChainOp>, QuotaOpError> {
-        let op = ChainOp {
-            account: author.agent_id(),
-            seq: self.next_seq,
-            prev: self.head_digest()?,
+        Ok(sign_chain_op(
+            author,
+            self.next_seq,
+            self.head_digest()?,
             action,
-            delegation: author.delegation(),
-        };
-        Ok(Signed::sign(op, author.key())?)
+        )?)
     }
+}
+
+/// `action` at chain position `seq` after `prev`, for the author's agent, signed by the
+/// author (with its delegation when a delegate signs).
+fn sign_chain_op(
+    author: Author<'_>,
+    seq: u64,
+    prev: Option<Digest>,
+    action: Action,
+) -> Result<Signed<ChainOp>, EncodeError> {
+    let op = ChainOp {
+        account: author.agent_id(),
+        seq,
+        prev,
+        action,
+        delegation: author.delegation(),
+    };
+    Signed::sign(op, author.key())
+}
+
+/// The lock for `request` at `provider`: price ceiling × lifetime, until the request's time
+/// plus its lifetime and [`LOCK_SLACK`].
+fn lock_action(request: &Signed<LeaseRequest>, provider: AgoraId) -> Action {
+    let body = request.body();
+    Action::Lock(LockTerms {
+        lease: request.digest(),
+        provider,
+        amount_micro: body.max_cost_micro().max(1),
+        expires_at: body
+            .issued_at
+            .saturating_add(Duration::from_secs(body.spec.lifetime_secs))
+            .saturating_add(LOCK_SLACK),
+    })
 }
 
 /// The agent's lock for `request` at its first candidate: price ceiling × lifetime, until
@@ -126,10 +157,13 @@ pub fn lock_op<'a>(
     view: &QuotaAccount,
     request: &Signed<LeaseRequest>,
 ) -> Result<Signed<ChainOp>, QuotaOpError> {
-    lock_ops(author, view, request)?
-        .into_iter()
-        .next()
-        .ok_or(QuotaOpError::BadView("the request names no candidate"))
+    let provider = request
+        .body()
+        .candidates
+        .first()
+        .map(|c| c.provider)
+        .ok_or(QuotaOpError::BadView("the request names no candidate"))?;
+    view.chain_op(author.into(), lock_action(request, provider))
 }
 
 /// The agent's locks for `request`, one per candidate in its order, chained: the first at
@@ -150,29 +184,11 @@ pub fn lock_ops<'a>(
     request: &Signed<LeaseRequest>,
 ) -> Result<Vec<Signed<ChainOp>>, QuotaOpError> {
     let author = author.into();
-    let body = request.body();
-    let (amount_micro, expires_at) = (
-        body.max_cost_micro().max(1),
-        body.issued_at
-            .saturating_add(Duration::from_secs(body.spec.lifetime_secs))
-            .saturating_add(LOCK_SLACK),
-    );
-    let mut locks: Vec<Signed<ChainOp>> = Vec::with_capacity(body.candidates.len());
+    let candidates = &request.body().candidates;
+    let mut locks: Vec<Signed<ChainOp>> = Vec::with_capacity(candidates.len());
     let (mut seq, mut prev) = (view.next_seq, view.head_digest()?);
-    for candidate in &body.candidates {
-        let op = ChainOp {
-            account: author.agent_id(),
-            seq,
-            prev,
-            action: Action::Lock(LockTerms {
-                lease: request.digest(),
-                provider: candidate.provider,
-                amount_micro,
-                expires_at,
-            }),
-            delegation: author.delegation(),
-        };
-        let signed = Signed::sign(op, author.key())?;
+    for candidate in candidates {
+        let signed = sign_chain_op(author, seq, prev, lock_action(request, candidate.provider))?;
         prev = Some(Op::Chain(signed.clone()).digest());
         seq = seq.saturating_add(1);
         locks.push(signed);

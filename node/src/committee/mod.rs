@@ -654,9 +654,5 @@ pub fn lock_terms(op: &Op) -> Option<&agora_protocol::committee::LockTerms> {
     let Op::Chain(chain) = op else {
         return None;
     };
-    match &chain.body().action {
-        agora_protocol::committee::Action::Lock(terms) => Some(terms),
-        agora_protocol::committee::Action::TopUp(top_up) => Some(&top_up.lock),
-        agora_protocol::committee::Action::Credit(_) => None,
-    }
+    chain.body().action.lock_terms()
 }

@@ -196,6 +196,17 @@ impl SignedKind for ChainOp {
     }
 }
 
+impl Action {
+    /// The lock terms of a lock or a top-up (`None` for a credit).
+    pub fn lock_terms(&self) -> Option<&LockTerms> {
+        match self {
+            Self::Lock(terms) => Some(terms),
+            Self::TopUp(top_up) => Some(&top_up.lock),
+            Self::Credit(_) => None,
+        }
+    }
+}
+
 impl ChainOp {
     /// What a delegation must allow for this op: a lease for a lock, an extension for a
     /// top-up (`None` for a credit, which only the agent signs).

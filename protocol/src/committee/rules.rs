@@ -137,11 +137,7 @@ fn check_delegation(
             problem: DelegationProblem::NotAllowed,
         });
     }
-    let amount_micro = match &op.action {
-        Action::Lock(terms) => terms.amount_micro,
-        Action::TopUp(top_up) => top_up.lock.amount_micro,
-        Action::Credit(_) => 0,
-    };
+    let amount_micro = op.action.lock_terms().map_or(0, |t| t.amount_micro);
     let cap_micro = d
         .spend_cap_credits
         .saturating_mul(crate::signup::MICRO_PER_CREDIT);
