@@ -7,6 +7,9 @@
 //!   workload starts, and the gateway releases each lock with the provider's signed
 //!   refusal: nothing stays held); the p50 and p90 of the gateway's aggregation time are
 //!   printed.
+//! - Bad locks beside a request (not base64url, fallbacks without a lock or not chained,
+//!   two at one provider, too many) are refused `malformed_lock` / `bad_lock`, nothing
+//!   certified.
 //! - Double spend: an agent signs two locks, each within its balance but together above
 //!   it, for two providers, and sends both requests at once through two different
 //!   gateways: exactly one lease starts, the other is refused with `quota`. The same with
@@ -257,6 +260,60 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     .expect("the 30 refused leases' locks are released");
     assert_eq!(released.spent_micro, 0, "{released:?}");
     assert_eq!(released.next_seq, 30, "{released:?}");
+
+    // Bad locks beside a request are refused before anything is certified, each with its
+    // code: not base64url, fallback locks without a lock, a fallback not chained on the lock
+    // before it, two locks naming one provider, more fallbacks than a request has candidates.
+    let (agent_key, request) = lease_request(&home, &v1, &p1, 1, 60);
+    let view = quota_account(&v1, &agent);
+    let first = lock_op(&agent_key, &view, &request).unwrap();
+    let after_first = QuotaAccount {
+        next_seq: view.next_seq + 1,
+        head: Some(Op::Chain(first.clone()).digest().to_string()),
+        ..view.clone()
+    };
+    let same_provider = lock_op(&agent_key, &after_first, &request).unwrap();
+    let req = b64(&request);
+    let cases = [
+        (
+            "not base64url",
+            json!({ "request": req, "lock": "%%%" }),
+            "malformed_lock",
+        ),
+        (
+            "fallbacks without a lock",
+            json!({ "request": req, "fallback_locks": [b64(&first)] }),
+            "bad_lock",
+        ),
+        (
+            "a fallback not chained",
+            json!({ "request": req, "lock": b64(&first), "fallback_locks": [b64(&first)] }),
+            "bad_lock",
+        ),
+        (
+            "two locks at one provider",
+            json!({ "request": req, "lock": b64(&first), "fallback_locks": [b64(&same_provider)] }),
+            "bad_lock",
+        ),
+        (
+            "more fallbacks than candidates",
+            json!({ "request": req, "lock": b64(&first), "fallback_locks": vec![b64(&first); 8] }),
+            "bad_lock",
+        ),
+    ];
+    for (case, body, code) in cases {
+        let (status, v) = post_lease(&v1, &body);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{case}: {v}"
+        );
+    }
+    assert_eq!(
+        quota_account(&v1, &agent).next_seq,
+        view.next_seq,
+        "nothing certified"
+    );
 
     // Double spend: two locks of 6 credits each (10 available), chained, for two
     // providers, sent at once through two gateways.
