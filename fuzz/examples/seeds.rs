@@ -1391,6 +1391,23 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
             t(10),
         )?,
     });
+    // The lock above the balance under the agent's owner's approval.
+    let approved_lock = match &lock {
+        QuotaOp::Chain(op) => QuotaOp::Approved(agora_protocol::committee::ApprovedLock {
+            op: op.clone(),
+            approval: Signed::sign(
+                Approval {
+                    owner: id(OWNER),
+                    request: Digest::of(b"lease"),
+                    agent: id(AGENT),
+                    max_cost_micro: 600,
+                    approved_at: t(11),
+                },
+                &key(OWNER),
+            )?,
+        }),
+        _ => return Err("the lock is a chain op".into()),
+    };
     let mut certs = vec![credit_cert.clone(), lock_cert.clone()];
     for (name, op) in [
         ("credit", &credit),
@@ -1402,6 +1419,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("top-up", &top_up),
         ("release", &release),
         ("delegated-top-up", &delegated_top_up),
+        ("approved-lock", &approved_lock),
     ] {
         let cert = match name {
             "credit" => credit_cert.clone(),
@@ -1422,6 +1440,7 @@ fn quota_seeds(w: &mut Writer) -> Res<()> {
         ("top-up", top_up, vec![lock_cert.clone()]),
         ("release", release, vec![lock_cert.clone()]),
         ("delegated-top-up", delegated_top_up, vec![lock_cert.clone()]),
+        ("approved-lock", approved_lock, vec![credit_cert.clone()]),
         (
             "full",
             credit_max,
@@ -1467,6 +1486,7 @@ fn quota_answer_seeds(
         amount_micro: 600,
         expires_at: t(3600),
         op: lock.digest(),
+        approved: seq % 2 == 1,
     };
     let largest = certs
         .iter()
@@ -1507,6 +1527,7 @@ fn quota_answer_seeds(
                 credited_micro: 0,
                 granted_micro: 0,
                 spent_micro: 0,
+                approved_spent_micro: 0,
                 locks: Vec::new(),
             }),
         ),
@@ -1517,6 +1538,7 @@ fn quota_answer_seeds(
                 credited_micro: 1_000_000,
                 granted_micro: 10_000_000,
                 spent_micro: 1200,
+                approved_spent_micro: 0,
                 locks: vec![lock_view(1)],
             }),
         ),
@@ -1527,6 +1549,7 @@ fn quota_answer_seeds(
                 credited_micro: u64::MAX,
                 granted_micro: u64::MAX,
                 spent_micro: u64::MAX,
+                approved_spent_micro: u64::MAX,
                 locks: (0..MAX_VIEW_LOCKS as u64)
                     .map(|i| lock_view(u64::MAX - i))
                     .collect(),

@@ -1207,43 +1207,53 @@ fn certificate_invariants(cert: &Certificate, committee: &Committee) -> Result<(
     quota_op_invariants(cert.op())
 }
 
+/// A chain op is its account's or its delegate's, with `prev` exactly when `seq > 0`; a
+/// credit's credential is held by the account.
+fn chain_op_invariants(chain: &Signed<agora_protocol::committee::ChainOp>) -> Result<(), String> {
+    nested(chain)?;
+    let body = chain.body();
+    // The account signs, or the delegate its own delegation names (a lock or top-up).
+    let signer = match &body.delegation {
+        Some(delegation) => {
+            nested(delegation)?;
+            if delegation.body().agent != body.account || matches!(body.action, Action::Credit(_)) {
+                return Err(
+                    "quota op: accepted a delegated op of another agent, or a delegated credit"
+                        .into(),
+                );
+            }
+            delegation.body().delegate
+        }
+        None => body.account,
+    };
+    if chain.signer() != signer || (body.seq == 0) != body.prev.is_none() {
+        return Err(
+            "quota op: accepted a chain op not signed by its account or delegate, or with a bad prev"
+                .into(),
+        );
+    }
+    if let Action::Credit(credential) = &body.action {
+        if credential.holder() != body.account {
+            return Err("quota op: accepted a credit of another holder's credential".into());
+        }
+        for link in credential.chain() {
+            nested(link)?;
+        }
+    }
+    Ok(())
+}
+
 /// A chain op or free-tier claim is its account's (a credit's credential held by it, `prev`
 /// exactly when `seq > 0`), a settlement is the receipt provider's for the account's lease;
 /// every nested signed message rebuilds to its own bytes.
 fn quota_op_invariants(op: &Op) -> Result<(), String> {
     match op {
-        Op::Chain(chain) => {
-            nested(chain)?;
-            let body = chain.body();
-            // The account signs, or the delegate its own delegation names (a lock or top-up).
-            let signer = match &body.delegation {
-                Some(delegation) => {
-                    nested(delegation)?;
-                    if delegation.body().agent != body.account
-                        || matches!(body.action, Action::Credit(_))
-                    {
-                        return Err(
-                            "quota op: accepted a delegated op of another agent, or a delegated credit"
-                                .into(),
-                        );
-                    }
-                    delegation.body().delegate
-                }
-                None => body.account,
-            };
-            if chain.signer() != signer || (body.seq == 0) != body.prev.is_none() {
-                return Err(
-                    "quota op: accepted a chain op not signed by its account or delegate, or with a bad prev"
-                        .into(),
-                );
-            }
-            if let Action::Credit(credential) = &body.action {
-                if credential.holder() != body.account {
-                    return Err("quota op: accepted a credit of another holder's credential".into());
-                }
-                for link in credential.chain() {
-                    nested(link)?;
-                }
+        Op::Chain(chain) => chain_op_invariants(chain),
+        Op::Approved(approved) => {
+            chain_op_invariants(&approved.op)?;
+            nested(&approved.approval)?;
+            if approved.approval.signer() != approved.approval.body().owner {
+                return Err("quota op: accepted an approval not signed by its owner".into());
             }
             Ok(())
         }

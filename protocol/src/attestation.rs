@@ -247,6 +247,16 @@ impl Credential {
         self.leaf().body().subject
     }
 
+    /// The owner the chain names for its holder: the one nearest the holder (a link may
+    /// name the holder's owner where the links above it named none or another).
+    pub fn owner(&self) -> Option<AgoraId> {
+        self.chain()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .find_map(|a| a.body().claims.owner)
+    }
+
     /// Canonical bytes: a version byte, then the postcard list of signed links.
     ///
     /// # Errors

@@ -37,7 +37,7 @@ pub const MAX_REASON_BYTES: usize = 512;
 /// Largest encoded [`Request`].
 pub const MAX_REQUEST_BYTES: usize = MAX_VOTE_REQUEST_BYTES + 16;
 
-/// One lock as listed in an [`AccountView`]: 32 + 32 + 10 + 10 + 32 + 10 bytes at most.
+/// One lock as listed in an [`AccountView`]: 10 + 32 + 32 + 10 + 10 + 32 + 1 bytes at most.
 const MAX_LOCK_VIEW_BYTES: usize = 128;
 
 /// Largest encoded [`Response`]: an account view with its head certificate and every lock.
@@ -82,8 +82,11 @@ pub struct LockView {
     pub amount_micro: u64,
     /// When it lapses.
     pub expires_at: Timestamp,
-    /// The digest of the lock op.
+    /// The digest that names the lock op in the account ([`crate::committee::Op::chain_digest`]).
     pub op: Digest,
+    /// Whether the agent's owner approved it (it holds the owner's approval, not the
+    /// balance).
+    pub approved: bool,
 }
 
 /// What one validator knows of an account.
@@ -98,6 +101,8 @@ pub struct AccountView {
     pub granted_micro: u64,
     /// Micro-credits charged by settlements.
     pub spent_micro: u64,
+    /// Micro-credits charged by settlements of owner-approved locks (outside the balance).
+    pub approved_spent_micro: u64,
     /// Open locks, by position.
     pub locks: Vec<LockView>,
 }
@@ -113,13 +118,14 @@ impl AccountView {
 
     /// The digest the next chain op must name as `prev`.
     pub fn head_digest(&self) -> Option<Digest> {
-        self.head.as_ref().map(Certificate::digest)
+        self.head.as_ref().map(|c| c.op().chain_digest())
     }
 
-    /// Micro-credits held by open locks.
+    /// Micro-credits open locks hold against the balance (not the owner-approved ones).
     pub fn locked_micro(&self) -> u64 {
         self.locks
             .iter()
+            .filter(|l| !l.approved)
             .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro))
     }
 
@@ -144,6 +150,7 @@ struct AccountWire {
     credited_micro: u64,
     granted_micro: u64,
     spent_micro: u64,
+    approved_spent_micro: u64,
     locks: Vec<LockView>,
 }
 
@@ -233,6 +240,7 @@ impl Response {
                     credited_micro: view.credited_micro,
                     granted_micro: view.granted_micro,
                     spent_micro: view.spent_micro,
+                    approved_spent_micro: view.approved_spent_micro,
                     locks: view.locks.clone(),
                 })
             }
@@ -278,6 +286,7 @@ impl Response {
                         credited_micro: wire.credited_micro,
                         granted_micro: wire.granted_micro,
                         spent_micro: wire.spent_micro,
+                        approved_spent_micro: wire.approved_spent_micro,
                         locks: wire.locks,
                     })
                 }

@@ -107,15 +107,29 @@ fn responses_round_trip() {
         credited_micro: 1,
         granted_micro: 10_000_000,
         spent_micro: 2,
-        locks: vec![LockView {
-            seq: 1,
-            lease: Digest::of(b"lease"),
-            provider: keys()[1].id(),
-            amount_micro: 5,
-            expires_at: Timestamp::from_unix_secs(START + 100),
-            op: Digest::of(b"op"),
-        }],
+        approved_spent_micro: 7,
+        locks: vec![
+            LockView {
+                seq: 1,
+                lease: Digest::of(b"lease"),
+                provider: keys()[1].id(),
+                amount_micro: 5,
+                expires_at: Timestamp::from_unix_secs(START + 100),
+                op: Digest::of(b"op"),
+                approved: false,
+            },
+            LockView {
+                seq: 2,
+                lease: Digest::of(b"lease 2"),
+                provider: keys()[1].id(),
+                amount_micro: 50_000_000,
+                expires_at: Timestamp::from_unix_secs(START + 100),
+                op: Digest::of(b"op 2"),
+                approved: true,
+            },
+        ],
     };
+    // The owner-approved lock holds the owner's approval, not the balance.
     assert_eq!(view.locked_micro(), 5);
     assert_eq!(view.available_micro(), 10_000_000 + 1 - 2 - 5);
     for response in [

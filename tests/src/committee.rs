@@ -70,6 +70,16 @@ pub fn write_genesis(path: &Path, validators: &[Identity]) {
 /// [`write_genesis`] with up to `cap_per_epoch` free-tier grants an epoch (a benchmark
 /// signs up more agents than a test).
 pub fn write_genesis_capped(path: &Path, validators: &[Identity], cap_per_epoch: u32) {
+    write_genesis_with(path, validators, cap_per_epoch, &[]);
+}
+
+/// [`write_genesis_capped`] whose attestations by `issuers` credit quota.
+pub fn write_genesis_with(
+    path: &Path,
+    validators: &[Identity],
+    cap_per_epoch: u32,
+    issuers: &[agora_protocol::AgoraId],
+) {
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -82,8 +92,13 @@ pub fn write_genesis_capped(path: &Path, validators: &[Identity], cap_per_epoch:
     std::fs::write(
         path,
         format!(
-            "f = 1\nvalidators = [{}]\nstart_unix_secs = {start}\nepoch_secs = 86400\n\n[free_tier]\nallowance_micro = {FREE_MICRO}\ncap_per_epoch = {cap_per_epoch}\n\n[locks]\nsettle_grace_secs = 60\n",
-            ids.join(", ")
+            "f = 1\nvalidators = [{}]\nissuers = [{}]\nstart_unix_secs = {start}\nepoch_secs = 86400\n\n[free_tier]\nallowance_micro = {FREE_MICRO}\ncap_per_epoch = {cap_per_epoch}\n\n[locks]\nsettle_grace_secs = 60\n",
+            ids.join(", "),
+            issuers
+                .iter()
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
     .unwrap();
@@ -165,6 +180,19 @@ impl Committee {
     /// # Panics
     /// As [`Committee::new`].
     pub fn new_capped(root: &Path, members: &[&Path], cap_per_epoch: u32) -> Self {
+        Self::new_with(root, members, cap_per_epoch, &[])
+    }
+
+    /// [`Committee::new_capped`] whose attestations by `issuers` credit quota.
+    ///
+    /// # Panics
+    /// As [`Committee::new`].
+    pub fn new_with(
+        root: &Path,
+        members: &[&Path],
+        cap_per_epoch: u32,
+        issuers: &[agora_protocol::AgoraId],
+    ) -> Self {
         assert!(members.len() <= N, "a test committee has {N} validators");
         let extra_dirs: Vec<PathBuf> = (members.len()..N)
             .map(|i| root.join(format!("validator-{i}")))
@@ -176,7 +204,7 @@ impl Committee {
             .map(key_of)
             .collect();
         let genesis = root.join("genesis.toml");
-        write_genesis_capped(&genesis, &keys, cap_per_epoch);
+        write_genesis_with(&genesis, &keys, cap_per_epoch, issuers);
         Self {
             genesis,
             extra_dirs,

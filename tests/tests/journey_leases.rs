@@ -24,10 +24,12 @@
 //! runs under a committee too (A a validator with three validator-only nodes, the providers
 //! following its genesis): the agent signs one chained lock per candidate, the gateway
 //! certifies each as it fails over, a refusing provider's lock is released at once with its
-//! signed refusal, and the restarted provider settles the lease it kept. One test keeps the
-//! providers' own quota books, because what it checks does not exist under a committee
-//! yet: the owner's approval above the spending limit (the committee's credit is the
-//! limit).
+//! signed refusal, and the restarted provider settles the lease it kept. The owner's
+//! approval above the spending limit runs under a committee too (its genesis lists the
+//! issuer, so the attestation's limit is the agent's credit): validators refuse the lock
+//! for the balance, the gateway parks the request with the agent's locks, the owner's
+//! approval certifies the lock above the balance, and its settlement is charged to the
+//! approval.
 //!
 //! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips those tests. The
 //! Docker journey needs an engine: without one it skips, unless `AGORA_REQUIRE_DOCKER` is
@@ -74,20 +76,9 @@ fn skip() -> bool {
     false
 }
 
-/// A provider (and gateway) on the sandbox runtime, receipts every 2 s, with more
-/// configuration (whole sections) appended.
-fn provider_with(dir: &Path, bootstrap: &str, extra: &str) -> NodeProc {
-    provider_on(dir, bootstrap, "sandbox", extra)
-}
-
 /// A provider (and gateway) on `runtime` (`sandbox`, `docker`), receipts every 2 s, with
-/// more configuration (whole sections) appended.
-fn provider_on(dir: &Path, bootstrap: &str, runtime: &str, extra: &str) -> NodeProc {
-    provider_in(dir, bootstrap, runtime, extra, None)
-}
-
-/// [`provider_on`], and a validator of `committee` if one is given: it then admits leases
-/// only against the committee's lock certificates.
+/// more configuration (whole sections) appended; a validator of `committee` if one is
+/// given: it then admits leases only against the committee's lock certificates.
 fn provider_in(
     dir: &Path,
     bootstrap: &str,
@@ -154,12 +145,7 @@ fn committee_network_on(
 
 /// A gateway (and bootstrap) that waits 3 s per provider before failing over (a provider
 /// killed behind a QUIC connection gives no signal, so only the timeout tells), with more
-/// configuration (whole sections) appended.
-fn gateway_with(dir: &Path, extra: &str) -> NodeProc {
-    gateway_in(dir, extra, None)
-}
-
-/// [`gateway_with`], and a validator of `committee` if one is given.
+/// configuration (whole sections) appended; a validator of `committee` if one is given.
 fn gateway_in(dir: &Path, extra: &str, committee: Option<&Committee>) -> NodeProc {
     let (roles, genesis) = committee_lines(committee);
     NodeProc::start_configured(
@@ -1580,7 +1566,7 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     keyfile::save(&owner_key, &owner).unwrap();
     keyfile::save(&stranger_key, &stranger).unwrap();
     keyfile::save(&home.join("agent.key"), &agent_id).unwrap();
-    // No credits without approval; the owner approves the rest.
+    // One credit without approval; the owner approves the rest.
     let out = agora(&home)
         .args(["attest", "issue", "--issuer-key"])
         .arg(&issuer_key)
@@ -1591,7 +1577,7 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
             "--expires",
             "1h",
             "--spending-limit",
-            "0",
+            "1",
         ])
         .args(["--owner", &owner.agora_id().to_string()])
         .output()
@@ -1607,14 +1593,33 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_url = format!("http://{}/approvals", hook.local_addr().unwrap());
     let hooked = webhook_once(hook);
-    let a = gateway_with(
-        &tmp.path().join("a"),
+    // A committee of n = 4 whose genesis lists the issuer: the agent's credit is its one
+    // credit, and the credited attestation names the owner validators accept approvals of.
+    let a_dir = tmp.path().join("a");
+    let mut committee =
+        Committee::new_with(tmp.path(), &[a_dir.as_path()], 64, &[issuer.agora_id()]);
+    let a = gateway_in(
+        &a_dir,
         &format!("{trust}\n[approvals]\ntimeout = \"6s\"\nwebhook = \"{hook_url}\"\n"),
+        Some(&committee),
     );
-    let c = provider_with(&tmp.path().join("c"), &a.tcp_addr(), &trust);
+    committee.start_extra(&a.tcp_addr());
+    let c = provider_configured(
+        &tmp.path().join("c"),
+        &a.tcp_addr(),
+        "sandbox",
+        &trust,
+        "",
+        &committee.config_line(),
+    );
     leftovers.add(cgroup_parent(&c));
+    committee.wait_connected(&[&a, &c]);
     let agent = Agent::sign_up_with(&home, &a, &["--credential", cred.to_str().unwrap()]);
+    let credited = quota_account(&a, &agent.id().to_string());
+    assert_eq!(credited.credited_micro, 1_000_000, "{credited:?}");
     quoted(&a, &c.id);
+    // 10,000 micro-credits a second for 2 minutes: 1.2 credits, above the one credited.
+    let over = ["--max-price", "10000", "--lifetime", "2m"];
 
     // 1. `agent run` waits while the owner approves; then it has its lease.
     let runner = agora(&home)
@@ -1622,7 +1627,8 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
         .arg(format!("http://{}", a.http))
         .arg("--key")
         .arg(&agent.key)
-        .args(["--lifetime", "2m", "--", "sleep", "60"])
+        .args(over)
+        .args(["--", "sleep", "60"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1643,6 +1649,13 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     assert_eq!(waiting["owner"], owner.agora_id().to_string().as_str());
     assert_eq!(waiting["agent"], agent.id().to_string().as_str());
     assert_eq!(waiting["state"], "pending");
+    // The committee, not a provider, asked: the agent's lock waits beside the request.
+    assert!(waiting.get("refusal").is_none(), "{waiting}");
+    assert!(
+        waiting["why"].as_str().unwrap().contains("available"),
+        "{waiting}"
+    );
+    assert_eq!(waiting["max_cost_micro"], 1_200_000);
     // The owner's webhook heard of it.
     let event = hooked.join().unwrap();
     assert_eq!(event["event"], "approval_requested");
@@ -1681,9 +1694,32 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
         (200, Some("approved")),
         "{v}"
     );
+    // The lock was certified under the owner's approval: it holds outside the balance.
+    let account = quota_account(&a, &agent.id().to_string());
+    let lock = account.locks.iter().find(|l| l.lease == id).unwrap();
+    assert!(lock.approved, "{account:?}");
+    assert_eq!(lock.amount_micro, 1_200_000);
+    assert_eq!(account.available_micro, 1_000_000, "{account:?}");
+    // Stopped, it is settled against the approval: the owner pays, the credit stays.
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, stop, err) = agent.cli(&a, &["stop", &id]);
+    assert!(ok, "stop: {err}");
+    let cost = stop["lease"]["receipt"]["total_micro"].as_u64().unwrap();
+    assert!(cost > 0, "{stop}");
+    let settled = wait_for(WAIT, || {
+        let account = quota_account(&a, &agent.id().to_string());
+        account.locks.is_empty().then_some(account)
+    })
+    .expect("the approved lock is settled");
+    assert_eq!(settled.approved_spent_micro, cost, "{settled:?}");
+    assert_eq!(settled.spent_micro, 0, "{settled:?}");
+    assert_eq!(settled.available_micro, 1_000_000, "{settled:?}");
 
     // 2. Unanswered, a request expires with reason approval_timeout.
-    let (ok, pending, err) = agent.cli(&a, &["run", "--no-wait", "--lifetime", "2m", "--", "true"]);
+    let mut late_run = vec!["run", "--no-wait"];
+    late_run.extend(over);
+    late_run.extend(["--", "true"]);
+    let (ok, pending, err) = agent.cli(&a, &late_run);
     assert!(!ok, "--no-wait exits 4 while the request waits: {err}");
     let late = pending["approval"]["id"].as_str().unwrap().to_owned();
     let expired = wait_for(Duration::from_secs(20), || {

@@ -47,6 +47,10 @@ pub struct LockEntry {
     pub amount_micro: u64,
     /// When it lapses (RFC 3339).
     pub expires_at: String,
+    /// Whether the agent's owner approved it: it holds the owner's approval, not the
+    /// agent's balance.
+    #[serde(default)]
+    pub approved: bool,
 }
 
 /// An agent's quota account at the committee (`GET /v1/accounts/{agent}/quota`).
@@ -72,7 +76,10 @@ pub struct QuotaAccount {
     pub granted_micro: u64,
     /// Micro-credits charged by settlements.
     pub spent_micro: u64,
-    /// Micro-credits held by open locks.
+    /// Micro-credits charged by settlements of owner-approved locks (outside the balance).
+    #[serde(default)]
+    pub approved_spent_micro: u64,
+    /// Micro-credits open locks hold against the balance (owner-approved ones do not).
     pub locked_micro: u64,
     /// What may still be locked.
     pub available_micro: u64,
@@ -361,6 +368,7 @@ pub fn account_view(
         credited_micro: view.credited_micro,
         granted_micro: view.granted_micro,
         spent_micro: view.spent_micro,
+        approved_spent_micro: view.approved_spent_micro,
         locked_micro: view.locked_micro(),
         available_micro: view.available_micro(),
         locks: view
@@ -372,6 +380,7 @@ pub fn account_view(
                 provider: l.provider.to_string(),
                 amount_micro: l.amount_micro,
                 expires_at: l.expires_at.to_string(),
+                approved: l.approved,
             })
             .collect(),
     }

@@ -309,6 +309,7 @@ impl Quota {
                 amount_micro: l.amount_micro,
                 expires_at: l.expires_at,
                 op: l.op,
+                approved: l.approved,
             })
             .collect();
         let view = AccountView {
@@ -316,6 +317,7 @@ impl Quota {
             credited_micro: a.credited_micro(),
             granted_micro: a.granted_micro(),
             spent_micro: a.spent_micro(),
+            approved_spent_micro: a.approved_spent_micro(),
             locks,
         };
         drop(v);
@@ -517,7 +519,7 @@ impl Quota {
             let settle = agora_protocol::committee::Settle {
                 account,
                 lock_seq: seq,
-                lock: lock.digest(),
+                lock: lock.op().chain_digest(),
                 receipt: receipt.clone(),
             };
             let op = match agora_protocol::Signed::sign(settle, self.identity.as_ref()) {
@@ -551,7 +553,7 @@ impl Quota {
         let op = Op::Release(agora_protocol::committee::Release {
             account,
             lock_seq: seq,
-            lock: lock.digest(),
+            lock: lock.op().chain_digest(),
             refusal,
         });
         Some(self.certify(op, vec![lock.clone()]).await)
@@ -645,14 +647,12 @@ fn empty_view() -> AccountView {
         credited_micro: 0,
         granted_micro: 0,
         spent_micro: 0,
+        approved_spent_micro: 0,
         locks: Vec::new(),
     }
 }
 
 /// The lock terms of a lock or top-up op.
 pub fn lock_terms(op: &Op) -> Option<&agora_protocol::committee::LockTerms> {
-    let Op::Chain(chain) = op else {
-        return None;
-    };
-    chain.body().action.lock_terms()
+    op.chain()?.body().action.lock_terms()
 }

@@ -10,6 +10,7 @@
 //! | already answered | 409 | `not_pending` |
 //! | the approval is for another request, agent or owner | 409 | `approval_invalid` |
 //! | approved, but no provider granted it | 403 / 409 | the provider's refusal code, `no_match` |
+//! | approved, but the quota committee did not certify the lock under it | 409 / 503 | `quota`, `committee_unreachable` |
 
 use std::sync::Arc;
 
@@ -143,13 +144,46 @@ pub async fn approve(
         .take(&id, &approval, clock::now())
         .map_err(|e| approval_error(&e))?;
     let req = pending.request.body().clone();
-    let outcome = gateway
-        .propose(LeaseProposal {
-            request: pending.request.clone(),
-            approval: Some(approval),
-            lock: None,
-        })
-        .await;
+    let outcome = if let Some((first, rest)) = pending.locks.split_first() {
+        // Under a quota committee: the agent's locks, certified above its balance under
+        // the owner's approval.
+        let relayed = match super::quota::decode_locks(&shared, Some(first), rest, &pending.request)
+        {
+            Ok(locks) => {
+                super::quota::propose_locked(
+                    &shared,
+                    gateway,
+                    pending.request.clone(),
+                    Some(approval),
+                    locks,
+                )
+                .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match relayed {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let e = ApiError::from(e);
+                let state = ApprovalState::Refused {
+                    code: e.code().to_owned(),
+                    detail: e.message().to_owned(),
+                };
+                approvals.settle(&id, state, clock::now()).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+                })?;
+                return Err(e);
+            }
+        }
+    } else {
+        gateway
+            .propose(LeaseProposal {
+                request: pending.request.clone(),
+                approval: Some(approval),
+                lock: None,
+            })
+            .await
+    };
     let state = match &outcome {
         Proposed::Granted { grant, .. } => ApprovalState::Approved {
             lease: grant.body().lease,

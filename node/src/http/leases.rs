@@ -54,6 +54,7 @@ use super::ApiError;
 use super::json::JsonBody;
 use crate::clock;
 use crate::daemon::Shared;
+use crate::lease::approvals::Asked;
 use crate::lease::gateway::contact::{Contact, PROVIDER_LOST};
 use crate::lease::gateway::{AttemptView, CallError, Proposed, is_relayed};
 use crate::lease::record::{GatewayLease, ProviderLease};
@@ -408,39 +409,74 @@ pub async fn create(
             })
             .await
     } else {
-        super::quota::propose_locked(&shared, gateway, request, approval, locks).await?
+        let encoded: Vec<String> = std::iter::once(body.lock.clone())
+            .flatten()
+            .chain(body.fallback_locks.iter().cloned())
+            .collect();
+        match super::quota::propose_locked(&shared, gateway, request, approval, locks).await {
+            Ok(outcome) => outcome,
+            // Over its balance at the committee, with an owner named: the request and its
+            // locks wait for the owner.
+            Err(super::quota::Unrelayed::OverBalance(e)) => {
+                let asked = Asked {
+                    refusal: None,
+                    why: e.message().to_owned(),
+                    locks: encoded,
+                };
+                return park(gateway, original, asked, &[]).map_err(|none| none.unwrap_or(e));
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     // Over its spending limit, with an owner named: the request waits for the owner.
     if let Proposed::Stopped { refusal, attempts } = &outcome
         && refusal.body().refusal.code == RefusalCode::ApprovalRequired
     {
-        match gateway
-            .approvals()
-            .park(original, refusal.clone(), clock::now())
-        {
-            Ok(pending) => {
-                let attempts: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    Json(json!({
-                        "approval": crate::lease::approvals::ApprovalView::of(&pending, clock::now()),
-                        "attempts": attempts,
-                    })),
-                )
-                    .into_response());
-            }
-            Err(crate::lease::approvals::ApprovalError::NoOwner) => {}
-            Err(e) => {
-                let status = if matches!(e, crate::lease::approvals::ApprovalError::Full(_)) {
-                    StatusCode::TOO_MANY_REQUESTS
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                return Err(ApiError::new(status, e.code(), e.to_string()));
-            }
+        match park(
+            gateway,
+            original,
+            Asked::by_provider(refusal.clone()),
+            attempts,
+        ) {
+            Ok(parked) => return Ok(parked),
+            Err(None) => {}
+            Err(Some(e)) => return Err(e),
         }
     }
     Ok(answer(outcome, &req))
+}
+
+/// Parks `request` for its owner's approval: 202 with the waiting request. `Err(None)`
+/// when its attestation names no owner (the caller answers the refusal itself).
+fn park(
+    gateway: &crate::lease::Gateway,
+    request: Signed<LeaseRequest>,
+    asked: Asked,
+    attempts: &[crate::lease::gateway::Attempt],
+) -> Result<Response, Option<ApiError>> {
+    use crate::lease::approvals::{ApprovalError, ApprovalView};
+    match gateway.approvals().park(request, asked, clock::now()) {
+        Ok(pending) => {
+            let attempts: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "approval": ApprovalView::of(&pending, clock::now()),
+                    "attempts": attempts,
+                })),
+            )
+                .into_response())
+        }
+        Err(ApprovalError::NoOwner) => Err(None),
+        Err(e) => {
+            let status = if matches!(e, ApprovalError::Full(_)) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            Err(Some(ApiError::new(status, e.code(), e.to_string())))
+        }
+    }
 }
 
 /// The answer to a relayed lease request: 201 with the lease, or why not.

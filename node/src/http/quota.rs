@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use agora_protocol::committee::{
-    Action, Certificate, ChainOp, MAX_OP_BYTES, Op, Refusal, UncheckedCertificate,
+    Action, ApprovedLock, Certificate, ChainOp, MAX_OP_BYTES, Op, Refusal, UncheckedCertificate,
 };
-use agora_protocol::lease::{LeaseOp, LeaseRequest};
+use agora_protocol::lease::{Approval, LeaseOp, LeaseRequest};
 use agora_protocol::{AgoraId, Signed};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -89,7 +89,7 @@ fn refused(e: &CertifyError) -> ApiError {
 
 /// Certifies `op`; when more than `f` validators lack the account's earlier ops (they
 /// missed a certificate), once more with the account's head certificate for them.
-async fn certify(quota: &Arc<Quota>, op: Op) -> Result<Certificate, ApiError> {
+async fn certify_op(quota: &Arc<Quota>, op: Op) -> Result<Certificate, CertifyError> {
     match quota.certify(op.clone(), Vec::new()).await {
         Ok(cert) => Ok(cert),
         Err(e)
@@ -104,9 +104,65 @@ async fn certify(quota: &Arc<Quota>, op: Op) -> Result<Certificate, ApiError> {
                 .and_then(|v| v.head)
                 .into_iter()
                 .collect();
-            quota.certify(op, history).await.map_err(|e| refused(&e))
+            quota.certify(op, history).await
         }
-        Err(e) => Err(refused(&e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`certify_op`], its failure as the API's error.
+async fn certify(quota: &Arc<Quota>, op: Op) -> Result<Certificate, ApiError> {
+    certify_op(quota, op).await.map_err(|e| refused(&e))
+}
+
+/// Whether validators refused for the agent's balance (an owner's approval could lift it).
+fn over_balance(e: &CertifyError) -> bool {
+    e.refusals()
+        .iter()
+        .any(|(_, r)| matches!(r, Refusal::Insufficient { .. }))
+}
+
+/// Certifies the agent's `lock`; when validators refuse it for the balance and the owner
+/// approved the request, as an [`ApprovedLock`] above the balance instead (the same slot:
+/// at most one of the two is ever certified).
+async fn certify_lock(
+    quota: &Arc<Quota>,
+    lock: Signed<ChainOp>,
+    approval: Option<&Signed<Approval>>,
+) -> Result<Certificate, CertifyError> {
+    match (certify_op(quota, Op::Chain(lock.clone())).await, approval) {
+        (Err(e), Some(approval)) if over_balance(&e) => {
+            let approved = Op::Approved(ApprovedLock {
+                op: lock,
+                approval: approval.clone(),
+            });
+            certify_op(quota, approved).await
+        }
+        (result, _) => result,
+    }
+}
+
+/// Why [`propose_locked`] relayed nothing: the committee did not certify the first lock.
+#[derive(Debug)]
+pub enum Unrelayed {
+    /// Validators refused it for the agent's balance and no approval came with it: the
+    /// request may wait for the owner the agent's attestation names (`approval_required`).
+    OverBalance(ApiError),
+    /// Any other failure.
+    Failed(ApiError),
+}
+
+impl From<Unrelayed> for ApiError {
+    fn from(u: Unrelayed) -> Self {
+        match u {
+            Unrelayed::OverBalance(e) | Unrelayed::Failed(e) => e,
+        }
+    }
+}
+
+impl From<ApiError> for Unrelayed {
+    fn from(e: ApiError) -> Self {
+        Self::Failed(e)
     }
 }
 
@@ -126,7 +182,7 @@ pub async fn submit(
     let allowed = match &op {
         Op::Chain(c) => matches!(c.body().action, Action::Credit(_)),
         Op::FreeTier(_) => true,
-        Op::Settle(_) | Op::Unlock(_) | Op::Release(_) => false,
+        Op::Settle(_) | Op::Unlock(_) | Op::Release(_) | Op::Approved(_) => false,
     };
     if !allowed {
         return Err(ApiError::bad_request(
@@ -261,26 +317,31 @@ pub fn decode_locks(
 /// lock at once with the refusal (`committee::Release`) and go on unless the refusal is
 /// about the agent itself; when it does not answer, go on (that lock lapses). A lock after
 /// the first that the committee does not certify (the agent cannot afford another while an
-/// unanswering provider's lock is held) ends the relay with the attempts so far.
+/// unanswering provider's lock is held) ends the relay with the attempts so far. With the
+/// owner's `approval`, a lock above the balance is certified under it.
 ///
 /// # Errors
-/// `quota` or `committee_unreachable` when the first lock is not certified.
+/// [`Unrelayed`] when the first lock is not certified: `quota` (over the balance, or
+/// otherwise refused) or `committee_unreachable`.
 pub async fn propose_locked(
     shared: &Shared,
     gateway: &crate::lease::Gateway,
     request: Signed<LeaseRequest>,
-    approval: Option<Signed<agora_protocol::lease::Approval>>,
+    approval: Option<Signed<Approval>>,
     locks: Vec<(Signed<ChainOp>, AgoraId)>,
-) -> Result<crate::lease::gateway::Proposed, ApiError> {
+) -> Result<crate::lease::gateway::Proposed, Unrelayed> {
     use crate::lease::gateway::{Outcome, Proposed, fails_over};
     let quota = quota(shared)?;
     let mut attempts = Vec::new();
     for (i, (lock, provider)) in locks.into_iter().enumerate() {
-        let cert = match certify(quota, Op::Chain(lock)).await {
+        let cert = match certify_lock(quota, lock, approval.as_ref()).await {
             Ok(cert) => cert,
-            Err(e) if i == 0 => return Err(e),
+            Err(e) if i == 0 && approval.is_none() && over_balance(&e) => {
+                return Err(Unrelayed::OverBalance(refused(&e)));
+            }
+            Err(e) if i == 0 => return Err(Unrelayed::Failed(refused(&e))),
             Err(e) => {
-                tracing::info!(lease = %request.digest(), %provider, error = %e.message, "no failover: the next lock was not certified");
+                tracing::info!(lease = %request.digest(), %provider, error = %e, "no failover: the next lock was not certified");
                 break;
             }
         };

@@ -2,16 +2,19 @@
 //!
 //! ```text
 //! POST /v1/leases ─▶ provider refuses `approval_required` (the agent is over its spending
-//!   limit and its attestation names an owner) ─▶ park: pending, 202 to the agent,
-//!   webhook to the owner's URL (if configured)
+//!   limit and its attestation names an owner), or, under a quota committee, validators
+//!   refuse the agent's lock for its balance ─▶ park: pending (with the agent's locks),
+//!   202 to the agent, webhook to the owner's URL (if configured)
 //! GET /v1/approvals?owner=ID ─▶ the owner sees it (`agora approvals watch`)
-//! POST /v1/approvals/{id} {approval signed by the owner} ─▶ relay request + approval ─▶
-//!   approved (the lease) or refused (the provider's reason)
+//! POST /v1/approvals/{id} {approval signed by the owner} ─▶ relay request + approval (under
+//!   a committee: each lock certified above the balance under the approval) ─▶
+//!   approved (the lease) or refused (the provider's or the committee's reason)
 //! nobody answers within `[approvals] timeout` ─▶ expired, reason `approval_timeout`
 //! ```
 //!
 //! The gateway decides nothing: the provider judges the approval against the owner its own
-//! trust roots find in the agent's attestation. The gateway only refuses early an approval
+//! trust roots find in the agent's attestation, and validators against the owners the
+//! agent's credited attestations name. The gateway only refuses early an approval
 //! that cannot be the right one (another request, another agent, another owner than the
 //! attestation names), so an owner learns at once that they used the wrong key.
 
@@ -75,9 +78,17 @@ pub struct PendingApproval {
     /// The agent's signed request.
     #[serde(with = "record::b64")]
     pub request: Signed<LeaseRequest>,
-    /// The provider's signed refusal that asked for the approval.
-    #[serde(with = "record::b64")]
-    pub refusal: Signed<LeaseRefusal>,
+    /// The provider's signed refusal that asked for the approval (none when the quota
+    /// committee refused the agent's lock for its balance).
+    #[serde(with = "record::b64_opt", default)]
+    pub refusal: Option<Signed<LeaseRefusal>>,
+    /// Why it waits: the provider's or the committee's words.
+    #[serde(default)]
+    pub why: String,
+    /// The agent's signed locks (base64url `ChainOp`s, the lock then its fallbacks), kept
+    /// to be certified under the approval; empty without a committee.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<String>,
     /// When it was parked.
     pub created_at: Timestamp,
     /// When it expires unanswered.
@@ -157,13 +168,30 @@ pub fn state_name(s: &ApprovalState) -> &'static str {
 /// The owner the agent's attestation claims (nearest the agent in the chain). The gateway
 /// uses it only to show the request to that owner; the provider verifies.
 pub fn claimed_owner(request: &LeaseRequest) -> Option<AgoraId> {
-    let credential = request.signup.body().credential.as_ref()?;
-    credential
-        .chain()
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find_map(|a| a.body().claims.owner)
+    request.signup.body().credential.as_ref()?.owner()
+}
+
+/// What asked for the owner's approval.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The provider's signed `approval_required` refusal (none under a quota committee).
+    pub refusal: Option<Signed<LeaseRefusal>>,
+    /// Why, in words.
+    pub why: String,
+    /// Under a committee, the agent's signed locks (base64url), to certify under the
+    /// approval.
+    pub locks: Vec<String>,
+}
+
+impl Asked {
+    /// A provider's `approval_required` refusal.
+    pub fn by_provider(refusal: Signed<LeaseRefusal>) -> Self {
+        Self {
+            why: refusal.body().refusal.detail.clone(),
+            refusal: Some(refusal),
+            locks: Vec::new(),
+        }
+    }
 }
 
 /// The requests waiting at this gateway.
@@ -283,14 +311,15 @@ impl Approvals {
         Ok(out)
     }
 
-    /// Parks a request the provider refused with `approval_required`.
+    /// Parks a request a provider refused with `approval_required`, or whose lock the
+    /// quota committee refused for the agent's balance.
     ///
     /// # Errors
     /// [`ApprovalError::NoOwner`] when nobody could approve it, [`ApprovalError::Full`].
     pub fn park(
         &self,
         request: Signed<LeaseRequest>,
-        refusal: Signed<LeaseRefusal>,
+        asked: Asked,
         now: Timestamp,
     ) -> Result<PendingApproval, ApprovalError> {
         let req = request.body();
@@ -321,7 +350,9 @@ impl Approvals {
             owner,
             max_cost_micro: req.max_price_per_sec.saturating_mul(req.spec.lifetime_secs),
             request: request.clone(),
-            refusal,
+            refusal: asked.refusal,
+            why: asked.why,
+            locks: asked.locks,
             created_at: now,
             expires_at: now.saturating_add(self.timeout),
             state: ApprovalState::Pending,
@@ -463,8 +494,12 @@ pub struct ApprovalView {
     pub expires_at: String,
     /// The agent's signed request, base64url (what the owner approves).
     pub request: String,
-    /// The provider's signed refusal asking for approval, base64url.
-    pub refusal: String,
+    /// Why it waits: the provider's or the quota committee's words.
+    pub why: String,
+    /// The provider's signed refusal asking for approval, base64url (absent when the quota
+    /// committee refused the agent's lock for its balance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
 }
 
 impl ApprovalView {
@@ -509,7 +544,8 @@ impl ApprovalView {
             created_at: p.created_at.to_string(),
             expires_at: p.expires_at.to_string(),
             request: b64(p.request.as_bytes()),
-            refusal: b64(p.refusal.as_bytes()),
+            why: p.why.clone(),
+            refusal: p.refusal.as_ref().map(|r| b64(r.as_bytes())),
         }
     }
 }

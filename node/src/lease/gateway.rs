@@ -672,12 +672,9 @@ fn proposal_lock_provider(request: &rpc::Request) -> Option<AgoraId> {
     let rpc::Request::Propose(p) = request else {
         return None;
     };
-    match &p.lock.as_ref()?.op {
-        agora_protocol::committee::Op::Chain(c) => match &c.body().action {
-            agora_protocol::committee::Action::Lock(terms) => Some(terms.provider),
-            agora_protocol::committee::Action::TopUp(_)
-            | agora_protocol::committee::Action::Credit(_) => None,
-        },
-        _ => None,
+    match &p.lock.as_ref()?.op.chain()?.body().action {
+        agora_protocol::committee::Action::Lock(terms) => Some(terms.provider),
+        agora_protocol::committee::Action::TopUp(_)
+        | agora_protocol::committee::Action::Credit(_) => None,
     }
 }

@@ -43,6 +43,9 @@ pub struct Lock {
     pub base_micro: u64,
     /// The digest of the delegation its op was signed under, when a delegate signed it.
     pub delegation: Option<Digest>,
+    /// Whether the agent's owner approved it: it holds and charges the owner's approval,
+    /// not the agent's balance.
+    pub approved: bool,
 }
 
 impl Lock {
@@ -68,6 +71,10 @@ pub struct Account {
     free_epochs: BTreeSet<u64>,
     /// Charged by settlements of locks made under each delegation (by its digest).
     delegated_spent: BTreeMap<Digest, u64>,
+    /// Charged by settlements of owner-approved locks (outside the balance).
+    approved_spent_micro: u64,
+    /// The owners the credited attestations name: who may approve locks above the balance.
+    owners: BTreeSet<AgoraId>,
 }
 
 impl Account {
@@ -96,11 +103,36 @@ impl Account {
         self.spent_micro
     }
 
-    /// Micro-credits held by open locks.
+    /// Micro-credits open locks hold against the balance (owner-approved ones hold the
+    /// owner's approval instead).
     pub fn locked_micro(&self) -> u64 {
         self.locks
             .values()
+            .filter(|l| !l.approved)
             .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro))
+    }
+
+    /// Micro-credits open owner-approved locks hold.
+    pub fn approved_locked_micro(&self) -> u64 {
+        self.locks
+            .values()
+            .filter(|l| l.approved)
+            .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro))
+    }
+
+    /// Micro-credits charged by settlements of owner-approved locks.
+    pub fn approved_spent_micro(&self) -> u64 {
+        self.approved_spent_micro
+    }
+
+    /// Whether `owner` is named as the agent's owner by a credited attestation.
+    pub fn has_owner(&self, owner: &AgoraId) -> bool {
+        self.owners.contains(owner)
+    }
+
+    /// The owners credited attestations name, ascending.
+    pub fn owners(&self) -> impl Iterator<Item = &AgoraId> {
+        self.owners.iter()
     }
 
     /// What may still be locked: credited + granted − spent − locked (never negative).
@@ -332,52 +364,8 @@ fn apply_to(
     certificate: &Certificate,
 ) -> Result<Applied, ApplyError> {
     match certificate.op() {
-        Op::Chain(signed) => {
-            let op = signed.body();
-            if op.seq < account.next_seq {
-                return Ok(Applied::Duplicate);
-            }
-            if op.seq > account.next_seq {
-                return Err(ApplyError::Behind {
-                    account: op.account,
-                    next_seq: account.next_seq,
-                    needed: op.seq,
-                });
-            }
-            if op.prev != account.head {
-                return Err(ApplyError::Fork {
-                    account: op.account,
-                    seq: op.seq,
-                    prev: op.prev,
-                    head: account.head,
-                });
-            }
-            match &op.action {
-                Action::Credit(credential) => {
-                    // The amount was checked at voting time; a certificate is authoritative.
-                    let amount = credit::amount_micro(credential);
-                    if account.credits.insert(CreditKey::of(credential)) {
-                        account.credited_micro = account.credited_micro.saturating_add(amount);
-                    }
-                }
-                Action::Lock(terms) => {
-                    let mut lock = lock_of(terms, 0, certificate.digest());
-                    lock.delegation = op.delegation.as_ref().map(Signed::digest);
-                    account.locks.insert(op.seq, lock);
-                }
-                Action::TopUp(top_up) => {
-                    let mut lock = lock_of(&top_up.lock, top_up.base_micro, certificate.digest());
-                    lock.delegation = op.delegation.as_ref().map(Signed::digest);
-                    account.locks.insert(op.seq, lock);
-                }
-            }
-            account.next_seq = op.seq.saturating_add(1);
-            account.head = Some(certificate.digest());
-            Ok(Applied::Chain {
-                account: op.account,
-                seq: op.seq,
-            })
-        }
+        Op::Chain(signed) => apply_chain(account, signed, false, certificate.digest()),
+        op @ Op::Approved(approved) => apply_chain(account, &approved.op, true, op.chain_digest()),
         Op::FreeTier(claim) => {
             let claim = claim.body();
             let amount_micro = if account.free_epochs.insert(claim.epoch) {
@@ -409,6 +397,63 @@ fn apply_to(
     }
 }
 
+/// Applies the agent's chain op `signed` (under its owner's approval when `approved`),
+/// named in the chain by `digest`.
+fn apply_chain(
+    account: &mut Account,
+    signed: &Signed<super::op::ChainOp>,
+    approved: bool,
+    digest: Digest,
+) -> Result<Applied, ApplyError> {
+    let op = signed.body();
+    if op.seq < account.next_seq {
+        return Ok(Applied::Duplicate);
+    }
+    if op.seq > account.next_seq {
+        return Err(ApplyError::Behind {
+            account: op.account,
+            next_seq: account.next_seq,
+            needed: op.seq,
+        });
+    }
+    if op.prev != account.head {
+        return Err(ApplyError::Fork {
+            account: op.account,
+            seq: op.seq,
+            prev: op.prev,
+            head: account.head,
+        });
+    }
+    match &op.action {
+        Action::Credit(credential) => {
+            // The amount was checked at voting time; a certificate is authoritative.
+            let amount = credit::amount_micro(credential);
+            if account.credits.insert(CreditKey::of(credential)) {
+                account.credited_micro = account.credited_micro.saturating_add(amount);
+                account.owners.extend(credential.owner());
+            }
+        }
+        Action::Lock(terms) => {
+            let mut lock = lock_of(terms, 0, digest);
+            lock.delegation = op.delegation.as_ref().map(Signed::digest);
+            lock.approved = approved;
+            account.locks.insert(op.seq, lock);
+        }
+        Action::TopUp(top_up) => {
+            let mut lock = lock_of(&top_up.lock, top_up.base_micro, digest);
+            lock.delegation = op.delegation.as_ref().map(Signed::digest);
+            lock.approved = approved;
+            account.locks.insert(op.seq, lock);
+        }
+    }
+    account.next_seq = op.seq.saturating_add(1);
+    account.head = Some(digest);
+    Ok(Applied::Chain {
+        account: op.account,
+        seq: op.seq,
+    })
+}
+
 fn lock_of(terms: &LockTerms, base_micro: u64, op: Digest) -> Lock {
     Lock {
         lease: terms.lease,
@@ -418,6 +463,7 @@ fn lock_of(terms: &LockTerms, base_micro: u64, op: Digest) -> Lock {
         op,
         base_micro,
         delegation: None,
+        approved: false,
     }
 }
 
@@ -450,8 +496,13 @@ fn close(
         let spent = account.delegated_spent.entry(delegation).or_insert(0);
         *spent = spent.saturating_add(charged);
     }
+    let approved = lock.approved;
     account.locks.remove(&lock_seq);
-    account.spent_micro = account.spent_micro.saturating_add(charged);
+    if approved {
+        account.approved_spent_micro = account.approved_spent_micro.saturating_add(charged);
+    } else {
+        account.spent_micro = account.spent_micro.saturating_add(charged);
+    }
     Ok(Applied::Closed {
         account: id,
         lock_seq,

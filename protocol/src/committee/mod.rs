@@ -16,7 +16,8 @@
 //!   (credit from an attestation, lock for a lease, top-up of a lease's lock to extend it),
 //!   free-tier claims from a per-epoch pool
 //!   ([`FreeTierClaim`]), and the closing of each lock ([`Settle`] by its provider with the
-//!   usage receipt, or [`Unlock`] by anyone once it lapsed and the settle grace passed).
+//!   usage receipt, or [`Unlock`] by anyone once it lapsed and the settle grace passed),
+//!   and locks above the balance under the agent's owner's approval ([`ApprovedLock`]).
 //! - [`Vote`]: a validator signs (committee, slot, op digest), at most one op per slot.
 //! - [`Certificate`]: an op with exactly `2f + 1` distinct members' votes. With at most `f`
 //!   faulty validators, two certificates in one slot would need a correct validator to vote
@@ -107,11 +108,13 @@ pub use genesis::{
 };
 pub use message::{Answer, MAX_PROOFS, Request, RequestError};
 pub use op::{
-    Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, MAX_OP_BYTES, Op, Release, Settle, Slot,
-    TopUpTerms, Unlock,
+    Action, ApprovedLock, ChainOp, CreditKey, FreeTierClaim, LockTerms, MAX_OP_BYTES, Op, Release,
+    Settle, Slot, TopUpTerms, Unlock,
 };
 pub use provider::{Cover, LockCheckError, check_lock, check_top_up, quota_answer};
-pub use refusal::{DelegationProblem, ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
+pub use refusal::{
+    ApprovalProblem, DelegationProblem, ReceiptField, Refusal, ReleaseProblem, TopUpProblem,
+};
 pub use validator::{Outcome, Persist, RestoreError, Validator, decode_records};
 pub use vote::{RecordError, Vote, VoteRecord};
 
@@ -147,3 +150,6 @@ mod release_tests;
 
 #[cfg(test)]
 mod delegation_tests;
+
+#[cfg(test)]
+mod approval_tests;

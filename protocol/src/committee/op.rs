@@ -7,6 +7,7 @@
 //! | [`Settle`] (carrying the provider's [`UsageReceipt`]) | the lock's provider | `Close { account, lock_seq }` |
 //! | [`Unlock`] | nobody: anyone may ask once the lock lapsed | `Close { account, lock_seq }` |
 //! | [`Release`] (carrying the provider's signed [`LeaseRefusal`]) | nobody: anyone holding the refusal may ask | `Close { account, lock_seq }` |
+//! | [`ApprovedLock`]: a lock or top-up [`ChainOp`] beside its owner's [`Approval`] | the agent (the op) and its owner (the approval) | `Seq { account, seq }` |
 //!
 //! Only the agent writes its own chain (`seq` 0, 1, 2, … each naming the previous op's
 //! digest), so no one else can take a sequence number from it and stall it. A lock is closed
@@ -27,6 +28,15 @@
 //! afterwards (it would run a lease whose lock may already be returned), and a `replay`
 //! refusal releases nothing: it says the provider saw the request before, perhaps granting
 //! it.
+//!
+//! Above its balance, an agent whose attestation names an owner may lock what the owner
+//! approved ([`ApprovedLock`]): the agent's own signed lock, unchanged, beside the owner's
+//! signed [`Approval`] of the same lease request. It takes the lock's own chain position
+//! and, in the chain, is named by the digest of the plain lock
+//! ([`Op::chain_digest`]): the agent's next locks (a gateway's fallbacks, signed before
+//! anyone knew an approval was needed) follow it either way, and the slot still holds one
+//! op only. What an approved lock holds and charges is the owner's, not the agent's
+//! balance.
 
 use core::fmt;
 
@@ -36,7 +46,7 @@ use sha2::{Digest as _, Sha256};
 use crate::attestation::{Credential, NONCE_LEN};
 use crate::codec::DecodeError;
 use crate::id::AgoraId;
-use crate::lease::{Delegation, LeaseId, LeaseRefusal, OpKind, UsageReceipt};
+use crate::lease::{Approval, Delegation, LeaseId, LeaseRefusal, OpKind, UsageReceipt};
 use crate::signed::{Digest, Signed, SignedKind};
 use crate::time::Timestamp;
 
@@ -305,6 +315,18 @@ pub struct Release {
     pub refusal: Signed<LeaseRefusal>,
 }
 
+/// An agent's lock or top-up certified above its balance under its owner's approval.
+/// Unsigned envelope: the op is the agent's, the approval the owner's (both signatures
+/// checked on decode); validators check that the approval's signer is an owner the
+/// account's credited attestations name, and that it covers the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovedLock {
+    /// The agent's lock or top-up, exactly as it signed it.
+    pub op: Signed<ChainOp>,
+    /// The owner's approval of the lease request the lock pays for.
+    pub approval: Signed<Approval>,
+}
+
 /// An operation the committee certifies.
 ///
 /// The variant index is the wire tag: new variants go at the end.
@@ -320,6 +342,8 @@ pub enum Op {
     Unlock(Unlock),
     /// A lock returned because its provider refused the lease.
     Release(Release),
+    /// A lock or top-up above the agent's balance, under its owner's approval.
+    Approved(ApprovedLock),
 }
 
 /// A `Signed` envelope around a payload: version, signer, length varint, signature.
@@ -333,6 +357,11 @@ const _: () = assert!(Signed::<ChainOp>::MAX_WIRE_BYTES <= MAX_OP_BYTES - 6);
 // A delegated top-up (the largest delegated op) fits the payload bound a credit sets.
 const _: () = assert!(Signed::<Delegation>::MAX_WIRE_BYTES + 256 < ChainOp::MAX_PAYLOAD);
 const _: () = assert!(32 + 10 + 32 + Signed::<LeaseRefusal>::MAX_WIRE_BYTES < MAX_OP_BYTES - 6);
+// An approved delegated top-up fits too.
+const _: () = assert!(
+    Signed::<Delegation>::MAX_WIRE_BYTES + 256 + ENVELOPE + Signed::<Approval>::MAX_WIRE_BYTES
+        < MAX_OP_BYTES - 6
+);
 
 impl Op {
     /// The account it concerns (a pool grant's beneficiary).
@@ -343,6 +372,35 @@ impl Op {
             Self::Settle(settle) => settle.body().account,
             Self::Unlock(unlock) => unlock.account,
             Self::Release(release) => release.account,
+            Self::Approved(approved) => approved.op.body().account,
+        }
+    }
+
+    /// The agent's chain op it certifies: its own, or the one an approval covers.
+    pub fn chain(&self) -> Option<&Signed<ChainOp>> {
+        match self {
+            Self::Chain(op) => Some(op),
+            Self::Approved(approved) => Some(&approved.op),
+            _ => None,
+        }
+    }
+
+    /// The owner's approval an approved lock carries.
+    pub fn approval(&self) -> Option<&Signed<Approval>> {
+        match self {
+            Self::Approved(approved) => Some(&approved.approval),
+            _ => None,
+        }
+    }
+
+    /// The digest that names the op in its account: the next chain op's `prev`, and the
+    /// `lock` a closing names. The op's own [`digest`](Self::digest), except for an
+    /// approved lock, named as the plain lock it wraps (so locks signed after it, before
+    /// anyone knew an approval was needed, still follow it).
+    pub fn chain_digest(&self) -> Digest {
+        match self {
+            Self::Approved(approved) => Self::Chain(approved.op.clone()).digest(),
+            op => op.digest(),
         }
     }
 
@@ -369,6 +427,10 @@ impl Op {
                 account: release.account,
                 lock_seq: release.lock_seq,
             },
+            Self::Approved(approved) => Slot::Seq {
+                account: approved.op.body().account,
+                seq: approved.op.body().seq,
+            },
         }
     }
 
@@ -393,6 +455,7 @@ impl Op {
             Self::Settle(_) => "settle",
             Self::Unlock(_) => "unlock",
             Self::Release(_) => "release",
+            Self::Approved(_) => "approved_lock",
         }
     }
 }

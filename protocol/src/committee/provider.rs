@@ -14,7 +14,7 @@ use crate::time::Timestamp;
 
 use super::certificate::Certificate;
 use super::genesis::Committee;
-use super::op::{Action, LockTerms, Op, TopUpTerms};
+use super::op::{Action, LockTerms, TopUpTerms};
 
 /// Why a certificate does not cover a lease.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,9 +149,9 @@ fn chain_action<'c>(
     if certificate.genesis() != committee.digest() {
         return Err(LockCheckError::WrongCommittee);
     }
-    match certificate.op() {
-        Op::Chain(chain) => Ok(&chain.body().action),
-        op => Err(LockCheckError::NotALock(op.kind())),
+    match certificate.op().chain() {
+        Some(chain) => Ok(&chain.body().action),
+        None => Err(LockCheckError::NotALock(certificate.op().kind())),
     }
 }
 

@@ -171,6 +171,40 @@ pub enum Refusal {
         /// What does not match.
         problem: ReleaseProblem,
     },
+    /// An approved lock whose approval does not cover it (new variants go at the end).
+    #[error("the owner's approval does not cover the lock: {problem}")]
+    Approval {
+        /// What it does not cover.
+        problem: ApprovalProblem,
+    },
+}
+
+/// How an owner's approval fails to cover an approved lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApprovalProblem {
+    /// The op is a credit: an owner approves locks and top-ups only.
+    #[error("an owner approves locks and top-ups, not credits")]
+    NotALock,
+    /// The approval is for another agent than the account.
+    #[error("it is for another agent than the account")]
+    Agent,
+    /// The approval is for another request than the lock's lease.
+    #[error("it is for another request than the lock's lease")]
+    Lease,
+    /// Its signer is not an owner the account's credited attestations name.
+    #[error("{signer} is not an owner the account's credited attestations name")]
+    NotOwner {
+        /// Who signed it.
+        signer: AgoraId,
+    },
+    /// It approves less than the lock holds.
+    #[error("it approves {approved_micro} micro-credits, the lock holds {amount_micro}")]
+    Cover {
+        /// What the owner approved.
+        approved_micro: u64,
+        /// What the lock holds.
+        amount_micro: u64,
+    },
 }
 
 /// How a delegation fails to cover a delegate's chain op.

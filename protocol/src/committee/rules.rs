@@ -7,8 +7,12 @@ use crate::time::Timestamp;
 use super::account::{Account, Accounts};
 use super::credit;
 use super::genesis::Committee;
-use super::op::{Action, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op, TopUpTerms};
-use super::refusal::{DelegationProblem, ReceiptField, Refusal, ReleaseProblem, TopUpProblem};
+use super::op::{
+    Action, ApprovedLock, ChainOp, CreditKey, FreeTierClaim, LockTerms, Op, TopUpTerms,
+};
+use super::refusal::{
+    ApprovalProblem, DelegationProblem, ReceiptField, Refusal, ReleaseProblem, TopUpProblem,
+};
 
 /// Whether `op` may get this validator's vote at `now`.
 ///
@@ -19,7 +23,11 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
     let empty = Account::default();
     let account = accounts.get(&op.account()).unwrap_or(&empty);
     match op {
-        Op::Chain(signed) => check_chain(committee, account, signed.body(), now),
+        Op::Chain(signed) => check_chain(committee, account, signed.body(), false, now),
+        Op::Approved(approved) => {
+            check_approval(account, approved)?;
+            check_chain(committee, account, approved.op.body(), true, now)
+        }
         Op::FreeTier(claim) => check_free_tier(committee, account, claim.body(), now),
         Op::Settle(settle) => {
             let body = settle.body();
@@ -72,10 +80,37 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
     }
 }
 
+/// An approved lock's approval: by an owner a credited attestation names, for this agent
+/// and this lease, for at least what the lock holds.
+fn check_approval(account: &Account, approved: &ApprovedLock) -> Result<(), Refusal> {
+    let op = approved.op.body();
+    let approval = approved.approval.body();
+    let problem = match op.action.lock_terms() {
+        None => Some(ApprovalProblem::NotALock),
+        Some(_) if approval.agent != op.account => Some(ApprovalProblem::Agent),
+        Some(terms) if approval.request != terms.lease => Some(ApprovalProblem::Lease),
+        // The approval's signature was checked on decode against its `owner`.
+        Some(_) if !account.has_owner(&approval.owner) => Some(ApprovalProblem::NotOwner {
+            signer: approval.owner,
+        }),
+        Some(terms) if approval.max_cost_micro < terms.amount_micro => {
+            Some(ApprovalProblem::Cover {
+                approved_micro: approval.max_cost_micro,
+                amount_micro: terms.amount_micro,
+            })
+        }
+        Some(_) => None,
+    };
+    problem.map_or(Ok(()), |problem| Err(Refusal::Approval { problem }))
+}
+
+/// A chain op at the account's next position; `approved` under its owner's approval
+/// (checked before), so a lock may go above the balance.
 fn check_chain(
     committee: &Committee,
     account: &Account,
     op: &ChainOp,
+    approved: bool,
     now: Timestamp,
 ) -> Result<(), Refusal> {
     if op.seq < account.next_seq() {
@@ -113,11 +148,11 @@ fn check_chain(
             if account.lock_for(&terms.lease, &terms.provider).is_some() {
                 return Err(Refusal::LeaseLocked { lease: terms.lease });
             }
-            check_lock(committee, account, terms, now)
+            check_lock(committee, account, terms, approved, now)
         }
         Action::TopUp(top_up) => {
             check_top_up(account, top_up)?;
-            check_lock(committee, account, &top_up.lock, now)
+            check_lock(committee, account, &top_up.lock, approved, now)
         }
     }
 }
@@ -187,11 +222,12 @@ fn check_top_up(account: &Account, top_up: &TopUpTerms) -> Result<(), Refusal> {
 }
 
 /// The checks a lock and a top-up share: an amount, an expiry within bounds, room for one
-/// more open lock, the funds.
+/// more open lock, the funds (the owner's, when `approved`).
 fn check_lock(
     committee: &Committee,
     account: &Account,
     terms: &LockTerms,
+    approved: bool,
     now: Timestamp,
 ) -> Result<(), Refusal> {
     if terms.amount_micro == 0 {
@@ -209,7 +245,7 @@ fn check_lock(
         return Err(Refusal::TooManyLocks { max });
     }
     let available = account.available_micro();
-    if terms.amount_micro > available {
+    if !approved && terms.amount_micro > available {
         return Err(Refusal::Insufficient {
             available_micro: available,
             amount_micro: terms.amount_micro,

@@ -452,6 +452,7 @@ async fn extend_under_a_committee_signs_a_top_up_over_the_leases_locks() {
         provider: g.provider.to_string(),
         amount_micro,
         expires_at: g.expires_at.to_string(),
+        approved: false,
     };
     let mut node = f.node(old.clone());
     node.extended = Some(f.grant(4200));
@@ -466,6 +467,7 @@ async fn extend_under_a_committee_signs_a_top_up_over_the_leases_locks() {
         credited_micro: 0,
         granted_micro: 10_000_000,
         spent_micro: 0,
+        approved_spent_micro: 0,
         locked_micro: 700,
         available_micro: 9_999_300,
         locks: vec![
