@@ -129,6 +129,16 @@ fn lease_request(
     (agent, request)
 }
 
+/// `view` once `op` (the op at its next position) is certified, as the agent's next op
+/// names it: one position on, `op` the head.
+fn after(view: &QuotaAccount, op: &Signed<agora_protocol::committee::ChainOp>) -> QuotaAccount {
+    QuotaAccount {
+        next_seq: view.next_seq + 1,
+        head: Some(Op::Chain(op.clone()).digest().to_string()),
+        ..view.clone()
+    }
+}
+
 fn b64<T>(m: &Signed<T>) -> String {
     URL_SAFE_NO_PAD.encode(m.as_bytes())
 }
@@ -267,11 +277,7 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     let (agent_key, request) = lease_request(&home, &v1, &p1, 1, 60);
     let view = quota_account(&v1, &agent);
     let first = lock_op(&agent_key, &view, &request).unwrap();
-    let after_first = QuotaAccount {
-        next_seq: view.next_seq + 1,
-        head: Some(Op::Chain(first.clone()).digest().to_string()),
-        ..view.clone()
-    };
+    let after_first = after(&view, &first);
     let same_provider = lock_op(&agent_key, &after_first, &request).unwrap();
     let req = b64(&request);
     let cases = [
@@ -323,11 +329,7 @@ fn locks_are_certified_once_and_leases_start_only_against_them() {
     let (_, req_b) = lease_request(&home, &v3, &p2, price, 600);
     let view = quota_account(&v2, &agent);
     let lock_a = lock_op(&agent_key, &view, &req_a).unwrap();
-    let after_a = QuotaAccount {
-        next_seq: view.next_seq + 1,
-        head: Some(Op::Chain(lock_a.clone()).digest().to_string()),
-        ..view.clone()
-    };
+    let after_a = after(&view, &lock_a);
     let lock_b = lock_op(&agent_key, &after_a, &req_b).unwrap();
     assert!(lock_a.body().seq + 1 == lock_b.body().seq);
     let body_a = json!({ "request": b64(&req_a), "lock": b64(&lock_a) });
