@@ -366,6 +366,11 @@ fn main() {
         .collect();
     drop(clients);
     drop(sshd);
+    // Ctrl-C: `agora tunnel` closes its connection, so C logs the path's figures now.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &tunnel.pid().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_secs(1));
     drop(tunnel);
 
     // 3. Direct exec on the same lease.
@@ -390,6 +395,21 @@ fn main() {
 
     report(&paths, &rtts, mib, &samples, &build, &load_before);
     report_exec(&exec_times);
+    // The tunnel connections' path figures as C logged them at their end: the MTU they
+    // settled on, losses, black holes detected.
+    let log = c.log();
+    let closed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tunnel connection closed") && l.contains("mtu"))
+        .collect();
+    println!(
+        "
+C's tunnel connections at their end ({}):",
+        closed.len()
+    );
+    for line in closed {
+        println!("    {line}");
+    }
 }
 
 /// The direct exec rows.
