@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use agora_attest::Identity;
+use agora_protocol::cofactored::Cofactored;
 use agora_protocol::lease::LeaseId;
 use agora_protocol::ledger::{
     AppendError, Config, Cursor, Entry, EvidenceLog, Fact, MAX_FETCH, MAX_PAGE_ENTRIES, Outcome,
@@ -36,7 +37,7 @@ use agora_protocol::ledger::{
 use agora_protocol::ledger_rpc::{
     Announce, MAX_ANNOUNCED_HEADS, MAX_FRONTIER_AUTHORS, Request, Response,
 };
-use agora_protocol::{AgoraId, Digest, Ed25519, Signed, Timestamp};
+use agora_protocol::{AgoraId, Digest, Signed, Timestamp};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
@@ -450,9 +451,14 @@ impl Ledger {
                 .collect()
         };
         out.duplicates = wires.len() - fresh.len();
+        // The page's signatures (each entry's and every nested one) in two batched rounds,
+        // by the evidence log's rule (cofactored ed25519: the same verdicts batched or one
+        // by one, so every replica accepts the same entries however they arrive).
+        let bytes: Vec<&[u8]> = fresh.iter().map(|(_, w)| w.as_slice()).collect();
         let decoded: Vec<_> = fresh
-            .into_iter()
-            .map(|(d, w)| (d, w, Signed::<Entry>::decode(w, &Ed25519)))
+            .iter()
+            .zip(agora_protocol::ledger::decode_batch(&bytes, &Cofactored))
+            .map(|((d, w), decoded)| (*d, *w, decoded))
             .collect();
         let mut proofs = Vec::new();
         let mut accepted = Vec::new();
@@ -466,7 +472,7 @@ impl Ledger {
                 let outcome = match decoded {
                     Ok(entry) => inner.log.insert(now, entry),
                     // The log drops whatever waited for these bytes.
-                    Err(_) => inner.log.insert_bytes(now, wire, &Ed25519),
+                    Err(_) => inner.log.insert_bytes(now, wire, &Cofactored),
                 };
                 match outcome {
                     Outcome::Inserted(a) => {

@@ -15,8 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use agora_protocol::cofactored::Cofactored;
 use agora_protocol::ledger::{Config, Entry, EvidenceLog, Outcome, Rejected};
-use agora_protocol::{AgoraId, Digest, Ed25519, Signed, SignedError, Timestamp};
+use agora_protocol::{AgoraId, Digest, Signed, SignedError, Timestamp};
 
 use crate::store::{Column, Store, StoreError, WriteBatch};
 
@@ -193,6 +194,7 @@ pub fn rebuild(store: &dyn Store, config: Config, now: Timestamp) -> Result<Rebu
     let read = rows.len();
     let mut problems = Vec::new();
     let mut entries = BTreeMap::new();
+    let mut intact: Vec<(Digest, Vec<u8>)> = Vec::with_capacity(rows.len());
     for (key, value) in rows {
         let Ok(key) = <[u8; 32]>::try_from(key.as_slice()).map(Digest) else {
             problems.push(Problem::BadKey {
@@ -205,11 +207,22 @@ pub fn rebuild(store: &dyn Store, config: Config, now: Timestamp) -> Result<Rebu
             problems.push(Problem::DigestMismatch { key, actual });
             continue;
         }
-        match Signed::<Entry>::decode(&value, &Ed25519) {
-            Ok(entry) => {
-                entries.insert(key, entry);
+        intact.push((key, value));
+    }
+    // Every stored entry's signatures again, by the log's rule, a page at a time.
+    for page in intact.chunks(agora_protocol::ledger::MAX_PAGE_ENTRIES) {
+        let bytes: Vec<&[u8]> = page.iter().map(|(_, v)| v.as_slice()).collect();
+        let decoded = agora_protocol::ledger::decode_batch(&bytes, &Cofactored);
+        for ((key, _), decoded) in page.iter().zip(decoded) {
+            match decoded {
+                Ok(entry) => {
+                    entries.insert(*key, entry);
+                }
+                Err(error) => problems.push(Problem::Invalid {
+                    digest: *key,
+                    error,
+                }),
             }
-            Err(error) => problems.push(Problem::Invalid { digest: key, error }),
         }
     }
     for digest in topological(&entries) {
