@@ -312,7 +312,13 @@ fn main() {
         assert!(ok, "agent stop: {err}");
         return;
     }
-    let (tunnel, tunnel_locals) = TunnelProc::start(&home, &a, &lease, &[SINK_PORT, ECHO_PORT]);
+    // Its debug lines name the connection's path figures when it closes (read below).
+    let (tunnel, tunnel_locals) = TunnelProc::start_with(
+        &home,
+        &a,
+        &[&lease, "--log", "warn,agora_node::tunnel=debug"],
+        &[SINK_PORT, ECHO_PORT],
+    );
     wait_for(WAIT, || host::transfer(tunnel_locals[0], 1).ok())
         .expect("the workload's sink answers through the tunnel");
 
@@ -372,6 +378,13 @@ fn main() {
         .status();
     std::thread::sleep(Duration::from_secs(1));
     drop(tunnel);
+    // The bulk sender's own figures, read before the cut samples reuse its log file.
+    let agent_closed: Vec<String> = std::fs::read_to_string(home.join("tunnel.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("tunnel connection closed"))
+        .map(str::to_owned)
+        .collect();
 
     // 3. Direct exec on the same lease.
     let exec_times = direct_exec("after the transfers");
@@ -397,18 +410,17 @@ fn main() {
     report_exec(&exec_times);
     // The tunnel connections' path figures as C logged them at their end: the MTU they
     // settled on, losses, black holes detected.
-    let log = c.log();
+    let log = c.full_log();
     let closed: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("tunnel connection closed") && l.contains("mtu"))
         .collect();
-    println!(
-        "
-C's tunnel connections at their end ({}):",
-        closed.len()
-    );
+    println!("\nC's tunnel connections at their end ({}):", closed.len());
     for line in closed {
         println!("    {line}");
+    }
+    for line in agent_closed {
+        println!("    agent: {line}");
     }
 }
 

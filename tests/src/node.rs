@@ -234,6 +234,11 @@ impl NodeProc {
     pub fn log(&self) -> String {
         read_log(&self.dir)
     }
+
+    /// The node's whole log so far ([`NodeProc::log`] is its last 8,000 bytes).
+    pub fn full_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for NodeProc {

@@ -74,7 +74,7 @@ impl std::fmt::Debug for Dialer {
 /// [`super::MAX_UDP_PAYLOAD`], so path MTU discovery can raise the packet size both ways.
 fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, TunnelError> {
     let bind_err = |source| TunnelError::Bind { addr: bind, source };
-    let socket = std::net::UdpSocket::bind(bind).map_err(bind_err)?;
+    let socket = super::bind_udp(bind).map_err(bind_err)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| TunnelError::Config("the tunnel dialer needs a tokio runtime".into()))?;
     let mut config = quinn::EndpointConfig::default();
@@ -262,6 +262,15 @@ impl Dialer {
     /// Closes the connection, if any.
     pub async fn close(&self) {
         if let Some(c) = self.connection.lock().await.take() {
+            let path = c.stats().path;
+            debug!(
+                mtu = path.current_mtu,
+                sent = path.sent_packets,
+                lost = path.lost_packets,
+                black_holes = path.black_holes_detected,
+                rtt_us = path.rtt.as_micros(),
+                "tunnel connection closed"
+            );
             c.close(VarInt::from_u32(0), b"done");
         }
     }

@@ -185,7 +185,7 @@ pub fn endpoint(identity: &Identity, config: &Config) -> Result<quinn::Endpoint,
         addr: config.bind,
         source,
     };
-    let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
+    let socket = super::bind_udp(config.bind).map_err(bind_err)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| TunnelError::Config("the tunnel endpoint needs a tokio runtime".into()))?;
     quinn::Endpoint::new(
