@@ -409,19 +409,15 @@ pub async fn create(
             })
             .await
     } else {
-        let encoded: Vec<String> = std::iter::once(body.lock.clone())
-            .flatten()
-            .chain(body.fallback_locks.iter().cloned())
-            .collect();
         match super::quota::propose_locked(&shared, gateway, request, approval, locks).await {
             Ok(outcome) => outcome,
             // Over its balance at the committee, with an owner named: the request and its
-            // locks wait for the owner.
+            // locks (as the agent sent them) wait for the owner.
             Err(super::quota::Unrelayed::OverBalance(e)) => {
                 let asked = Asked {
                     refusal: None,
                     why: e.message().to_owned(),
-                    locks: encoded,
+                    locks: body.lock.into_iter().chain(body.fallback_locks).collect(),
                 };
                 return park(gateway, original, asked, &[]).map_err(|none| none.unwrap_or(e));
             }

@@ -262,15 +262,7 @@ impl Dialer {
     /// Closes the connection, if any.
     pub async fn close(&self) {
         if let Some(c) = self.connection.lock().await.take() {
-            let path = c.stats().path;
-            debug!(
-                mtu = path.current_mtu,
-                sent = path.sent_packets,
-                lost = path.lost_packets,
-                black_holes = path.black_holes_detected,
-                rtt_us = path.rtt.as_micros(),
-                "tunnel connection closed"
-            );
+            super::log_closed(&c, None);
             c.close(VarInt::from_u32(0), b"done");
         }
     }

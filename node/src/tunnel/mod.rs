@@ -100,6 +100,22 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Logs a closing connection's path figures: whether a transfer ran at a large MTU or
+/// fell back (loss bursts look like an MTU black hole to quinn). `reason` is why it closed,
+/// when the other end or the transport closed it.
+fn log_closed(conn: &quinn::Connection, reason: Option<&quinn::ConnectionError>) {
+    let path = conn.stats().path;
+    tracing::debug!(
+        error = reason.map(tracing::field::display),
+        mtu = path.current_mtu,
+        sent = path.sent_packets,
+        lost = path.lost_packets,
+        black_holes = path.black_holes_detected,
+        rtt_us = path.rtt.as_micros(),
+        "tunnel connection closed"
+    );
+}
+
 /// Lets an endpoint receive datagrams up to [`MAX_UDP_PAYLOAD`] (the limit it announces to
 /// its peers, who otherwise never send more than 1,472 bytes).
 fn accept_large_datagrams(config: &mut quinn::EndpointConfig) {

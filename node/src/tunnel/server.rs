@@ -216,18 +216,7 @@ async fn serve_connection(conn: quinn::Connection, context: Arc<Context>) {
                 tokio::spawn(serve_stream(send, recv, client, context).in_current_span());
             }
             Err(e) => {
-                // The path's figures say whether the transfer ran at a large MTU or fell
-                // back (loss bursts look like an MTU black hole to quinn).
-                let path = conn.stats().path;
-                debug!(
-                    error = %e,
-                    mtu = path.current_mtu,
-                    sent = path.sent_packets,
-                    lost = path.lost_packets,
-                    black_holes = path.black_holes_detected,
-                    rtt_us = path.rtt.as_micros(),
-                    "tunnel connection closed"
-                );
+                super::log_closed(&conn, Some(&e));
                 return;
             }
         }

@@ -106,17 +106,19 @@ impl Account {
     /// Micro-credits open locks hold against the balance (owner-approved ones hold the
     /// owner's approval instead).
     pub fn locked_micro(&self) -> u64 {
-        self.locks
-            .values()
-            .filter(|l| !l.approved)
-            .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro))
+        self.held_micro(false)
     }
 
     /// Micro-credits open owner-approved locks hold.
     pub fn approved_locked_micro(&self) -> u64 {
+        self.held_micro(true)
+    }
+
+    /// What the open locks approved (or not) by the owner hold together.
+    fn held_micro(&self, approved: bool) -> u64 {
         self.locks
             .values()
-            .filter(|l| l.approved)
+            .filter(|l| l.approved == approved)
             .fold(0u64, |sum, l| sum.saturating_add(l.amount_micro))
     }
 
@@ -128,11 +130,6 @@ impl Account {
     /// Whether `owner` is named as the agent's owner by a credited attestation.
     pub fn has_owner(&self, owner: &AgoraId) -> bool {
         self.owners.contains(owner)
-    }
-
-    /// The owners credited attestations name, ascending.
-    pub fn owners(&self) -> impl Iterator<Item = &AgoraId> {
-        self.owners.iter()
     }
 
     /// What may still be locked: credited + granted − spent − locked (never negative).

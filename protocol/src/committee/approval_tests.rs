@@ -93,6 +93,22 @@ fn owned() -> (
     (committee, vs, credit)
 }
 
+/// Certifies `plain` (a lock of 50 credits for lease 1) at every validator under the
+/// owner's approval of 50.
+fn certify_approved(
+    committee: &Committee,
+    vs: &mut [Validator<ed25519_dalek::SigningKey>],
+    plain: &Op,
+) -> Certificate {
+    certify_everywhere(
+        committee,
+        vs,
+        t(20),
+        approved(plain, approval(OWNER, AGENT, 1, 50)),
+        vec![],
+    )
+}
+
 fn refusal(v: &mut Validator<ed25519_dalek::SigningKey>, op: Op) -> Refusal {
     match v.handle_request(t(20), &Request { op, proofs: vec![] }) {
         Outcome::Refused(r) => r,
@@ -112,13 +128,7 @@ fn an_owner_approves_a_lock_above_the_balance_and_pays_for_it() {
             amount_micro: 50 * M,
         }
     );
-    let cert = certify_everywhere(
-        &committee,
-        &mut vs,
-        t(20),
-        approved(&plain, approval(OWNER, AGENT, 1, 50)),
-        vec![],
-    );
+    let cert = certify_approved(&committee, &mut vs, &plain);
     // Named in the chain as the plain lock it wraps.
     assert_eq!(cert.op().chain_digest(), plain.digest());
     assert_ne!(cert.digest(), plain.digest());
@@ -246,13 +256,7 @@ fn a_slot_holds_the_plain_lock_or_the_approved_one_never_both() {
 fn a_provider_starts_against_an_approved_lock() {
     let (committee, mut vs, credit) = owned();
     let plain = plain_lock(&credit, 50);
-    let cert = certify_everywhere(
-        &committee,
-        &mut vs,
-        t(20),
-        approved(&plain, approval(OWNER, AGENT, 1, 50)),
-        vec![],
-    );
+    let cert = certify_approved(&committee, &mut vs, &plain);
     let request = QuotaRequest {
         lease: lease(1),
         agent: id(AGENT),
