@@ -165,7 +165,12 @@ pub struct DockerNet {
     /// Node tags (last 12 characters of the id) of providers using the Docker runtime,
     /// whose workload networks are removed on drop.
     docker_nodes: Mutex<Vec<String>>,
+    /// A host directory every node container sees read-only at [`CONFIG_DIR`].
+    config_dir: Option<std::path::PathBuf>,
 }
+
+/// Where a node container sees the directory given to [`DockerNet::with_config_dir`].
+pub const CONFIG_DIR: &str = "/etc/agora";
 
 /// One node container: what the test needs to address it.
 #[derive(Debug, Clone)]
@@ -236,7 +241,16 @@ impl DockerNet {
             containers: Mutex::new(Vec::new()),
             networks: Mutex::new(Vec::new()),
             docker_nodes: Mutex::new(Vec::new()),
+            config_dir: None,
         }
+    }
+
+    /// Every node started from now on sees `dir` read-only at [`CONFIG_DIR`] (node keys and
+    /// a genesis made before the nodes start, so the genesis can name them).
+    #[must_use]
+    pub fn with_config_dir(mut self, dir: &std::path::Path) -> Self {
+        self.config_dir = Some(dir.to_owned());
+        self
     }
 
     /// Creates another internal bridge network, `<network>-<suffix>`, removed with this one;
@@ -277,8 +291,33 @@ impl DockerNet {
     ///
     /// # Panics
     /// When the container cannot start or the node does not report in time.
-    #[allow(clippy::panic)]
     pub fn start_on(&self, short: &str, networks: &[&str], args: &[&str]) -> Container {
+        self.start_with(short, networks, None, args)
+    }
+
+    /// As [`Self::start_on`], with the node's data dir (store and key) in the host directory
+    /// `data` instead of a tmpfs, so that it survives [`Self::kill`] and [`Self::restart`].
+    ///
+    /// # Panics
+    /// When the container cannot start or the node does not report in time.
+    pub fn start_persistent(
+        &self,
+        short: &str,
+        networks: &[&str],
+        data: &std::path::Path,
+        args: &[&str],
+    ) -> Container {
+        self.start_with(short, networks, Some(data), args)
+    }
+
+    #[allow(clippy::panic)]
+    fn start_with(
+        &self,
+        short: &str,
+        networks: &[&str],
+        data: Option<&std::path::Path>,
+        args: &[&str],
+    ) -> Container {
         let name = format!("{}-{short}", self.name);
         let tcp = format!("/ip4/0.0.0.0/tcp/{P2P_PORT}");
         let quic = format!("/ip4/0.0.0.0/udp/{P2P_PORT}/quic-v1");
@@ -292,15 +331,25 @@ impl DockerNet {
             "--network",
             &self.name,
             "--tmpfs",
-            "/data",
-            "--tmpfs",
             "/tmp",
         ];
+        let data_mount = data.map(|d| format!("{}:/data", d.display()));
+        match &data_mount {
+            Some(m) => run.extend(["-v", m]),
+            None => run.extend(["--tmpfs", "/data"]),
+        }
         // A containerised provider sells the Docker runtime of the host's engine (the
         // sandbox cannot nest in an unprivileged container), as a real deployment would.
         let docker_runtime = args.windows(2).any(|w| w == ["--runtime", "docker"]);
         if docker_runtime {
             run.extend(["-v", "/var/run/docker.sock:/var/run/docker.sock"]);
+        }
+        let config_mount = self
+            .config_dir
+            .as_ref()
+            .map(|d| format!("{}:{CONFIG_DIR}:ro", d.display()));
+        if let Some(m) = &config_mount {
+            run.extend(["-v", m]);
         }
         run.push(&self.image);
         run.extend([
@@ -341,7 +390,7 @@ impl DockerNet {
             "docker start {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let started = wait_started(&name)
+        let started = wait_started(&name, 0)
             .unwrap_or_else(|| panic!("{name} did not start within 60 s:\n{}", logs(&name)));
         let field = |k: &str| str_field(&started, k).unwrap_or_default().to_owned();
         if docker_runtime {
@@ -359,6 +408,51 @@ impl DockerNet {
             ip: ip_on(&self.name, &name),
             name,
         }
+    }
+
+    /// `docker kill -s KILL`: the node dies at once, mid-write or not.
+    ///
+    /// # Panics
+    /// When Docker refuses.
+    pub fn kill(&self, c: &Container) {
+        let out = docker(&["kill", "-s", "KILL", &c.name]);
+        assert!(
+            out.status.success(),
+            "docker kill {}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts a stopped or killed node's container again (its networks as they were) and
+    /// waits up to 60 s for the node's next `started` line; `c`'s address is refreshed.
+    ///
+    /// # Panics
+    /// When the container cannot start or the node does not report in time.
+    #[allow(clippy::panic)]
+    pub fn restart(&self, c: &mut Container) {
+        let before = started_lines(&c.name).len();
+        let out = docker(&["start", &c.name]);
+        assert!(
+            out.status.success(),
+            "docker start {}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = wait_started(&c.name, before).unwrap_or_else(|| {
+            panic!(
+                "{} did not start again within 60 s:\n{}",
+                c.name,
+                logs(&c.name)
+            )
+        });
+        assert_eq!(
+            str_field(&started, "peer_id"),
+            Some(c.peer_id.as_str()),
+            "{} came back with another key",
+            c.name
+        );
+        c.ip = ip_on(&self.name, &c.name);
     }
 
     /// Cuts `c` off the network (`docker network disconnect`).
@@ -527,18 +621,14 @@ fn ip_on(network: &str, name: &str) -> Option<IpAddr> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-/// Polls `docker logs` until the node prints its `started` JSON line, or 60 s pass.
-fn wait_started(name: &str) -> Option<Value> {
+/// Polls `docker logs` until the node has printed more than `earlier` `started` JSON
+/// lines (a restarted container keeps its earlier runs' logs), or 60 s pass; the newest.
+fn wait_started(name: &str, earlier: usize) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        // Only stdout: the started line is the node's one stdout line; logs go to stderr.
-        let out = docker(&["logs", name]);
-        let started = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| str_field(v, "event") == Some("started"));
-        if started.is_some() {
-            return started;
+        let mut started = started_lines(name);
+        if started.len() > earlier {
+            return started.pop();
         }
         let running = docker(&["inspect", "-f", "{{.State.Running}}", name]);
         if String::from_utf8_lossy(&running.stdout).trim() != "true" {
@@ -547,6 +637,17 @@ fn wait_started(name: &str) -> Option<Value> {
         std::thread::sleep(Duration::from_millis(200));
     }
     None
+}
+
+/// The `started` lines the container's node printed so far, oldest first.
+fn started_lines(name: &str) -> Vec<Value> {
+    // Only stdout: the started line is the node's one stdout line; logs go to stderr.
+    let out = docker(&["logs", name]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| str_field(v, "event") == Some("started"))
+        .collect()
 }
 
 /// The string field `key` of a JSON object.

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agora_node::store::{Column, RocksStore, Store as _};
-use agora_protocol::Digest;
+use agora_protocol::ledger::Entry;
+use agora_protocol::{Digest, Ed25519, Signed};
 use agora_tests::cluster::{
     agent_cli, cgroup_parent, free_udp_port, run_lease, signup, validator_gateway,
     validator_provider, wait_for_offer,
@@ -31,6 +32,8 @@ use agora_tests::committee::Committee;
 use agora_tests::leftovers::Leftovers;
 use agora_tests::node::{NodeProc, wait_for};
 use agora_tests::{agora, stderr, stdout};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 /// How long the three nodes may take to agree.
@@ -164,6 +167,33 @@ fn three_nodes_agree_on_the_evidence_and_keep_it_through_kill_9() {
     let a_state = state(&a);
     assert_eq!(a_state["own"]["digest"], entry.as_str(), "{a_state}");
     assert_eq!(count(&a_state, "signup"), 2, "{a_state}");
+    // The entry itself, signed by A, verifies; a digest nobody appended and a malformed
+    // one get their codes.
+    let (status, v) = a.get(&format!("/v1/ledger/entries/{entry}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["fact"].as_str(), v["digest"].as_str()),
+        (Some("signup"), Some(entry.as_str()))
+    );
+    assert_eq!(v["author"], a_state["node"], "{v}");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(v["entry"].as_str().unwrap())
+        .unwrap();
+    let signed = Signed::<Entry>::decode(&bytes, &Ed25519).unwrap();
+    assert_eq!(Digest::of(&bytes).to_string(), entry);
+    assert_eq!(signed.body().seq, v["seq"].as_u64().unwrap());
+    let (status, v) = a.get(&format!("/v1/ledger/entries/{}", "0".repeat(64)));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("no_entry")),
+        "{v}"
+    );
+    let (status, v) = a.get("/v1/ledger/entries/nothex");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_digest")),
+        "{v}"
+    );
     // And the others learn it.
     let (hash, took) = converge(&[&a, &b, &c], &["signup", "lease", "usage"]);
     eprintln!("ledger: agreement again after the restarts in {took:?}");

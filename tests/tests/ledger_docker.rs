@@ -1,6 +1,14 @@
-//! Multi-host evidence log: five gateway nodes as containers on a private Docker network
-//! agree on one ledger state, are partitioned 2|3, take different facts (agent signups) on
-//! each side while cut, and after healing reach one state hash again holding every fact.
+//! Multi-host evidence log and quota committee: five gateway nodes as containers on a
+//! private Docker network, four of them the quota committee (n = 4, f = 1, from a genesis
+//! written before they start), agree on one ledger state, are partitioned 2|3, take
+//! different facts (agent signups) on each side while cut, and after healing reach one state
+//! hash again holding every fact.
+//!
+//! The committee's quorum (3 of 4) sits on the majority side: there, signups are credited
+//! their free-tier grant; on the minority side (one validator) a signup is taken into the
+//! evidence log but no credit can be certified, so no quota is minted where a third of the
+//! committee could double-spend it. After healing, such an agent signs up again and is
+//! credited.
 //!
 //! The partition: nodes D and E are attached to a side network of their own from the start,
 //! and cut off the main network with `docker network disconnect`; they still reach each
@@ -26,10 +34,12 @@
 )]
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agora_tests::docker_net::{Container, DockerNet, HTTP_PORT};
+use agora_node::agent::record_file::path_for;
+use agora_tests::committee::write_genesis;
+use agora_tests::docker_net::{CONFIG_DIR, Container, DockerNet, HTTP_PORT};
 use agora_tests::node::http_get;
 use agora_tests::{agora, require_docker, stderr};
 use serde_json::Value;
@@ -63,26 +73,115 @@ impl Node {
     }
 }
 
-fn gateway(bootstrap: &str) -> Vec<&str> {
-    vec!["--role", "gateway", "--bootstrap", bootstrap]
+/// Nodes of the quota committee (its genesis names their keys); the fifth node, E, is a
+/// gateway only.
+const VALIDATORS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// `node start` arguments for node `short`: a gateway with the committee's genesis, a
+/// validator with its key from the config dir where the genesis names it, bootstrapping
+/// from `bootstrap` when given (else a Kademlia server the rest bootstrap from).
+fn node_args(short: &str, bootstrap: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = ["--role", "gateway", "--genesis"].map(str::to_owned).into();
+    args.push(format!("{CONFIG_DIR}/genesis.toml"));
+    if VALIDATORS.contains(&short) {
+        args.extend(["--role".to_owned(), "validator".to_owned()]);
+        args.extend(["--key".to_owned(), format!("{CONFIG_DIR}/{short}.key")]);
+    }
+    match bootstrap {
+        Some(b) => args.extend(["--bootstrap".to_owned(), b.to_owned()]),
+        None => args.extend(["--kad-server".to_owned(), "true".to_owned()]),
+    }
+    args
 }
 
-/// Signs up a fresh agent (key created under `home`) at `node`.
+/// Writes the validators' keys and a genesis naming them (n = 4, f = 1) into `dir`, and
+/// E's config.
+fn write_committee(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let keys: Vec<_> = VALIDATORS
+        .iter()
+        .map(|v| {
+            agora_attest::keyfile::load_or_create(&dir.join(format!("{v}.key")), &mut rand::rng())
+                .unwrap()
+                .0
+        })
+        .collect();
+    write_genesis(&dir.join("genesis.toml"), &keys);
+    std::fs::write(dir.join("e.toml"), "[signup]\nper_address = \"1000/min\"\n").unwrap();
+}
+
+/// Waits until every node lists every other as connected (the committee's quorum is
+/// reachable from each).
+fn wait_meshed(nodes: &[&Node]) {
+    let start = Instant::now();
+    while !nodes.iter().all(|n| {
+        peers(n).is_some_and(|ps| {
+            nodes
+                .iter()
+                .all(|o| o.c.peer_id == n.c.peer_id || ps.contains(&o.c.peer_id))
+        })
+    }) {
+        assert!(
+            start.elapsed() <= SPREAD,
+            "the five nodes did not connect within {SPREAD:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Signs up a fresh agent (key created under `home`) at `node`, whose side of the network
+/// holds a quorum of the quota committee: the free-tier grant is certified too.
 fn signup(home: &Path, node: &Node) {
-    std::fs::create_dir_all(home).unwrap();
-    let out = agora(home)
-        .args(["--json", "agent", "signup", "--node"])
-        .arg(format!("http://{}", node.http))
-        .arg("--key")
-        .arg(home.join("agent.key"))
-        .output()
-        .unwrap();
+    let out = run_signup(home, node);
     assert!(
         out.status.success(),
         "signup at {}: {}",
         node.short(),
         stderr(&out)
     );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["quota"]["available_micro"]
+            .as_u64()
+            .is_some_and(|b| b > 0),
+        "signup at {}: no credit in {v}",
+        node.short()
+    );
+}
+
+/// Signs up fresh agents (keys under each of `homes`, all at once) at `node`, whose side of
+/// the network holds one validator of four: each signup is taken (the evidence log records
+/// it, the record file is saved) but no free-tier credit can be certified there.
+fn signup_uncredited(homes: &[PathBuf], node: &Node) {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = homes
+            .iter()
+            .map(|home| s.spawn(move || (home, run_signup(home, node))))
+            .collect();
+        for run in runs {
+            let (home, out) = run.join().unwrap();
+            let err = stderr(&out);
+            assert!(
+                !out.status.success()
+                    && err.contains("signed up, but the quota committee did not take the credit"),
+                "signup at {} on the minority side: {err}",
+                node.short()
+            );
+            let record = path_for(&home.join("agent.key"));
+            assert!(record.exists(), "no signup record at {}", record.display());
+        }
+    });
+}
+
+fn run_signup(home: &Path, node: &Node) -> std::process::Output {
+    std::fs::create_dir_all(home).unwrap();
+    agora(home)
+        .args(["--json", "agent", "signup", "--node"])
+        .arg(format!("http://{}", node.http))
+        .arg("--key")
+        .arg(home.join("agent.key"))
+        .output()
+        .unwrap()
 }
 
 /// `(hash, entries, pending)` of a state, shortened for the progress lines.
@@ -106,6 +205,16 @@ fn summary(state: Option<&Value>) -> String {
 /// observes on the way; panics with the last states seen (the network guard then prints
 /// the logs).
 fn agree(nodes: &[&Node], entries: u64, deadline: Duration, what: &str) -> (String, Duration) {
+    agree_on(nodes, entries..=entries, deadline, what)
+}
+
+/// [`agree`] on any number of entries in `entries` (all the nodes the same).
+fn agree_on(
+    nodes: &[&Node],
+    entries: std::ops::RangeInclusive<u64>,
+    deadline: Duration,
+    what: &str,
+) -> (String, Duration) {
     let start = Instant::now();
     let mut last = Vec::new();
     loop {
@@ -126,10 +235,11 @@ fn agree(nodes: &[&Node], entries: u64, deadline: Duration, what: &str) -> (Stri
         let done = hash.as_ref().filter(|h| {
             states.iter().all(|s| {
                 s.as_ref().is_some_and(|s| {
+                    let held = s["entries"].as_u64().unwrap_or(0);
                     s["state_hash"] == h.as_str()
-                        && s["entries"] == entries
+                        && entries.contains(&held)
                         && s["pending"] == 0
-                        && s["facts"]["signup"] == entries
+                        && s["facts"]["signup"] == held
                 })
             })
         });
@@ -138,7 +248,7 @@ fn agree(nodes: &[&Node], entries: u64, deadline: Duration, what: &str) -> (Stri
         }
         assert!(
             start.elapsed() <= deadline,
-            "{what}: no agreement on {entries} entries within {deadline:?}; last seen: {}",
+            "{what}: no agreement on {entries:?} entries within {deadline:?}; last seen: {}",
             last.join("; ")
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -179,16 +289,20 @@ fn partition_round(
         net.disconnect(c);
     }
     let cut_at = Instant::now();
-    for i in 0..PER_SIDE {
-        signup(
-            &tmp.join(format!("agent-{heal:?}-{}-{i}", major.short())),
-            major,
-        );
-        signup(
-            &tmp.join(format!("agent-{heal:?}-{}-{i}", minor.short())),
-            minor,
-        );
-    }
+    // The minority's signups wait out the committee's deadline together, beside the
+    // majority's.
+    let homes: Vec<PathBuf> = (0..PER_SIDE)
+        .map(|i| tmp.join(format!("agent-{heal:?}-{}-{i}", minor.short())))
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(|| signup_uncredited(&homes, minor));
+        for i in 0..PER_SIDE {
+            signup(
+                &tmp.join(format!("agent-{heal:?}-{}-{i}", major.short())),
+                major,
+            );
+        }
+    });
     let taken = entries - 2 * PER_SIDE;
     let (left, took) = agree(abc, taken + PER_SIDE, SPREAD, "A B C, cut");
     eprintln!("A, B, C agree on {left} {took:.1?} after the last signup");
@@ -264,16 +378,31 @@ fn partitioned_nodes_agree_on_the_evidence_after_healing() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let net = DockerNet::create_addressed();
+    let conf = tmp.path().join("conf");
+    write_committee(&conf);
+    let net = DockerNet::create_addressed().with_config_dir(&conf);
     let side = net.add_network("side");
 
-    // 1. Five gateways: A bootstraps the rest; D and E also sit on the side network.
-    let a = net.start("a", &["--role", "gateway", "--kad-server", "true"]);
+    // 1. Five gateways, A to D the quota committee: A bootstraps the rest; D and E also sit
+    //    on the side network.
+    let start = |short: &str, networks: &[&str], bootstrap: Option<&str>| {
+        let args = node_args(short, bootstrap);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        net.start_on(short, networks, &args)
+    };
+    let a = start("a", &[], None);
     let boot = a.bootstrap_addr();
-    let b = net.start("b", &gateway(&boot));
-    let c = net.start("c", &gateway(&boot));
-    let d = net.start_on("d", &[&side], &gateway(&boot));
-    let e = net.start_on("e", &[&side], &gateway(&boot));
+    let b = start("b", &[], Some(&boot));
+    let c = start("c", &[], Some(&boot));
+    let d = start("d", &[&side], Some(&boot));
+    // E keeps its store on the host, to be killed mid-write and restarted (step 5), and
+    // takes signups as fast as the test makes them.
+    let e = {
+        let mut args = node_args("e", Some(&boot));
+        args.extend(["--config".to_owned(), format!("{CONFIG_DIR}/e.toml")]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        net.start_persistent("e", &[&side], &tmp.path().join("e-data"), &args)
+    };
     let on_main = |c: Container| Node {
         http: SocketAddr::new(c.ip.unwrap(), HTTP_PORT),
         c,
@@ -289,6 +418,7 @@ fn partitioned_nodes_agree_on_the_evidence_after_healing() {
     let mut cut = [d, e];
 
     // 2. One fact everyone holds before the cut.
+    wait_meshed(&all);
     signup(&tmp.path().join("agent-0"), &na);
     let (hash0, took) = agree(&all, 1, SPREAD, "all five, before the cut");
     eprintln!("all five agree on {hash0} {took:.1?} after the first signup");
@@ -329,4 +459,81 @@ fn partitioned_nodes_agree_on_the_evidence_after_healing() {
         &mut cut,
         1 + 3 * per_round,
     );
+
+    // 4. Healed, the committee has its quorum again for everyone: an agent the minority
+    //    took without credit signs up again (at B) and is credited now, whatever D voted
+    //    for its account while cut off.
+    signup(
+        &t.join(format!("agent-{:?}-{}-0", Heal::Moved, nd.short())),
+        &nb,
+    );
+    let (hash, took) = agree(&all, 2 + 3 * per_round, SPREAD, "all five, a late credit");
+    eprintln!("all five agree on {hash} {took:.1?} after the minority's agent was credited");
+
+    // 5. kill -9 mid-write: agents sign up at E, three at a time, and E is killed once it
+    //    acknowledged a few (answered with the entry's digest) while more are in flight. After
+    //    the restart every acknowledged entry is in E's log, and all five agree again.
+    let before = 2 + 3 * per_round;
+    let (acked, attempted) = kill_mid_signups(&net, &ne, t);
+    let mut e_back = ne.c.clone();
+    net.restart(&mut e_back);
+    let ne = on_side(&e_back);
+    for digest in &acked {
+        let (status, v) = http_get(ne.http, &format!("/v1/ledger/entries/{digest}"));
+        assert_eq!(
+            status, 200,
+            "acknowledged entry {digest} lost by the kill: {v}"
+        );
+        assert_eq!(v["author"], ne.c.id.as_str(), "{v}");
+        assert_eq!(v["fact"], "signup", "{v}");
+    }
+    let all = [&na, &nb, &nc, &nd, &ne];
+    let (hash, took) = agree_on(
+        &all,
+        before + acked.len() as u64..=before + attempted,
+        SPREAD,
+        "all five, E killed and restarted",
+    );
+    eprintln!(
+        "all five agree on {hash} {took:.1?} after E's restart ({} signups acknowledged before \
+         the kill, {attempted} attempted)",
+        acked.len()
+    );
+}
+
+/// Signs up agents at `node`, three at a time, and kills its container once it acknowledged
+/// three signups; returns the acknowledged entries' digests and how many signups were sent.
+fn kill_mid_signups(net: &DockerNet, node: &Node, tmp: &Path) -> (Vec<String>, u64) {
+    let acked = std::sync::Mutex::new(Vec::new());
+    let attempted = std::sync::atomic::AtomicU64::new(0);
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for worker in 0..3 {
+            let (acked, attempted, killed) = (&acked, &attempted, &killed);
+            s.spawn(move || {
+                for i in 0.. {
+                    if killed.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    attempted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let out = run_signup(&tmp.join(format!("agent-kill-{worker}-{i}")), node);
+                    let entry = serde_json::from_slice::<Value>(&out.stdout)
+                        .ok()
+                        .and_then(|v| v["ledger_entry"].as_str().map(str::to_owned));
+                    if let Some(entry) = entry.filter(|_| out.status.success()) {
+                        acked.lock().unwrap().push(entry);
+                    }
+                }
+            });
+        }
+        let start = Instant::now();
+        while acked.lock().unwrap().len() < 3 {
+            assert!(start.elapsed() <= SPREAD, "no signups acknowledged at E");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        net.kill(&node.c);
+        killed.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let acked = acked.into_inner().unwrap();
+    (acked, attempted.into_inner())
 }

@@ -30,6 +30,7 @@
 //! | `PUT /v1/leases/{id}/files?op=` | a tar stream unpacked in the workload |
 //! | `GET /v1/leases/{id}/files?op=` | a file or directory of the workload as a tar stream |
 //! | `GET /v1/ledger/state` | the evidence log here: state hash, heads, counts by fact kind (see [`ledger`]) |
+//! | `GET /v1/ledger/entries/{digest}` | one accepted entry, signed |
 //! | `GET /v1/approvals?owner=ID` | lease requests waiting for their owner (see [`approvals`]) |
 //! | `GET /v1/approvals/{id}` | one waiting request and where it is |
 //! | `POST /v1/approvals/{id}` | `{"approval": "<signed Approval>"}` → the request relayed again with it |
@@ -210,6 +211,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(streams::get_files).put(streams::put_files),
         )
         .route("/v1/ledger/state", get(ledger::state))
+        .route("/v1/ledger/entries/{digest}", get(ledger::entry))
         .route("/v1/approvals", get(approvals::list))
         .route(
             "/v1/approvals/{id}",

@@ -38,6 +38,18 @@ pub const NO_OFFER: ErrorCode = ErrorCode {
     status: Some(404),
     meaning: "this node knows no current (unexpired, not withdrawn) offer from that provider",
 };
+/// A path segment that should be a digest is not one.
+pub const BAD_DIGEST: ErrorCode = ErrorCode {
+    code: "bad_digest",
+    status: Some(400),
+    meaning: "the digest in the path is not 64 hex digits",
+};
+/// The evidence log here holds no entry with that digest.
+pub const NO_ENTRY: ErrorCode = ErrorCode {
+    code: "no_entry",
+    status: Some(404),
+    meaning: "this node's evidence log holds no accepted entry with that digest (yet)",
+};
 /// The node knows nothing of the provider.
 pub const UNKNOWN_PROVIDER: ErrorCode = ErrorCode {
     code: "unknown_provider",
@@ -632,6 +644,8 @@ pub const CATALOG: &[ErrorCode] = &[
     BAD_QUERY,
     BAD_PROVIDER,
     NO_OFFER,
+    BAD_DIGEST,
+    NO_ENTRY,
     UNKNOWN_PROVIDER,
     MALFORMED_SERVICE,
     STALE_SERVICE,

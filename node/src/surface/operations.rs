@@ -9,9 +9,10 @@
 use super::errors::*;
 use super::types::{
     AccountInput, AnyObject, ApprovalInput, ApproveInput, ExecInput, ExtendInput, FilesInput,
-    FilesPut, GetOfferInput, GetProviderInput, Health, JsonRpcMessage, LeaseInput, LeaseOpInput,
-    ListApprovalsInput, ListLeasesInput, ListOffersInput, LogsInput, NoInput, OpenApiDocument,
-    QuotaOpInput, QuoteInput, RelayInput, RunInput, SignupInput, StreamEvent, TokenInput,
+    FilesPut, GetLedgerEntryInput, GetOfferInput, GetProviderInput, Health, JsonRpcMessage,
+    LeaseInput, LeaseOpInput, ListApprovalsInput, ListLeasesInput, ListOffersInput, LogsInput,
+    NoInput, OpenApiDocument, QuotaOpInput, QuoteInput, RelayInput, RunInput, SignupInput,
+    StreamEvent, TokenInput,
 };
 use super::{Group, Operation, sign};
 use crate::http::offers::{OfferList, OfferView};
@@ -97,6 +98,17 @@ pub(super) fn all() -> Vec<Operation> {
             .input::<NoInput>()
             .output::<crate::ledger::LedgerState>()
             .errors(&[UNAVAILABLE]),
+        Operation::get("get_ledger_entry", "/v1/ledger/entries/{digest}", Group::Node)
+            .summary("Get one entry of the evidence log by its digest")
+            .describe(
+                "One accepted entry of this node's evidence log: its author, sequence number, \
+                 previous entry and parents, time, kind of fact, and `entry`, the author's \
+                 signed entry (base64url) to verify yourself. A signup's answer names its entry \
+                 (`ledger_entry`); `no_entry` until this node accepted it.",
+            )
+            .input::<GetLedgerEntryInput>()
+            .output::<crate::http::ledger::LedgerEntryView>()
+            .errors(&[BAD_DIGEST, NO_ENTRY, UNAVAILABLE]),
         Operation::get("health", "/healthz", Group::Node)
             .summary("Check that the node runs")
             .describe("Answers `{\"status\":\"ok\"}` while the node runs.")

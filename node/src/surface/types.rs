@@ -90,6 +90,15 @@ pub struct GetOfferInput {
     pub provider: agora_protocol::AgoraId,
 }
 
+/// `GET /v1/ledger/entries/{digest}` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetLedgerEntryInput {
+    /// The entry's digest (64 hex digits), as `ledger_state` heads, `own` and signup
+    /// answers (`ledger_entry`) name entries.
+    pub digest: String,
+}
+
 /// `GET /v1/providers/{provider}` arguments.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

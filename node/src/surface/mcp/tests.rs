@@ -113,6 +113,7 @@ fn tools_are_the_registry_operations_with_object_schemas() {
             "node_info",
             "list_peers",
             "ledger_state",
+            "get_ledger_entry",
             "list_offers",
             "get_offer",
             "get_provider",
