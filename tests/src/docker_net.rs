@@ -185,6 +185,37 @@ pub struct Container {
     pub ip: Option<IpAddr>,
 }
 
+/// Writes into `dir` (to mount with [`DockerNet::with_config_dir`]) a key for each node in
+/// `members` (`<short>.key`) and `genesis.toml` naming them as the quota committee (n = 4,
+/// f = 1; see [`crate::committee::write_genesis`]).
+///
+/// # Panics
+/// When a file cannot be written.
+#[allow(clippy::unwrap_used)]
+pub fn write_committee(dir: &std::path::Path, members: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let keys: Vec<_> = members
+        .iter()
+        .map(|m| {
+            agora_attest::keyfile::load_or_create(&dir.join(format!("{m}.key")), &mut rand::rng())
+                .unwrap()
+                .0
+        })
+        .collect();
+    crate::committee::write_genesis(&dir.join("genesis.toml"), &keys);
+}
+
+/// `node start` arguments joining node `short` to the committee [`write_committee`] wrote:
+/// the genesis for every node, and for a member the validator role and its key.
+pub fn committee_args(short: &str, members: &[&str]) -> Vec<String> {
+    let mut args = vec!["--genesis".to_owned(), format!("{CONFIG_DIR}/genesis.toml")];
+    if members.contains(&short) {
+        args.extend(["--role".to_owned(), "validator".to_owned()]);
+        args.extend(["--key".to_owned(), format!("{CONFIG_DIR}/{short}.key")]);
+    }
+    args
+}
+
 impl DockerNet {
     /// Creates an internal bridge network named `agora-test-<pid>-<random>` (building the
     /// node image first if needed).

@@ -38,8 +38,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agora_node::agent::record_file::path_for;
-use agora_tests::committee::write_genesis;
-use agora_tests::docker_net::{CONFIG_DIR, Container, DockerNet, HTTP_PORT};
+use agora_tests::docker_net::{
+    CONFIG_DIR, Container, DockerNet, HTTP_PORT, committee_args, write_committee,
+};
 use agora_tests::node::http_get;
 use agora_tests::{agora, require_docker, stderr};
 use serde_json::Value;
@@ -77,16 +78,11 @@ impl Node {
 /// gateway only.
 const VALIDATORS: [&str; 4] = ["a", "b", "c", "d"];
 
-/// `node start` arguments for node `short`: a gateway with the committee's genesis, a
-/// validator with its key from the config dir where the genesis names it, bootstrapping
-/// from `bootstrap` when given (else a Kademlia server the rest bootstrap from).
+/// `node start` arguments for node `short`: a gateway of the committee, bootstrapping from
+/// `bootstrap` when given (else a Kademlia server the rest bootstrap from).
 fn node_args(short: &str, bootstrap: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = ["--role", "gateway", "--genesis"].map(str::to_owned).into();
-    args.push(format!("{CONFIG_DIR}/genesis.toml"));
-    if VALIDATORS.contains(&short) {
-        args.extend(["--role".to_owned(), "validator".to_owned()]);
-        args.extend(["--key".to_owned(), format!("{CONFIG_DIR}/{short}.key")]);
-    }
+    let mut args = vec!["--role".to_owned(), "gateway".to_owned()];
+    args.extend(committee_args(short, &VALIDATORS));
     match bootstrap {
         Some(b) => args.extend(["--bootstrap".to_owned(), b.to_owned()]),
         None => args.extend(["--kad-server".to_owned(), "true".to_owned()]),
@@ -94,19 +90,10 @@ fn node_args(short: &str, bootstrap: Option<&str>) -> Vec<String> {
     args
 }
 
-/// Writes the validators' keys and a genesis naming them (n = 4, f = 1) into `dir`, and
-/// E's config.
-fn write_committee(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let keys: Vec<_> = VALIDATORS
-        .iter()
-        .map(|v| {
-            agora_attest::keyfile::load_or_create(&dir.join(format!("{v}.key")), &mut rand::rng())
-                .unwrap()
-                .0
-        })
-        .collect();
-    write_genesis(&dir.join("genesis.toml"), &keys);
+/// Writes the validators' keys, a genesis naming them (n = 4, f = 1) and E's config into
+/// `dir`.
+fn write_configs(dir: &Path) {
+    write_committee(dir, &VALIDATORS);
     std::fs::write(dir.join("e.toml"), "[signup]\nper_address = \"1000/min\"\n").unwrap();
 }
 
@@ -379,7 +366,7 @@ fn partitioned_nodes_agree_on_the_evidence_after_healing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("conf");
-    write_committee(&conf);
+    write_configs(&conf);
     let net = DockerNet::create_addressed().with_config_dir(&conf);
     let side = net.add_network("side");
 

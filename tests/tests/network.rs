@@ -1,5 +1,6 @@
-//! The provider network with real `agora node` processes on 127.0.0.1: offers propagate to
-//! every node, re-advertise on a capacity change, are withdrawn on stop and expire when a
+//! The provider network with real `agora node` processes on 127.0.0.1 (the four gateways of
+//! the first test are the quota committee, n = 4, as in every multi-node test): offers
+//! propagate to every node, re-advertise on a capacity change, are withdrawn on stop and expire when a
 //! provider dies; a restarted node keeps its identity and data; bad gossip from a real
 //! libp2p peer is dropped, counted, and costs the sender its score.
 //!
@@ -20,6 +21,7 @@ use agora_attest::Identity;
 use agora_node::config::{NodeConfig, PriceConfig, ProviderConfig};
 use agora_protocol::gossip::{GossipMessage, offers_topic};
 use agora_protocol::{Offer, Signed};
+use agora_tests::committee::Committee;
 use agora_tests::node::{NodeProc, http_get_text, wait_for};
 use futures::StreamExt as _;
 use libp2p::Multiaddr;
@@ -59,19 +61,39 @@ fn offer_memory(n: &NodeProc, provider: &str) -> Option<u64> {
 #[test]
 fn offers_propagate_update_withdraw_and_survive_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let boot = NodeProc::start(&tmp.path().join("n0"), &s(&["--kad-server", "true"]));
+    // The quota committee (n = 4): the four gateways, their keys made before they start;
+    // the provider is its client.
+    let dirs: Vec<_> = (0..4).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let members: Vec<&std::path::Path> = dirs.iter().map(std::path::PathBuf::as_path).collect();
+    let committee = Committee::new(tmp.path(), &members);
+    let genesis = committee.genesis.display().to_string();
+    let validator = |extra: &[String]| {
+        let mut args = s(&["--role", "gateway", "--role", "validator", "--genesis"]);
+        args.push(genesis.clone());
+        args.extend_from_slice(extra);
+        args
+    };
+    let boot = NodeProc::start(&dirs[0], &validator(&s(&["--kad-server", "true"])));
     let b = ["--bootstrap".to_owned(), boot.tcp_addr()];
-    let n1 = NodeProc::start(&tmp.path().join("n1"), &b);
-    let n2 = NodeProc::start(&tmp.path().join("n2"), &b);
-    let n3 = NodeProc::start(&tmp.path().join("n3"), &b);
+    let n1 = NodeProc::start(&dirs[1], &validator(&b));
+    let n2 = NodeProc::start(&dirs[2], &validator(&b));
+    let n3 = NodeProc::start(&dirs[3], &validator(&b));
     let pdir = tmp.path().join("p");
     std::fs::create_dir_all(&pdir).unwrap();
     let config = pdir.join("node.toml");
-    std::fs::write(&config, provider_config(2048, "10m")).unwrap();
+    let with_genesis = |memory_mib, ttl| {
+        format!(
+            "{}{}",
+            committee.config_line(),
+            provider_config(memory_mib, ttl)
+        )
+    };
+    std::fs::write(&config, with_genesis(2048, "10m")).unwrap();
     let mut pargs = b.to_vec();
     pargs.extend(["--config".to_owned(), config.display().to_string()]);
     let provider = NodeProc::start(&pdir, &pargs);
     let pid = provider.id.clone();
+    committee.wait_connected(&[&boot, &n1, &n2, &n3, &provider]);
 
     // 1. The offer reaches every node (the provider's own book included).
     wait_all(&[&boot, &n1, &n2, &n3, &provider], "offer", |n| {
@@ -86,7 +108,7 @@ fn offers_propagate_update_withdraw_and_survive_restart() {
     assert_eq!(err["error"]["code"], "bad_query");
 
     // 2. A capacity change (config edit + SIGHUP) is re-advertised with a higher seq.
-    std::fs::write(&config, provider_config(1024, "10m")).unwrap();
+    std::fs::write(&config, with_genesis(1024, "10m")).unwrap();
     provider.signal("HUP");
     wait_all(&[&boot, &n1, &n2, &n3], "re-advertised offer", |n| {
         offer_memory(n, &pid) == Some(1024)
@@ -97,7 +119,7 @@ fn offers_propagate_update_withdraw_and_survive_restart() {
     let n3_dir = n3.dir.clone();
     let n3_id = n3.id.clone();
     assert!(n3.stop(), "n3 exits cleanly on SIGTERM");
-    let n3 = NodeProc::start(&n3_dir, &[]);
+    let n3 = NodeProc::start(&n3_dir, &validator(&[]));
     assert_eq!(n3.id, n3_id, "same identity after restart");
     assert_eq!(
         offer_memory(&n3, &pid),
@@ -125,9 +147,22 @@ fn offers_propagate_update_withdraw_and_survive_restart() {
 #[test]
 fn expired_offers_disappear_and_bad_gossip_is_dropped() {
     let tmp = tempfile::tempdir().unwrap();
-    let boot = NodeProc::start(&tmp.path().join("n0"), &s(&["--kad-server", "true"]));
+    // The quota committee (n = 4): the two nodes and two validator-only ones.
+    let (n0, p) = (tmp.path().join("n0"), tmp.path().join("p"));
+    let mut committee = Committee::new(tmp.path(), &[&n0, &p]);
+    let validator = s(&[
+        "--role",
+        "validator",
+        "--genesis",
+        &committee.genesis.display().to_string(),
+    ]);
+    let mut boot_args = s(&["--kad-server", "true", "--role", "gateway"]);
+    boot_args.extend_from_slice(&validator);
+    let boot = NodeProc::start(&n0, &boot_args);
     let b = ["--bootstrap".to_owned(), boot.tcp_addr()];
+    committee.start_extra(&boot.tcp_addr());
     let mut pargs = b.to_vec();
+    pargs.extend_from_slice(&validator);
     pargs.extend(s(&[
         "--role",
         "provider",
@@ -138,8 +173,9 @@ fn expired_offers_disappear_and_bad_gossip_is_dropped() {
         "--offer-ttl",
         "10s",
     ]));
-    let provider = NodeProc::start(&tmp.path().join("p"), &pargs);
+    let provider = NodeProc::start(&p, &pargs);
     let pid = provider.id.clone();
+    committee.wait_connected(&[&boot, &provider]);
     wait_all(&[&boot], "offer", |n| {
         n.offer_providers("") == vec![pid.clone()]
     });
