@@ -89,7 +89,18 @@ pub(super) struct EventQueue<E> {
     /// Events at least `SLOTS` buckets ahead when they were scheduled.
     far: BinaryHeap<Reverse<Scheduled<E>>>,
     next_seq: u64,
+    /// Emptied bucket buffers, handed to ring slots that start filling, so that a bucket
+    /// does not grow its vector from nothing (up to [`SPARE_BUFFERS`] of at most
+    /// [`SPARE_CAPACITY`] events).
+    spare: Vec<Vec<Scheduled<E>>>,
 }
+
+/// Emptied bucket buffers kept for reuse: a few more than the buckets a burst of deliveries
+/// spans.
+const SPARE_BUFFERS: usize = 64;
+/// The largest buffer kept for reuse (events): a burst's giant bucket is dropped rather than
+/// handed on, so recycled buffers stay about the size of ordinary buckets.
+const SPARE_CAPACITY: usize = 1_024;
 
 impl<E> EventQueue<E> {
     pub(super) fn new() -> Self {
@@ -102,6 +113,7 @@ impl<E> EventQueue<E> {
             in_ring: 0,
             far: BinaryHeap::new(),
             next_seq: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -140,6 +152,11 @@ impl<E> EventQueue<E> {
         } else if bucket - self.current_bucket < SLOTS as u64 {
             let slot = slot_of(bucket);
             if let Some(list) = self.ring.get_mut(slot) {
+                if list.capacity() == 0
+                    && let Some(buffer) = self.spare.pop()
+                {
+                    *list = buffer;
+                }
                 list.push(scheduled);
                 self.in_ring += 1;
                 if let Some(word) = self.occupied.get_mut(slot / 64) {
@@ -209,10 +226,14 @@ impl<E> EventQueue<E> {
             let mut events = std::mem::take(list);
             // Keys are unique, so an unstable sort gives the one order.
             events.sort_unstable_by_key(|s| Reverse((s.at, s.seq)));
-            // Buffers are not recycled: bucket sizes vary, and recycled buffers end up all
-            // as large as the largest burst (megabytes over the buckets in flight), for no
-            // measurable gain.
-            self.current = events;
+            // The emptied current buffer goes to the spares unless it grew for a burst
+            // (kept, such buffers would make every bucket as large as the largest).
+            let emptied = std::mem::replace(&mut self.current, events);
+            if (1..=SPARE_CAPACITY).contains(&emptied.capacity())
+                && self.spare.len() < SPARE_BUFFERS
+            {
+                self.spare.push(emptied);
+            }
         }
         // The far events the horizon now reaches move into the ring (or the heap).
         while let Some(Reverse(top)) = self.far.peek() {

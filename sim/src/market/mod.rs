@@ -65,6 +65,9 @@ pub struct Env<'a> {
     pub net: &'a mut NetModel,
     /// The nodes (their offer books and whether they are up).
     pub nodes: &'a [SimNode],
+    /// The run's memoising verifier: a vote checked when its validator's answer arrives is
+    /// not checked again inside the certificate a provider receives.
+    pub verifier: &'a crate::verifier::MemoVerifier,
 }
 
 impl Env<'_> {

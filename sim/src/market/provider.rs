@@ -22,7 +22,7 @@ use agora_protocol::ledger::{Fact, Usage};
 use agora_protocol::offer::Prices;
 use agora_protocol::signup::{CONTAINED_TIER, TierLimits};
 use agora_protocol::workload::{Resources, TerminationReason};
-use agora_protocol::{AgoraId, Digest, Ed25519, Offer, Signed, Signer, Timestamp};
+use agora_protocol::{AgoraId, Digest, Offer, Signed, Signer, Timestamp};
 use ed25519_dalek::SigningKey;
 
 use super::agent::LOCK_MARGIN;
@@ -203,7 +203,7 @@ impl Market {
                 let lock = proposal
                     .lock
                     .clone()
-                    .map(|l| l.verify(&committee, &Ed25519));
+                    .map(|l| l.verify(&committee, env.verifier));
                 let answer = match lock {
                     Some(Err(e)) => agora_protocol::quota::QuotaAnswer::Denied(Refusal::new(
                         RefusalCode::Quota,

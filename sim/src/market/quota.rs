@@ -16,7 +16,7 @@ use agora_protocol::committee::{
     Aggregator, AggregatorConfig, Answer, Certificate, Event as AggEvent, Failure, Op, Outcome,
     Request, Validator, Vote,
 };
-use agora_protocol::{AgoraId, Ed25519, Signed};
+use agora_protocol::{AgoraId, Signed};
 use ed25519_dalek::SigningKey;
 
 use super::{Env, Event, Mail, Market, at, send, sim_time, timestamp};
@@ -315,7 +315,7 @@ impl Market {
             return;
         };
         if c.aggregator
-            .handle_bytes(now, from, bytes, &Ed25519)
+            .handle_bytes(now, from, bytes, env.verifier)
             .is_err()
         {
             self.stats.answers_ignored += 1;

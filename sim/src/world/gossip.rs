@@ -243,6 +243,7 @@ impl World {
             let env = crate::market::Env {
                 net: &mut self.net,
                 nodes: &self.nodes,
+                verifier: &self.verifier,
             };
             m.offer_terms(index, &env, timestamp(now))
         });

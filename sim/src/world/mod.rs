@@ -266,6 +266,7 @@ impl World {
                     let mut env = crate::market::Env {
                         net: &mut self.net,
                         nodes: &self.nodes,
+                        verifier: &self.verifier,
                     };
                     market.handle(ctx, &mut env, n, event);
                     if market.violation().is_some() {
