@@ -47,8 +47,8 @@ pub use wire::Code;
 /// The ALPN protocol of tunnel connections.
 pub const ALPN: &[u8] = b"agora-tunnel/1";
 
-/// The largest UDP payload a tunnel endpoint accepts, and the ceiling of its path MTU
-/// discovery: the largest UDP payload IPv6 permits.
+/// The largest UDP payload a tunnel endpoint accepts: the largest IPv6 permits. What it
+/// sends is bounded by [`MTU_SEARCH_CEILING`] and the path.
 ///
 /// quinn stops at 1,452 bytes (Ethernet) by default, so a tunnel on loopback, a jumbo-frame
 /// LAN or a VPN with a large MTU pays per-packet costs (crypto, system calls, wake-ups) for
@@ -57,11 +57,21 @@ pub const ALPN: &[u8] = b"agora-tunnel/1";
 /// real limit is what gets used.
 pub const MAX_UDP_PAYLOAD: u16 = 65_527;
 
+/// The ceiling of a tunnel's path MTU discovery: the largest datagram of which quinn's
+/// batches of up to 10 segments (`MAX_TRANSMIT_SEGMENTS`, one `sendmsg` with UDP GSO) stay
+/// within the 65,535-byte IP packet the kernel builds them in, headers included.
+///
+/// Above it every batch of full-size packets fails with `EMSGSIZE`, which quinn-udp drops
+/// silently (it expects that error only from MTU probes): the packets are lost, the loss
+/// looks like an MTU black hole, and the connection falls back to 1,200-byte packets
+/// (measured with the old ceiling of 65,527 and with 9,000: the whole 1 GiB at 1,200).
+pub const MTU_SEARCH_CEILING: u16 = 6_500;
+
 /// The transport settings both ends of a tunnel share: path MTU discovery up to
-/// [`MAX_UDP_PAYLOAD`].
+/// [`MTU_SEARCH_CEILING`].
 fn transport_config() -> quinn::TransportConfig {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    mtu.upper_bound(MTU_SEARCH_CEILING);
     let mut transport = quinn::TransportConfig::default();
     transport.mtu_discovery_config(Some(mtu));
     transport
@@ -144,3 +154,9 @@ pub enum TunnelError {
     #[error("invalid tunnel configuration: {0}")]
     Config(String),
 }
+
+// quinn sends up to 10 full-size packets in one GSO `sendmsg`; the kernel builds it as one IP
+// packet, so the batch must fit IPv4's 65,535 bytes with its 28 bytes of IP and UDP headers.
+const QUINN_MAX_TRANSMIT_SEGMENTS: usize = 10;
+const _: () = assert!(QUINN_MAX_TRANSMIT_SEGMENTS * (MTU_SEARCH_CEILING as usize) + 28 <= 65_535);
+const _: () = assert!(MTU_SEARCH_CEILING <= MAX_UDP_PAYLOAD);
