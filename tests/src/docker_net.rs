@@ -165,11 +165,13 @@ pub struct DockerNet {
     /// Node tags (last 12 characters of the id) of providers using the Docker runtime,
     /// whose workload networks are removed on drop.
     docker_nodes: Mutex<Vec<String>>,
-    /// A host directory every node container sees read-only at [`CONFIG_DIR`].
-    config_dir: Option<std::path::PathBuf>,
+    /// The committee [`Self::with_committee`] made: the host directory every node container
+    /// sees read-only at [`CONFIG_DIR`], and the members' short names.
+    committee: Option<(std::path::PathBuf, Vec<String>)>,
 }
 
-/// Where a node container sees the directory given to [`DockerNet::with_config_dir`].
+/// Where a node container sees the directory given to [`DockerNet::with_committee`] (the
+/// genesis, the members' keys, and whatever else the test writes there).
 pub const CONFIG_DIR: &str = "/etc/agora";
 
 /// One node container: what the test needs to address it.
@@ -185,14 +187,11 @@ pub struct Container {
     pub ip: Option<IpAddr>,
 }
 
-/// Writes into `dir` (to mount with [`DockerNet::with_config_dir`]) a key for each node in
-/// `members` (`<short>.key`) and `genesis.toml` naming them as the quota committee (n = 4,
-/// f = 1; see [`crate::committee::write_genesis`]).
-///
-/// # Panics
-/// When a file cannot be written.
+/// Writes into `dir` a key for each node in `members` (`<short>.key`) and `genesis.toml`
+/// naming them as the quota committee (n = 4, f = 1; see
+/// [`crate::committee::write_genesis`]).
 #[allow(clippy::unwrap_used)]
-pub fn write_committee(dir: &std::path::Path, members: &[&str]) {
+fn write_committee(dir: &std::path::Path, members: &[String]) {
     std::fs::create_dir_all(dir).unwrap();
     let keys: Vec<_> = members
         .iter()
@@ -207,9 +206,9 @@ pub fn write_committee(dir: &std::path::Path, members: &[&str]) {
 
 /// `node start` arguments joining node `short` to the committee [`write_committee`] wrote:
 /// the genesis for every node, and for a member the validator role and its key.
-pub fn committee_args(short: &str, members: &[&str]) -> Vec<String> {
+fn committee_args(short: &str, members: &[String]) -> Vec<String> {
     let mut args = vec!["--genesis".to_owned(), format!("{CONFIG_DIR}/genesis.toml")];
-    if members.contains(&short) {
+    if members.iter().any(|m| m == short) {
         args.extend(["--role".to_owned(), "validator".to_owned()]);
         args.extend(["--key".to_owned(), format!("{CONFIG_DIR}/{short}.key")]);
     }
@@ -272,15 +271,23 @@ impl DockerNet {
             containers: Mutex::new(Vec::new()),
             networks: Mutex::new(Vec::new()),
             docker_nodes: Mutex::new(Vec::new()),
-            config_dir: None,
+            committee: None,
         }
     }
 
-    /// Every node started from now on sees `dir` read-only at [`CONFIG_DIR`] (node keys and
-    /// a genesis made before the nodes start, so the genesis can name them).
+    /// Gives the network a quota committee (n = 4, f = 1) of the nodes named `members`
+    /// (short names, as given to [`Self::start`]): their keys and a genesis naming them are
+    /// written into `dir` now, before any of them starts. Every node started from now on
+    /// sees `dir` read-only at [`CONFIG_DIR`] and runs with the genesis; a member also with
+    /// the validator role and its key from there.
+    ///
+    /// # Panics
+    /// When a file cannot be written.
     #[must_use]
-    pub fn with_config_dir(mut self, dir: &std::path::Path) -> Self {
-        self.config_dir = Some(dir.to_owned());
+    pub fn with_committee(mut self, dir: &std::path::Path, members: &[&str]) -> Self {
+        let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+        write_committee(dir, &members);
+        self.committee = Some((dir.to_owned(), members));
         self
     }
 
@@ -376,12 +383,16 @@ impl DockerNet {
             run.extend(["-v", "/var/run/docker.sock:/var/run/docker.sock"]);
         }
         let config_mount = self
-            .config_dir
+            .committee
             .as_ref()
-            .map(|d| format!("{}:{CONFIG_DIR}:ro", d.display()));
+            .map(|(dir, _)| format!("{}:{CONFIG_DIR}:ro", dir.display()));
         if let Some(m) = &config_mount {
             run.extend(["-v", m]);
         }
+        let committee = self
+            .committee
+            .as_ref()
+            .map(|(_, members)| committee_args(short, members));
         run.push(&self.image);
         run.extend([
             "--json",
@@ -399,6 +410,7 @@ impl DockerNet {
             &http,
         ]);
         run.extend_from_slice(args);
+        run.extend(committee.iter().flatten().map(String::as_str));
         // Registered before running: even a half-started container is removed on drop.
         self.lock_containers().push(name.clone());
         let out = docker(&run);

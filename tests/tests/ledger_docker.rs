@@ -38,9 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agora_node::agent::record_file::path_for;
-use agora_tests::docker_net::{
-    CONFIG_DIR, Container, DockerNet, HTTP_PORT, committee_args, write_committee,
-};
+use agora_tests::docker_net::{CONFIG_DIR, Container, DockerNet, HTTP_PORT};
 use agora_tests::node::http_get;
 use agora_tests::{agora, require_docker, stderr};
 use serde_json::Value;
@@ -78,23 +76,13 @@ impl Node {
 /// gateway only.
 const VALIDATORS: [&str; 4] = ["a", "b", "c", "d"];
 
-/// `node start` arguments for node `short`: a gateway of the committee, bootstrapping from
-/// `bootstrap` when given (else a Kademlia server the rest bootstrap from).
-fn node_args(short: &str, bootstrap: Option<&str>) -> Vec<String> {
-    let mut args = vec!["--role".to_owned(), "gateway".to_owned()];
-    args.extend(committee_args(short, &VALIDATORS));
+/// `node start` arguments for a gateway bootstrapping from `bootstrap` when given (else a
+/// Kademlia server the rest bootstrap from); the network adds the committee's.
+fn node_args(bootstrap: Option<&str>) -> Vec<&str> {
     match bootstrap {
-        Some(b) => args.extend(["--bootstrap".to_owned(), b.to_owned()]),
-        None => args.extend(["--kad-server".to_owned(), "true".to_owned()]),
+        Some(b) => vec!["--role", "gateway", "--bootstrap", b],
+        None => vec!["--role", "gateway", "--kad-server", "true"],
     }
-    args
-}
-
-/// Writes the validators' keys, a genesis naming them (n = 4, f = 1) and E's config into
-/// `dir`.
-fn write_configs(dir: &Path) {
-    write_committee(dir, &VALIDATORS);
-    std::fs::write(dir.join("e.toml"), "[signup]\nper_address = \"1000/min\"\n").unwrap();
 }
 
 /// Waits until every node lists every other as connected (the committee's quorum is
@@ -366,28 +354,27 @@ fn partitioned_nodes_agree_on_the_evidence_after_healing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("conf");
-    write_configs(&conf);
-    let net = DockerNet::create_addressed().with_config_dir(&conf);
+    let net = DockerNet::create_addressed().with_committee(&conf, &VALIDATORS);
+    // E takes signups as fast as the test makes them (step 5).
+    std::fs::write(
+        conf.join("e.toml"),
+        "[signup]\nper_address = \"1000/min\"\n",
+    )
+    .unwrap();
     let side = net.add_network("side");
 
     // 1. Five gateways, A to D the quota committee: A bootstraps the rest; D and E also sit
     //    on the side network.
-    let start = |short: &str, networks: &[&str], bootstrap: Option<&str>| {
-        let args = node_args(short, bootstrap);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        net.start_on(short, networks, &args)
-    };
-    let a = start("a", &[], None);
+    let a = net.start("a", &node_args(None));
     let boot = a.bootstrap_addr();
-    let b = start("b", &[], Some(&boot));
-    let c = start("c", &[], Some(&boot));
-    let d = start("d", &[&side], Some(&boot));
-    // E keeps its store on the host, to be killed mid-write and restarted (step 5), and
-    // takes signups as fast as the test makes them.
+    let b = net.start("b", &node_args(Some(&boot)));
+    let c = net.start("c", &node_args(Some(&boot)));
+    let d = net.start_on("d", &[&side], &node_args(Some(&boot)));
+    // E keeps its store on the host, to be killed mid-write and restarted (step 5).
     let e = {
-        let mut args = node_args("e", Some(&boot));
-        args.extend(["--config".to_owned(), format!("{CONFIG_DIR}/e.toml")]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e_config = format!("{CONFIG_DIR}/e.toml");
+        let mut args = node_args(Some(&boot));
+        args.extend(["--config", &e_config]);
         net.start_persistent("e", &[&side], &tmp.path().join("e-data"), &args)
     };
     let on_main = |c: Container| Node {

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use agora_tests::docker_net::{Container, DockerNet, committee_args, write_committee};
+use agora_tests::docker_net::{Container, DockerNet};
 use agora_tests::require_docker;
 
 /// Deadline for gossip to spread on a healthy network: a provider re-advertises every 10 s
@@ -32,14 +32,6 @@ const OFFER_TTL: &str = "20s";
 /// The quota committee (n = 4), as in every multi-node test: it plays no part in offer
 /// gossip, but runs beside it.
 const VALIDATORS: [&str; 4] = ["a", "b", "c", "p2"];
-
-/// Starts node `short` with `args` and its committee arguments.
-fn start(net: &DockerNet, short: &str, args: &[&str]) -> Container {
-    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    all.extend(committee_args(short, &VALIDATORS));
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    net.start(short, &all)
-}
 
 fn gateway(bootstrap: &str) -> Vec<&str> {
     vec!["--role", "gateway", "--bootstrap", bootstrap]
@@ -123,15 +115,14 @@ fn disconnected_node_catches_up_after_reconnect() {
         return;
     }
     let conf = tempfile::tempdir().unwrap();
-    write_committee(conf.path(), &VALIDATORS);
-    let net = DockerNet::create().with_config_dir(conf.path());
+    let net = DockerNet::create().with_committee(conf.path(), &VALIDATORS);
 
     // 1. A bootstrap gateway (also the Kademlia server), two gateways and a provider.
-    let a = start(&net, "a", &["--role", "gateway", "--kad-server", "true"]);
+    let a = net.start("a", &["--role", "gateway", "--kad-server", "true"]);
     let boot = a.bootstrap_addr();
-    let b = start(&net, "b", &gateway(&boot));
-    let mut c = start(&net, "c", &gateway(&boot));
-    let p1 = start(&net, "p1", &provider(&boot));
+    let b = net.start("b", &gateway(&boot));
+    let mut c = net.start("c", &gateway(&boot));
+    let p1 = net.start("p1", &provider(&boot));
     eprintln!("providers: p1 {}", p1.id);
     let took = await_books(&[&a, &b, &c], &[&p1], SPREAD, "P1 reaches A, B, C");
     eprintln!("P1's offer on A, B, C {took:.1?} after P1 started");
@@ -140,7 +131,7 @@ fn disconnected_node_catches_up_after_reconnect() {
     //    SIGTERM with a signed withdrawal, which C cannot receive.
     net.disconnect(&mut c);
     let cut_at = Instant::now();
-    let p2 = start(&net, "p2", &provider(&boot));
+    let p2 = net.start("p2", &provider(&boot));
     eprintln!("providers: p2 {}", p2.id);
     let took = await_books(&[&a, &b], &[&p1, &p2], SPREAD, "P2 reaches A, B");
     eprintln!("P2's offer on A, B {took:.1?} after P2 started");

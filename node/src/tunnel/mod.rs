@@ -80,10 +80,11 @@ fn transport_config() -> quinn::TransportConfig {
 /// The kernel buffer a tunnel endpoint asks for on its UDP socket, each way (Linux caps it
 /// at `net.core.rmem_max` / `wmem_max`).
 ///
-/// A bulk transfer sends faster than the far end drains its socket; with the default
-/// ~208 KiB receive buffer, loopback and fast LANs drop bursts of datagrams, and quinn takes
-/// a burst of lost large packets for an MTU black hole and falls back to 1,200-byte packets
-/// for a minute (measured: 4,870 of 926,347 packets lost over 1 GiB, path MTU 1,200).
+/// A bulk transfer can send faster than the far end drains its socket, and the default
+/// ~208 KiB receive buffer then drops bursts of datagrams on loopback and fast LANs. (The
+/// losses first blamed on it, 4,870 of 926,347 packets over 1 GiB, were never separated
+/// from GSO batches refused with `EMSGSIZE`, see [`MTU_SEARCH_CEILING`]; with both fixed a
+/// 1 GiB transfer loses none.)
 pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
 
 /// A UDP socket bound to `addr` with [`SOCKET_BUFFER_BYTES`] asked for each way (what the
