@@ -307,11 +307,11 @@ pub async fn forward(dialer: Arc<Dialer>, listener: TcpListener, remote: u16) {
                 }
             };
             let (mut tcp_read, mut tcp_write) = tcp.into_split();
-            let piped = super::pipe::both_ways(
-                &mut tcp_read,
-                &mut tcp_write,
+            let piped = super::pipe::quic_both_ways(
                 &mut recv,
                 &mut send,
+                &mut tcp_read,
+                &mut tcp_write,
                 |_| {},
                 |_| {},
             )

@@ -306,7 +306,7 @@ async fn pipe(
             provider.touch(&target.workload, clock::now());
         }
     };
-    let piping = super::pipe::both_ways(
+    let piping = super::pipe::quic_both_ways(
         &mut recv,
         &mut send,
         &mut up_read,
