@@ -189,11 +189,24 @@ pub fn read_text_arg(arg: &str, what: &str) -> anyhow::Result<String> {
     Ok(text.to_owned())
 }
 
-/// The async runtime of a command that mostly waits on the network (`agora tunnel`,
-/// `agora mcp`): two worker threads.
+/// The async runtime of a command that mostly waits on the network (`agora mcp`): two
+/// worker threads.
 pub fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The async runtime of `agora tunnel` (own lease or granted service): one thread, as
+/// `ssh -L` has. Every chunk a forwarder moves is a chain of hand-offs (TCP socket, the
+/// stream's pipe task, quinn's connection driver, the UDP socket); on one thread each is a
+/// local wake-up instead of one across threads. Measured against two workers (the tunnel
+/// bench, 1 GiB transfers): about a fifth less CPU per GiB on the agent side and about a
+/// tenth more throughput. Token renewals, the only blocking work, have their own thread.
+pub fn forwarder_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")

@@ -202,7 +202,7 @@ pub(super) fn run(args: &TunnelArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         relayed = Some(relay);
     }
 
-    let runtime = super::small_runtime()?;
+    let runtime = super::forwarder_runtime()?;
     let direct = runtime.block_on(async {
         let dialer =
             Dialer::for_grant(&identity, g, override_addrs).context("cannot set up the tunnel")?;

@@ -205,7 +205,7 @@ pub(super) fn run(
         .map(|d| d.with_grant(grant.as_bytes().to_vec()))
         .context("cannot set up the tunnel")
     };
-    let runtime = super::small_runtime()?;
+    let runtime = super::forwarder_runtime()?;
     let direct = runtime.block_on(async {
         let dialer = dial(addrs)?;
         // Dial now: the grantee learns at once whether the provider answers (or needs a
