@@ -279,6 +279,20 @@ async fn root_is_read_only_and_tmp_is_writable_and_bounded() {
         out.contains("no-shadow"),
         "nothing of the host is visible: {out}"
     );
+    // Ended: the scratch tmpfs is off the host's mount table at once (its memory back, and
+    // no leftover mount for every later launch to copy), while the logs stay readable.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let workload_dir = fx
+        .dir
+        .path()
+        .join("sandbox")
+        .join("workloads")
+        .join(id.as_str());
+    assert!(
+        !mounts.contains(&*workload_dir.to_string_lossy()),
+        "the ended sandbox's scratch is still mounted"
+    );
+    assert!(fx.logs(&id).await.0.contains("no-shadow"));
     fx.runtime.remove(&id).await.unwrap();
 }
 

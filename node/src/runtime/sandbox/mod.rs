@@ -147,6 +147,12 @@ impl Workload {
             tracing::warn!(workload = %self.id, error = %e, "cannot record termination reason");
         }
         self.ended.send_replace(Some(reason.clone()));
+        // Nothing can reach the scratch of an ended sandbox (files go through an exec, which
+        // needs it running), so its memory is given back now rather than after the log
+        // retention. It also keeps the host's mount table to the live sandboxes: every
+        // bubblewrap start copies and reads that table, so each leftover mount slows every
+        // later launch (measured: 800 leftovers, 100 launches at once 2.2 s).
+        unmount_scratch(self);
         reason
     }
 
@@ -989,11 +995,9 @@ fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
     })
 }
 
-/// Undoes [`prepare`]; best effort, each step logged.
-async fn cleanup(workload: &Workload) {
-    if let Some(lease) = &workload.lease {
-        net::detach(&workload.id, lease).await;
-    }
+/// Unmounts the workload's scratch tmpfs from the host (lazily: a process still inside
+/// keeps its own view until it goes); not mounted (any more) is fine.
+fn unmount_scratch(workload: &Workload) {
     let scratch = workload.scratch();
     if let Err(e) = rustix::mount::unmount(&scratch, rustix::mount::UnmountFlags::DETACH)
         && e != rustix::io::Errno::INVAL
@@ -1001,6 +1005,14 @@ async fn cleanup(workload: &Workload) {
     {
         tracing::warn!(workload = %workload.id, error = %e, "unmount scratch");
     }
+}
+
+/// Undoes [`prepare`]; best effort, each step logged.
+async fn cleanup(workload: &Workload) {
+    if let Some(lease) = &workload.lease {
+        net::detach(&workload.id, lease).await;
+    }
+    unmount_scratch(workload);
     if let Err(e) = workload.cgroup.remove().await {
         tracing::warn!(workload = %workload.id, error = %e, "remove cgroup");
     }
