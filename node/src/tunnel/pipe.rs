@@ -34,7 +34,7 @@ const MIN_READ_ROOM: usize = 8 * 1024;
 ///
 /// # Errors
 /// The first read or write error; `to` is then left as is.
-pub async fn from_quic<W>(
+async fn from_quic<W>(
     from: &mut RecvStream,
     to: &mut W,
     mut counted: impl FnMut(u64),
@@ -99,7 +99,7 @@ where
 ///
 /// # Errors
 /// The first read or write error; `to` is then left as is (the caller resets it).
-pub async fn to_quic<R>(
+async fn to_quic<R>(
     from: &mut R,
     to: &mut SendStream,
     mut counted: impl FnMut(u64),

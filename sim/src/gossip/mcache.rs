@@ -57,8 +57,8 @@ impl MessageCache {
 
     /// The windows newest first, each in arrival order, at most `windows` of them.
     fn newest_windows(&self, windows: usize) -> impl Iterator<Item = &Cached> {
-        let windows = windows.min(self.history_length);
-        (0..windows as u32).flat_map(|age| self.window(age).iter().map(|(_, c)| c))
+        let windows = u32::try_from(windows.min(self.history_length)).unwrap_or(u32::MAX);
+        (0..windows).flat_map(|age| self.window(age).iter().map(|(_, c)| c))
     }
 
     /// The cached entry for `msg`, if still in any window.
@@ -84,9 +84,6 @@ impl MessageCache {
         out: &mut Vec<MsgIdx>,
     ) {
         out.clear();
-        if self.entries.is_empty() {
-            return;
-        }
         out.extend(
             self.newest_windows(windows)
                 .filter(|c| c.topic == topic)
@@ -104,9 +101,8 @@ impl MessageCache {
     pub fn shift(&mut self) {
         self.newest = self.newest.saturating_add(1);
         // Windows older than `newest - (history_length - 1)` fall out.
-        let keep_from = self
-            .newest
-            .saturating_sub(self.history_length.saturating_sub(1) as u32);
+        let older = u32::try_from(self.history_length - 1).unwrap_or(u32::MAX);
+        let keep_from = self.newest.saturating_sub(older);
         let stale = self.entries.partition_point(|(w, _)| *w < keep_from);
         if stale > 0 {
             self.entries.drain(..stale);
