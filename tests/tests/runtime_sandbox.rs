@@ -230,7 +230,7 @@ async fn runs_a_command_with_output_exit_code_env_and_isolation() {
     };
     let id = fx
         .run(&fx.spec(
-            "echo $GREETING; echo oops >&2; hostname; id -u; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /proc | grep -c '^[0-9]'; exit 3",
+            "echo $GREETING; echo oops >&2; hostname; id -u; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /proc | grep -c '^[0-9]'; echo $(ls /proc/self/fd); exit 3",
         ))
         .await;
     assert_eq!(
@@ -245,6 +245,10 @@ async fn runs_a_command_with_output_exit_code_env_and_isolation() {
     assert_eq!(lines[3], "lo", "own network namespace with loopback only");
     let procs: u32 = lines[4].parse().unwrap();
     assert!(procs <= 4, "own PID namespace sees only itself: {procs}");
+    // Nothing the launcher used (seccomp programs 3 and 4, status file 5, the block
+    // descriptor 6, the node's info pipe 7) leaks in; 3 is `ls`'s own directory here.
+    let fds: Vec<u32> = lines[5].split(' ').map(|f| f.parse().unwrap()).collect();
+    assert!(fds.iter().all(|f| !(4..=9).contains(f)), "{fds:?}");
     assert_eq!(err.trim(), "oops");
     fx.runtime.remove(&id).await.unwrap();
     assert!(!fx.cgroup_exists(&id));

@@ -5,9 +5,12 @@
 //! workload's cgroup, so every process the workload ever starts is limited and counted (no
 //! fork can happen before the join). The shell also opens the seccomp programs and the
 //! status file on the descriptors bubblewrap reads (3, 4, 5), which needs no `unsafe`
-//! descriptor juggling in the node. Bubblewrap then blocks once more (`--block-fd 6`, a
-//! copy of stdin) after it has reported the sandbox's pid and before it runs the command,
-//! so the node can wire the sandbox's network first.
+//! descriptor juggling in the node, and swaps its stdout: the pipe the node gave it becomes
+//! bubblewrap's `--info-fd 7` (the sandbox's pid, then end-of-file, so the node waits for it
+//! instead of polling the status file) and `stdout.log` the workload's stdout. Bubblewrap
+//! then blocks once more (`--block-fd 6`, a copy of stdin) after it has reported the
+//! sandbox's pid and before it runs the command, so the node can wire the sandbox's network
+//! first.
 //!
 //! An exec enters the running sandbox's network, IPC and UTS namespaces with `nsenter`, then
 //! starts a second bubblewrap inside its user and PID namespaces (`--userns`, `--pidns`)
@@ -22,9 +25,10 @@ use agora_protocol::workload::WorkloadSpec;
 
 use crate::runtime::ExecRequest;
 
-/// Shell script that starts the workload: `$1`, `$2` seccomp programs, `$3` status file.
-pub const LAUNCH: &str =
-    r#"d=$1 c=$2 s=$3; shift 3; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s" 6<&0"#;
+/// Shell script that starts the workload: `$1`, `$2` seccomp programs, `$3` status file,
+/// `$4` the stdout log (appended to). Redirections apply left to right: descriptor 7 takes
+/// the node's pipe before stdout moves to the log.
+pub const LAUNCH: &str = r#"d=$1 c=$2 s=$3 o=$4; shift 4; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s" 6<&0 7>&1 1>>"$o""#;
 
 /// Shell script that starts an exec: `$1`, `$2` seccomp programs, `$3` the sandbox's init pid.
 pub const EXEC: &str = r#"d=$1 c=$2 p=$3; shift 3; read -r _ || exit 97; exec nsenter --net=/proc/$p/ns/net --ipc=/proc/$p/ns/ipc --uts=/proc/$p/ns/uts -- "$@" 3<"$d" 4<"$c" 6</proc/$p/ns/user 7</proc/$p/ns/pid"#;
@@ -128,6 +132,9 @@ pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Ve
             hostname,
             "--json-status-fd",
             "5",
+            // The sandbox's pid for the node, then closed (by bubblewrap and its child).
+            "--info-fd",
+            "7",
             // Waits for the node's second line on stdin: the network is ready.
             "--block-fd",
             "6",

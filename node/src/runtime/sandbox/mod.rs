@@ -420,6 +420,22 @@ struct Status {
     exit_code: Option<i32>,
 }
 
+/// Most bytes read from bubblewrap's `--info-fd` (one small JSON object).
+const INFO_MAX: u64 = 4096;
+
+/// The sandbox's init pid from bubblewrap's `--info-fd`, read to its end-of-file (bubblewrap
+/// and its child both close it once the pid is written); `None` when it ended first.
+async fn read_info(info: impl tokio::io::AsyncRead + Unpin) -> Option<u32> {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    info.take(INFO_MAX).read_to_end(&mut text).await.ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    value
+        .get("child-pid")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|pid| u32::try_from(pid).ok())
+}
+
 fn read_status(path: &Path) -> Status {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut status = Status::default();
@@ -891,8 +907,13 @@ impl SandboxRuntime {
                 .open(workload.dir.join(name))
                 .map_err(|e| RuntimeError::host(format!("open {name}"), e))
         };
-        let (stdout, stderr) = (open_log("stdout.log")?, open_log("stderr.log")?);
+        // The shell appends the workload's stdout to `stdout.log` itself (its own stdout is
+        // the pipe bubblewrap reports the sandbox's pid on); both logs exist before start
+        // returns, so a log reader never misses one.
+        drop(open_log("stdout.log")?);
+        let stderr = open_log("stderr.log")?;
         let status_path = workload.dir.join("status.json");
+        let stdout_path = workload.dir.join("stdout.log");
         let scratch = workload.scratch();
         let layout = launch::Layout {
             rootfs: &workload.rootfs,
@@ -908,30 +929,26 @@ impl SandboxRuntime {
                         self.seccomp.0.as_os_str(),
                         self.seccomp.1.as_os_str(),
                         status_path.as_os_str(),
+                        stdout_path.as_os_str(),
                     ],
                     bwrap_args: args,
                     kill_on_drop: false,
                 },
-                Stdio::from(stdout),
+                Stdio::piped(),
                 Stdio::from(stderr),
             )
             .await?;
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let init = loop {
-            if let Some(init) = read_status(&status_path).init {
-                break Some(init);
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break None; // Ended before reporting: the waiter records why.
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let _ = child.kill().await;
-                return Err(RuntimeError::host(
-                    "start sandbox",
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "bubblewrap did not report"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let Some(info) = child.stdout.take() else {
+            let _ = child.kill().await;
+            return Err(RuntimeError::Unsupported("launcher pipe missing".into()));
+        };
+        // `None`: bubblewrap ended before reporting; the waiter records why.
+        let Ok(init) = tokio::time::timeout(START_TIMEOUT, read_info(info)).await else {
+            let _ = child.kill().await;
+            return Err(RuntimeError::host(
+                "start sandbox",
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "bubblewrap did not report"),
+            ));
         };
         if let (Some(init), Some(lease)) = (init, &workload.lease)
             && let Err(e) = net::attach(&workload.id, init, lease, &self.network.policy).await
@@ -1107,6 +1124,16 @@ mod tests {
         std::fs::write(&path, "{ \"child-pid\": 42 }\n{ \"exit-code\": 3 }\n").unwrap();
         assert_eq!(read_status(&path).exit_code, Some(3));
         assert_eq!(read_status(&dir.path().join("missing")).init, None);
+    }
+
+    #[tokio::test]
+    async fn the_info_pipe_gives_the_pid_or_nothing() {
+        let info = b"{\n    \"child-pid\": 42,\n    \"pid-namespace\": 1\n}\n";
+        assert_eq!(read_info(&info[..]).await, Some(42));
+        assert_eq!(read_info(&b""[..]).await, None); // ended before reporting
+        assert_eq!(read_info(&b"{ \"child-pid\": -1 }"[..]).await, None);
+        let huge = [b' '; 10_000];
+        assert_eq!(read_info(&huge[..]).await, None); // bounded, not parsed as a pid
     }
 
     #[test]
