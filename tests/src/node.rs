@@ -42,6 +42,9 @@ pub struct Launch {
     pub netns: Option<String>,
     /// The listen address (HTTP, TCP and QUIC; ports chosen by the system).
     pub host: String,
+    /// A descriptor the node inherits open (on the file `inherited` in its directory,
+    /// without close-on-exec), as a careless parent shell or supervisor would leave it.
+    pub inherit_fd: Option<u8>,
 }
 
 impl Default for Launch {
@@ -49,6 +52,7 @@ impl Default for Launch {
         Self {
             netns: None,
             host: "127.0.0.1".to_owned(),
+            inherit_fd: None,
         }
     }
 }
@@ -93,14 +97,23 @@ impl NodeProc {
             .append(true)
             .open(dir.join("node.log"))
             .expect("node log");
-        let mut cmd = match &launch.netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={ns}")).arg("--").arg(agora_bin());
-                c
-            }
-            None => Command::new(agora_bin()),
+        let mut argv: Vec<std::ffi::OsString> = match &launch.netns {
+            Some(ns) => vec![
+                "nsenter".into(),
+                format!("--net={ns}").into(),
+                "--".into(),
+                agora_bin().into(),
+            ],
+            None => vec![agora_bin().into()],
         };
+        if let Some(fd) = launch.inherit_fd {
+            let file = dir.join("inherited");
+            std::fs::write(&file, "").expect("inherited file");
+            let script = format!("exec \"$@\" {fd}<'{}'", file.display());
+            argv.splice(0..0, ["sh".into(), "-c".into(), script.into(), "sh".into()]);
+        }
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let host = &launch.host;
         cmd.args(["--json", "--log", "info,agora_node=debug", "node", "start"])
             .arg("--data-dir")

@@ -22,7 +22,7 @@ use agora_node::config::{NodeConfig, PriceConfig, ProviderConfig};
 use agora_protocol::gossip::{GossipMessage, offers_topic};
 use agora_protocol::{Offer, Signed};
 use agora_tests::committee::Committee;
-use agora_tests::node::{NodeProc, http_get_text, wait_for};
+use agora_tests::node::{Launch, NodeProc, http_get_text, wait_for};
 use futures::StreamExt as _;
 use libp2p::Multiaddr;
 use libp2p::gossipsub::IdentTopic;
@@ -337,6 +337,31 @@ fn bad_config_is_one_error_naming_the_field() {
     assert_eq!(out.status.code(), Some(1));
     let err = agora_tests::stderr(&out);
     assert!(err.contains("bootstrap") && err.contains("/p2p/"), "{err}");
+}
+
+/// A descriptor the node's parent left open (no close-on-exec) would pass on to every child
+/// the daemon starts, sandboxes included: the node closes it at start.
+#[test]
+fn a_node_drops_descriptors_its_parent_left_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let launch = Launch {
+        inherit_fd: Some(9),
+        ..Launch::default()
+    };
+    let node = NodeProc::start_in(tmp.path(), &launch, &[]);
+    let pid = node.pid().unwrap();
+    let inherited = tmp.path().join("inherited");
+    let holding: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter(|target| *target == inherited)
+        .collect();
+    assert!(holding.is_empty(), "the node still holds {holding:?}");
+    assert!(
+        node.log()
+            .contains("closed a descriptor inherited from the parent")
+    );
+    assert!(node.stop());
 }
 
 #[test]

@@ -197,6 +197,7 @@ pub(super) fn run(cmd: NodeCommand, global: &GlobalArgs) -> anyhow::Result<ExitC
 }
 
 fn start(args: &StartArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    close_inherited_descriptors();
     let config = args.effective_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,6 +206,42 @@ fn start(args: &StartArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(serve(config, args, global))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `O_CLOEXEC` as `/proc/self/fdinfo` prints it (octal).
+const O_CLOEXEC: u32 = 0o2_000_000;
+
+/// Closes every descriptor above stderr that this process inherited without close-on-exec.
+///
+/// Whatever a provider's shell or supervisor left open would otherwise pass on to every
+/// child the daemon starts, sandbox launchers included, and so into workloads (bubblewrap
+/// closes nothing). Sound without `unsafe`: it runs before the daemon opens anything, and
+/// every descriptor Rust opens is close-on-exec, so no object in this process owns one of
+/// these.
+fn close_inherited_descriptors() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // The listing's own descriptor is closed by now (its fdinfo is gone or reused).
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        if flags.is_some_and(|f| f & O_CLOEXEC == 0) {
+            match nix::unistd::close(fd) {
+                Ok(()) => tracing::info!(fd, "closed a descriptor inherited from the parent"),
+                Err(e) => tracing::warn!(fd, error = %e, "cannot close an inherited descriptor"),
+            }
+        }
+    }
 }
 
 async fn serve(config: NodeConfig, args: &StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {

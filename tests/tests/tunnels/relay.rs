@@ -217,6 +217,7 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
         &Launch {
             netns: None,
             host: agents.host_ip.to_string(),
+            ..Launch::default()
         },
         &[
             "--config".to_owned(),
@@ -247,6 +248,7 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
         &Launch {
             netns: Some(providers.path()),
             host: providers.ip.to_string(),
+            ..Launch::default()
         },
         &[
             "--config".to_owned(),
@@ -260,6 +262,7 @@ fn a_gateway_relays_the_tunnel_of_an_agent_that_cannot_reach_the_provider() {
         &Launch {
             netns: None,
             host: providers.host_ip.to_string(),
+            ..Launch::default()
         },
         &bootstrap,
     );
