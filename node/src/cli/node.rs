@@ -208,9 +208,6 @@ fn start(args: &StartArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `O_CLOEXEC` as `/proc/self/fdinfo` prints it (octal).
-const O_CLOEXEC: u32 = 0o2_000_000;
-
 /// Closes every descriptor above stderr that this process inherited without close-on-exec.
 ///
 /// Whatever a provider's shell or supervisor left open would otherwise pass on to every
@@ -235,7 +232,8 @@ fn close_inherited_descriptors() {
             .lines()
             .find_map(|l| l.strip_prefix("flags:"))
             .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
-        if flags.is_some_and(|f| f & O_CLOEXEC == 0) {
+        // fdinfo prints the kernel's open flags in octal, with this architecture's values.
+        if flags.is_some_and(|f| f & libc::O_CLOEXEC.unsigned_abs() == 0) {
             match nix::unistd::close(fd) {
                 Ok(()) => tracing::info!(fd, "closed a descriptor inherited from the parent"),
                 Err(e) => tracing::warn!(fd, error = %e, "cannot close an inherited descriptor"),
