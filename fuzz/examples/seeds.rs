@@ -472,6 +472,7 @@ fn capability(lease: Digest, ports: Vec<u16>, expires: Timestamp) -> Res<Signed<
 fn grant(lease: Digest) -> Res<Signed<LeaseGrant>> {
     Ok(Signed::sign(
         LeaseGrant {
+            owner: None,
             lease,
             agent: id(AGENT),
             provider: id(PROVIDER),
@@ -661,6 +662,7 @@ fn lease_seeds(w: &mut Writer) -> Res<()> {
     let lease = typical.digest();
     let max_grant = Signed::sign(
         LeaseGrant {
+            owner: None,
             lease,
             agent: id(AGENT),
             provider: id(PROVIDER),
@@ -681,6 +683,7 @@ fn lease_seeds(w: &mut Writer) -> Res<()> {
     )?;
     let min_grant = Signed::sign(
         LeaseGrant {
+            owner: None,
             lease,
             agent: id(AGENT),
             provider: id(PROVIDER),

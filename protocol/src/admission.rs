@@ -109,6 +109,10 @@ pub struct ActiveLease {
     pub expires_at: Timestamp,
     /// The agent's tier (for later operations: file size caps, extensions).
     pub tier: TierLimits,
+    /// The owner the agent's attestation names, as this provider's trust roots found it:
+    /// who may approve an extension above the agent's spending limit.
+    #[serde(default)]
+    pub owner: Option<AgoraId>,
 }
 
 impl ActiveLease {
@@ -473,6 +477,7 @@ impl Admission {
             starts_at: now,
             expires_at: now.saturating_add(Duration::from_secs(lifetime)),
             tier: tier.clone(),
+            owner: standing.owner,
         })
     }
 
@@ -562,6 +567,19 @@ impl Admission {
         op: &Signed<LeaseOp>,
         now: Timestamp,
     ) -> Result<&ActiveLease, Refusal> {
+        self.check_op_approved(op, None, now)
+    }
+
+    /// [`Admission::check_op`] for an operation that waited for the owner's `approval`
+    /// (an extension above the agent's spending limit): the approval must be signed by
+    /// the owner the lease's attestation names, for this agent and this very operation
+    /// (its digest), and it vouches for the operation's freshness at approval time.
+    pub fn check_op_approved(
+        &mut self,
+        op: &Signed<LeaseOp>,
+        approval: Option<&Signed<Approval>>,
+        now: Timestamp,
+    ) -> Result<&ActiveLease, Refusal> {
         let body = op.body();
         if body.provider != self.provider {
             return Err(refuse(
@@ -569,7 +587,33 @@ impl Admission {
                 "the operation names another provider",
             ));
         }
-        self.fresh(body.issued_at, now)?;
+        let signed_at = match approval {
+            None => body.issued_at,
+            Some(approval) => {
+                let a = approval.body();
+                let owner = self.leases.get(&body.lease).and_then(|l| l.owner);
+                if owner != Some(a.owner) {
+                    return Err(refuse(
+                        RefusalCode::ApprovalInvalid,
+                        format!("approved by {}, who is not the agent's owner", a.owner),
+                    ));
+                }
+                if a.request != op.digest() || a.agent != body.agent {
+                    return Err(refuse(
+                        RefusalCode::ApprovalInvalid,
+                        "the approval is for another operation",
+                    ));
+                }
+                if body.issued_at > a.approved_at.saturating_add(self.config.max_skew) {
+                    return Err(refuse(
+                        RefusalCode::ApprovalInvalid,
+                        "the approval is older than the operation it approves",
+                    ));
+                }
+                a.approved_at
+            }
+        };
+        self.fresh(signed_at, now)?;
         let lease = self.leases.get(&body.lease).ok_or_else(|| {
             refuse(
                 RefusalCode::UnknownLease,
@@ -599,14 +643,19 @@ impl Admission {
         {
             return Err(refuse(RefusalCode::Invalid, "an extension of 0 s"));
         }
-        let until = body
-            .issued_at
+        let until = signed_at
             .saturating_add(self.config.max_age)
             .saturating_add(self.config.max_skew);
         self.seen.insert(key, until);
         self.leases
             .get(&body.lease)
             .ok_or_else(|| refuse(RefusalCode::UnknownLease, "gone"))
+    }
+
+    /// Forgets that `op` was performed: an extension the quota machine sent to the owner
+    /// (`approval_required`) may come back with the owner's approval, nonce and all.
+    pub fn forget_op(&mut self, op: &LeaseOp) {
+        self.seen.remove(&op_key(&op.lease, &op.nonce));
     }
 
     /// Prices an extension of `lease` by `secs`: the quota to grow and the new expiry.

@@ -316,6 +316,10 @@ pub struct LeaseGrant {
     pub tunnel_endpoints: Vec<String>,
     /// The capability presented on tunnel streams.
     pub token: Signed<Capability>,
+    /// The owner the agent's attestation names, as the provider's trust roots found it:
+    /// who approves spending above the agent's limit (an extension over it waits for
+    /// them). None when the attestation names no owner.
+    pub owner: Option<AgoraId>,
 }
 
 impl SignedKind for LeaseGrant {

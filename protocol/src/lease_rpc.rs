@@ -6,10 +6,14 @@
 //! gateway ──Request::Operate(Signed<LeaseOp>)────────▶ provider ──▶ Response::Status | Refused
 //! gateway ──Request::Query(LeaseId)──────────────────▶ provider ──▶ Response::Status | Refused
 //! gateway ──Request::Extend { op, top_up }────────────▶ provider ──▶ Response::Status | Refused
+//! gateway ──Request::ApprovedExtend { op, approval }──▶ provider ──▶ Response::Status | Refused
 //! ```
 //!
 //! [`Request::Extend`] is an extension under a quota committee: the agent's signed `Extend`
 //! with the committee's certificate of the agent's top-up lock that pays for it.
+//! [`Request::ApprovedExtend`] is an extension above the agent's spending limit that the
+//! provider refused `approval_required`, back with the owner's approval of the same signed
+//! operation.
 //!
 //! Both directions are one postcard frame each, bounded ([`MAX_REQUEST_BYTES`],
 //! [`MAX_RESPONSE_BYTES`]); nested signed messages are verified as they are decoded, so a
@@ -63,6 +67,15 @@ pub enum Request {
         /// The committee's certificate of the agent's top-up (votes checked by the
         /// provider against its committee).
         top_up: crate::committee::UncheckedCertificate,
+    },
+    /// An agent-signed `Extend` above the agent's spending limit with its owner's approval
+    /// of that very operation (a provider without a quota committee; under one, the
+    /// committee certifies the top-up under the approval instead).
+    ApprovedExtend {
+        /// The agent's signed operation.
+        op: Signed<LeaseOp>,
+        /// The owner's approval, naming the operation's digest.
+        approval: Signed<crate::lease::Approval>,
     },
 }
 
@@ -228,6 +241,7 @@ mod tests {
         .unwrap();
         Signed::sign(
             LeaseGrant {
+                owner: None,
                 lease,
                 agent: id(1),
                 provider: id(2),

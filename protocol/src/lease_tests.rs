@@ -168,6 +168,7 @@ fn grant(token_lease: Digest) -> LeaseGrant {
     )
     .unwrap();
     LeaseGrant {
+        owner: None,
         lease,
         agent: id(AGENT),
         provider: id(PROVIDER),

@@ -58,8 +58,23 @@ pub struct Lock {
     pub amount_micro: u64,
     /// Whether the owner approved it (it does not count against the limit).
     pub approved: bool,
+    /// Of a lock within the limit, what extensions the owner approved added to it (it
+    /// does not count against the limit either).
+    #[serde(default)]
+    pub approved_extra_micro: u64,
     /// When it lapses.
     pub expires_at: Timestamp,
+}
+
+impl Lock {
+    /// What of it counts against the agent's own limit.
+    pub fn own_micro(&self) -> u64 {
+        if self.approved {
+            0
+        } else {
+            self.amount_micro.saturating_sub(self.approved_extra_micro)
+        }
+    }
 }
 
 /// One agent's quota as this node sees it.
@@ -78,10 +93,7 @@ impl Account {
     pub fn committed_micro(&self) -> u64 {
         self.locks
             .values()
-            .filter(|l| !l.approved)
-            .fold(self.spent_micro, |sum, l| {
-                sum.saturating_add(l.amount_micro)
-            })
+            .fold(self.spent_micro, |sum, l| sum.saturating_add(l.own_micro()))
     }
 
     /// Micro-credits locked in total.
@@ -174,51 +186,66 @@ impl QuotaBook {
             Lock {
                 amount_micro: request.amount_micro,
                 approved: !fits,
+                approved_extra_micro: 0,
                 expires_at: request.expires_at,
             },
         );
         QuotaAnswer::Granted
     }
 
-    /// Grows a lease's lock by `extra_micro` until `expires_at` (an extension), under the
-    /// same rule as a new lock; an approved lock grows only within `approved_micro`.
-    pub fn grow(
-        &mut self,
-        agent: &AgoraId,
-        lease: &LeaseId,
-        extra_micro: u64,
-        limit_micro: u64,
-        expires_at: Timestamp,
-    ) -> QuotaAnswer {
-        let Some(account) = self.accounts.get_mut(agent) else {
-            return QuotaAnswer::Denied(Refusal::new(RefusalCode::UnknownLease, "no lock"));
+    /// Grows a lease's lock by `extension.amount_micro` until `extension.expires_at` (an
+    /// extension), under the same rule as a new lock: within the limit, or covered by the
+    /// owner's approval of this extension (`approved_micro`), which then does not count
+    /// against the limit. An owner-approved lease grows only by a new approval.
+    pub fn grow(&mut self, extension: &QuotaRequest) -> QuotaAnswer {
+        let no_lock = || QuotaAnswer::Denied(Refusal::new(RefusalCode::UnknownLease, "no lock"));
+        let Some(account) = self.accounts.get_mut(&extension.agent) else {
+            return no_lock();
         };
         let committed = account.committed_micro();
-        let Some(lock) = account.locks.get_mut(lease) else {
-            return QuotaAnswer::Denied(Refusal::new(RefusalCode::UnknownLease, "no lock"));
+        let Some(lock) = account.locks.get_mut(&extension.lease) else {
+            return no_lock();
         };
-        if lock.approved {
-            return QuotaAnswer::Denied(Refusal::new(
-                RefusalCode::ApprovalRequired,
-                "an owner-approved lease is extended by a new approval",
-            ));
-        }
-        if committed
-            .checked_add(extra_micro)
-            .is_none_or(|total| total > limit_micro)
-        {
-            return QuotaAnswer::Denied(Refusal::new(
-                RefusalCode::Quota,
+        let extra = extension.amount_micro;
+        let fits = !lock.approved
+            && committed
+                .checked_add(extra)
+                .is_some_and(|total| total <= extension.limit_micro);
+        let approved = extension.approved_micro.is_some_and(|a| a >= extra);
+        if !fits && !approved {
+            let need = if lock.approved {
+                format!(
+                    "the lease runs on its owner's approval; extending costs {} credits more, \
+                     which the owner approves anew",
+                    credits(extra)
+                )
+            } else {
                 format!(
                     "extending costs {} credits more; the limit is {}, of which {} are committed",
-                    credits(extra_micro),
-                    credits(limit_micro),
+                    credits(extra),
+                    credits(extension.limit_micro),
                     credits(committed)
-                ),
-            ));
+                )
+            };
+            let code = if extension.approved_micro.is_some() {
+                RefusalCode::ApprovalInvalid
+            } else if extension.has_owner {
+                RefusalCode::ApprovalRequired
+            } else {
+                RefusalCode::Quota
+            };
+            let need = if code == RefusalCode::ApprovalInvalid {
+                format!("the owner's approval does not cover it: {need}")
+            } else {
+                need
+            };
+            return QuotaAnswer::Denied(Refusal::new(code, need));
         }
-        lock.amount_micro = lock.amount_micro.saturating_add(extra_micro);
-        lock.expires_at = lock.expires_at.max(expires_at);
+        lock.amount_micro = lock.amount_micro.saturating_add(extra);
+        if !fits && !lock.approved {
+            lock.approved_extra_micro = lock.approved_extra_micro.saturating_add(extra);
+        }
+        lock.expires_at = lock.expires_at.max(extension.expires_at);
         QuotaAnswer::Granted
     }
 
@@ -228,11 +255,10 @@ impl QuotaBook {
         let account = self.accounts.get_mut(agent)?;
         let lock = account.locks.remove(lease)?;
         let charged = cost_micro.min(lock.amount_micro);
-        if lock.approved {
-            account.approved_spent_micro = account.approved_spent_micro.saturating_add(charged);
-        } else {
-            account.spent_micro = account.spent_micro.saturating_add(charged);
-        }
+        // The agent's own part is spent first: the owner approved what goes beyond it.
+        let own = charged.min(lock.own_micro());
+        account.spent_micro = account.spent_micro.saturating_add(own);
+        account.approved_spent_micro = account.approved_spent_micro.saturating_add(charged - own);
         Some(Settled {
             charged_micro: charged,
             returned_micro: lock.amount_micro - charged,

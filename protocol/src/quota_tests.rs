@@ -28,6 +28,14 @@ fn req(n: u32, amount_micro: u64, limit_micro: u64) -> QuotaRequest {
     }
 }
 
+/// An extension of lease `n` by `extra` until `until`.
+fn ext(n: u32, extra: u64, limit_micro: u64, until: u64) -> QuotaRequest {
+    QuotaRequest {
+        expires_at: t(until),
+        ..req(n, extra, limit_micro)
+    }
+}
+
 fn code(answer: &QuotaAnswer) -> Option<RefusalCode> {
     match answer {
         QuotaAnswer::Granted => None,
@@ -89,20 +97,86 @@ fn lapsed_locks_return() {
 fn extensions_grow_within_the_limit() {
     let mut book = QuotaBook::new();
     book.lock(&req(1, 4, 10));
-    assert_eq!(
-        book.grow(&agent(1), &lease(1), 6, 10, t(200)),
-        QuotaAnswer::Granted
-    );
+    assert_eq!(book.grow(&ext(1, 6, 10, 200)), QuotaAnswer::Granted);
     let lock = book.account(&agent(1)).unwrap().locks[&lease(1)];
     assert_eq!((lock.amount_micro, lock.expires_at), (10, t(200)));
     assert_eq!(
-        code(&book.grow(&agent(1), &lease(1), 1, 10, t(300))),
+        code(&book.grow(&ext(1, 1, 10, 300))),
         Some(RefusalCode::Quota)
     );
     assert_eq!(
-        code(&book.grow(&agent(1), &lease(9), 1, 10, t(300))),
+        code(&book.grow(&ext(9, 1, 10, 300))),
         Some(RefusalCode::UnknownLease)
     );
+}
+
+#[test]
+fn an_extension_over_the_limit_waits_for_the_owner_and_then_is_the_owners() {
+    let mut book = QuotaBook::new();
+    book.lock(&req(1, 8, 10));
+    // Over the limit: an agent with an owner is sent to it, one without refused.
+    assert_eq!(
+        code(&book.grow(&ext(1, 5, 10, 200))),
+        Some(RefusalCode::Quota)
+    );
+    let owned = QuotaRequest {
+        has_owner: true,
+        ..ext(1, 5, 10, 200)
+    };
+    assert_eq!(
+        code(&book.grow(&owned)),
+        Some(RefusalCode::ApprovalRequired)
+    );
+    // An approval below the extension's cost is not one.
+    let short = QuotaRequest {
+        approved_micro: Some(4),
+        ..owned.clone()
+    };
+    assert_eq!(code(&book.grow(&short)), Some(RefusalCode::ApprovalInvalid));
+    let approved = QuotaRequest {
+        approved_micro: Some(5),
+        ..owned
+    };
+    assert_eq!(book.grow(&approved), QuotaAnswer::Granted);
+    let account = book.account(&agent(1)).unwrap().clone();
+    let lock = account.locks[&lease(1)];
+    assert_eq!((lock.amount_micro, lock.approved_extra_micro), (13, 5));
+    // The approved part does not count against the limit: 2 more still fit.
+    assert_eq!(account.committed_micro(), 8);
+    assert_eq!(book.lock(&req(2, 2, 10)), QuotaAnswer::Granted);
+    // Settling spends the agent's own part first, then the owner's.
+    let settled = book.settle(&agent(1), &lease(1), 11).unwrap();
+    assert_eq!((settled.charged_micro, settled.returned_micro), (11, 2));
+    let account = book.account(&agent(1)).unwrap();
+    assert_eq!((account.spent_micro, account.approved_spent_micro), (8, 3));
+}
+
+#[test]
+fn an_owner_approved_lease_grows_only_by_a_new_approval() {
+    let mut book = QuotaBook::new();
+    let over = QuotaRequest {
+        has_owner: true,
+        approved_micro: Some(50),
+        ..req(1, 50, 10)
+    };
+    assert_eq!(book.lock(&over), QuotaAnswer::Granted);
+    // Even a small extension within the limit is the owner's to approve.
+    let small = QuotaRequest {
+        has_owner: true,
+        ..ext(1, 1, 10, 200)
+    };
+    assert_eq!(
+        code(&book.grow(&small)),
+        Some(RefusalCode::ApprovalRequired)
+    );
+    let approved = QuotaRequest {
+        approved_micro: Some(1),
+        ..small
+    };
+    assert_eq!(book.grow(&approved), QuotaAnswer::Granted);
+    let account = book.account(&agent(1)).unwrap();
+    assert_eq!(account.locks[&lease(1)].amount_micro, 51);
+    assert_eq!(account.committed_micro(), 0);
 }
 
 #[test]
@@ -114,17 +188,33 @@ fn amounts_are_shown_in_credits() {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Lock { lease: u32, amount: u64 },
-    Settle { lease: u32, cost: u64 },
-    Grow { lease: u32, extra: u64 },
-    Expire { at: u64 },
+    Lock {
+        lease: u32,
+        amount: u64,
+    },
+    Settle {
+        lease: u32,
+        cost: u64,
+    },
+    Grow {
+        lease: u32,
+        extra: u64,
+        approved: bool,
+    },
+    Expire {
+        at: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0u32..16, 0u64..40).prop_map(|(lease, amount)| Step::Lock { lease, amount }),
         (0u32..16, 0u64..40).prop_map(|(lease, cost)| Step::Settle { lease, cost }),
-        (0u32..16, 0u64..20).prop_map(|(lease, extra)| Step::Grow { lease, extra }),
+        (0u32..16, 0u64..20, any::<bool>()).prop_map(|(lease, extra, approved)| Step::Grow {
+            lease,
+            extra,
+            approved
+        }),
         (0u64..200).prop_map(|at| Step::Expire { at }),
     ]
 }
@@ -153,9 +243,12 @@ proptest! {
                         returned += s.returned_micro;
                     }
                 }
-                Step::Grow { lease: n, extra } => {
+                Step::Grow { lease: n, extra, approved } => {
                     let before = book.account(&agent(1)).map_or(0, Account::locked_micro);
-                    book.grow(&agent(1), &lease(n), extra, LIMIT, t(300));
+                    let mut e = ext(n, extra, LIMIT, 300);
+                    e.has_owner = true;
+                    e.approved_micro = approved.then_some(extra);
+                    book.grow(&e);
                     let after = book.account(&agent(1)).map_or(0, Account::locked_micro);
                     locked_in += after - before;
                 }
@@ -168,7 +261,7 @@ proptest! {
             }
             let account = book.account(&agent(1)).cloned().unwrap_or_default();
             prop_assert!(account.committed_micro() <= LIMIT);
-            prop_assert_eq!(account.spent_micro, charged);
+            prop_assert_eq!(account.spent_micro + account.approved_spent_micro, charged);
             prop_assert_eq!(locked_in, account.locked_micro() + charged + returned);
         }
     }

@@ -29,7 +29,8 @@
 //! issuer, so the attestation's limit is the agent's credit): validators refuse the lock
 //! for the balance, the gateway parks the request with the agent's locks, the owner's
 //! approval certifies the lock above the balance, and its settlement is charged to the
-//! approval.
+//! approval; an extension whose top-up goes over the balance waits for the owner's approval
+//! of that top-up the same way.
 //!
 //! The sandbox needs root and bubblewrap; `AGORA_SKIP_SANDBOX=1` skips those tests. The
 //! Docker journey needs an engine: without one it skips, unless `AGORA_REQUIRE_DOCKER` is
@@ -1544,6 +1545,148 @@ fn webhook_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<Valu
     })
 }
 
+/// An agent key under `home` whose attestation, by an issuer generated for the test, gives
+/// the standard tier with a spending limit of one credit and names an owner.
+struct OwnedAgent {
+    home: PathBuf,
+    issuer: Identity,
+    owner: Identity,
+    owner_key: PathBuf,
+    /// The attestation, for `agent signup --credential`.
+    cred: PathBuf,
+    /// A `[trust]` section trusting the issuer.
+    trust: String,
+}
+
+impl OwnedAgent {
+    fn new(home: &Path) -> Self {
+        std::fs::create_dir_all(home).unwrap();
+        let issuer = Identity::generate(&mut rand::rng());
+        let owner = Identity::generate(&mut rand::rng());
+        let agent_id = Identity::generate(&mut rand::rng());
+        let (issuer_key, owner_key) = (home.join("issuer.key"), home.join("owner.key"));
+        keyfile::save(&issuer_key, &issuer).unwrap();
+        keyfile::save(&owner_key, &owner).unwrap();
+        keyfile::save(&home.join("agent.key"), &agent_id).unwrap();
+        let out = agora(home)
+            .args(["attest", "issue", "--issuer-key"])
+            .arg(&issuer_key)
+            .args(["--subject", &agent_id.agora_id().to_string()])
+            .args(["--tier", "standard", "--expires", "1h"])
+            .args(["--spending-limit", "1"])
+            .args(["--owner", &owner.agora_id().to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "attest issue: {}", stderr(&out));
+        let cred = home.join("agent.cred");
+        std::fs::write(&cred, stdout(&out)).unwrap();
+        let trust = format!(
+            "\n[trust]\n\n[[trust.root]]\nid = \"{}\"\nname = \"test issuer\"\n",
+            issuer.agora_id()
+        );
+        Self {
+            home: home.to_owned(),
+            issuer,
+            owner,
+            owner_key,
+            cred,
+            trust,
+        }
+    }
+
+    /// `agora approve ID` with `key` at `node`.
+    fn approve(&self, node: &NodeProc, key: &Path, id: &str) -> std::process::Output {
+        agora(&self.home)
+            .args(["--json", "approve", id, "--owner-key"])
+            .arg(key)
+            .arg("--node")
+            .arg(format!("http://{}", node.http))
+            .output()
+            .unwrap()
+    }
+
+    /// The owner's `agora approve ID` at `node`, which must succeed.
+    fn owner_approves(&self, node: &NodeProc, id: &str) {
+        let out = self.approve(node, &self.owner_key, id);
+        assert!(
+            out.status.success(),
+            "approve {id}: {} {}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
+
+    /// The first request waiting for the owner at `node`, once one does.
+    fn first_waiting(&self, node: &NodeProc) -> Option<Value> {
+        wait_for(WAIT, || {
+            let out = agora(&self.home)
+                .args(["--json", "approvals", "list", "--owner-key"])
+                .arg(&self.owner_key)
+                .arg("--node")
+                .arg(format!("http://{}", node.http))
+                .output()
+                .unwrap();
+            let v: Value = serde_json::from_str(&stdout(&out)).ok()?;
+            v["approvals"].as_array()?.first().cloned()
+        })
+    }
+
+    /// `agent extend LEASE SECS` through `node` while the owner approves the extension it
+    /// waits for (`check` sees the waiting request first): the re-signed grant, once the
+    /// approval shows `approved`.
+    fn extend_approved(
+        &self,
+        node: &NodeProc,
+        agent: &Agent,
+        lease: &str,
+        secs: u64,
+        check: impl FnOnce(&Value),
+    ) -> Signed<LeaseGrant> {
+        let extender = agora(&self.home)
+            .args(["--json", "agent", "extend", "--node"])
+            .arg(format!("http://{}", node.http))
+            .arg("--key")
+            .arg(&agent.key)
+            .args([lease, &secs.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let Some(waiting) = wait_for(WAIT, || {
+            let (_, v) = send(node.http, "GET", "/v1/approvals?state=pending", None);
+            v["approvals"]
+                .as_array()?
+                .iter()
+                .find(|p| p["kind"] == "extension")
+                .cloned()
+        }) else {
+            let out = extender.wait_with_output().unwrap();
+            panic!(
+                "the extension does not wait for the owner: {} {}",
+                stdout(&out),
+                stderr(&out)
+            );
+        };
+        assert_eq!(waiting["lease"], lease, "{waiting}");
+        assert_eq!(waiting["extend_secs"], secs, "{waiting}");
+        assert_eq!(waiting["owner"], self.owner.agora_id().to_string().as_str());
+        check(&waiting);
+        let id = waiting["id"].as_str().unwrap().to_owned();
+        self.owner_approves(node, &id);
+        let done = extender.wait_with_output().unwrap();
+        assert!(done.status.success(), "agent extend: {}", stderr(&done));
+        let extended: Value = serde_json::from_str(&stdout(&done)).unwrap();
+        assert_eq!(extended["verified"], true, "{extended}");
+        let (status, v) = send(node.http, "GET", &format!("/v1/approvals/{id}"), None);
+        assert_eq!(
+            (status, v["state"].as_str()),
+            (200, Some("approved")),
+            "{v}"
+        );
+        decode(extended["lease"]["grant"].as_str().unwrap())
+    }
+}
+
 #[test]
 fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     if skip() {
@@ -1551,45 +1694,12 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut leftovers = Leftovers::new(tmp.path());
-    let home = tmp.path().join("agent");
-    std::fs::create_dir_all(&home).unwrap();
-    let issuer = Identity::generate(&mut rand::rng());
-    let owner = Identity::generate(&mut rand::rng());
-    let stranger = Identity::generate(&mut rand::rng());
-    let agent_id = Identity::generate(&mut rand::rng());
-    let (issuer_key, owner_key, stranger_key) = (
-        home.join("issuer.key"),
-        home.join("owner.key"),
-        home.join("stranger.key"),
-    );
-    keyfile::save(&issuer_key, &issuer).unwrap();
-    keyfile::save(&owner_key, &owner).unwrap();
-    keyfile::save(&stranger_key, &stranger).unwrap();
-    keyfile::save(&home.join("agent.key"), &agent_id).unwrap();
-    // One credit without approval; the owner approves the rest.
-    let out = agora(&home)
-        .args(["attest", "issue", "--issuer-key"])
-        .arg(&issuer_key)
-        .args(["--subject", &agent_id.agora_id().to_string()])
-        .args([
-            "--tier",
-            "standard",
-            "--expires",
-            "1h",
-            "--spending-limit",
-            "1",
-        ])
-        .args(["--owner", &owner.agora_id().to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "attest issue: {}", stderr(&out));
-    let cred = home.join("agent.cred");
-    std::fs::write(&cred, stdout(&out)).unwrap();
-
-    let trust = format!(
-        "\n[trust]\n\n[[trust.root]]\nid = \"{}\"\nname = \"test issuer\"\n",
-        issuer.agora_id()
-    );
+    let owned = OwnedAgent::new(&tmp.path().join("agent"));
+    let (home, owner, owner_key, trust) =
+        (&owned.home, &owned.owner, &owned.owner_key, &owned.trust);
+    let stranger_key = home.join("stranger.key");
+    keyfile::save(&stranger_key, &Identity::generate(&mut rand::rng())).unwrap();
+    let (issuer, cred) = (&owned.issuer, &owned.cred);
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_url = format!("http://{}/approvals", hook.local_addr().unwrap());
     let hooked = webhook_once(hook);
@@ -1608,13 +1718,13 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
         &tmp.path().join("c"),
         &a.tcp_addr(),
         "sandbox",
-        &trust,
+        trust,
         "",
         &committee.config_line(),
     );
     leftovers.add(cgroup_parent(&c));
     committee.wait_connected(&[&a, &c]);
-    let agent = Agent::sign_up_with(&home, &a, &["--credential", cred.to_str().unwrap()]);
+    let agent = Agent::sign_up_with(home, &a, &["--credential", cred.to_str().unwrap()]);
     let credited = quota_account(&a, &agent.id().to_string());
     assert_eq!(credited.credited_micro, 1_000_000, "{credited:?}");
     quoted(&a, &c.id);
@@ -1622,7 +1732,7 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     let over = ["--max-price", "10000", "--lifetime", "2m"];
 
     // 1. `agent run` waits while the owner approves; then it has its lease.
-    let runner = agora(&home)
+    let runner = agora(home)
         .args(["--json", "agent", "run", "--node"])
         .arg(format!("http://{}", a.http))
         .arg("--key")
@@ -1633,18 +1743,9 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let waiting = wait_for(WAIT, || {
-        let out = agora(&home)
-            .args(["--json", "approvals", "list", "--owner-key"])
-            .arg(&owner_key)
-            .arg("--node")
-            .arg(format!("http://{}", a.http))
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_str(&stdout(&out)).ok()?;
-        v["approvals"].as_array()?.first().cloned()
-    })
-    .expect("the request waits for the owner");
+    let waiting = owned
+        .first_waiting(&a)
+        .expect("the request waits for the owner");
     let id = waiting["id"].as_str().unwrap().to_owned();
     assert_eq!(waiting["owner"], owner.agora_id().to_string().as_str());
     assert_eq!(waiting["agent"], agent.id().to_string().as_str());
@@ -1662,26 +1763,12 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     assert_eq!(event["approval"]["id"], id.as_str());
 
     // Another key's approval is refused, and the request still waits.
-    let approve = |key: &Path, id: &str| {
-        agora(&home)
-            .args(["--json", "approve", id, "--owner-key"])
-            .arg(key)
-            .arg("--node")
-            .arg(format!("http://{}", a.http))
-            .output()
-            .unwrap()
-    };
+    let approve = |key: &Path, id: &str| owned.approve(&a, key, id);
     let out = approve(&stranger_key, &id);
     assert!(!out.status.success());
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["error"]["code"], "approval_invalid", "{v}");
-    let out = approve(&owner_key, &id[..10]);
-    assert!(
-        out.status.success(),
-        "approve: {} {}",
-        stderr(&out),
-        stdout(&out)
-    );
+    owned.owner_approves(&a, &id[..10]);
     let done = runner.wait_with_output().unwrap();
     assert!(done.status.success(), "agent run: {}", stderr(&done));
     let run: Value = serde_json::from_str(&stdout(&done)).unwrap();
@@ -1700,6 +1787,33 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     assert!(lock.approved, "{account:?}");
     assert_eq!(lock.amount_micro, 1_200_000);
     assert_eq!(account.available_micro, 1_000_000, "{account:?}");
+    // An extension whose top-up goes over the balance (enough seconds at the lease's
+    // price) waits for the owner as well: the owner approves that top-up (not the lease
+    // again), and the lease runs on.
+    let before: Signed<LeaseGrant> = decode(run["lease"]["grant"].as_str().unwrap());
+    let secs = 1_000_000 / before.body().price_per_sec + 60;
+    let after = owned.extend_approved(&a, &agent, &id, secs, |waiting| {
+        assert_ne!(waiting["id"], id.as_str());
+        assert!(waiting["top_up"].is_string(), "{waiting}");
+        // Nobody else's approval is one.
+        let out = approve(&stranger_key, waiting["id"].as_str().unwrap());
+        assert!(!out.status.success());
+    });
+    assert_eq!(
+        after.body().expires_at,
+        before
+            .body()
+            .expires_at
+            .saturating_add(Duration::from_secs(secs))
+    );
+    assert_eq!(after.body().owner, Some(owner.agora_id()));
+    // Both the lock and the top-up are the owner's: the agent's credit is untouched.
+    let account = quota_account(&a, &agent.id().to_string());
+    let held: Vec<_> = account.locks.iter().filter(|l| l.lease == id).collect();
+    assert_eq!(held.len(), 2, "{account:?}");
+    assert!(held.iter().all(|l| l.approved), "{account:?}");
+    assert_eq!(account.available_micro, 1_000_000, "{account:?}");
+
     // Stopped, it is settled against the approval: the owner pays, the credit stays.
     std::thread::sleep(Duration::from_secs(2));
     let (ok, stop, err) = agent.cli(&a, &["stop", &id]);
@@ -1728,7 +1842,55 @@ fn a_lease_over_the_spending_limit_waits_for_its_owner() {
     })
     .expect("the request expires after 6 s");
     assert_eq!(expired["reason"], "approval_timeout");
-    let out = approve(&owner_key, &late);
+    let out = approve(owner_key, &late);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["error"]["code"], "approval_timeout", "{v}");
+}
+
+#[test]
+fn an_extension_over_the_spending_limit_waits_for_its_owner() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leftovers = Leftovers::new(tmp.path());
+    let owned = OwnedAgent::new(&tmp.path().join("agent"));
+    let (home, trust, cred) = (&owned.home, &owned.trust, &owned.cred);
+    // No quota committee: the provider's own quota book holds the limit.
+    let a = gateway_in(
+        &tmp.path().join("a"),
+        &format!("{trust}\n[approvals]\ntimeout = \"30s\"\n"),
+        None,
+    );
+    let c = provider_configured(
+        &tmp.path().join("c"),
+        &a.tcp_addr(),
+        "sandbox",
+        trust,
+        "",
+        "",
+    );
+    leftovers.add(cgroup_parent(&c));
+    let agent = Agent::sign_up_with(home, &a, &["--credential", cred.to_str().unwrap()]);
+    quoted(&a, &c.id);
+    let (ok, run, err) = agent.cli(&a, &["run", "--lifetime", "1m", "--", "sleep", "120"]);
+    assert!(ok, "agent run: {err}");
+    let id = run["lease"]["lease"].as_str().unwrap().to_owned();
+    let grant: Signed<LeaseGrant> = decode(run["lease"]["grant"].as_str().unwrap());
+    assert_eq!(grant.body().owner, Some(owned.owner.agora_id()));
+    // Enough seconds at the lease's price to go over the one credit.
+    let g = grant.body();
+    let secs = (1_000_000 - g.reserved_micro) / g.price_per_sec + 1;
+
+    // Without the owner the extension waits: 202, then `agent extend` polls.
+    let after = owned.extend_approved(&a, &agent, &id, secs, |waiting| {
+        assert_eq!(waiting["max_cost_micro"], g.price_per_sec * secs);
+        assert!(waiting.get("top_up").is_none(), "{waiting}");
+    });
+    assert_eq!(
+        after.body().expires_at,
+        g.expires_at.saturating_add(Duration::from_secs(secs))
+    );
+    let (ok, _, err) = agent.cli(&a, &["stop", &id]);
+    assert!(ok, "stop: {err}");
 }

@@ -1,5 +1,5 @@
 //! The owner's side of approvals: `agora approve ID --owner-key FILE` signs an approval of
-//! a lease request waiting at a node, `agora approvals list|watch --owner-key FILE` shows
+//! a lease request (or an extension of a running lease) waiting at a node, `agora approvals list|watch --owner-key FILE` shows
 //! the requests waiting for that owner.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
@@ -35,7 +35,8 @@ pub(crate) struct ApproveArgs {
     #[arg(long, env = "AGORA_NODE", default_value = DEFAULT_NODE)]
     node: String,
     /// The most the lease may cost, micro-credits (default: what the request can cost at
-    /// most, its price cap times its lifetime).
+    /// most: a lease's price cap times its lifetime, an extension's added seconds at the
+    /// lease's price).
     #[arg(long, value_name = "MICRO")]
     max_cost: Option<u64>,
 }
@@ -185,20 +186,17 @@ pub(crate) fn approve(args: &ApproveArgs, global: &GlobalArgs) -> anyhow::Result
     let request_bytes = URL_SAFE_NO_PAD
         .decode(view["request"].as_str().unwrap_or_default())
         .context("the node's copy of the request is not base64url")?;
-    let request = Signed::<LeaseRequest>::decode(&request_bytes, &Ed25519)
-        .context("the node's copy of the request does not verify")?;
-    if request.digest() != id {
-        bail!("the node showed another request than {id}");
-    }
-    let req = request.body();
-    let max_cost = args
-        .max_cost
-        .unwrap_or_else(|| req.max_price_per_sec.saturating_mul(req.spec.lifetime_secs));
+    let subject = if view["kind"] == "extension" {
+        Subject::extension(&view, &request_bytes, id)?
+    } else {
+        Subject::lease(&request_bytes, id)?
+    };
+    let max_cost = args.max_cost.unwrap_or(subject.cost_micro);
     let approval = Signed::sign(
         Approval {
             owner: owner.agora_id(),
             request: id,
-            agent: req.agent,
+            agent: subject.agent,
             max_cost_micro: max_cost,
             approved_at: super::now()?,
         },
@@ -211,17 +209,98 @@ pub(crate) fn approve(args: &ApproveArgs, global: &GlobalArgs) -> anyhow::Result
         Some(&json!({ "approval": URL_SAFE_NO_PAD.encode(approval.as_bytes()) })),
         Duration::from_secs(60),
     )?;
-    if status != 201 {
+    if status != 201 && status != 200 {
         return crate::cli::agent::report_failure(status, &body, global.json, "refused");
     }
     if global.json {
         print_json(&body)?;
+    } else if let Some(secs) = subject.extend_secs {
+        println!(
+            "approved  extension {id} of lease {} by {secs} s (up to {max_cost} µcr): new end {}",
+            body["lease"]["lease"].as_str().unwrap_or("?"),
+            body["lease"]["expires_at"].as_str().unwrap_or("?")
+        );
     } else {
         println!(
             "approved  request {id} of agent {} (up to {max_cost} µcr): lease granted by {}",
-            req.agent,
+            subject.agent,
             body["lease"]["provider"].as_str().unwrap_or("?")
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an owner approves, read from the agent's own signatures.
+struct Subject {
+    agent: AgoraId,
+    /// The most it can cost: the default of `--max-cost`.
+    cost_micro: u64,
+    /// Of an extension, the seconds it adds.
+    extend_secs: Option<u64>,
+}
+
+impl Subject {
+    /// A lease request (`bytes`) whose id must be `id`.
+    fn lease(bytes: &[u8], id: LeaseId) -> anyhow::Result<Self> {
+        let request = Signed::<LeaseRequest>::decode(bytes, &Ed25519)
+            .context("the node's copy of the request does not verify")?;
+        if request.digest() != id {
+            bail!("the node showed another request than {id}");
+        }
+        let req = request.body();
+        Ok(Self {
+            agent: req.agent,
+            cost_micro: req.max_price_per_sec.saturating_mul(req.spec.lifetime_secs),
+            extend_secs: None,
+        })
+    }
+
+    /// An extension (`bytes`: the agent's signed `Extend`) named `id`: the operation's
+    /// digest, or under a quota committee its top-up's chain digest (the top-up from the
+    /// view), whose amount is
+    /// then what it costs. Without a committee the cost is the node's figure (the lease's
+    /// price times the seconds): the provider charges at most its own price for them.
+    fn extension(view: &Value, bytes: &[u8], id: LeaseId) -> anyhow::Result<Self> {
+        use agora_protocol::committee::{Action, ChainOp};
+        use agora_protocol::lease::{LeaseOp, Op};
+        let op = Signed::<LeaseOp>::decode(bytes, &Ed25519)
+            .context("the node's copy of the extension does not verify")?;
+        let body = op.body();
+        let Op::Extend { secs } = body.op else {
+            bail!("the node's copy of the extension is another operation");
+        };
+        let cost_micro = match view["top_up"].as_str() {
+            None => {
+                if op.digest() != id {
+                    bail!("the node showed another extension than {id}");
+                }
+                view["max_cost_micro"]
+                    .as_u64()
+                    .context("the node shows no cost for the extension")?
+            }
+            Some(text) => {
+                let bytes = URL_SAFE_NO_PAD
+                    .decode(text)
+                    .context("the node's copy of the top-up is not base64url")?;
+                let top_up = Signed::<ChainOp>::decode(&bytes, &Ed25519)
+                    .context("the node's copy of the top-up does not verify")?;
+                let t = top_up.body();
+                match &t.action {
+                    Action::TopUp(terms)
+                        if agora_protocol::committee::Op::Chain(top_up.clone()).digest() == id
+                            && t.account == body.agent
+                            && terms.lock.lease == body.lease =>
+                    {
+                        terms.lock.amount_micro
+                    }
+                    _ => bail!("the node showed another top-up than {id} for this extension"),
+                }
+            }
+        };
+        Ok(Self {
+            agent: body.agent,
+            cost_micro,
+            extend_secs: Some(secs),
+        })
+    }
 }

@@ -5,6 +5,7 @@
 //! | Outcome | Status | `error.code` |
 //! |---|---|---|
 //! | approved, and a provider granted the lease | 201 | |
+//! | an approved extension, and the provider extended the lease | 200 | |
 //! | no such waiting request | 404 | `unknown_approval` |
 //! | expired before the owner answered | 409 | `approval_timeout` |
 //! | already answered | 409 | `not_pending` |
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use agora_protocol::AgoraId;
 use agora_protocol::Signed;
-use agora_protocol::lease::{Approval, LeaseProposal};
+use agora_protocol::lease::{Approval, LeaseOp, LeaseProposal};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -143,17 +144,27 @@ pub async fn approve(
     let pending = approvals
         .take(&id, &approval, clock::now())
         .map_err(|e| approval_error(&e))?;
-    let req = pending.request.body().clone();
+    let request = match (&pending.request, &pending.extend) {
+        (Some(request), _) => request.clone(),
+        (None, Some(extend)) => return extend_approved(&shared, &pending, extend, approval).await,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                format!("the waiting request {id} keeps neither a request nor an extension"),
+            ));
+        }
+    };
+    let req = request.body().clone();
     let outcome = if let Some((first, rest)) = pending.locks.split_first() {
         // Under a quota committee: the agent's locks, certified above its balance under
         // the owner's approval.
-        let relayed = match super::quota::decode_locks(&shared, Some(first), rest, &pending.request)
-        {
+        let relayed = match super::quota::decode_locks(&shared, Some(first), rest, &request) {
             Ok(locks) => {
                 super::quota::propose_locked(
                     &shared,
                     gateway,
-                    pending.request.clone(),
+                    request.clone(),
                     Some(approval),
                     locks,
                 )
@@ -178,7 +189,7 @@ pub async fn approve(
     } else {
         gateway
             .propose(LeaseProposal {
-                request: pending.request.clone(),
+                request: request.clone(),
                 approval: Some(approval),
                 lock: None,
             })
@@ -202,4 +213,48 @@ pub async fn approve(
         .settle(&id, state, clock::now())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
     Ok(answer(outcome, &req))
+}
+
+/// An extension the owner approved: relayed with the approval (under a committee, its
+/// top-up certified under it first). Answers 200 with the lease, extended, or why not.
+async fn extend_approved(
+    shared: &Shared,
+    pending: &crate::lease::approvals::PendingApproval,
+    extend: &Signed<LeaseOp>,
+    approval: Signed<Approval>,
+) -> Result<Response, ApiError> {
+    let gateway = gateway(shared)?;
+    let lease = extend.body().lease;
+    let answer = match pending.locks.first() {
+        Some(top_up) => {
+            match super::quota::certify_top_up(shared, top_up, extend, Some(&approval)).await {
+                Ok(cert) => Ok(gateway.extend_with_top_up(extend.clone(), cert).await),
+                Err(e) => Err(ApiError::from(e)),
+            }
+        }
+        None => Ok(gateway.extend_approved(extend.clone(), approval).await),
+    };
+    let state = match &answer {
+        Ok(Ok(Ok(_))) => ApprovalState::Approved {
+            lease,
+            provider: extend.body().provider,
+        },
+        Ok(Ok(Err(r))) => ApprovalState::Refused {
+            code: r.code.as_str().to_owned(),
+            detail: r.detail.clone(),
+        },
+        Ok(Err(e)) => ApprovalState::Refused {
+            code: e.code().to_owned(),
+            detail: e.to_string(),
+        },
+        Err(e) => ApprovalState::Refused {
+            code: e.code().to_owned(),
+            detail: e.message().to_owned(),
+        },
+    };
+    gateway
+        .approvals()
+        .settle(&pending.id, state, clock::now())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+    super::leases::status_answer(gateway, &lease, answer?)
 }

@@ -54,7 +54,7 @@ use super::ApiError;
 use super::json::JsonBody;
 use crate::clock;
 use crate::daemon::Shared;
-use crate::lease::approvals::Asked;
+use crate::lease::approvals::{ApprovalError, ApprovalView, Asked, PendingApproval};
 use crate::lease::gateway::contact::{Contact, PROVIDER_LOST};
 use crate::lease::gateway::{AttemptView, CallError, Proposed, is_relayed};
 use crate::lease::record::{GatewayLease, ProviderLease};
@@ -450,18 +450,25 @@ fn park(
     asked: Asked,
     attempts: &[crate::lease::gateway::Attempt],
 ) -> Result<Response, Option<ApiError>> {
-    use crate::lease::approvals::{ApprovalError, ApprovalView};
-    match gateway.approvals().park(request, asked, clock::now()) {
+    let attempts: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
+    let parked = gateway.approvals().park(request, asked, clock::now());
+    waiting(parked, Some(attempts))
+}
+
+/// 202 with the request parked for its owner (and the providers tried), or `Err(None)`
+/// when nobody can approve it.
+fn waiting(
+    parked: Result<PendingApproval, ApprovalError>,
+    attempts: Option<Vec<AttemptView>>,
+) -> Result<Response, Option<ApiError>> {
+    match parked {
         Ok(pending) => {
-            let attempts: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "approval": ApprovalView::of(&pending, clock::now()),
-                    "attempts": attempts,
-                })),
-            )
-                .into_response())
+            let view = ApprovalView::of(&pending, clock::now());
+            let body = match attempts {
+                Some(attempts) => json!({ "approval": view, "attempts": attempts }),
+                None => json!({ "approval": view }),
+            };
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
         Err(ApprovalError::NoOwner) => Err(None),
         Err(e) => {
@@ -701,7 +708,7 @@ pub(super) async fn relay(
 }
 
 /// A relayed operation's answer: the lease's view, or the provider's refusal.
-fn status_answer(
+pub(super) fn status_answer(
     gateway: &Gateway,
     id: &LeaseId,
     answer: Result<Result<LeaseStatus, Refusal>, CallError>,
@@ -747,22 +754,90 @@ pub struct ExtendBody {
 }
 
 /// `POST /v1/leases/{id}/extend` with `{"op": "<signed Extend>", "top_up": "<signed
-/// top-up>"?}`.
+/// top-up>"?}`. Above the agent's spending limit (the provider answers
+/// `approval_required`; under a committee, validators refuse the top-up for the balance)
+/// an agent whose attestation names an owner waits for the owner: 202 with `approval`.
 pub async fn extend(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ExtendBody>,
 ) -> Result<Response, ApiError> {
     let want = |op: &Op| matches!(op, Op::Extend { .. });
-    let Some(top_up) = &body.top_up else {
-        let body = OpBody { op: body.op };
-        return relay(&shared, &id, &body, want, "extend").await;
-    };
     let op = checked_op(&id, &body.op, want, "extend")?;
     let gateway = gateway(&shared)?;
-    let top_up = super::quota::certify_top_up(&shared, top_up, &op).await?;
     let id = op.body().lease;
-    status_answer(gateway, &id, gateway.extend_with_top_up(op, top_up).await)
+    let Some(top_up) = &body.top_up else {
+        let answer = gateway.operate(op.clone()).await;
+        if let Ok(Err(r)) = &answer
+            && r.code == RefusalCode::ApprovalRequired
+        {
+            match park_extension(gateway, op, None, &r.detail).await {
+                Ok(parked) => return Ok(parked),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {}
+            }
+        }
+        return status_answer(gateway, &id, answer);
+    };
+    match super::quota::certify_top_up(&shared, top_up, &op, None).await {
+        Ok(cert) => status_answer(gateway, &id, gateway.extend_with_top_up(op, cert).await),
+        // Over its balance at the committee: the extension and its top-up wait for the
+        // owner, who approves the top-up.
+        Err(super::quota::Unrelayed::OverBalance(e)) => {
+            let signed = super::quota::decode_top_up(top_up, &op)?;
+            // The owner approves the top-up by the name the agent's chain gives it.
+            let chain_digest = agora_protocol::committee::Op::Chain(signed.clone()).digest();
+            let named = (chain_digest, top_up.clone());
+            park_extension(gateway, op, Some((named, &signed)), e.message())
+                .await
+                .map_err(|none| none.unwrap_or(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Parks the extension `op` for the owner the lease's provider-signed grant names: 202
+/// with the waiting request. What it costs is the lease's price for the added seconds,
+/// or under a committee what the top-up locks. `Err(None)` when nobody can approve it
+/// (the caller answers the refusal itself).
+async fn park_extension(
+    gateway: &Gateway,
+    op: Signed<LeaseOp>,
+    top_up: Option<(
+        (Digest, String),
+        &Signed<agora_protocol::committee::ChainOp>,
+    )>,
+    why: &str,
+) -> Result<Response, Option<ApiError>> {
+    let body = op.body();
+    let grant = match gateway.lease(&body.lease) {
+        Ok(Some(record)) => record.grant,
+        _ => match gateway
+            .query(&body.provider, &body.lease, Duration::from_secs(10))
+            .await
+        {
+            Ok(Ok(status)) => status.grant,
+            _ => return Err(None),
+        },
+    };
+    let secs = match body.op {
+        Op::Extend { secs } => secs,
+        _ => return Err(None),
+    };
+    let cost = match top_up.as_ref().map(|(_, t)| &t.body().action) {
+        Some(agora_protocol::committee::Action::TopUp(terms)) => terms.lock.amount_micro,
+        _ => grant.body().price_per_sec.saturating_mul(secs),
+    };
+    let named = top_up.map(|(named, _)| named);
+    let parked = gateway.approvals().park_extension(
+        op,
+        grant.body().owner,
+        cost,
+        named,
+        why.to_owned(),
+        clock::now(),
+    );
+    waiting(parked, None)
 }
 
 /// `POST /v1/leases/{id}/ack` with `{"op": "<signed Acknowledge>"}`: the agent's

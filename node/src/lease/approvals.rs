@@ -10,6 +10,13 @@
 //!   a committee: each lock certified above the balance under the approval) ─▶
 //!   approved (the lease) or refused (the provider's or the committee's reason)
 //! nobody answers within `[approvals] timeout` ─▶ expired, reason `approval_timeout`
+//!
+//! POST /v1/leases/{id}/extend ─▶ provider refuses `approval_required` (the extension goes
+//!   over the agent's limit, or the lease already runs on the owner's approval), or, under a
+//!   committee, validators refuse the agent's top-up for its balance ─▶ park the signed
+//!   `Extend` (with the top-up) under the id the owner approves: the operation's digest (the
+//!   top-up's under a committee) ─▶ POST /v1/approvals/{id} ─▶ the operation relayed with
+//!   the approval (under a committee: the top-up certified under it) ─▶ the lease, extended
 //! ```
 //!
 //! The gateway decides nothing: the provider judges the approval against the owner its own
@@ -21,7 +28,9 @@
 use core::time::Duration;
 use std::sync::Arc;
 
-use agora_protocol::lease::{Approval, LeaseId, LeaseRefusal, LeaseRequest, RefusalCode};
+use agora_protocol::lease::{
+    Approval, LeaseId, LeaseOp, LeaseRefusal, LeaseRequest, Op, RefusalCode,
+};
 use agora_protocol::{AgoraId, Signed, Timestamp};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -64,20 +73,27 @@ pub enum ApprovalState {
     Expired,
 }
 
-/// A request waiting for (or answered by) its owner.
+/// A request waiting for (or answered by) its owner: a lease request, or an extension of
+/// a running lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingApproval {
-    /// The request's id (the lease id it will have).
+    /// What the owner's approval names: a lease request's id (the lease id it will have),
+    /// or an extension's (the digest of the agent's signed `Extend`, or under a quota
+    /// committee of its signed top-up).
     pub id: LeaseId,
     /// The agent.
     pub agent: AgoraId,
     /// The owner its attestation names (who must sign the approval).
     pub owner: AgoraId,
-    /// The most the lease can cost at the agent's own price cap: what the owner approves.
+    /// The most it can cost (a lease at the agent's own price cap, an extension at the
+    /// lease's price): what the owner approves.
     pub max_cost_micro: u64,
-    /// The agent's signed request.
-    #[serde(with = "record::b64")]
-    pub request: Signed<LeaseRequest>,
+    /// The agent's signed lease request (none for an extension).
+    #[serde(with = "record::b64_opt", default)]
+    pub request: Option<Signed<LeaseRequest>>,
+    /// The agent's signed `Extend` of a running lease (none for a lease request).
+    #[serde(with = "record::b64_opt", default)]
+    pub extend: Option<Signed<LeaseOp>>,
     /// The provider's signed refusal that asked for the approval (none when the quota
     /// committee refused the agent's lock for its balance).
     #[serde(with = "record::b64_opt", default)]
@@ -85,8 +101,9 @@ pub struct PendingApproval {
     /// Why it waits: the provider's or the committee's words.
     #[serde(default)]
     pub why: String,
-    /// The agent's signed locks (base64url `ChainOp`s, the lock then its fallbacks), kept
-    /// to be certified under the approval; empty without a committee.
+    /// The agent's signed locks (base64url `ChainOp`s, the lock then its fallbacks, or an
+    /// extension's top-up), kept to be certified under the approval; empty without a
+    /// committee.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
     /// When it was parked.
@@ -101,6 +118,15 @@ pub struct PendingApproval {
 }
 
 impl PendingApproval {
+    /// `lease` (a lease request) or `extension`.
+    pub fn kind(&self) -> &'static str {
+        if self.extend.is_some() {
+            "extension"
+        } else {
+            "lease"
+        }
+    }
+
     /// Its state at `now` (a pending one past its expiry is expired).
     pub fn state_at(&self, now: Timestamp) -> ApprovalState {
         match self.state {
@@ -324,9 +350,70 @@ impl Approvals {
     ) -> Result<PendingApproval, ApprovalError> {
         let req = request.body();
         let owner = claimed_owner(req).ok_or(ApprovalError::NoOwner)?;
+        self.wait(PendingApproval {
+            id: request.digest(),
+            agent: req.agent,
+            owner,
+            max_cost_micro: req.max_price_per_sec.saturating_mul(req.spec.lifetime_secs),
+            request: Some(request.clone()),
+            extend: None,
+            refusal: asked.refusal,
+            why: asked.why,
+            locks: asked.locks,
+            created_at: now,
+            expires_at: now.saturating_add(self.timeout),
+            state: ApprovalState::Pending,
+            updated_at: now,
+        })
+    }
+
+    /// Parks an extension over the agent's limit for the `owner` the lease's grant names
+    /// (`None`: nobody can approve it). `cost_micro` is what it costs; under a committee
+    /// `top_up` is the agent's signed top-up (base64url), which the approval then names.
+    ///
+    /// # Errors
+    /// [`ApprovalError::NoOwner`], [`ApprovalError::Invalid`] for an operation that is not
+    /// an extension, [`ApprovalError::Full`].
+    pub fn park_extension(
+        &self,
+        extend: Signed<LeaseOp>,
+        owner: Option<AgoraId>,
+        cost_micro: u64,
+        top_up: Option<(LeaseId, String)>,
+        why: String,
+        now: Timestamp,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let owner = owner.ok_or(ApprovalError::NoOwner)?;
+        if !matches!(extend.body().op, Op::Extend { .. }) {
+            return Err(ApprovalError::Invalid("not an extension".into()));
+        }
+        let (id, locks) = match top_up {
+            Some((digest, top_up)) => (digest, vec![top_up]),
+            None => (extend.digest(), Vec::new()),
+        };
+        self.wait(PendingApproval {
+            id,
+            agent: extend.body().agent,
+            owner,
+            max_cost_micro: cost_micro,
+            request: None,
+            extend: Some(extend),
+            refusal: None,
+            why,
+            locks,
+            created_at: now,
+            expires_at: now.saturating_add(self.timeout),
+            state: ApprovalState::Pending,
+            updated_at: now,
+        })
+    }
+
+    /// Keeps `p` waiting (an existing entry of the same id answers instead), within the
+    /// bounds per node and per agent, and tells the owner's webhook.
+    fn wait(&self, p: PendingApproval) -> Result<PendingApproval, ApprovalError> {
+        let now = p.created_at;
         let _g = self.guard();
-        let id = request.digest();
-        if let Some(existing) = self.get(&id)? {
+        if let Some(existing) = self.get(&p.id)? {
             return Ok(existing);
         }
         let waiting: Vec<PendingApproval> = self
@@ -339,27 +426,13 @@ impl Approvals {
                 "too many requests wait for approval at this node; retry later".into(),
             ));
         }
-        if waiting.iter().filter(|p| p.agent == req.agent).count() >= MAX_PENDING_PER_AGENT {
+        if waiting.iter().filter(|w| w.agent == p.agent).count() >= MAX_PENDING_PER_AGENT {
             return Err(ApprovalError::Full(format!(
                 "{MAX_PENDING_PER_AGENT} of this agent's requests already wait for approval"
             )));
         }
-        let p = PendingApproval {
-            id,
-            agent: req.agent,
-            owner,
-            max_cost_micro: req.max_price_per_sec.saturating_mul(req.spec.lifetime_secs),
-            request: request.clone(),
-            refusal: asked.refusal,
-            why: asked.why,
-            locks: asked.locks,
-            created_at: now,
-            expires_at: now.saturating_add(self.timeout),
-            state: ApprovalState::Pending,
-            updated_at: now,
-        };
         self.put(&p)?;
-        info!(request = %id, agent = %p.agent, owner = %owner, "lease request waits for its owner's approval");
+        info!(request = %p.id, agent = %p.agent, owner = %p.owner, kind = p.kind(), "waits for its owner's approval");
         self.notify(&p);
         Ok(p)
     }
@@ -457,8 +530,11 @@ impl Approvals {
 /// A waiting request as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalView {
-    /// The request's id (the lease id it will have).
+    /// What the approval names: a lease request's id (the lease id it will have), or an
+    /// extension's (its signed operation's digest, under a committee its top-up's).
     pub id: LeaseId,
+    /// `lease` (a lease request) or `extension` (of the running lease `lease`).
+    pub kind: &'static str,
     /// The agent.
     pub agent: AgoraId,
     /// Who must approve.
@@ -467,10 +543,12 @@ pub struct ApprovalView {
     pub max_cost_micro: u64,
     /// `pending`, `approved`, `refused` or `expired`.
     pub state: &'static str,
-    /// For `approved`: the lease; `refused`: the code and detail; `expired`:
-    /// `approval_timeout`.
+    /// The lease: of an extension, the one it extends; of a lease request, once approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseId>,
+    /// Of an extension: how many seconds it adds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extend_secs: Option<u64>,
     /// The provider that granted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<AgoraId>,
@@ -480,20 +558,29 @@ pub struct ApprovalView {
     /// The details of a refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// What it runs: runtime, image and command.
-    pub runtime: String,
+    /// What a lease request runs: runtime, image and command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// The image name.
-    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// The command.
-    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     /// Lifetime asked, seconds.
-    pub lifetime_secs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<u64>,
     /// When it was parked (RFC 3339).
     pub created_at: String,
     /// When it expires unanswered (RFC 3339).
     pub expires_at: String,
-    /// The agent's signed request, base64url (what the owner approves).
+    /// The agent's signed request, base64url (what the owner approves): its
+    /// `LeaseRequest`, or for an extension its `LeaseOp`.
     pub request: String,
+    /// Of an extension under a quota committee: the agent's signed top-up (`ChainOp`,
+    /// base64url), which the approval names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_up: Option<String>,
     /// Why it waits: the provider's or the quota committee's words.
     pub why: String,
     /// The provider's signed refusal asking for approval, base64url (absent when the quota
@@ -508,7 +595,6 @@ impl ApprovalView {
         use base64::Engine as _;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let state = p.state_at(now);
-        let req = p.request.body();
         let (lease, provider, reason, detail) = match &state {
             ApprovalState::Approved { lease, provider } => {
                 (Some(*lease), Some(*provider), None, None)
@@ -524,28 +610,50 @@ impl ApprovalView {
             ),
             ApprovalState::Pending => (None, None, None, None),
         };
-        Self {
+        let mut view = Self {
             id: p.id,
+            kind: p.kind(),
             agent: p.agent,
             owner: p.owner,
             max_cost_micro: p.max_cost_micro,
             state: state_name(&state),
             lease,
+            extend_secs: None,
             provider,
             reason,
             detail,
-            runtime: req.isolation.as_str().to_owned(),
-            image: match &req.spec.image {
-                agora_protocol::workload::ImageSource::Named { name, .. } => name.clone(),
-                agora_protocol::workload::ImageSource::Tarball { .. } => "tarball".into(),
-            },
-            command: req.spec.command.clone(),
-            lifetime_secs: req.spec.lifetime_secs,
+            runtime: None,
+            image: None,
+            command: None,
+            lifetime_secs: None,
             created_at: p.created_at.to_string(),
             expires_at: p.expires_at.to_string(),
-            request: b64(p.request.as_bytes()),
+            request: String::new(),
+            top_up: None,
             why: p.why.clone(),
             refusal: p.refusal.as_ref().map(|r| b64(r.as_bytes())),
+        };
+        if let Some(request) = &p.request {
+            let req = request.body();
+            view.runtime = Some(req.isolation.as_str().to_owned());
+            view.image = Some(match &req.spec.image {
+                agora_protocol::workload::ImageSource::Named { name, .. } => name.clone(),
+                agora_protocol::workload::ImageSource::Tarball { .. } => "tarball".into(),
+            });
+            view.command = Some(req.spec.command.clone());
+            view.lifetime_secs = Some(req.spec.lifetime_secs);
+            view.request = b64(request.as_bytes());
         }
+        if let Some(extend) = &p.extend {
+            let op = extend.body();
+            view.lease = Some(op.lease);
+            view.provider = Some(op.provider);
+            if let Op::Extend { secs } = op.op {
+                view.extend_secs = Some(secs);
+            }
+            view.request = b64(extend.as_bytes());
+            view.top_up = p.locks.first().cloned();
+        }
+        view
     }
 }

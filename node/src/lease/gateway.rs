@@ -485,12 +485,7 @@ impl Gateway {
         &self,
         op: Signed<LeaseOp>,
     ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
-        let provider = op.body().provider;
-        let lease = op.body().lease;
-        let answer = self
-            .call(&provider, &rpc::Request::Operate(op), self.timeout)
-            .await;
-        self.checked_status(&provider, &lease, answer)
+        self.relay_op(&op, &rpc::Request::Operate(op.clone())).await
     }
 
     /// Relays an agent's `Extend` with the committee's certificate of its top-up lock.
@@ -502,15 +497,45 @@ impl Gateway {
         op: Signed<LeaseOp>,
         top_up: agora_protocol::committee::UncheckedCertificate,
     ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
-        let provider = op.body().provider;
-        let lease = op.body().lease;
-        let answer = self
-            .call(
-                &provider,
-                &rpc::Request::Extend { op, top_up },
-                self.timeout,
-            )
-            .await;
+        self.relay_op(
+            &op,
+            &rpc::Request::Extend {
+                op: op.clone(),
+                top_up,
+            },
+        )
+        .await
+    }
+
+    /// Relays an agent's `Extend` that waited above its spending limit with the owner's
+    /// approval of it (a provider without a quota committee).
+    ///
+    /// # Errors
+    /// [`CallError`] when the provider gives no usable answer.
+    pub async fn extend_approved(
+        &self,
+        op: Signed<LeaseOp>,
+        approval: Signed<agora_protocol::lease::Approval>,
+    ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
+        self.relay_op(
+            &op,
+            &rpc::Request::ApprovedExtend {
+                op: op.clone(),
+                approval,
+            },
+        )
+        .await
+    }
+
+    /// Sends `request`, carrying the agent's `op`, to the provider `op` names; a status
+    /// answer updates this node's record of the lease.
+    async fn relay_op(
+        &self,
+        op: &Signed<LeaseOp>,
+        request: &rpc::Request,
+    ) -> Result<Result<LeaseStatus, Refusal>, CallError> {
+        let (provider, lease) = (op.body().provider, op.body().lease);
+        let answer = self.call(&provider, request, self.timeout).await;
         self.checked_status(&provider, &lease, answer)
     }
 

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use agora_attest::Identity;
 use agora_protocol::admission::{ActiveLease, Admission, AdmissionConfig, Decision, Standing};
 use agora_protocol::lease::{
-    Capability, LeaseAnswer, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRefusal, Op,
-    ReceiptAck, Refusal, RefusalCode,
+    Approval, Capability, LeaseAnswer, LeaseGrant, LeaseId, LeaseOp, LeaseProposal, LeaseRefusal,
+    Op, ReceiptAck, Refusal, RefusalCode,
 };
 use agora_protocol::lease_rpc::{self as rpc, LeaseStatus};
 use agora_protocol::ledger::{Fact, Usage as UsageFact};
@@ -354,12 +354,23 @@ impl Provider {
             rpc::Request::Operate(op) => self.operate(op, now).await,
             rpc::Request::Query(id) => self.query(id),
             rpc::Request::Extend { op, top_up } => match op.body().op {
-                Op::Extend { secs } => {
-                    answer(&op.body().lease, self.extend(op, secs, Some(top_up), now))
-                }
+                Op::Extend { secs } => answer(
+                    &op.body().lease,
+                    self.extend(op, secs, Paid::TopUp(top_up), now),
+                ),
                 _ => rpc::Response::Refused(refusal(
                     RefusalCode::Invalid,
                     "a top-up certificate comes with an extend operation only",
+                )),
+            },
+            rpc::Request::ApprovedExtend { op, approval } => match op.body().op {
+                Op::Extend { secs } => answer(
+                    &op.body().lease,
+                    self.extend(op, secs, Paid::Approved(approval), now),
+                ),
+                _ => rpc::Response::Refused(refusal(
+                    RefusalCode::Invalid,
+                    "an owner's approval comes with an extend operation only",
                 )),
             },
         }
@@ -603,6 +614,7 @@ impl Provider {
         .map_err(sign_err)?;
         Signed::sign(
             LeaseGrant {
+                owner: active.owner,
                 lease: active.lease,
                 agent: active.agent,
                 provider,
@@ -647,6 +659,18 @@ impl Provider {
         op: &Signed<LeaseOp>,
         now: Timestamp,
     ) -> Result<Authorized, Refusal> {
+        self.check_running_with(st, op, None, now)
+    }
+
+    /// [`Provider::check_running`] for an operation back with its owner's `approval` (see
+    /// [`agora_protocol::admission::Admission::check_op_approved`]).
+    fn check_running_with(
+        &self,
+        st: &mut State,
+        op: &Signed<LeaseOp>,
+        approval: Option<&Signed<Approval>>,
+        now: Timestamp,
+    ) -> Result<Authorized, Refusal> {
         let body = op.body();
         match st.leases.get(&body.lease).map(|l| &l.phase) {
             Some(Phase::Ended { .. }) => {
@@ -673,7 +697,7 @@ impl Provider {
                 ),
             ));
         }
-        let lease = st.admission.check_op(op, now)?.clone();
+        let lease = st.admission.check_op_approved(op, approval, now)?.clone();
         let workload = st
             .leases
             .get(&body.lease)
@@ -749,7 +773,7 @@ impl Provider {
         let body = op.body();
         let result = match &body.op {
             Op::Status => self.status_op(op, now),
-            Op::Extend { secs } => self.extend(op, *secs, None, now),
+            Op::Extend { secs } => self.extend(op, *secs, Paid::Quota, now),
             Op::Stop => self.stop(op, now).await,
             Op::Exec { .. } | Op::Logs { .. } | Op::PutFiles { .. } | Op::GetFiles { .. } => {
                 Err(refusal(
@@ -778,47 +802,53 @@ impl Provider {
         status_of(&st, &op.body().lease)
     }
 
-    /// Extends a running lease by `secs`: paid from the local quota book, or under a quota
+    /// Extends a running lease by `secs`: paid from the local quota book (above the
+    /// agent's limit, with its owner's approval of this very operation), or under a quota
     /// committee by the agent's `top_up` lock, which must cover the extension's cost until
     /// the new end (plus [`LOCK_MARGIN`]) over exactly what the lease's kept locks hold.
     fn extend(
         &self,
         op: &Signed<LeaseOp>,
         secs: u64,
-        top_up: Option<&agora_protocol::committee::UncheckedCertificate>,
+        paid: Paid<'_>,
         now: Timestamp,
     ) -> Result<LeaseStatus, Refusal> {
         // The top-up's votes are checked before the state is locked.
-        let top_up = match (&self.quota, top_up) {
-            (Some(quota), Some(unchecked)) => Some((
-                quota,
-                unchecked
-                    .clone()
-                    .verify(quota.committee(), &agora_protocol::Ed25519)
-                    .map_err(|e| {
-                        refusal(
-                            RefusalCode::Quota,
-                            format!("the top-up certificate does not verify: {e}"),
-                        )
-                    })?,
-            )),
-            (Some(_), None) => {
+        let (top_up, approval) = match (&self.quota, paid) {
+            (Some(quota), Paid::TopUp(unchecked)) => (
+                Some((
+                    quota,
+                    unchecked
+                        .clone()
+                        .verify(quota.committee(), &agora_protocol::Ed25519)
+                        .map_err(|e| {
+                            refusal(
+                                RefusalCode::Quota,
+                                format!("the top-up certificate does not verify: {e}"),
+                            )
+                        })?,
+                )),
+                None,
+            ),
+            (Some(_), Paid::Quota | Paid::Approved(_)) => {
                 return Err(refusal(
                     RefusalCode::Quota,
                     "with a quota committee an extension needs the committee's certificate of \
-                     the agent's top-up lock paying for it (`agora agent extend` makes one)",
+                     the agent's top-up lock paying for it (`agora agent extend` makes one; \
+                     above the balance the committee certifies it under the owner's approval)",
                 ));
             }
-            (None, Some(_)) => {
+            (None, Paid::TopUp(_)) => {
                 return Err(refusal(
                     RefusalCode::Invalid,
                     "this provider has no quota committee: extend without a top-up",
                 ));
             }
-            (None, None) => None,
+            (None, Paid::Quota) => (None, None),
+            (None, Paid::Approved(approval)) => (None, Some(approval)),
         };
         let mut st = self.state();
-        let auth = self.check_running(&mut st, op, now)?;
+        let auth = self.check_running_with(&mut st, op, approval, now)?;
         let id = auth.lease.lease;
         let (extra, expires_at) = st.admission.extension(&id, secs)?;
         match &top_up {
@@ -848,11 +878,24 @@ impl Provider {
                 quota.state().put_lock(&id, cert).map_err(unavailable)?;
             }
             None => {
-                let limit = auth.lease.tier.spending_limit_micro();
-                if let QuotaAnswer::Denied(r) =
-                    st.quota
-                        .grow(&auth.lease.agent, &id, extra, limit, expires_at)
-                {
+                let extension = agora_protocol::quota::QuotaRequest {
+                    lease: id,
+                    agent: auth.lease.agent,
+                    amount_micro: extra,
+                    limit_micro: auth.lease.tier.spending_limit_micro(),
+                    approved_micro: approval.map(|a| a.body().max_cost_micro),
+                    has_owner: auth.lease.owner.is_some(),
+                    expires_at,
+                };
+                if let QuotaAnswer::Denied(r) = st.quota.grow(&extension) {
+                    if matches!(
+                        r.code,
+                        RefusalCode::ApprovalRequired | RefusalCode::ApprovalInvalid
+                    ) {
+                        // It may come back with (another) approval of the owner's, nonce
+                        // and all.
+                        st.admission.forget_op(op.body());
+                    }
                     return Err(r);
                 }
             }
@@ -1328,6 +1371,17 @@ fn status_of(st: &State, id: &LeaseId) -> Result<LeaseStatus, Refusal> {
         receipt: l.receipt.clone(),
         ack: l.ack.clone(),
     })
+}
+
+/// What pays for an extension.
+#[derive(Clone, Copy)]
+enum Paid<'a> {
+    /// The local quota book, within the agent's limit.
+    Quota,
+    /// The local quota book, above the limit under the owner's approval of the operation.
+    Approved(&'a Signed<Approval>),
+    /// The committee's certificate of the agent's top-up lock.
+    TopUp(&'a agora_protocol::committee::UncheckedCertificate),
 }
 
 #[cfg(test)]

@@ -148,6 +148,9 @@ impl Runtime for Fake {
 const AGENT: u8 = 1;
 const PROVIDER: u8 = 2;
 const STRANGER: u8 = 7;
+/// An agent whose attestation names [`OWNER`].
+const OWNED: u8 = 8;
+const OWNER: u8 = 9;
 
 fn key(seed: u8) -> Identity {
     Identity::from_secret_bytes(&[seed; 32])
@@ -182,7 +185,7 @@ fn judge() -> Judge {
         Ok(Standing {
             agent,
             tier: TierLimits::contained(),
-            owner: None,
+            owner: (agent == id(OWNED)).then(|| id(OWNER)),
         })
     })
 }
@@ -859,4 +862,115 @@ async fn the_agents_acknowledgement_of_the_final_receipt_becomes_evidence() {
     // Kept across a restart with the lease record.
     let reopened = open(h.store.clone(), h.fake.clone());
     assert_eq!(status(reopened.provider.query(&lease)).ack, Some(ack));
+}
+
+fn approval_of(
+    signer: u8,
+    op: &Signed<LeaseOp>,
+    max_cost_micro: u64,
+    at: Timestamp,
+) -> Signed<Approval> {
+    Signed::sign(
+        Approval {
+            owner: id(signer),
+            request: op.digest(),
+            agent: op.body().agent,
+            max_cost_micro,
+            approved_at: at,
+        },
+        &key(signer),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_extension_over_the_limit_waits_for_the_owners_approval_of_it() {
+    let h = harness();
+    let grant = granted(
+        h.provider
+            .handle(&rpc::Request::Propose(proposal(OWNED, 1, |_| {})), t(20))
+            .await,
+    );
+    let lease = grant.body().lease;
+    // The grant names the owner the provider found in the attestation.
+    assert_eq!(grant.body().owner, Some(id(OWNER)));
+    let limit = TierLimits::contained().spending_limit_micro();
+    let price = grant.body().price_per_sec;
+    let secs = (limit - grant.body().reserved_micro) / price + 1;
+    let cost = price * secs;
+    let extend = op(OWNED, lease, Op::Extend { secs }, 1, t(30));
+    // Over the limit: the owner is asked, and the operation may come back approved.
+    assert_eq!(
+        refused(h.provider.operate(&extend, t(30)).await),
+        RefusalCode::ApprovalRequired
+    );
+    let approved = |approval| rpc::Request::ApprovedExtend {
+        op: extend.clone(),
+        approval,
+    };
+    // Another key's approval, one of another operation, one short of the cost: refused.
+    for (bad, why) in [
+        (approval_of(STRANGER, &extend, cost, t(40)), "a stranger"),
+        (
+            approval_of(
+                OWNER,
+                &op(OWNED, lease, Op::Extend { secs }, 2, t(30)),
+                cost,
+                t(40),
+            ),
+            "another operation",
+        ),
+        (approval_of(OWNER, &extend, cost - 1, t(40)), "short"),
+    ] {
+        assert_eq!(
+            refused(h.provider.handle(&approved(bad), t(40)).await),
+            RefusalCode::ApprovalInvalid,
+            "{why}"
+        );
+    }
+    // The owner's approval, long after the operation was signed, extends the lease.
+    let later = t(30 + 600);
+    let st = status(
+        h.provider
+            .handle(&approved(approval_of(OWNER, &extend, cost, later)), later)
+            .await,
+    );
+    assert_eq!(
+        st.grant.body().expires_at,
+        grant
+            .body()
+            .expires_at
+            .saturating_add(Duration::from_secs(secs))
+    );
+    let account = h.provider.account(&id(OWNED)).unwrap();
+    let lock = account.locks[&lease];
+    assert_eq!(lock.approved_extra_micro, cost);
+    assert_eq!(account.committed_micro(), grant.body().reserved_micro);
+    // Once: the same approved operation again is a replay.
+    assert_eq!(
+        refused(
+            h.provider
+                .handle(&approved(approval_of(OWNER, &extend, cost, later)), later)
+                .await
+        ),
+        RefusalCode::Replay
+    );
+}
+
+#[tokio::test]
+async fn without_an_owner_an_extension_over_the_limit_is_refused_for_quota() {
+    let h = harness();
+    let grant = granted(
+        h.provider
+            .handle(&rpc::Request::Propose(proposal(AGENT, 1, |_| {})), t(20))
+            .await,
+    );
+    assert_eq!(grant.body().owner, None);
+    let limit = TierLimits::contained().spending_limit_micro();
+    let secs = (limit - grant.body().reserved_micro) / grant.body().price_per_sec + 1;
+    let extend = op(AGENT, grant.body().lease, Op::Extend { secs }, 1, t(30));
+    assert_eq!(
+        refused(h.provider.operate(&extend, t(30)).await),
+        RefusalCode::Quota
+    );
 }

@@ -22,7 +22,9 @@ Every node serves the same HTTP API, the same MCP tools, and this guide.
 act for an agent (signup, run, exec, logs, extend, stop) carry the agent's own signature, made \
 locally with its key, so no node can act in its name. Listing an agent's leases needs its signed \
 read proof for the node (or its token there); one lease by id, offers and services need no key.
-- Money: prices are integers in micro-credits (1 credit = 1,000,000 µcr) per second.
+- Money: prices are integers in micro-credits (1 credit = 1,000,000 µcr) per second. Above \
+your spending limit, `run` and `extend` answer 202 with `approval` when your attestation names \
+an owner: it waits for the owner's signed approval (`get_approval` shows its `state`).
 - Trust: every offer carries `signed`, the provider's signed offer (base64url); verify it \
 rather than trusting the node that relayed it.
 - Errors: `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}`; branch on `code`, show `message`.

@@ -449,7 +449,10 @@ pub(super) fn all() -> Vec<Operation> {
                  services on the lease with the re-signed capability (`republished`), so \
                  tunnels of agents it granted outlive the old expiry. Under a quota committee \
                  the extension is paid by the agent's top-up lock (`top_up`), which this node \
-                 has certified; the provider checks it covers the extension.",
+                 has certified; the provider checks it covers the extension. Over the agent's \
+                 spending limit (or its top-up over the balance) with an owner named, it \
+                 answers 202 with `approval` (`kind: extension`): the extension waits for the \
+                 owner as a lease request does.",
             )
             .input::<ExtendInput>()
             .output::<AnyObject>()
@@ -612,9 +615,11 @@ pub(super) fn all() -> Vec<Operation> {
             .summary("List lease requests waiting for their owner's approval")
             .describe(
                 "Requests over their agent's spending limit whose attestation names an owner \
-                 wait here (the lease request answered 202 with `approval`). Each shows the \
-                 owner, the most it can cost, what it runs and `request`, the agent's signed \
-                 request. Answered and expired ones stay listed for an hour. `agora approvals \
+                 wait here (the lease request or extension answered 202 with `approval`). Each \
+                 shows its `kind` (`lease` or `extension`), the owner, the most it can cost, \
+                 what it runs (or which lease it extends and by how much) and `request`, the \
+                 agent's signed request (an extension's signed operation, and `top_up` under a \
+                 committee). Answered and expired ones stay listed for an hour. `agora approvals \
                  watch --owner-key FILE` follows them.",
             )
             .input::<ListApprovalsInput>()
@@ -633,7 +638,8 @@ pub(super) fn all() -> Vec<Operation> {
             .summary("Approve a waiting lease request: the owner's signed approval")
             .describe(
                 "The node relays the request again with the approval; answers like a lease \
-                 request (201 with the lease). `agora approve ID --owner-key FILE` signs it.",
+                 request (201 with the lease), or for an extension like `extend` (200 with the \
+                 lease). `agora approve ID --owner-key FILE` signs it.",
             )
             .input::<ApproveInput>()
             .output::<AnyObject>()

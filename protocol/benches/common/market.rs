@@ -164,6 +164,7 @@ impl World {
             p,
         )?;
         let grant = LeaseGrant {
+            owner: None,
             lease,
             agent: a,
             provider: p.id(),

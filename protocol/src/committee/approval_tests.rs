@@ -280,3 +280,43 @@ fn a_provider_starts_against_an_approved_lock() {
     let back = Certificate::decode(&cert.encode().unwrap(), &committee, &crate::Ed25519).unwrap();
     assert_eq!(back.op().approval(), Some(&approval(OWNER, AGENT, 1, 50)));
 }
+
+#[test]
+fn a_top_up_above_the_balance_is_approved_by_its_own_digest_not_the_leases() {
+    let (committee, mut vs, credit) = owned();
+    // A lease within the balance (8 of 10 credits), then a top-up of 6 more: above it.
+    let plain = lock_op(
+        AGENT,
+        1,
+        Some(credit.digest()),
+        lock_terms(1, PROVIDER, 8 * M, t(600)),
+    );
+    let lock = certify_everywhere(&committee, &mut vs, t(20), plain, vec![]);
+    let top_up = top_up_op(
+        AGENT,
+        2,
+        Some(lock.digest()),
+        lock_terms(1, PROVIDER, 6 * M, t(900)),
+        8 * M,
+    );
+    assert!(matches!(
+        refusal(&mut vs[0], top_up.clone()),
+        Refusal::Insufficient { .. }
+    ));
+    // The owner's approval of the lease itself does not pay for its extensions.
+    assert_eq!(
+        refusal(&mut vs[0], approved(&top_up, approval(OWNER, AGENT, 1, 50))),
+        Refusal::Approval {
+            problem: ApprovalProblem::Lease
+        }
+    );
+    // An approval naming this very top-up does.
+    let mut named = approval(OWNER, AGENT, 1, 6).body().clone();
+    named.request = top_up.digest();
+    let named = Signed::sign(named, &key(OWNER)).unwrap();
+    let cert = certify_everywhere(&committee, &mut vs, t(21), approved(&top_up, named), vec![]);
+    assert_eq!(cert.op().chain_digest(), top_up.digest());
+    let account = vs[0].accounts().get(&id(AGENT)).unwrap().clone();
+    assert_eq!(account.available_micro(), 2 * M);
+    assert_eq!(account.approved_locked_micro(), 6 * M);
+}

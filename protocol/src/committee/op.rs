@@ -323,7 +323,8 @@ pub struct Release {
 pub struct ApprovedLock {
     /// The agent's lock or top-up, exactly as it signed it.
     pub op: Signed<ChainOp>,
-    /// The owner's approval of the lease request the lock pays for.
+    /// The owner's approval of the lease request the lock pays for (of a top-up: of the
+    /// top-up itself, named by its digest).
     pub approval: Signed<Approval>,
 }
 

@@ -81,14 +81,21 @@ pub fn check(accounts: &Accounts, op: &Op, now: Timestamp) -> Result<(), Refusal
 }
 
 /// An approved lock's approval: by an owner a credited attestation names, for this agent
-/// and this lease, for at least what the lock holds.
+/// and this lease request (a top-up: this very top-up, by the digest its chain names it
+/// with, so the approval of a lease never pays for its extensions too), for at least what
+/// the lock holds.
 fn check_approval(account: &Account, approved: &ApprovedLock) -> Result<(), Refusal> {
     let op = approved.op.body();
     let approval = approved.approval.body();
+    let named = |terms: &LockTerms| match &op.action {
+        // The name the agent's chain gives the top-up (its plain op's digest).
+        Action::TopUp(_) => Op::Chain(approved.op.clone()).digest(),
+        _ => terms.lease,
+    };
     let problem = match op.action.lock_terms() {
         None => Some(ApprovalProblem::NotALock),
         Some(_) if approval.agent != op.account => Some(ApprovalProblem::Agent),
-        Some(terms) if approval.request != terms.lease => Some(ApprovalProblem::Lease),
+        Some(terms) if approval.request != named(terms) => Some(ApprovalProblem::Lease),
         // The approval's signature was checked on decode against its `owner`.
         Some(_) if !account.has_owner(&approval.owner) => Some(ApprovalProblem::NotOwner {
             signer: approval.owner,

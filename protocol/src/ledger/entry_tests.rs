@@ -41,6 +41,7 @@ fn grant() -> Fact {
         expires_at: t(3600),
     };
     let grant = LeaseGrant {
+        owner: None,
         lease,
         agent: id(AGENT),
         provider: id(PROVIDER),

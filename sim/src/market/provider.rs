@@ -227,6 +227,7 @@ impl Market {
             let sign_err = |_| Refusal::new(RefusalCode::Invalid, "could not sign the grant");
             let token = Signed::sign(token, &p.key).map_err(sign_err)?;
             let grant = LeaseGrant {
+                owner: None,
                 lease: active.lease,
                 agent: active.agent,
                 provider: p.id,

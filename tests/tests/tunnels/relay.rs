@@ -170,6 +170,7 @@ fn endpointless_grant(agent: &Identity) -> Signed<LeaseGrant> {
     .unwrap();
     Signed::sign(
         LeaseGrant {
+            owner: None,
             lease,
             agent: agent.agora_id(),
             provider: provider.agora_id(),

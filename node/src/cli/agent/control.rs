@@ -2,7 +2,8 @@
 //! send it through any node, check the provider's signatures on what comes back. Under a
 //! quota committee an extension carries the agent's top-up lock paying for it. An
 //! extension then republishes the lease's published services with the re-signed
-//! capability; a stop (and the status of an ended lease not yet acknowledged) countersigns
+//! capability; above the agent's spending limit the extension waits for its owner's
+//! approval (`agora approve`) and then goes on; a stop (and the status of an ended lease not yet acknowledged) countersigns
 //! the provider's final receipt (`Acknowledge`), which the provider records as evidence.
 
 // Indexing a serde_json::Value yields Null for a missing key; it never panics.
@@ -193,12 +194,19 @@ fn operate(
     if let Some(top_up) = top_up {
         request["top_up"] = json!(top_up);
     }
-    let (status, body) = client.request_json(
+    let (mut status, mut body) = client.request_json(
         method,
         &path,
         Some(&request),
         CALL_TIMEOUT.min(Duration::from_secs(60)),
     )?;
+    if status == 202 && is_extend {
+        // Above the spending limit: the extension waits at the node for the owner.
+        (status, body) = super::run::wait_for_approval(&client, &body["approval"], global.json)?;
+        if status == 201 {
+            status = 200;
+        }
+    }
     if status != 200 {
         return report_failure(status, &body, global.json, "refused");
     }

@@ -215,8 +215,13 @@ const EXIT_PENDING: u8 = 4;
 
 fn print_waiting(approval: &Value) {
     println!(
-        "waiting   for the owner {} to approve request {} (up to {} µcr, until {})",
+        "waiting   for the owner {} to approve {} {} (up to {} µcr, until {})",
         approval["owner"].as_str().unwrap_or("?"),
+        if approval["kind"] == "extension" {
+            "extension"
+        } else {
+            "request"
+        },
         approval["id"].as_str().unwrap_or("?"),
         approval["max_cost_micro"],
         approval["expires_at"].as_str().unwrap_or("?")
@@ -229,7 +234,7 @@ fn print_waiting(approval: &Value) {
 
 /// Polls a waiting request until the owner answers or it expires; the lease's answer
 /// (201 and the lease), or an error answer naming why not.
-fn wait_for_approval(
+pub(crate) fn wait_for_approval(
     client: &NodeClient,
     approval: &Value,
     json_out: bool,

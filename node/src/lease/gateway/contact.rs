@@ -186,6 +186,7 @@ pub(crate) mod fixtures {
         .unwrap();
         Signed::sign(
             LeaseGrant {
+                owner: None,
                 lease,
                 agent,
                 provider: provider.agora_id(),

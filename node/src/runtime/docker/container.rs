@@ -58,8 +58,8 @@ pub(super) fn state_of(
 
 /// How many times the engine's event log is read for the `oom` event of a workload killed
 /// by SIGKILL that this node did not kill (an engine busy with many containers logs it late:
-/// CI saw it missing after 0.8 s).
-pub(super) const OOM_EVENT_TRIES: u32 = 10;
+/// CI saw it missing after 0.8 s, a full local test run after 3 s).
+pub(super) const OOM_EVENT_TRIES: u32 = 20;
 
 /// How long between those reads.
 pub(super) const OOM_EVENT_WAIT: core::time::Duration = core::time::Duration::from_millis(300);

@@ -153,6 +153,7 @@ impl Market {
         )
         .unwrap();
         let grant = LeaseGrant {
+            owner: None,
             lease,
             agent: agent.id(),
             provider: provider.id(),
