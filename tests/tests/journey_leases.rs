@@ -1882,15 +1882,39 @@ fn an_extension_over_the_spending_limit_waits_for_its_owner() {
     let g = grant.body();
     let secs = (1_000_000 - g.reserved_micro) / g.price_per_sec + 1;
 
-    // Without the owner the extension waits: 202, then `agent extend` polls.
-    let after = owned.extend_approved(&a, &agent, &id, secs, |waiting| {
-        assert_eq!(waiting["max_cost_micro"], g.price_per_sec * secs);
-        assert!(waiting.get("top_up").is_none(), "{waiting}");
-    });
+    // Without the owner the extension waits (202); `--no-wait` says so and exits 4.
+    let (ok, pending, err) = agent.cli(&a, &["extend", "--no-wait", &id, &secs.to_string()]);
+    assert!(!ok, "--no-wait exits 4 while the extension waits: {err}");
+    let waiting = &pending["approval"];
+    assert_eq!(waiting["kind"], "extension", "{pending}");
+    assert_eq!(waiting["lease"], id.as_str());
+    assert_eq!(waiting["extend_secs"], secs);
+    assert_eq!(
+        waiting["owner"],
+        owned.owner.agora_id().to_string().as_str()
+    );
+    assert_eq!(waiting["max_cost_micro"], g.price_per_sec * secs);
+    assert!(waiting.get("top_up").is_none(), "{waiting}");
+    let ext_id = waiting["id"].as_str().unwrap();
+    owned.owner_approves(&a, ext_id);
+    let (status, v) = send(a.http, "GET", &format!("/v1/approvals/{ext_id}"), None);
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("approved")),
+        "{v}"
+    );
+    // The lease runs on, extended: the provider's re-signed grant says so.
+    let (status, view) = send(a.http, "GET", &format!("/v1/leases/{id}"), None);
+    assert_eq!(status, 200, "{view}");
+    let after: Signed<LeaseGrant> = decode(view["grant"].as_str().unwrap());
     assert_eq!(
         after.body().expires_at,
         g.expires_at.saturating_add(Duration::from_secs(secs))
     );
+    // Approved once: the owner's approval cannot be used again.
+    let out = owned.approve(&a, &owned.owner_key, ext_id);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["error"]["code"], "not_pending", "{v}");
     let (ok, _, err) = agent.cli(&a, &["stop", &id]);
     assert!(ok, "stop: {err}");
 }

@@ -39,6 +39,10 @@ pub(crate) struct ExtendArgs {
     /// The agent's key file.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Above the spending limit, do not wait for the owner's approval: print the waiting
+    /// extension and exit 4.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// `agora agent stop` and `agora agent status`: a lease, and whether to countersign its final
@@ -81,7 +85,10 @@ pub(crate) fn extend(args: &ExtendArgs, global: &GlobalArgs) -> anyhow::Result<E
         args.key.as_ref(),
         &args.lease,
         Op::Extend { secs: args.secs },
-        false,
+        Then {
+            ack: false,
+            wait: !args.no_wait,
+        },
         global,
     )
 }
@@ -92,9 +99,20 @@ pub(crate) fn stop(args: &StopArgs, global: &GlobalArgs) -> anyhow::Result<ExitC
         args.key.as_ref(),
         &args.lease,
         Op::Stop,
-        !args.no_ack,
+        Then {
+            ack: !args.no_ack,
+            wait: false,
+        },
         global,
     )
+}
+
+/// What `operate` does after the provider answers.
+struct Then {
+    /// Countersign the final receipt (a stop).
+    ack: bool,
+    /// Wait for the owner's answer when the extension waits for approval (or exit 4).
+    wait: bool,
 }
 
 /// `agora agent status`: the lease as the node shows it (refreshed from its provider),
@@ -164,9 +182,10 @@ fn operate(
     key: Option<&PathBuf>,
     lease: &str,
     op: Op,
-    ack: bool,
+    then: Then,
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
+    let ack = then.ack;
     let agent = load_agent(key.map(PathBuf::as_path))?;
     let me = agent.identity.agora_id();
     let client = NodeClient::new(node)?;
@@ -202,6 +221,14 @@ fn operate(
     )?;
     if status == 202 && is_extend {
         // Above the spending limit: the extension waits at the node for the owner.
+        if !then.wait {
+            if global.json {
+                print_json(&body)?;
+            } else {
+                super::run::print_waiting(&body["approval"]);
+            }
+            return Ok(ExitCode::from(super::run::EXIT_PENDING));
+        }
         (status, body) = super::run::wait_for_approval(&client, &body["approval"], global.json)?;
         if status == 201 {
             status = 200;

@@ -210,10 +210,11 @@ pub(crate) fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Exit code of `run --no-wait` when the request waits for its owner's approval.
-const EXIT_PENDING: u8 = 4;
+/// Exit code of `run --no-wait` and `extend --no-wait` when the request waits for its
+/// owner's approval.
+pub(crate) const EXIT_PENDING: u8 = 4;
 
-fn print_waiting(approval: &Value) {
+pub(crate) fn print_waiting(approval: &Value) {
     println!(
         "waiting   for the owner {} to approve {} {} (up to {} µcr, until {})",
         approval["owner"].as_str().unwrap_or("?"),
