@@ -1896,6 +1896,19 @@ fn an_extension_over_the_spending_limit_waits_for_its_owner() {
     assert_eq!(waiting["max_cost_micro"], g.price_per_sec * secs);
     assert!(waiting.get("top_up").is_none(), "{waiting}");
     let ext_id = waiting["id"].as_str().unwrap();
+    // The owner's listing says what is asked.
+    let out = agora(home)
+        .args(["approvals", "list", "--owner-key"])
+        .arg(&owned.owner_key)
+        .arg("--node")
+        .arg(format!("http://{}", a.http))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains(&format!("extend {id} by {secs} s")),
+        "{}",
+        stdout(&out)
+    );
     owned.owner_approves(&a, ext_id);
     let (status, v) = send(a.http, "GET", &format!("/v1/approvals/{ext_id}"), None);
     assert_eq!(

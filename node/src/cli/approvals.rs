@@ -85,22 +85,34 @@ fn waiting(client: &NodeClient, owner: &AgoraId, all: bool) -> anyhow::Result<Ve
 }
 
 fn print_one(a: &Value) {
+    // What is asked: a lease (runtime, image, command) or an extension of one.
+    let what = if a["kind"] == "extension" {
+        format!(
+            "extend {} by {} s",
+            a["lease"].as_str().unwrap_or("?"),
+            a["extend_secs"]
+        )
+    } else {
+        format!(
+            "{} {} `{}`",
+            a["runtime"].as_str().unwrap_or("?"),
+            a["image"].as_str().unwrap_or("?"),
+            a["command"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .unwrap_or_default()
+        )
+    };
     println!(
-        "{}  {:<8}  agent {}  up to {} µcr  {} {} `{}`  expires {}",
+        "{}  {:<8}  agent {}  up to {} µcr  {what}  expires {}",
         a["id"].as_str().unwrap_or("?"),
         a["state"].as_str().unwrap_or("?"),
         a["agent"].as_str().unwrap_or("?"),
         a["max_cost_micro"],
-        a["runtime"].as_str().unwrap_or("?"),
-        a["image"].as_str().unwrap_or("?"),
-        a["command"]
-            .as_array()
-            .map(|c| c
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" "))
-            .unwrap_or_default(),
         a["expires_at"].as_str().unwrap_or("?")
     );
 }
