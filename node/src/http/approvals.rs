@@ -226,12 +226,15 @@ async fn extend_approved(
     let gateway = gateway(shared)?;
     let lease = extend.body().lease;
     let answer = match pending.locks.first() {
-        Some(top_up) => {
-            match super::quota::certify_top_up(shared, top_up, extend, Some(&approval)).await {
-                Ok(cert) => Ok(gateway.extend_with_top_up(extend.clone(), cert).await),
-                Err(e) => Err(ApiError::from(e)),
+        Some(top_up) => match super::quota::decode_top_up(shared, top_up, extend) {
+            Ok(top_up) => {
+                match super::quota::certify_top_up(shared, top_up, Some(&approval)).await {
+                    Ok(cert) => Ok(gateway.extend_with_top_up(extend.clone(), cert).await),
+                    Err(e) => Err(ApiError::from(e)),
+                }
             }
-        }
+            Err(e) => Err(e),
+        },
         None => Ok(gateway.extend_approved(extend.clone(), approval).await),
     };
     let state = match &answer {

@@ -779,16 +779,13 @@ pub async fn extend(
         }
         return status_answer(gateway, &id, answer);
     };
-    match super::quota::certify_top_up(&shared, top_up, &op, None).await {
+    let top_up = super::quota::decode_top_up(&shared, top_up, &op)?;
+    match super::quota::certify_top_up(&shared, top_up.clone(), None).await {
         Ok(cert) => status_answer(gateway, &id, gateway.extend_with_top_up(op, cert).await),
         // Over its balance at the committee: the extension and its top-up wait for the
         // owner, who approves the top-up.
         Err(super::quota::Unrelayed::OverBalance(e)) => {
-            let signed = super::quota::decode_top_up(top_up, &op)?;
-            // The owner approves the top-up by the name the agent's chain gives it.
-            let chain_digest = agora_protocol::committee::Op::Chain(signed.clone()).digest();
-            let named = (chain_digest, top_up.clone());
-            park_extension(gateway, op, Some((named, &signed)), e.message())
+            park_extension(gateway, op, Some(top_up), e.message())
                 .await
                 .map_err(|none| none.unwrap_or(e))
         }
@@ -796,17 +793,13 @@ pub async fn extend(
     }
 }
 
-/// Parks the extension `op` for the owner the lease's provider-signed grant names: 202
-/// with the waiting request. What it costs is the lease's price for the added seconds,
-/// or under a committee what the top-up locks. `Err(None)` when nobody can approve it
-/// (the caller answers the refusal itself).
+/// Parks the extension `op` (under a committee with its `top_up`) for the owner the
+/// lease's provider-signed grant names: 202 with the waiting request. `Err(None)` when
+/// nobody can approve it (the caller answers the refusal itself).
 async fn park_extension(
     gateway: &Gateway,
     op: Signed<LeaseOp>,
-    top_up: Option<(
-        (Digest, String),
-        &Signed<agora_protocol::committee::ChainOp>,
-    )>,
+    top_up: Option<Signed<agora_protocol::committee::ChainOp>>,
     why: &str,
 ) -> Result<Response, Option<ApiError>> {
     let body = op.body();
@@ -820,23 +813,10 @@ async fn park_extension(
             _ => return Err(None),
         },
     };
-    let secs = match body.op {
-        Op::Extend { secs } => secs,
-        _ => return Err(None),
-    };
-    let cost = match top_up.as_ref().map(|(_, t)| &t.body().action) {
-        Some(agora_protocol::committee::Action::TopUp(terms)) => terms.lock.amount_micro,
-        _ => grant.body().price_per_sec.saturating_mul(secs),
-    };
-    let named = top_up.map(|(named, _)| named);
-    let parked = gateway.approvals().park_extension(
-        op,
-        grant.body().owner,
-        cost,
-        named,
-        why.to_owned(),
-        clock::now(),
-    );
+    let parked =
+        gateway
+            .approvals()
+            .park_extension(op, grant.body(), top_up, why.to_owned(), clock::now());
     waiting(parked, None)
 }
 

@@ -397,24 +397,20 @@ async fn release(
     }
 }
 
-/// The certificate of the agent's top-up paying for the extension `op` (`top_up`:
-/// base64url of its `Signed<ChainOp>`). The top-up must be the operation's agent's, for
-/// this lease, at its provider; the provider checks the rest (amount, expiry, base). Above
-/// the agent's balance, the owner's `approval` of the top-up has it certified as an
+/// The certificate of the agent's `top_up` paying for an extension (checked against the
+/// operation by [`decode_top_up`]; the provider checks the rest: amount, expiry, base).
+/// Above the agent's balance, the owner's `approval` of the top-up has it certified as an
 /// [`ApprovedLock`]; without one that refusal is [`Unrelayed::OverBalance`] (the extension
 /// may wait for the owner).
 ///
 /// # Errors
-/// `no_committee`, `malformed_top_up`, `bad_signature`, `bad_top_up`, `quota` (the
-/// committee refused), `committee_unreachable`.
+/// `no_committee`, `quota` (the committee refused), `committee_unreachable`.
 pub async fn certify_top_up(
     shared: &Shared,
-    top_up: &str,
-    op: &Signed<LeaseOp>,
+    top_up: Signed<ChainOp>,
     approval: Option<&Signed<Approval>>,
 ) -> Result<UncheckedCertificate, Unrelayed> {
     let quota = quota(shared)?;
-    let top_up = decode_top_up(top_up, op)?;
     match certify_lock(quota, top_up, approval).await {
         Ok(cert) => Ok(cert.into_unchecked()),
         Err(e) if approval.is_none() && over_balance(&e) => {
@@ -424,12 +420,17 @@ pub async fn certify_top_up(
     }
 }
 
-/// The agent's signed top-up (`top_up`, base64url) for the extension `op`: the operation's
-/// agent's, for its lease and provider.
+/// The agent's signed top-up (`top_up`, base64url) for the extension `op`, at a node with a
+/// quota committee: the operation's agent's, for its lease and provider.
 ///
 /// # Errors
-/// `malformed_top_up`, `bad_signature`, `bad_top_up`.
-pub fn decode_top_up(top_up: &str, op: &Signed<LeaseOp>) -> Result<Signed<ChainOp>, ApiError> {
+/// `no_committee`, `malformed_top_up`, `bad_signature`, `bad_top_up`.
+pub fn decode_top_up(
+    shared: &Shared,
+    top_up: &str,
+    op: &Signed<LeaseOp>,
+) -> Result<Signed<ChainOp>, ApiError> {
+    quota(shared)?;
     let top_up: Signed<ChainOp> =
         super::leases::decode_signed(top_up, "malformed_top_up", "top_up")?;
     let body = top_up.body();

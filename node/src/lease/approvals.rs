@@ -28,8 +28,9 @@
 use core::time::Duration;
 use std::sync::Arc;
 
+use agora_protocol::committee::{Action, ChainOp, Op as CommitteeOp};
 use agora_protocol::lease::{
-    Approval, LeaseId, LeaseOp, LeaseRefusal, LeaseRequest, Op, RefusalCode,
+    Approval, LeaseGrant, LeaseId, LeaseOp, LeaseRefusal, LeaseRequest, Op, RefusalCode,
 };
 use agora_protocol::{AgoraId, Signed, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -367,9 +368,10 @@ impl Approvals {
         })
     }
 
-    /// Parks an extension over the agent's limit for the `owner` the lease's grant names
-    /// (`None`: nobody can approve it). `cost_micro` is what it costs; under a committee
-    /// `top_up` is the agent's signed top-up (base64url), which the approval then names.
+    /// Parks an extension over the agent's limit for the owner the lease's `grant` names
+    /// (none: nobody can approve it, [`ApprovalError::NoOwner`]). The owner approves the
+    /// signed `Extend` itself, costing the added seconds at the lease's price; under a
+    /// committee the agent's `top_up` instead (by its chain digest), costing what it locks.
     ///
     /// # Errors
     /// [`ApprovalError::NoOwner`], [`ApprovalError::Invalid`] for an operation that is not
@@ -377,19 +379,31 @@ impl Approvals {
     pub fn park_extension(
         &self,
         extend: Signed<LeaseOp>,
-        owner: Option<AgoraId>,
-        cost_micro: u64,
-        top_up: Option<(LeaseId, String)>,
+        grant: &LeaseGrant,
+        top_up: Option<Signed<ChainOp>>,
         why: String,
         now: Timestamp,
     ) -> Result<PendingApproval, ApprovalError> {
-        let owner = owner.ok_or(ApprovalError::NoOwner)?;
-        if !matches!(extend.body().op, Op::Extend { .. }) {
+        use base64::Engine as _;
+        let owner = grant.owner.ok_or(ApprovalError::NoOwner)?;
+        let Op::Extend { secs } = extend.body().op else {
             return Err(ApprovalError::Invalid("not an extension".into()));
-        }
-        let (id, locks) = match top_up {
-            Some((digest, top_up)) => (digest, vec![top_up]),
-            None => (extend.digest(), Vec::new()),
+        };
+        let (id, cost_micro, locks) = match top_up {
+            Some(top_up) => {
+                let amount = match &top_up.body().action {
+                    Action::TopUp(terms) => terms.lock.amount_micro,
+                    _ => return Err(ApprovalError::Invalid("not a top-up".into())),
+                };
+                let text =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(top_up.as_bytes());
+                (CommitteeOp::Chain(top_up).digest(), amount, vec![text])
+            }
+            None => (
+                extend.digest(),
+                grant.price_per_sec.saturating_mul(secs),
+                Vec::new(),
+            ),
         };
         self.wait(PendingApproval {
             id,
