@@ -49,6 +49,8 @@ pub struct NodeMetrics {
     pub offers: Gauge,
     /// Connected peers now.
     pub peers: Gauge,
+    /// Warm sandboxes ready now, all images together (see `runtime::sandbox::pool`).
+    pub warm_sandboxes: Gauge,
     /// Lease requests answered (provider) and relayed (gateway), by result.
     pub leases: Family<LeaseLabels, Counter>,
     /// Ledger entries: `kind` is `appended` (own, `result` the fact kind) or `synced`
@@ -84,6 +86,11 @@ impl NodeMetrics {
         );
         r.register("offers", "Offers in the offer book", m.offers.clone());
         r.register("peers", "Connected peers", m.peers.clone());
+        r.register(
+            "warm_sandboxes",
+            "Sandboxes started ahead and ready for a launch, all images together",
+            m.warm_sandboxes.clone(),
+        );
         r.register(
             "leases",
             "Lease requests answered (provider) or relayed (gateway), by result",

@@ -6,7 +6,11 @@
 //! AGORA_BIN=$CARGO_TARGET_DIR/release/agora cargo test --release -p agora-tests --bench journey_latency -- --bench
 //! ```
 //! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 100),
-//! `AGORA_BENCH_VCPU_MILLI` (the workload's vCPU share, default 100).
+//! `AGORA_BENCH_VCPU_MILLI` (the workload's vCPU share, default 100), `AGORA_BENCH_WARM`
+//! (warm sandboxes kept by the runtime and by C, `[runtime] warm_sandboxes`; default the
+//! concurrency, 0 for cold launches). With warm sandboxes, each series waits (untimed)
+//! before every sequential sample and before the batch until the pool is full again, as
+//! after a pause between leases: the runtime's own count, C's `agora_warm_sandboxes` metric.
 //!
 //! Two networks of `agora node` processes, one after the other, each with a gateway A and a
 //! sandbox provider C (its contained tier raised to 256 concurrent leases):
@@ -58,7 +62,7 @@ use serde_json::{Value, json};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{env_usize, ms, quantile, sample, spec};
+use common::{env_usize, ms, quantile, sample, settle, spec};
 
 fn now() -> Timestamp {
     let ms = std::time::SystemTime::now()
@@ -100,6 +104,9 @@ struct Setup {
     /// Under a committee: requests carry the agent's lock op and a price ceiling its
     /// free tier covers.
     committee: bool,
+    /// The provider's HTTP address (its metrics) and the warm sandboxes it keeps.
+    provider_http: std::net::SocketAddr,
+    warm: usize,
 }
 
 impl Setup {
@@ -117,6 +124,34 @@ impl Setup {
             agent.key.as_ref(),
         )
         .unwrap())
+    }
+
+    /// Waits (at most 60 s) until the provider has all its warm sandboxes ready.
+    async fn settle(&self) {
+        if self.warm == 0 {
+            return;
+        }
+        let url = format!("http://{}/metrics", self.provider_http);
+        for _ in 0..3000 {
+            let text = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let ready = text
+                .lines()
+                .find_map(|l| l.strip_prefix("agora_warm_sandboxes "))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if ready >= Some(self.warm) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("warning: the provider's warm sandboxes not ready after 60 s");
     }
 
     /// Request → grant → first output line through the gateway; then stops the lease.
@@ -228,17 +263,20 @@ async fn series(
     runs: usize,
     concurrent: usize,
     one: impl Fn() -> futures::future::BoxFuture<'static, Duration>,
+    settle: impl Fn() -> futures::future::BoxFuture<'static, ()>,
 ) -> [String; 6] {
     let bar = indicatif::ProgressBar::new(runs as u64);
     bar.set_message(name.to_owned());
     one().await; // warm-up
     let mut seq = Vec::with_capacity(runs);
     for _ in 0..runs {
+        settle().await;
         seq.push(one().await);
         bar.inc(1);
     }
     bar.finish_and_clear();
     seq.sort();
+    settle().await;
     let conc_started = Instant::now();
     let mut conc: Vec<Duration> = futures::future::join_all((0..concurrent).map(|_| one())).await;
     let wall = conc_started.elapsed();
@@ -261,6 +299,7 @@ async fn main() {
     }
     let runs = env_usize("AGORA_BENCH_RUNS", 100).max(1);
     let concurrent = env_usize("AGORA_BENCH_CONCURRENT", 100).max(1);
+    let warm = env_usize("AGORA_BENCH_WARM", concurrent);
     let tmp = tempfile::tempdir().unwrap();
 
     // The runtime alone, in process.
@@ -268,6 +307,8 @@ async fn main() {
         state_dir: tmp.path().join("sandbox"),
         cgroup_parent: format!("agora-bench-{:06x}", rand::random::<u32>() & 0xff_ffff),
         network: SandboxNetwork::default(),
+        warm,
+        warm_gauge: None,
     })
     .await
     .expect("the sandbox runtime (root, bubblewrap, busybox-static)");
@@ -282,20 +323,31 @@ async fn main() {
     workload.resources.vcpu_milli =
         u32::try_from(env_usize("AGORA_BENCH_VCPU_MILLI", 100)).unwrap();
     workload.resources.memory_mib = 32;
-    let runtime: Arc<dyn Runtime> = Arc::new(sandbox);
+    let sandbox = Arc::new(sandbox);
+    let runtime: Arc<dyn Runtime> = sandbox.clone();
     let runtime_row = {
         let (runtime, workload) = (runtime.clone(), workload.clone());
-        series("sandbox runtime alone", runs, concurrent, move || {
-            let (runtime, workload) = (runtime.clone(), workload.clone());
-            Box::pin(async move { sample(&runtime, &workload).await })
-        })
+        series(
+            "sandbox runtime alone",
+            runs,
+            concurrent,
+            move || {
+                let (runtime, workload) = (runtime.clone(), workload.clone());
+                Box::pin(async move { sample(&runtime, &workload).await })
+            },
+            move || {
+                let sandbox = sandbox.clone();
+                Box::pin(async move { settle(&sandbox, &busybox, warm).await })
+            },
+        )
         .await
     };
+    drop(runtime);
 
     // The marketplace: gateway A, provider C, first on their own quota book, then under a
     // committee of four.
     let local_row = {
-        let setup = market(&tmp.path().join("local"), None, concurrent, &workload).await;
+        let setup = market(&tmp.path().join("local"), None, concurrent, warm, &workload).await;
         market_series(
             "through a gateway, local quota book",
             setup,
@@ -313,7 +365,7 @@ async fn main() {
             &[root.join("a").as_path(), root.join("c").as_path()],
             u32::try_from(concurrent * 8 + 8).unwrap(),
         );
-        let setup = market(&root, Some(committee), concurrent, &workload).await;
+        let setup = market(&root, Some(committee), concurrent, warm, &workload).await;
         market_series(
             "through a gateway, committee n = 4 (lock certified)",
             setup,
@@ -346,10 +398,20 @@ async fn main() {
 /// [`series`] of launches through `setup`'s gateway.
 async fn market_series(name: &str, setup: Market, runs: usize, concurrent: usize) -> [String; 6] {
     let setup = Arc::new(setup);
-    series(name, runs, concurrent, move || {
-        let setup = setup.clone();
-        Box::pin(async move { setup.sample().await })
-    })
+    let ready = setup.clone();
+    series(
+        name,
+        runs,
+        concurrent,
+        move || {
+            let setup = setup.clone();
+            Box::pin(async move { setup.sample().await })
+        },
+        move || {
+            let setup = ready.clone();
+            Box::pin(async move { setup.settle().await })
+        },
+    )
     .await
 }
 
@@ -357,6 +419,7 @@ async fn market(
     root: &Path,
     committee: Option<Committee>,
     concurrent: usize,
+    warm: usize,
     workload: &WorkloadSpec,
 ) -> Market {
     let (roles, genesis) = match &committee {
@@ -373,7 +436,7 @@ async fn market(
     let c = node(
         &root.join("c"),
         &format!(
-            "roles = [\"provider\", \"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = {{ vcpu = 1, memory_gib = 1 }}\n\n[signup]\npow_bits = 8\nper_address = \"1000/min\"\nper_prefix = \"1000/min\"\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n"
+            "roles = [\"provider\", \"gateway\"{roles}]\nregion = \"eu\"\n{genesis}\n[provider]\nruntimes = [\"sandbox\"]\nvcpu = 32\nmemory_mib = 16384\ndisk_mib = 16384\nprices = {{ vcpu = 1, memory_gib = 1 }}\n\n[signup]\npow_bits = 8\nper_address = \"1000/min\"\nper_prefix = \"1000/min\"\n\n[tiers.contained]\nmax_concurrent = 256\nspending_limit_credits = 1000000\n\n[runtime]\nwarm_sandboxes = {warm}\n"
         ),
         &["--bootstrap".to_owned(), a.tcp_addr()],
     );
@@ -424,6 +487,8 @@ async fn market(
         spec: workload,
         agents: tokio::sync::Mutex::new(agents),
         committee: committee.is_some(),
+        provider_http: c.http,
+        warm,
     };
     Market {
         setup,

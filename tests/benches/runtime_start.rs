@@ -3,13 +3,16 @@
 //! ```sh
 //! cargo test -p agora-tests --bench runtime_start -- --bench
 //! ```
-//! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 20).
+//! Options via env: `AGORA_BENCH_RUNS` (default 100), `AGORA_BENCH_CONCURRENT` (default 20),
+//! `AGORA_BENCH_WARM` (warm sandboxes of the `sandbox warm` row, default the concurrency).
 //!
 //! One sample = `create` + `start` of `echo ready` on the busybox image, until the first
 //! byte of its output arrives through the runtime's own log stream (what an agent sees).
 //! Reported per runtime: p50, p95 and max over sequential runs, then the p95 of N
 //! workloads created at once. Each workload is removed (cgroup, scratch, state) between
-//! samples; removal is not timed. Beside the Docker runtime, in the same run: a bare
+//! samples; removal is not timed. The `sandbox warm` row keeps warm sandboxes (started
+//! ahead, see `runtime::sandbox::pool`) and waits, untimed, before each sequential sample and
+//! before the batch until its pool is full again. Beside the Docker runtime, in the same run: a bare
 //! `docker run --rm` of the same image with the same hardening flags (its first stdout
 //! byte through the CLI), and the ratio of the two p50s. Set `AGORA_BENCH_DOCKER=0` to
 //! measure the sandbox alone.
@@ -35,7 +38,10 @@ use tokio::io::AsyncReadExt;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{env_usize, ms, quantile, sample, spec};
+use common::{env_usize, ms, quantile, sample, settle, spec};
+
+/// What runs, untimed, before each sequential sample and before the batch.
+type Settle<'a> = &'a (dyn Fn() -> futures::future::BoxFuture<'a, ()> + Sync);
 
 async fn measure(
     name: &str,
@@ -43,6 +49,7 @@ async fn measure(
     spec: WorkloadSpec,
     runs: usize,
     concurrent: usize,
+    settle: Settle<'_>,
 ) -> [String; 5] {
     let bar = ProgressBar::new(runs as u64).with_style(
         ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len}")
@@ -54,11 +61,13 @@ async fn measure(
     sample(&runtime, &spec).await;
     let mut seq = Vec::with_capacity(runs);
     for _ in 0..runs {
+        settle().await;
         seq.push(sample(&runtime, &spec).await);
         bar.inc(1);
     }
     bar.finish_and_clear();
     seq.sort();
+    settle().await;
     let mut tasks = Vec::new();
     for _ in 0..concurrent {
         let (runtime, spec) = (runtime.clone(), spec.clone());
@@ -151,14 +160,20 @@ async fn main() {
     }
     let runs = env_usize("AGORA_BENCH_RUNS", 100).max(1);
     let concurrent = env_usize("AGORA_BENCH_CONCURRENT", 20).max(1);
+    let warm = env_usize("AGORA_BENCH_WARM", concurrent);
     let tmp = tempfile::tempdir().unwrap();
-    let sandbox = SandboxRuntime::open(SandboxConfig {
-        state_dir: tmp.path().join("sandbox"),
-        cgroup_parent: format!("agora-bench-{:06x}", rand::random::<u32>() & 0xff_ffff),
-        network: SandboxNetwork::default(),
-    })
-    .await
-    .expect("the sandbox runtime (root, bubblewrap, busybox-static)");
+    let open = |name: &str, warm: usize| {
+        SandboxRuntime::open(SandboxConfig {
+            state_dir: tmp.path().join(name),
+            cgroup_parent: format!("agora-bench-{:06x}", rand::random::<u32>() & 0xff_ffff),
+            network: SandboxNetwork::default(),
+            warm,
+            warm_gauge: None,
+        })
+    };
+    let sandbox = open("sandbox", 0)
+        .await
+        .expect("the sandbox runtime (root, bubblewrap, busybox-static)");
     let busybox = sandbox
         .images_store()
         .by_name("busybox")
@@ -168,7 +183,32 @@ async fn main() {
         digest: busybox,
     };
     let rootfs = sandbox.images_store().rootfs(&busybox).unwrap();
-    let mut rows = vec![measure("sandbox", Arc::new(sandbox), spec(image), runs, concurrent).await];
+    let none: Settle<'_> = &|| Box::pin(async {});
+    let mut rows = vec![
+        measure(
+            "sandbox",
+            Arc::new(sandbox),
+            spec(image.clone()),
+            runs,
+            concurrent,
+            none,
+        )
+        .await,
+    ];
+    if warm > 0 {
+        let sandbox = Arc::new(open("sandbox-warm", warm).await.unwrap());
+        let full: Settle<'_> = &|| Box::pin(settle(&sandbox, &busybox, warm));
+        let row = measure(
+            "sandbox warm",
+            sandbox.clone(),
+            spec(image),
+            runs,
+            concurrent,
+            full,
+        )
+        .await;
+        rows.push(row);
+    }
     if std::env::var("AGORA_BENCH_DOCKER").map_or(true, |v| v != "0") {
         let docker = DockerRuntime::connect(DockerConfig {
             node: format!("bench{:06x}", rand::random::<u32>() & 0xff_ffff),
@@ -184,7 +224,15 @@ async fn main() {
             digest,
             size_bytes: size,
         };
-        let row = measure("docker", docker.clone(), spec(image), runs, concurrent).await;
+        let row = measure(
+            "docker",
+            docker.clone(),
+            spec(image),
+            runs,
+            concurrent,
+            none,
+        )
+        .await;
         let mut bare = Vec::with_capacity(runs);
         bare_docker_run(&tag).await;
         for _ in 0..runs {

@@ -394,6 +394,8 @@ mod sandbox {
                         allow: vec![],
                     },
                 },
+                warm: 0,
+                warm_gauge: None,
             })
             .await
             .unwrap_or_else(|e| {

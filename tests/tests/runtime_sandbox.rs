@@ -50,21 +50,38 @@ fn test_network() -> SandboxNetwork {
     }
 }
 
+// Fields drop in order: the runtime (and its warm sandboxes) before the parent cgroup.
 struct Fixture {
     runtime: Arc<SandboxRuntime>,
     busybox: Digest,
     dir: tempfile::TempDir,
     parent: String,
+    _cleanup: ParentCgroup,
 }
 
+/// Warm sandboxes each fixture of the warm variants keeps.
+const WARM: usize = 2;
+
 impl Fixture {
+    /// Every launch cold (no warm sandboxes).
     async fn new() -> Option<Self> {
+        Self::with_warm(0).await
+    }
+
+    /// Launches take warm sandboxes: `WARM` of them ready before it returns.
+    async fn warm() -> Option<Self> {
+        let fx = Self::with_warm(WARM).await?;
+        fx.wait_warm(WARM).await;
+        Some(fx)
+    }
+
+    async fn with_warm(warm: usize) -> Option<Self> {
         if std::env::var_os("AGORA_SKIP_SANDBOX").is_some() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let parent = format!("agora-test-{:08x}", rand::random::<u32>());
-        let runtime = Self::open(dir.path(), &parent).await;
+        let runtime = Self::open_warm(dir.path(), &parent, warm).await;
         let busybox = runtime.images_store().by_name("busybox").expect(
             "the busybox image (apt-get install busybox-static; AGORA_SKIP_SANDBOX=1 to skip)",
         );
@@ -72,15 +89,32 @@ impl Fixture {
             runtime: Arc::new(runtime),
             busybox,
             dir,
+            _cleanup: ParentCgroup(parent.clone()),
             parent,
         })
     }
 
+    async fn wait_warm(&self, n: usize) {
+        for _ in 0..400 {
+            if self.runtime.warm_ready(&self.busybox) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{n} warm sandboxes not ready within 20 s");
+    }
+
     async fn open(dir: &Path, parent: &str) -> SandboxRuntime {
+        Self::open_warm(dir, parent, 0).await
+    }
+
+    async fn open_warm(dir: &Path, parent: &str, warm: usize) -> SandboxRuntime {
         SandboxRuntime::open(SandboxConfig {
             state_dir: dir.join("sandbox"),
             cgroup_parent: parent.to_owned(),
             network: test_network(),
+            warm,
+            warm_gauge: None,
         })
         .await
         .unwrap_or_else(|e| {
@@ -158,6 +192,26 @@ impl Fixture {
         self.runtime.remove(id).await.unwrap();
     }
 
+    fn cgroup_pids(&self, id: &WorkloadId) -> Vec<u32> {
+        ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+            .iter()
+            .filter_map(|base| {
+                std::fs::read_to_string(
+                    Path::new(base)
+                        .join(&self.parent)
+                        .join(id.as_str())
+                        .join("cgroup.procs"),
+                )
+                .ok()
+            })
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+
     fn cgroup_exists(&self, id: &WorkloadId) -> bool {
         Path::new("/sys/fs/cgroup/pids")
             .join(&self.parent)
@@ -170,7 +224,9 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
+struct ParentCgroup(String);
+
+impl Drop for ParentCgroup {
     fn drop(&mut self) {
         // Best effort: the parent cgroup of this test (its workloads were removed).
         for base in [
@@ -180,7 +236,7 @@ impl Drop for Fixture {
             "/sys/fs/cgroup/pids",
             "/sys/fs/cgroup",
         ] {
-            let _ = std::fs::remove_dir(Path::new(base).join(&self.parent));
+            let _ = std::fs::remove_dir(Path::new(base).join(&self.0));
         }
     }
 }
@@ -225,9 +281,19 @@ async fn exec_collect(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_a_command_with_output_exit_code_env_and_isolation() {
-    let Some(fx) = Fixture::new().await else {
-        return;
-    };
+    if let Some(fx) = Fixture::new().await {
+        runs_a_command_with_output_exit_code_env_and_isolation_on(fx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_a_command_with_output_exit_code_env_and_isolation_on_a_warm_sandbox() {
+    if let Some(fx) = Fixture::warm().await {
+        runs_a_command_with_output_exit_code_env_and_isolation_on(fx).await;
+    }
+}
+
+async fn runs_a_command_with_output_exit_code_env_and_isolation_on(fx: Fixture) {
     let id = fx
         .run(&fx.spec(
             "echo $GREETING; echo oops >&2; hostname; id -u; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /proc | grep -c '^[0-9]'; echo $(ls /proc/self/fd); exit 3",
@@ -260,9 +326,19 @@ async fn runs_a_command_with_output_exit_code_env_and_isolation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn root_is_read_only_and_tmp_is_writable_and_bounded() {
-    let Some(fx) = Fixture::new().await else {
-        return;
-    };
+    if let Some(fx) = Fixture::new().await {
+        root_is_read_only_and_tmp_is_writable_and_bounded_on(fx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_is_read_only_and_tmp_is_writable_and_bounded_on_a_warm_sandbox() {
+    if let Some(fx) = Fixture::warm().await {
+        root_is_read_only_and_tmp_is_writable_and_bounded_on(fx).await;
+    }
+}
+
+async fn root_is_read_only_and_tmp_is_writable_and_bounded_on(fx: Fixture) {
     let id = fx
         .run(&fx.spec(
             "echo x > /x && echo wrote-root; echo y > /tmp/y && cat /tmp/y; \
@@ -302,9 +378,19 @@ async fn root_is_read_only_and_tmp_is_writable_and_bounded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_streams_stdin_and_output_and_shares_the_workloads_view() {
-    let Some(fx) = Fixture::new().await else {
-        return;
-    };
+    if let Some(fx) = Fixture::new().await {
+        exec_streams_stdin_and_output_and_shares_the_workloads_view_on(fx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_streams_stdin_and_output_and_shares_the_workloads_view_on_a_warm_sandbox() {
+    if let Some(fx) = Fixture::warm().await {
+        exec_streams_stdin_and_output_and_shares_the_workloads_view_on(fx).await;
+    }
+}
+
+async fn exec_streams_stdin_and_output_and_shares_the_workloads_view_on(fx: Fixture) {
     let id = fx
         .run(&fx.spec("echo marker > /tmp/marker; exec sleep 60"))
         .await;
@@ -494,9 +580,19 @@ async fn an_uploaded_image_tarball_runs_and_a_wrong_digest_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_memory_hog_is_oom_killed_and_reported_so() {
-    let Some(fx) = Fixture::new().await else {
-        return;
-    };
+    if let Some(fx) = Fixture::new().await {
+        a_memory_hog_is_oom_killed_and_reported_so_on(fx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_hog_is_oom_killed_and_reported_so_on_a_warm_sandbox() {
+    if let Some(fx) = Fixture::warm().await {
+        a_memory_hog_is_oom_killed_and_reported_so_on(fx).await;
+    }
+}
+
+async fn a_memory_hog_is_oom_killed_and_reported_so_on(fx: Fixture) {
     let mut spec = fx.spec("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}");
     spec.resources.memory_mib = 32;
     let id = fx.run(&spec).await;
@@ -509,9 +605,19 @@ async fn a_memory_hog_is_oom_killed_and_reported_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_bomb_is_contained_and_the_host_stays_responsive() {
-    let Some(fx) = Fixture::new().await else {
-        return;
-    };
+    if let Some(fx) = Fixture::new().await {
+        a_fork_bomb_is_contained_and_the_host_stays_responsive_on(fx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_bomb_is_contained_and_the_host_stays_responsive_on_a_warm_sandbox() {
+    if let Some(fx) = Fixture::warm().await {
+        a_fork_bomb_is_contained_and_the_host_stays_responsive_on(fx).await;
+    }
+}
+
+async fn a_fork_bomb_is_contained_and_the_host_stays_responsive_on(fx: Fixture) {
     // The main shell forks once, before any bomb exists, then `exec`s: it needs no fork of
     // its own once the bomb has used the pids up, so it still runs when the agent stops it.
     let mut spec = fx.spec("bomb() { bomb | bomb & }; (bomb) & exec sleep 60");
@@ -773,9 +879,25 @@ async fn a_node_restart_adopts_wanted_workloads_and_removes_orphans() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls() {
-    let Some(fx) = Fixture::new().await else {
-        return;
-    };
+    if let Some(fx) = Fixture::new().await {
+        network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls_on(fx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls_on_a_warm_sandbox()
+ {
+    if let Some(fx) = Fixture::warm().await {
+        network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls_on(fx).await;
+    }
+}
+
+async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_controls_on(
+    fx: Fixture,
+) {
+    // The outside host has fixed addresses: one probe at a time (cold and warm variants).
+    static ONE_PROBE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _probe = ONE_PROBE.lock().await;
     let before = count_rules();
     let probe = PolicyProbe::new();
     let mut spec = fx.spec(&probe.script());
@@ -811,4 +933,146 @@ async fn network_policy_denies_private_ranges_smtp_and_the_host_with_positive_co
         before,
         "firewall rules and interfaces are gone"
     );
+}
+
+/// Warm sandboxes under `parent` on the host: their cgroups and scratch mounts.
+fn warm_leftovers(state: &Path, parent: &str) -> (Vec<String>, usize) {
+    let cgroups = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .filter_map(|base| std::fs::read_dir(Path::new(base).join(parent)).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("pool."))
+        .collect();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&*state.join("pool").to_string_lossy()))
+        .count();
+    (cgroups, mounts)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_sandboxes_are_taken_at_create_and_refilled() {
+    let Some(fx) = Fixture::warm().await else {
+        return;
+    };
+    // Created and never started: it holds a warm sandbox, whose processes go with it.
+    let idle = WorkloadId::random();
+    fx.runtime
+        .create(&idle, &fx.spec("echo never"))
+        .await
+        .unwrap();
+    assert_eq!(fx.runtime.warm_ready(&fx.busybox), WARM - 1);
+    assert!(fx.cgroup_exists(&idle));
+    fx.stop_and_remove(&idle).await;
+    assert!(!fx.cgroup_exists(&idle));
+    // The next one runs on the other, and the pool is topped up once launches pause.
+    let id = fx.run(&fx.spec("echo $GREETING from $(hostname)")).await;
+    assert_eq!(
+        fx.wait_end(&id).await,
+        TerminationReason::Exited { code: 0 }
+    );
+    assert_eq!(fx.logs(&id).await.0.trim(), format!("hello from {id}"));
+    fx.runtime.remove(&id).await.unwrap();
+    fx.wait_warm(WARM).await;
+    // A warm sandbox that died after it was given out: the workload is built cold instead,
+    // with nothing of the dead one in its logs.
+    let orphaned = WorkloadId::random();
+    fx.runtime
+        .create(&orphaned, &fx.spec("echo cold $(hostname)"))
+        .await
+        .unwrap();
+    for pid in fx.cgroup_pids(&orphaned) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fx.runtime.start(&orphaned).await.unwrap();
+    assert_eq!(
+        fx.wait_end(&orphaned).await,
+        TerminationReason::Exited { code: 0 }
+    );
+    assert_eq!(
+        fx.logs(&orphaned).await,
+        (format!("cold {orphaned}\n"), String::new())
+    );
+    fx.runtime.remove(&orphaned).await.unwrap();
+    fx.wait_warm(WARM).await;
+    // A workload dir that already exists is refused before a warm sandbox is spent.
+    let taken = WorkloadId::random();
+    std::fs::create_dir_all(
+        fx.dir
+            .path()
+            .join("sandbox")
+            .join("workloads")
+            .join(taken.as_str()),
+    )
+    .unwrap();
+    assert!(matches!(
+        fx.runtime.create(&taken, &fx.spec("true")).await,
+        Err(RuntimeError::AlreadyExists(_))
+    ));
+    assert_eq!(fx.runtime.warm_ready(&fx.busybox), WARM);
+    // The node stops: the warm sandboxes go with everything they hold on the host, and
+    // none is made again.
+    fx.runtime.close().await;
+    assert_eq!(fx.runtime.warm_ready(&fx.busybox), 0);
+    let (cgroups, mounts) = warm_leftovers(&fx.dir.path().join("sandbox"), &fx.parent);
+    assert!(cgroups.is_empty(), "warm cgroups left: {cgroups:?}");
+    assert_eq!(mounts, 0, "warm scratch mounts left");
+    tokio::time::sleep(agora_node::runtime::sandbox::WARM_QUIET * 3).await;
+    assert_eq!(fx.runtime.warm_ready(&fx.busybox), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_adopts_a_workload_born_warm_and_clears_the_warm_sandboxes_left() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let state = fx.dir.path().join("b");
+    let first = Fixture::open_warm(&state, &fx.parent, WARM).await;
+    for _ in 0..400 {
+        if first.warm_ready(&fx.busybox) == WARM {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first.warm_ready(&fx.busybox), WARM);
+    let id = WorkloadId::random();
+    first
+        .create(&id, &fx.spec("echo up; exec sleep 600"))
+        .await
+        .unwrap();
+    first.start(&id).await.unwrap();
+    assert_eq!(first.warm_ready(&fx.busybox), WARM - 1);
+    drop(first);
+    // The node process is gone; a new one opens the same state without warm sandboxes.
+    let second = Arc::new(Fixture::open(&state, &fx.parent).await);
+    assert_eq!(
+        second.state(&id).await.unwrap(),
+        WorkloadState::Running,
+        "the workload outlives the node"
+    );
+    let (out, _, code) = exec_collect(&second, &id, &["hostname"], b"").await;
+    assert_eq!((out.trim(), code), (id.as_str(), 0));
+    let (cgroups, mounts) = warm_leftovers(&state.join("sandbox"), &fx.parent);
+    assert!(cgroups.is_empty(), "warm cgroups left: {cgroups:?}");
+    assert_eq!(mounts, 0, "warm scratch mounts left");
+    let pool_dir = state.join("sandbox").join("pool");
+    assert!(
+        std::fs::read_dir(&pool_dir).map_or(true, |mut d| d.next().is_none()),
+        "warm directories left"
+    );
+    second
+        .stop(
+            &id,
+            TerminationReason::StoppedByAgent,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    second.remove(&id).await.unwrap();
 }

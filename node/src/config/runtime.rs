@@ -11,6 +11,7 @@
 //! sandbox_pool = "10.213.0.0/16"            # /30 per sandbox with egress
 //! egress_allow = []                         # e.g. ["198.51.100.0/24"]: egress only there
 //! images = [{ name = "python", tarball = "/srv/rootfs/python.tar" }]   # besides busybox
+//! warm_sandboxes = 2                        # per image: started ahead, taken at launch
 //!
 //! [runtime.docker]                          # see runtime::docker::DockerConfig
 //! runtime_class = "runsc"                   # gVisor, when installed; default: runc
@@ -53,6 +54,11 @@ pub struct RuntimeSection {
     /// Sandbox images offered besides the built-in `busybox`.
     #[serde(default)]
     pub images: Vec<ImageConfig>,
+    /// Sandboxes kept started ahead per image offered by name, so a launch skips building
+    /// the sandbox (0: every launch builds its own). Each costs three idle processes and
+    /// a 1 MiB scratch until taken.
+    #[serde(default = "default_warm_sandboxes")]
+    pub warm_sandboxes: usize,
     /// End workloads without activity for this long.
     #[serde(default = "default_idle_timeout", with = "duration")]
     pub idle_timeout: Duration,
@@ -71,6 +77,11 @@ pub struct RuntimeSection {
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(30 * 60)
 }
+fn default_warm_sandboxes() -> usize {
+    2
+}
+/// Most warm sandboxes per image.
+pub const MAX_WARM_SANDBOXES: usize = 1024;
 fn default_retention() -> Duration {
     Duration::from_secs(3600)
 }
@@ -86,6 +97,7 @@ impl Default for RuntimeSection {
             sandbox_pool: None,
             egress_allow: Vec::new(),
             images: Vec::new(),
+            warm_sandboxes: default_warm_sandboxes(),
             idle_timeout: default_idle_timeout(),
             retention: default_retention(),
             stop_grace: default_stop_grace(),
@@ -112,6 +124,12 @@ impl RuntimeSection {
                     "prefix must be /8 to /28".into(),
                 ));
             }
+        }
+        if self.warm_sandboxes > MAX_WARM_SANDBOXES {
+            return Err(invalid(
+                "runtime.warm_sandboxes",
+                format!("at most {MAX_WARM_SANDBOXES}"),
+            ));
         }
         if self.egress_allow.len() > 64 {
             return Err(invalid(

@@ -77,6 +77,8 @@ fn errors_name_the_field() {
             "runtime.images.tarball",
         ),
         ("[runtime]\nretention = \"soon\"", "retention"),
+        ("[runtime]\nwarm_sandboxes = 5000", "runtime.warm_sandboxes"),
+        ("[runtime]\nwarm_sandboxes = -1", "warm_sandboxes"),
         (
             "[runtime]\nsandbox_pool = \"10.0.0.0\"",
             "runtime.sandbox_pool",

@@ -135,6 +135,8 @@ pub struct RunningNode {
     stop_reaper: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     net_task: JoinHandle<()>,
+    /// The provider's workloads, when it is one (closed at shutdown).
+    supervisor: Option<Arc<crate::runtime::supervisor::Supervisor>>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -329,10 +331,17 @@ impl RunningNode {
                 stop_reaper.subscribe(),
             ));
         }
+        let mut supervisor = None;
         let provider_tx = match (&config.provider, config.has_role(Role::Provider)) {
             (Some(p), true) => {
-                let runtimes =
-                    workloads::open(&config, p, &identity.agora_id(), store_dyn.clone()).await?;
+                let runtimes = workloads::open(
+                    &config,
+                    p,
+                    &identity.agora_id(),
+                    store_dyn.clone(),
+                    shared.metrics.warm_sandboxes.clone(),
+                )
+                .await?;
                 if runtimes.available.is_empty() {
                     warn!("no configured runtime can run on this host: advertising nothing");
                 }
@@ -351,6 +360,7 @@ impl RunningNode {
                     },
                     runtimes.supervisor.clone(),
                 );
+                supervisor = Some(runtimes.supervisor.clone());
                 tasks.push(tokio::spawn(
                     runtimes
                         .supervisor
@@ -468,6 +478,7 @@ impl RunningNode {
             stop_reaper,
             tasks,
             net_task,
+            supervisor,
         })
     }
 
@@ -536,6 +547,9 @@ impl RunningNode {
         let _ = self.stop_http.send(true);
         // Workloads keep running: the next start adopts them (see runtime::supervisor).
         let _ = self.stop_reaper.send(true);
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.close().await;
+        }
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

@@ -65,11 +65,12 @@ pub async fn open(
     provider: &ProviderConfig,
     id: &AgoraId,
     store: Arc<dyn Store>,
+    warm_sandboxes: prometheus_client::metrics::gauge::Gauge,
 ) -> Result<Runtimes, DaemonError> {
     let mut opened: Vec<Arc<dyn Runtime>> = Vec::new();
     let mut unavailable = BTreeMap::new();
     for &isolation in &provider.runtimes {
-        match open_one(config, provider, id, isolation).await {
+        match open_one(config, provider, id, isolation, &warm_sandboxes).await {
             Ok(runtime) => opened.push(runtime),
             Err(e) if e.is_client_error() || matches!(e, RuntimeError::Docker(_)) => {
                 warn!(runtime = isolation.as_str(), reason = %e, "runtime unavailable; not advertised");
@@ -144,6 +145,7 @@ async fn open_one(
     provider: &ProviderConfig,
     id: &AgoraId,
     isolation: Isolation,
+    warm_sandboxes: &prometheus_client::metrics::gauge::Gauge,
 ) -> Result<Arc<dyn Runtime>, RuntimeError> {
     match isolation {
         Isolation::Sandbox => {
@@ -159,6 +161,8 @@ async fn open_one(
                     .clone()
                     .unwrap_or_else(|| default_cgroup_parent(id)),
                 network: sandbox_network(config, provider).map_err(RuntimeError::InvalidSpec)?,
+                warm: config.runtime.warm_sandboxes,
+                warm_gauge: Some(warm_sandboxes.clone()),
             })
             .await?;
             for image in &config.runtime.images {

@@ -277,6 +277,20 @@ impl WorkloadCgroup {
         Ok(())
     }
 
+    /// Removes the directories once, without waiting (the cgroup must be empty).
+    ///
+    /// # Errors
+    /// The first directory that is still busy.
+    pub fn remove_now(&self) -> std::io::Result<()> {
+        for (_, dir) in &self.dirs {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Names of workload cgroups under `parent` (for reconciliation after a restart).
     pub fn list(cgroups: &Cgroups, parent: &str) -> Vec<String> {
         let root = match cgroups {

@@ -372,6 +372,10 @@ pub trait Runtime: Send + Sync {
         false
     }
 
+    /// Releases what the runtime holds for launches to come (the sandbox's warm
+    /// sandboxes) when the node stops. Workloads keep running. The default: nothing.
+    async fn close(&self) {}
+
     /// Unpacks the tar stream `tar` into directory `path` inside the workload (created if
     /// missing). Returns the number of tar bytes consumed.
     ///

@@ -309,6 +309,13 @@ impl Supervisor {
         }
     }
 
+    /// [`Runtime::close`]s every runtime (the node is stopping; workloads keep running).
+    pub async fn close(&self) {
+        for runtime in self.runtimes.values() {
+            runtime.close().await;
+        }
+    }
+
     /// One reaper pass: records workloads that ended by themselves, ends expired and idle
     /// ones, and removes ended ones past retention. Returns what it ended.
     pub async fn tick(&self, now: Timestamp) -> Vec<(WorkloadId, TerminationReason)> {

@@ -67,6 +67,22 @@ pub async fn sample(runtime: &Arc<dyn Runtime>, spec: &WorkloadSpec) -> Duration
     first
 }
 
+/// Waits (at most 60 s) until `sandbox` has `want` warm sandboxes of `image` ready; how
+/// a warm row starts each sample with a full pool, as after a pause between leases.
+pub async fn settle(
+    sandbox: &agora_node::runtime::sandbox::SandboxRuntime,
+    image: &agora_protocol::Digest,
+    want: usize,
+) {
+    for _ in 0..6000 {
+        if sandbox.warm_ready(image) >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("warning: {want} warm sandboxes not ready after 60 s");
+}
+
 pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]

@@ -30,6 +30,18 @@ use crate::runtime::ExecRequest;
 /// the node's pipe before stdout moves to the log.
 pub const LAUNCH: &str = r#"d=$1 c=$2 s=$3 o=$4; shift 4; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s" 6<&0 7>&1 1>>"$o""#;
 
+/// [`LAUNCH`] for a warm sandbox (see `pool`): no block descriptor, since its command is
+/// the stub, which blocks on its stdin by itself until the node writes the start script.
+pub const LAUNCH_WARM: &str = r#"d=$1 c=$2 s=$3 o=$4; shift 4; read -r _ || exit 97; exec "$@" 3<"$d" 4<"$c" 5>"$s" 7>&1 1>>"$o""#;
+
+/// Where a warm sandbox sees the host's static busybox, its stub shell. Bubblewrap's own
+/// `/dev` tmpfs is the one place of a read-only image where it can add a file.
+pub const STUB: &str = "/dev/.agora/busybox";
+
+/// What the stub shell runs: it reads the start script up to a NUL on its stdin and
+/// evaluates it (end-of-file first: the node went away; exit 97, as the launchers do).
+const STUB_SCRIPT: &str = r#"IFS= read -r -d "" s || exit 97; eval "$s""#;
+
 /// Shell script that starts an exec: `$1`, `$2` seccomp programs, `$3` the sandbox's init pid.
 pub const EXEC: &str = r#"d=$1 c=$2 p=$3; shift 3; read -r _ || exit 97; exec nsenter --net=/proc/$p/ns/net --ipc=/proc/$p/ns/ipc --uts=/proc/$p/ns/uts -- "$@" 3<"$d" 4<"$c" 6</proc/$p/ns/user 7</proc/$p/ns/pid"#;
 
@@ -112,11 +124,10 @@ fn common(args: &mut Vec<OsString>, layout: &Layout<'_>, env: &[(&str, &str)], w
     );
 }
 
-/// bubblewrap's arguments for the workload's main process.
-pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Vec<OsString> {
-    let mut args = Vec::new();
+/// Namespaces and the status and pid reports of a new sandbox.
+fn new_sandbox(args: &mut Vec<OsString>, hostname: &str) {
     push(
-        &mut args,
+        args,
         &[
             "--unshare-user",
             "--uid",
@@ -135,11 +146,16 @@ pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Ve
             // The sandbox's pid for the node, then closed (by bubblewrap and its child).
             "--info-fd",
             "7",
-            // Waits for the node's second line on stdin: the network is ready.
-            "--block-fd",
-            "6",
         ],
     );
+}
+
+/// bubblewrap's arguments for the workload's main process.
+pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Vec<OsString> {
+    let mut args = Vec::new();
+    new_sandbox(&mut args, hostname);
+    // Waits for the node's second line on stdin: the network is ready.
+    push(&mut args, &["--block-fd", "6"]);
     let env: Vec<(&str, &str)> = spec
         .env
         .iter()
@@ -154,6 +170,43 @@ pub fn main_args(hostname: &str, spec: &WorkloadSpec, layout: &Layout<'_>) -> Ve
     args.push("--".into());
     args.extend(spec.command.iter().map(OsString::from));
     args
+}
+
+/// bubblewrap's arguments for a warm sandbox: the same namespaces, filesystem and hardening
+/// as [`main_args`] with no workload yet (default environment, `/tmp`), running the stub
+/// shell `busybox` bound at [`STUB`] (`--ro-bind` after `--dev`, so the file lands on
+/// bubblewrap's `/dev` tmpfs). [`start_script`] later gives it the workload.
+pub fn warm_args(hostname: &str, layout: &Layout<'_>, busybox: &Path) -> Vec<OsString> {
+    let mut args = Vec::new();
+    new_sandbox(&mut args, hostname);
+    common(&mut args, layout, &[], "/tmp");
+    args.push("--ro-bind".into());
+    args.push(busybox.into());
+    push(&mut args, &[STUB, "--", STUB, "sh", "-c", STUB_SCRIPT]);
+    args
+}
+
+/// The script a warm sandbox's stub evaluates to become `spec`'s workload: the working
+/// directory, the environment `main_args` would set (the shell's own `PWD`, `OLDPWD` and
+/// `SHLVL` removed), then `exec` of the command, which so becomes the sandbox's pid 2 as in
+/// a cold start. Every word is shell-quoted, so nothing in the spec is shell text; the
+/// spec's checks exclude NUL, which ends the script.
+pub fn start_script(spec: &WorkloadSpec) -> String {
+    let workdir = spec.workdir.as_deref().unwrap_or("/tmp");
+    let mut script = format!(
+        "cd -- {} || exit 1\nunset OLDPWD PWD SHLVL\n",
+        shell_quote(workdir)
+    );
+    for (k, v) in &spec.env {
+        script.push_str(&format!("export {}\n", shell_quote(&format!("{k}={v}"))));
+    }
+    script.push_str("exec --");
+    for word in &spec.command {
+        script.push(' ');
+        script.push_str(&shell_quote(word));
+    }
+    script.push('\n');
+    script
 }
 
 /// bubblewrap's arguments for an exec into the running workload (see [`EXEC`]).
@@ -270,5 +323,92 @@ mod tests {
         assert!(!text.contains(&"--unshare-user".to_owned()));
         assert_eq!(text.last().unwrap(), "id");
         assert!(text.contains(&"Y".to_owned()) && text.contains(&"X".to_owned()));
+    }
+
+    /// The stub as a warm sandbox runs it, on the host's busybox: what it `exec`s is the
+    /// spec's argv and environment, word for word, in its working directory.
+    #[test]
+    fn the_stub_runs_the_spec_word_for_word() {
+        let busybox = Path::new(crate::runtime::images::BUSYBOX);
+        if !busybox.exists() {
+            eprintln!("skipped: no {}", busybox.display());
+            return;
+        }
+        let weird = [
+            "a b",
+            "it's",
+            "$(touch /x)",
+            "line\nbreak",
+            "'",
+            "\\",
+            "*",
+            "",
+        ];
+        let mut command = vec![busybox.to_string_lossy().into_owned(), "printf".into()];
+        command.push("[%s]".into());
+        command.extend(weird.iter().map(|w| (*w).to_owned()));
+        let mut s = spec();
+        s.command = command;
+        s.env = BTreeMap::from([("Y".into(), "x; $(id) 'q'\nz".into())]);
+        s.workdir = Some("/".into());
+        let run = |s: &WorkloadSpec| {
+            let mut child = std::process::Command::new(busybox)
+                .args(["sh", "-c", STUB_SCRIPT])
+                .env_clear()
+                .env("PATH", PATH)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut script = start_script(s).into_bytes();
+            script.push(0);
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), &script).unwrap();
+            let out = child.wait_with_output().unwrap();
+            (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        };
+        let expected: String = weird.iter().map(|w| format!("[{w}]")).collect();
+        assert_eq!(run(&s), (Some(0), expected));
+        // The environment is exactly PATH and the spec's; the shell adds nothing.
+        s.command = vec![busybox.to_string_lossy().into_owned(), "env".into()];
+        let (code, env) = run(&s);
+        assert_eq!(code, Some(0));
+        let mut lines: Vec<&str> = env.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [&format!("PATH={PATH}") as &str, "Y=x; $(id) 'q'", "z"]
+        );
+        s.command = vec![busybox.to_string_lossy().into_owned(), "pwd".into()];
+        assert_eq!(run(&s), (Some(0), "/\n".into()));
+        s.workdir = Some("/no/such/dir".into());
+        assert_eq!(run(&s).0, Some(1), "a missing workdir fails the start");
+    }
+
+    #[test]
+    fn a_warm_sandbox_runs_the_stub_with_the_same_hardening() {
+        let layout = Layout {
+            rootfs: Path::new("/r"),
+            scratch: Path::new("/s"),
+        };
+        let text: Vec<String> = warm_args("pool.1", &layout, Path::new("/bin/busybox"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let cold: Vec<String> = main_args("pool.1", &spec(), &layout)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let dashdash = text.iter().position(|a| a == "--").unwrap();
+        assert_eq!(text[dashdash + 1..dashdash + 4], [STUB, "sh", "-c"]);
+        for flag in cold
+            .iter()
+            .filter(|a| a.starts_with("--") && *a != "--block-fd")
+        {
+            assert!(text.contains(flag), "{flag}");
+        }
+        assert!(!text.contains(&"--block-fd".to_owned()));
+        let dev = text.iter().position(|a| a == "/dev").unwrap();
+        let stub = text.iter().position(|a| a == STUB).unwrap();
+        assert!(dev < stub, "the stub is bound after /dev is made");
     }
 }

@@ -18,6 +18,13 @@
 //! Workloads do not die with the node: a restarted node adopts running ones (they keep
 //! their cgroup, logs and status file) and reports those that ended meanwhile.
 //!
+//! Warm sandboxes (`<state>/pool/`, see [`pool`]): with `warm` > 0, each image offered by
+//! name keeps that many sandboxes started ahead, their mounts and namespaces built, each
+//! running a stub shell that waits for its command. `create` takes one for the workload's
+//! image when one is ready (its cgroup limits, scratch size and state directory become the
+//! workload's), and `start` then only names the host, wires the network and hands the stub
+//! the command; otherwise the workload is built at `start` as below (a cold launch).
+//!
 //! Network: every sandbox has its own network namespace. Without `network.egress` it holds
 //! only loopback; ports in the spec are reached through [`Runtime::connect`], which enters
 //! that namespace, so a workload can serve an agent's tunnel without any route to the host
@@ -28,6 +35,9 @@
 mod launch;
 mod logs;
 pub mod net;
+mod pool;
+
+pub use pool::QUIET as WARM_QUIET;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +76,11 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// Address pool and policy for sandboxes with egress.
     pub network: net::SandboxNetwork,
+    /// Warm sandboxes kept ready per image offered by name (0: every launch is cold);
+    /// see [`pool`].
+    pub warm: usize,
+    /// Where to publish how many warm sandboxes are ready (the node's metrics).
+    pub warm_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 enum Phase {
@@ -97,6 +112,8 @@ struct Workload {
     phase: Mutex<Phase>,
     /// Why the node is ending it (stop), so the exit is not mistaken for its own.
     requested: Mutex<Option<TerminationReason>>,
+    /// The warm sandbox it was given at create, until start hands it the command.
+    warm: Mutex<Option<pool::Warm>>,
     ended: watch::Sender<Option<TerminationReason>>,
 }
 
@@ -147,6 +164,8 @@ impl Workload {
             tracing::warn!(workload = %self.id, error = %e, "cannot record termination reason");
         }
         self.ended.send_replace(Some(reason.clone()));
+        // A warm sandbox never started: its stub reads end-of-file and exits.
+        drop(self.take_warm());
         // Nothing can reach the scratch of an ended sandbox (files go through an exec, which
         // needs it running), so its memory is given back now rather than after the log
         // retention. It also keeps the host's mount table to the live sandboxes: every
@@ -154,6 +173,13 @@ impl Workload {
         // later launch (measured: 800 leftovers, 100 launches at once 2.2 s).
         unmount_scratch(self);
         reason
+    }
+
+    fn take_warm(&self) -> Option<pool::Warm> {
+        self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Why it ended, given the main process's exit code.
@@ -173,22 +199,31 @@ impl Workload {
     }
 }
 
+/// The host programs and files every launch uses.
+#[derive(Debug)]
+struct Tools {
+    bwrap: PathBuf,
+    /// The seccomp programs (deny list, clone3), given to bubblewrap as descriptors 3, 4.
+    seccomp: (PathBuf, PathBuf),
+}
+
 /// The sandbox runtime.
 pub struct SandboxRuntime {
-    bwrap: PathBuf,
+    tools: Arc<Tools>,
     cgroups: Cgroups,
     parent: String,
     images: ImageStore,
     workloads_dir: PathBuf,
-    seccomp: (PathBuf, PathBuf),
     network: net::SandboxNetwork,
     workloads: Mutex<BTreeMap<WorkloadId, Arc<Workload>>>,
+    /// Warm sandboxes, when kept.
+    pool: Option<pool::Pool>,
 }
 
 impl std::fmt::Debug for SandboxRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxRuntime")
-            .field("bwrap", &self.bwrap)
+            .field("bwrap", &self.tools.bwrap)
             .field("parent", &self.parent)
             .finish_non_exhaustive()
     }
@@ -228,15 +263,30 @@ impl SandboxRuntime {
             tracing::warn!("IPv4 forwarding is off on this host: sandboxes get no egress");
             network.policy.egress = false;
         }
-        let runtime = Self {
+        let tools = Arc::new(Tools {
             bwrap,
+            seccomp: (deny, clone3),
+        });
+        let pool = pool::Pool::open(
+            config.warm,
+            config.state_dir.join("pool"),
+            tools.clone(),
+            cgroups.clone(),
+            config.cgroup_parent.clone(),
+            images.clone(),
+            PathBuf::from(super::images::BUSYBOX),
+            config.warm_gauge,
+        )
+        .await?;
+        let runtime = Self {
+            tools,
             cgroups,
             parent: config.cgroup_parent,
             images,
             workloads_dir,
-            seccomp: (deny, clone3),
             network,
             workloads: Mutex::new(BTreeMap::new()),
+            pool,
         };
         runtime.adopt()?;
         Ok(runtime)
@@ -258,6 +308,11 @@ impl SandboxRuntime {
             .get(id)
             .cloned()
             .ok_or_else(|| RuntimeError::NotFound(id.clone()))
+    }
+
+    /// Warm sandboxes ready for image `digest` (0 when none are kept).
+    pub fn warm_ready(&self, digest: &agora_protocol::Digest) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.ready(digest))
     }
 
     fn rootfs_for(&self, spec: &WorkloadSpec) -> Result<PathBuf, RuntimeError> {
@@ -291,6 +346,7 @@ impl SandboxRuntime {
             lease,
             phase: Mutex::new(phase),
             requested: Mutex::new(None),
+            warm: Mutex::new(None),
             ended: watch::Sender::new(ended),
         }
     }
@@ -351,56 +407,100 @@ impl SandboxRuntime {
         }
         Ok(())
     }
+}
 
-    /// Spawns `sh -c script` whose first act is to wait for the node to put it in the
-    /// workload's cgroup; returns the child with that done and its stdin still open.
-    async fn spawn_in_cgroup(
-        &self,
-        workload: &Workload,
-        launcher: Launcher<'_>,
-        stdout: Stdio,
-        stderr: Stdio,
-    ) -> Result<Child, RuntimeError> {
-        let Launcher {
-            script,
-            script_args,
-            bwrap_args,
-            kill_on_drop,
-        } = launcher;
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(script)
-            .arg("agora-sandbox")
-            .args(script_args)
-            .arg(&self.bwrap)
-            .args(bwrap_args)
-            .env_clear()
-            .env("PATH", HOST_PATH)
-            .stdin(Stdio::piped())
-            .stdout(stdout)
-            .stderr(stderr)
-            // Its own process group: a Ctrl-C at the node's terminal must not reach it.
-            .process_group(0)
-            .kill_on_drop(kill_on_drop);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| RuntimeError::host("spawn sandbox launcher", e))?;
-        let joined = match child.id() {
-            Some(pid) => workload.cgroup.join(pid),
-            None => Err(RuntimeError::Unsupported("launcher exited at once".into())),
-        };
-        if let Err(e) = joined {
-            let _ = child.kill().await;
-            return Err(e);
-        }
-        if let Some(stdin) = child.stdin.as_mut() {
-            stdin
-                .write_all(b"\n")
-                .await
-                .map_err(|e| RuntimeError::host("release sandbox launcher", e))?;
-        }
-        Ok(child)
+/// Spawns `sh -c script` whose first act is to wait for the node to put it in `cgroup`;
+/// returns the child with that done and its stdin still open.
+async fn spawn_in_cgroup(
+    tools: &Tools,
+    cgroup: &WorkloadCgroup,
+    launcher: Launcher<'_>,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<Child, RuntimeError> {
+    let Launcher {
+        script,
+        script_args,
+        bwrap_args,
+        kill_on_drop,
+    } = launcher;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(script)
+        .arg("agora-sandbox")
+        .args(script_args)
+        .arg(&tools.bwrap)
+        .args(bwrap_args)
+        .env_clear()
+        .env("PATH", HOST_PATH)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own process group: a Ctrl-C at the node's terminal must not reach it.
+        .process_group(0)
+        .kill_on_drop(kill_on_drop);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| RuntimeError::host("spawn sandbox launcher", e))?;
+    let joined = match child.id() {
+        Some(pid) => cgroup.join(pid),
+        None => Err(RuntimeError::Unsupported("launcher exited at once".into())),
+    };
+    if let Err(e) = joined {
+        let _ = child.kill().await;
+        return Err(e);
     }
+    if let Some(stdin) = child.stdin.as_mut() {
+        stdin
+            .write_all(b"\n")
+            .await
+            .map_err(|e| RuntimeError::host("release sandbox launcher", e))?;
+    }
+    Ok(child)
+}
+
+/// Starts a sandbox whose state directory is `dir`: opens its logs there, then spawns the
+/// launcher `script` ([`launch::LAUNCH`] or [`launch::LAUNCH_WARM`]) in `cgroup` with the
+/// seccomp programs, the status file and the stdout log. The child's stdout is the pipe
+/// bubblewrap reports the sandbox's pid on.
+async fn spawn_sandbox(
+    tools: &Tools,
+    cgroup: &WorkloadCgroup,
+    dir: &Path,
+    script: &'static str,
+    bwrap_args: Vec<std::ffi::OsString>,
+) -> Result<Child, RuntimeError> {
+    let open_log = |name: &str| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join(name))
+            .map_err(|e| RuntimeError::host(format!("open {name}"), e))
+    };
+    // The shell appends the workload's stdout to `stdout.log` itself (its own stdout is the
+    // pipe bubblewrap reports the sandbox's pid on); both logs exist before start returns,
+    // so a log reader never misses one.
+    drop(open_log("stdout.log")?);
+    let stderr = open_log("stderr.log")?;
+    let (status, stdout) = (dir.join("status.json"), dir.join("stdout.log"));
+    spawn_in_cgroup(
+        tools,
+        cgroup,
+        Launcher {
+            script,
+            script_args: &[
+                tools.seccomp.0.as_os_str(),
+                tools.seccomp.1.as_os_str(),
+                status.as_os_str(),
+                stdout.as_os_str(),
+            ],
+            bwrap_args,
+            kill_on_drop: false,
+        },
+        Stdio::piped(),
+        Stdio::from(stderr),
+    )
+    .await
 }
 
 /// A launcher script, its arguments and bubblewrap's.
@@ -603,14 +703,40 @@ impl Runtime for SandboxRuntime {
             table.insert(id.clone(), w.clone());
             w
         };
-        match prepare(&workload) {
+        let warm = if workload.dir.exists() {
+            None
+        } else {
+            let digest = image_digest(spec);
+            self.pool.as_ref().and_then(|p| p.take(digest))
+        };
+        let warmed = warm.is_some();
+        let prepared = match warm {
+            Some(warm) => match assign_warm(&workload, &warm) {
+                Ok(()) => {
+                    *workload
+                        .warm
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(warm);
+                    Ok(())
+                }
+                Err(e) => {
+                    warm.discard().await;
+                    Err(e)
+                }
+            },
+            None => prepare(&workload),
+        };
+        match prepared {
             Ok(()) => {
                 workload.phase(|p| *p = Phase::Created);
-                tracing::debug!(workload = %id, "sandbox created");
+                tracing::debug!(workload = %id, warm = warmed, "sandbox created");
                 Ok(())
             }
             Err(e) => {
                 self.table().remove(id);
+                if let Err(e) = workload.cgroup.kill_all(KILL_TIMEOUT).await {
+                    tracing::warn!(workload = %id, error = %e, "leftover processes");
+                }
                 cleanup(&workload).await;
                 Err(e)
             }
@@ -655,32 +781,32 @@ impl Runtime for SandboxRuntime {
         // chain (nsenter, bubblewrap, command) on it: the command's output merges on it.
         let tty_command = req
             .tty
-            .then(|| launch::tty_command(&init, &self.bwrap, &args));
+            .then(|| launch::tty_command(&init, &self.tools.bwrap, &args));
         let (script, bwrap_args) = match &tty_command {
             Some(_) => (launch::EXEC_TTY, Vec::new()),
             None => (launch::EXEC, args),
         };
         let mut script_args = vec![
-            self.seccomp.0.as_os_str(),
-            self.seccomp.1.as_os_str(),
+            self.tools.seccomp.0.as_os_str(),
+            self.tools.seccomp.1.as_os_str(),
             std::ffi::OsStr::new(&init),
         ];
         if let Some(cmd) = &tty_command {
             script_args.push(std::ffi::OsStr::new(cmd));
         }
-        let mut child = self
-            .spawn_in_cgroup(
-                &workload,
-                Launcher {
-                    script,
-                    script_args: &script_args,
-                    bwrap_args,
-                    kill_on_drop: true,
-                },
-                Stdio::piped(),
-                Stdio::piped(),
-            )
-            .await?;
+        let mut child = spawn_in_cgroup(
+            &self.tools,
+            &workload.cgroup,
+            Launcher {
+                script,
+                script_args: &script_args,
+                bwrap_args,
+                kill_on_drop: true,
+            },
+            Stdio::piped(),
+            Stdio::piped(),
+        )
+        .await?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -840,6 +966,12 @@ impl Runtime for SandboxRuntime {
     // on the host into `scratch/` instead would follow such links with the node's privileges
     // (the `docker cp` symlink race, CVE-2018-15664), and the extraction would not count
     // against the workload's CPU and memory.
+    async fn close(&self) {
+        if let Some(pool) = &self.pool {
+            pool.close().await;
+        }
+    }
+
     async fn put_files(
         &self,
         id: &WorkloadId,
@@ -864,80 +996,157 @@ impl Runtime for SandboxRuntime {
 /// socket stays in the sandbox's namespace, so the node talks to the workload's loopback
 /// without any route between the two, and without a relay process per connection.
 async fn connect_in_netns(init: u32, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let thread = std::thread::Builder::new()
-        .name("agora-netns-connect".into())
-        .spawn(move || {
-            let result = (|| {
-                let ns = std::fs::File::open(format!("/proc/{init}/ns/net"))?;
-                rustix::thread::move_into_link_name_space(
-                    std::os::fd::AsFd::as_fd(&ns),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-                stream.set_nonblocking(true)?;
-                Ok::<_, std::io::Error>(stream)
-            })();
-            let _ = tx.send(result);
-        });
-    if let Err(e) = thread {
-        return Err(RuntimeError::host("spawn connect thread", e));
-    }
-    let stream = rx
-        .await
-        .map_err(|_| RuntimeError::Unsupported("connect thread vanished".into()))?
-        .map_err(|e| RuntimeError::Connect {
-            port,
-            reason: if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                "nothing listens there".into()
-            } else {
-                e.to_string()
-            },
-        })?;
+    let stream = in_namespace(init, Namespace::Net, move || {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    })
+    .await?
+    .map_err(|e| RuntimeError::Connect {
+        port,
+        reason: if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            "nothing listens there".into()
+        } else {
+            e.to_string()
+        },
+    })?;
     tokio::net::TcpStream::from_std(stream).map_err(|e| RuntimeError::host("adopt socket", e))
 }
 
+/// Names the host of the sandbox whose init is `init` (in its UTS namespace, where the
+/// node's root is privileged): a warm sandbox was made under a placeholder name.
+async fn set_hostname(init: u32, name: &str) -> Result<(), RuntimeError> {
+    let name = name.to_owned();
+    in_namespace(init, Namespace::Uts, move || {
+        rustix::system::sethostname(name.as_bytes()).map_err(std::io::Error::from)
+    })
+    .await?
+    .map_err(|e| RuntimeError::host("set the sandbox's hostname", e))
+}
+
+/// A namespace [`in_namespace`] enters.
+#[derive(Debug, Clone, Copy)]
+enum Namespace {
+    Net,
+    Uts,
+}
+
+/// Runs `f` on a fresh OS thread moved into namespace `ns` of process `init`. The thread
+/// ends with `f`, so no other work ever runs in the sandbox's namespace (a pooled
+/// blocking thread would carry it on to unrelated tasks). The outer error is the thread's
+/// (spawn, vanished); the inner one is entering the namespace or `f`'s.
+async fn in_namespace<T: Send + 'static>(
+    init: u32,
+    ns: Namespace,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<std::io::Result<T>, RuntimeError> {
+    use rustix::thread::LinkNameSpaceType;
+    let (file, kind) = match ns {
+        Namespace::Net => ("net", LinkNameSpaceType::Network),
+        Namespace::Uts => ("uts", LinkNameSpaceType::HostNameAndNISDomainName),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("agora-{file}ns"))
+        .spawn(move || {
+            let result = std::fs::File::open(format!("/proc/{init}/ns/{file}"))
+                .and_then(|ns| {
+                    rustix::thread::move_into_link_name_space(
+                        std::os::fd::AsFd::as_fd(&ns),
+                        Some(kind),
+                    )
+                    .map_err(std::io::Error::from)
+                })
+                .and_then(|()| f());
+            let _ = tx.send(result);
+        })
+        .map_err(|e| RuntimeError::host(format!("spawn {file} namespace thread"), e))?;
+    rx.await
+        .map_err(|_| RuntimeError::Unsupported(format!("{file} namespace thread vanished")))
+}
+
 impl SandboxRuntime {
+    /// Starts a workload created on a warm sandbox: names its host after it, wires its
+    /// network, and hands the stub the start script, which `exec`s the command.
+    /// Clears what a warm sandbox that failed to start a workload left in the workload's
+    /// cgroup, network and logs, so a cold launch starts from a clean slate.
+    async fn forget_warm(&self, workload: &Workload) -> Result<(), RuntimeError> {
+        workload.cgroup.kill_all(KILL_TIMEOUT).await?;
+        if let Some(lease) = &workload.lease {
+            net::detach(&workload.id, lease).await;
+        }
+        for (_, name) in logs::FILES {
+            std::fs::File::create(workload.dir.join(name))
+                .map_err(|e| RuntimeError::host(format!("truncate {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    async fn launch_warm(
+        &self,
+        workload: &Arc<Workload>,
+        warm: pool::Warm,
+    ) -> Result<(), RuntimeError> {
+        let (mut child, init) = warm.into_process();
+        let handed = async {
+            set_hostname(init, workload.id.as_str()).await?;
+            if let Some(lease) = &workload.lease {
+                net::attach(&workload.id, init, lease, &self.network.policy).await?;
+            }
+            let mut script = launch::start_script(&workload.spec).into_bytes();
+            script.push(0);
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| RuntimeError::Unsupported("stub pipe missing".into()))?;
+            stdin
+                .write_all(&script)
+                .await
+                .map_err(|e| RuntimeError::host("hand the stub its command", e))
+        }
+        .await;
+        if let Err(e) = handed {
+            let _ = child.kill().await;
+            return Err(e);
+        }
+        workload.phase(|p| {
+            if matches!(p, Phase::Starting) {
+                *p = Phase::Running { init };
+            }
+        });
+        tracing::debug!(init, "warm sandbox running");
+        tokio::spawn(watch_child(workload.clone(), child));
+        tokio::spawn(guard_logs(workload.clone()));
+        Ok(())
+    }
+
     async fn launch(&self, workload: &Arc<Workload>) -> Result<(), RuntimeError> {
-        let open_log = |name: &str| {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(workload.dir.join(name))
-                .map_err(|e| RuntimeError::host(format!("open {name}"), e))
-        };
-        // The shell appends the workload's stdout to `stdout.log` itself (its own stdout is
-        // the pipe bubblewrap reports the sandbox's pid on); both logs exist before start
-        // returns, so a log reader never misses one.
-        drop(open_log("stdout.log")?);
-        let stderr = open_log("stderr.log")?;
-        let status_path = workload.dir.join("status.json");
-        let stdout_path = workload.dir.join("stdout.log");
+        if let Some(warm) = workload.take_warm() {
+            match self.launch_warm(workload, warm).await {
+                Ok(()) => return Ok(()),
+                // The stub never ran the command (it only runs a whole script), so the
+                // workload is built cold in the same directory and cgroup instead.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the warm sandbox failed; building one for the workload");
+                    self.forget_warm(workload).await?;
+                }
+            }
+        }
         let scratch = workload.scratch();
         let layout = launch::Layout {
             rootfs: &workload.rootfs,
             scratch: &scratch,
         };
         let args = launch::main_args(workload.id.as_str(), &workload.spec, &layout);
-        let mut child = self
-            .spawn_in_cgroup(
-                workload,
-                Launcher {
-                    script: launch::LAUNCH,
-                    script_args: &[
-                        self.seccomp.0.as_os_str(),
-                        self.seccomp.1.as_os_str(),
-                        status_path.as_os_str(),
-                        stdout_path.as_os_str(),
-                    ],
-                    bwrap_args: args,
-                    kill_on_drop: false,
-                },
-                Stdio::piped(),
-                Stdio::from(stderr),
-            )
-            .await?;
+        let mut child = spawn_sandbox(
+            &self.tools,
+            &workload.cgroup,
+            &workload.dir,
+            launch::LAUNCH,
+            args,
+        )
+        .await?;
         let Some(info) = child.stdout.take() else {
             let _ = child.kill().await;
             return Err(RuntimeError::Unsupported("launcher pipe missing".into()));
@@ -974,6 +1183,39 @@ impl SandboxRuntime {
     }
 }
 
+fn image_digest(spec: &WorkloadSpec) -> &agora_protocol::Digest {
+    match &spec.image {
+        ImageSource::Named { digest, .. } | ImageSource::Tarball { digest, .. } => digest,
+    }
+}
+
+/// The files a workload's state directory starts with: its spec and network lease (read
+/// back to adopt it after a restart).
+fn records(workload: &Workload) -> Result<Vec<(&'static str, Vec<u8>)>, RuntimeError> {
+    let mut records = vec![("spec.json", to_json(&workload.spec)?)];
+    if let Some(lease) = &workload.lease {
+        records.push(("net.json", to_json(lease)?));
+    }
+    Ok(records)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Vec<u8>, RuntimeError> {
+    serde_json::to_vec(value).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))
+}
+
+fn limits(spec: &WorkloadSpec) -> Limits {
+    let r = &spec.resources;
+    Limits {
+        memory_bytes: r.memory_mib.saturating_mul(1 << 20),
+        vcpu_milli: r.vcpu_milli,
+        pids: r.pids,
+    }
+}
+
+fn disk_bytes(spec: &WorkloadSpec) -> u64 {
+    spec.resources.disk_mib.max(1).saturating_mul(1 << 20)
+}
+
 /// Creates the state directory, scratch tmpfs and cgroup of a new workload.
 fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
     let host = |op: &str| {
@@ -984,32 +1226,23 @@ fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
         return Err(RuntimeError::AlreadyExists(workload.id.clone()));
     }
     std::fs::create_dir_all(workload.scratch()).map_err(host("create workload dir"))?;
-    let spec =
-        serde_json::to_vec(&workload.spec).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
-    std::fs::write(workload.dir.join("spec.json"), spec).map_err(host("write spec.json"))?;
-    if let Some(lease) = &workload.lease {
-        let json =
-            serde_json::to_vec(lease).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
-        std::fs::write(workload.dir.join("net.json"), json).map_err(host("write net.json"))?;
+    for (name, bytes) in records(workload)? {
+        std::fs::write(workload.dir.join(name), bytes).map_err(host(&format!("write {name}")))?;
     }
-    let r = &workload.spec.resources;
-    let size = r.disk_mib.max(1).saturating_mul(1 << 20);
-    let data = std::ffi::CString::new(format!("size={size},mode=1777"))
-        .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
-    use rustix::mount::MountFlags;
-    rustix::mount::mount(
-        "agora-scratch",
-        workload.scratch(),
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV,
-        data.as_c_str(),
+    pool::mount_scratch(&workload.scratch(), disk_bytes(&workload.spec), false)?;
+    workload.cgroup.create(limits(&workload.spec))
+}
+
+/// Gives a new workload the warm sandbox `warm` instead of [`prepare`]: the same cgroup
+/// limits, scratch size and records, with no mount of its own.
+fn assign_warm(workload: &Workload, warm: &pool::Warm) -> Result<(), RuntimeError> {
+    warm.assign(
+        &workload.dir,
+        &workload.cgroup,
+        limits(&workload.spec),
+        disk_bytes(&workload.spec),
+        &records(workload)?,
     )
-    .map_err(|e| RuntimeError::host("mount scratch tmpfs", e.into()))?;
-    workload.cgroup.create(Limits {
-        memory_bytes: r.memory_mib.saturating_mul(1 << 20),
-        vcpu_milli: r.vcpu_milli,
-        pids: r.pids,
-    })
 }
 
 /// Unmounts the workload's scratch tmpfs from the host (lazily: a process still inside
