@@ -260,6 +260,22 @@ impl Drop for NodeProc {
             let _ = child.kill();
             let _ = child.wait();
         }
+        release_warm_sandboxes(&self.dir);
+    }
+}
+
+/// Unmounts the scratch of every warm sandbox a SIGKILLed node under `dir` left (a node
+/// that stops normally clears them, and a restarted one clears what a crash left, but these
+/// temporary nodes never restart): left mounted, each would be copied by every sandbox
+/// start for the rest of the test run. Workloads' own scratch mounts stay, for tests that
+/// start another node over the same directory.
+fn release_warm_sandboxes(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for point in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+        let path = Path::new(point);
+        if path.starts_with(dir) && point.contains("/sandbox/pool/pool.") {
+            let _ = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }
 

@@ -23,6 +23,45 @@ use super::{
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
+    /// Group commit of [`Store::flush`]: see [`SyncedUpTo`].
+    synced: SyncedUpTo,
+}
+
+/// Writes finished and writes made durable, so that concurrent [`Store::flush`] calls share
+/// one WAL sync instead of queueing one each: a caller whose writes an earlier sync (begun
+/// after they finished) already covered returns at once. Under a burst (100 leases granted
+/// at once, each flushing its ledger entry) the syncs then come in a handful of rounds.
+#[derive(Debug, Default)]
+struct SyncedUpTo {
+    /// Writes (put, delete, batch) that have returned.
+    written: std::sync::atomic::AtomicU64,
+    /// The `written` count the last finished sync covers; held while syncing.
+    synced: std::sync::Mutex<u64>,
+}
+
+impl SyncedUpTo {
+    fn wrote(&self) {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Runs `sync` unless a sync that began after every write this caller has seen return
+    /// has already finished.
+    fn flush(&self, sync: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mine = self.written.load(std::sync::atomic::Ordering::SeqCst);
+        let mut synced = self
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *synced >= mine {
+            return Ok(());
+        }
+        // Every write counted here returned before the sync starts, so the sync covers it.
+        let upto = self.written.load(std::sync::atomic::Ordering::SeqCst);
+        sync()?;
+        *synced = upto;
+        Ok(())
+    }
 }
 
 impl RocksStore {
@@ -81,6 +120,7 @@ impl RocksStore {
         let store = Self {
             db,
             path: path.to_owned(),
+            synced: SyncedUpTo::default(),
         };
         schema::ensure(&store, path)?;
         info!(path = %path.display(), schema = SCHEMA_VERSION, "store opened");
@@ -118,13 +158,17 @@ impl Store for RocksStore {
     fn put(&self, col: Column, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.db
             .put_cf(self.cf(col)?, key, value)
-            .map_err(|source| rocks_err("put", col.name(), source))
+            .map_err(|source| rocks_err("put", col.name(), source))?;
+        self.synced.wrote();
+        Ok(())
     }
 
     fn delete(&self, col: Column, key: &[u8]) -> Result<(), StoreError> {
         self.db
             .delete_cf(self.cf(col)?, key)
-            .map_err(|source| rocks_err("delete", col.name(), source))
+            .map_err(|source| rocks_err("delete", col.name(), source))?;
+        self.synced.wrote();
+        Ok(())
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -139,7 +183,9 @@ impl Store for RocksStore {
         }
         self.db
             .write(rocks_batch)
-            .map_err(|source| rocks_err("write", "*", source))
+            .map_err(|source| rocks_err("write", "*", source))?;
+        self.synced.wrote();
+        Ok(())
     }
 
     fn scan_prefix(
@@ -181,9 +227,11 @@ impl Store for RocksStore {
         // A synced WAL makes every acknowledged write durable: RocksDB replays it on open.
         // Memtables are not flushed to SST files here, so frequent callers do not create a
         // stream of tiny files; RocksDB flushes them itself, and on close.
-        self.db
-            .flush_wal(true)
-            .map_err(|source| rocks_err("flush", "*", source))
+        self.synced.flush(|| {
+            self.db
+                .flush_wal(true)
+                .map_err(|source| rocks_err("flush", "*", source))
+        })
     }
 }
 

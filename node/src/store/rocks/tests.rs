@@ -355,3 +355,51 @@ fn empty_manifest_is_corrupt() {
     let err = open_err(dir.path());
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
 }
+
+#[test]
+fn concurrent_flushes_share_syncs_and_each_covers_its_own_writes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let gate = SyncedUpTo::default();
+    // Nothing written: nothing to sync.
+    gate.flush(|| panic!("synced without writes")).unwrap();
+    let syncs = AtomicU64::new(0);
+    // What the last finished sync covered, as the sync itself saw it.
+    let durable = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    gate.wrote();
+                    let mine = gate.written.load(Ordering::SeqCst);
+                    gate.flush(|| {
+                        let covers = gate.written.load(Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                        syncs.fetch_add(1, Ordering::SeqCst);
+                        durable.fetch_max(covers, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .unwrap();
+                    assert!(
+                        durable.load(Ordering::SeqCst) >= mine,
+                        "a flush returned before its write was synced"
+                    );
+                }
+            });
+        }
+    });
+    let syncs = syncs.load(Ordering::SeqCst);
+    assert!(syncs < 400, "{syncs} syncs for 400 flushes: none shared");
+    // A failed sync is reported, and the next flush tries again.
+    gate.wrote();
+    assert!(
+        gate.flush(|| Err(StoreError::MissingColumn { column: "x" }))
+            .is_err()
+    );
+    let mut again = false;
+    gate.flush(|| {
+        again = true;
+        Ok(())
+    })
+    .unwrap();
+    assert!(again);
+}
