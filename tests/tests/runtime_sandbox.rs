@@ -1047,7 +1047,12 @@ async fn a_restart_adopts_a_workload_born_warm_and_clears_the_warm_sandboxes_lef
         .await
         .unwrap();
     first.start(&id).await.unwrap();
-    assert_eq!(first.warm_ready(&fx.busybox), WARM - 1);
+    // Another is created on a warm sandbox, and the node goes before it starts.
+    let unstarted = WorkloadId::random();
+    first
+        .create(&unstarted, &fx.spec("echo never"))
+        .await
+        .unwrap();
     drop(first);
     // The node process is gone; a new one opens the same state without warm sandboxes.
     let second = Arc::new(Fixture::open(&state, &fx.parent).await);
@@ -1056,6 +1061,16 @@ async fn a_restart_adopts_a_workload_born_warm_and_clears_the_warm_sandboxes_lef
         WorkloadState::Running,
         "the workload outlives the node"
     );
+    assert!(
+        matches!(
+            second.state(&unstarted).await.unwrap(),
+            WorkloadState::Ended(TerminationReason::RuntimeError { ref detail })
+                if detail.contains("before the workload started")
+        ),
+        "{:?}",
+        second.state(&unstarted).await
+    );
+    second.remove(&unstarted).await.unwrap();
     let (out, _, code) = exec_collect(&second, &id, &["hostname"], b"").await;
     assert_eq!((out.trim(), code), (id.as_str(), 0));
     let (cgroups, mounts) = warm_leftovers(&state.join("sandbox"), &fx.parent);

@@ -375,7 +375,11 @@ impl SandboxRuntime {
             let reason: Option<TerminationReason> = std::fs::read(dir.join("reason.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            let status = read_status(&dir.join("status.json"));
+            let mut status = read_status(&dir.join("status.json"));
+            if dir.join(UNSTARTED).exists() {
+                // A warm sandbox's pid, but the workload never got its command.
+                status.init = None;
+            }
             let lease: Option<net::Lease> = std::fs::read(dir.join("net.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
@@ -1072,6 +1076,7 @@ impl SandboxRuntime {
     /// Clears what a warm sandbox that failed to start a workload left in the workload's
     /// cgroup, network and logs, so a cold launch starts from a clean slate.
     async fn forget_warm(&self, workload: &Workload) -> Result<(), RuntimeError> {
+        mark_started(workload)?;
         workload.cgroup.kill_all(KILL_TIMEOUT).await?;
         if let Some(lease) = &workload.lease {
             net::detach(&workload.id, lease).await;
@@ -1123,7 +1128,11 @@ impl SandboxRuntime {
 
     async fn launch(&self, workload: &Arc<Workload>) -> Result<(), RuntimeError> {
         if let Some(warm) = workload.take_warm() {
-            match self.launch_warm(workload, warm).await {
+            let started = match mark_started(workload) {
+                Ok(()) => self.launch_warm(workload, warm).await,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(()) => return Ok(()),
                 // The stub never ran the command (it only runs a whole script), so the
                 // workload is built cold in the same directory and cgroup instead.
@@ -1236,13 +1245,29 @@ fn prepare(workload: &Workload) -> Result<(), RuntimeError> {
 /// Gives a new workload the warm sandbox `warm` instead of [`prepare`]: the same cgroup
 /// limits, scratch size and records, with no mount of its own.
 fn assign_warm(workload: &Workload, warm: &pool::Warm) -> Result<(), RuntimeError> {
+    let mut records = records(workload)?;
+    records.push((UNSTARTED, Vec::new()));
     warm.assign(
         &workload.dir,
         &workload.cgroup,
         limits(&workload.spec),
         disk_bytes(&workload.spec),
-        &records(workload)?,
+        &records,
     )
+}
+
+/// Present in the directory of a workload created on a warm sandbox until `start` hands
+/// the stub its command: the warm sandbox's pid in `status.json` is not the workload's
+/// start, so a node restarted in between reports it never started.
+const UNSTARTED: &str = "unstarted";
+
+fn mark_started(workload: &Workload) -> Result<(), RuntimeError> {
+    match std::fs::remove_file(workload.dir.join(UNSTARTED)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(RuntimeError::host("mark the workload started", e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Unmounts the workload's scratch tmpfs from the host (lazily: a process still inside
