@@ -1273,12 +1273,16 @@ fn mark_started(workload: &Workload) -> Result<(), RuntimeError> {
 /// Unmounts the workload's scratch tmpfs from the host (lazily: a process still inside
 /// keeps its own view until it goes); not mounted (any more) is fine.
 fn unmount_scratch(workload: &Workload) {
-    let scratch = workload.scratch();
-    if let Err(e) = rustix::mount::unmount(&scratch, rustix::mount::UnmountFlags::DETACH)
-        && e != rustix::io::Errno::INVAL
-        && e != rustix::io::Errno::NOENT
-    {
+    if let Err(e) = unmount_scratch_at(&workload.scratch()) {
         tracing::warn!(workload = %workload.id, error = %e, "unmount scratch");
+    }
+}
+
+/// [`unmount_scratch`] of the tmpfs at `path` (a workload's or a warm sandbox's).
+fn unmount_scratch_at(path: &Path) -> Result<(), rustix::io::Errno> {
+    match rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH) {
+        Err(e) if e != rustix::io::Errno::INVAL && e != rustix::io::Errno::NOENT => Err(e),
+        _ => Ok(()),
     }
 }
 

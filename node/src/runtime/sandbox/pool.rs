@@ -173,10 +173,7 @@ pub async fn clear(name: &str, dir: &Path, cgroup: &WorkloadCgroup) {
 }
 
 fn unmount_detached(path: &Path) {
-    if let Err(e) = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH)
-        && e != rustix::io::Errno::INVAL
-        && e != rustix::io::Errno::NOENT
-    {
+    if let Err(e) = super::unmount_scratch_at(path) {
         tracing::warn!(path = %path.display(), error = %e, "unmount warm scratch");
     }
 }
